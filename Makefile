@@ -1,0 +1,48 @@
+# Every target works from a fresh clone: it creates .venv/, installs what it needs and
+# starts what it needs. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TL := $(BIN)/tokenledger
+export TOKENLEDGER_HOME ?= $(CURDIR)/.tokenledger
+export TOKENLEDGER_CACHE ?= $(TOKENLEDGER_HOME)/cache
+export TIKTOKEN_CACHE_DIR ?= $(TOKENLEDGER_CACHE)/tiktoken
+
+.PHONY: help install setup demo test bench lint up down
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing tokenledger and its dependencies into $(VENV)/"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[streams,test,bench]'
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv/ and install tokenledger with every extra
+
+setup: install ## also fetch tiktoken ranks (sha256-verified) and the Kafka jars
+	@$(TL) setup
+
+demo: setup ## start the local stack (Kafka, topics, ClickHouse) and print where it is
+	@$(TL) up
+	@echo "The stack keeps running; stop it with: make down"
+
+test: setup lint ## install everything, start a broker, run the whole suite
+	@$(BIN)/python -m pytest
+
+bench: setup ## run the benchmarks in bench/ and write .tokenledger/bench.json
+	@$(BIN)/python -m bench
+
+lint: install ## ruff (lint and format) and mypy
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+up: setup ## start Kafka, create topics, migrate ClickHouse; leaves them running
+	@$(TL) up
+
+down: install ## stop the local Kafka broker
+	@$(TL) down

@@ -1,0 +1,89 @@
+"""Types shared by every message: names, timestamps, token counts, the event envelope.
+
+Money is integer nano-USD (``*_nusd``: 1 USD = 1_000_000_000) everywhere in messages and rows,
+so sums are exact integer arithmetic and JSON never carries a binary float for money.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+SCHEMA_VERSION = 1
+"""The message schema version this code reads and writes. A message with another is rejected."""
+
+NANO_PER_USD = 1_000_000_000
+
+MAX_TOKENS = 10_000_000
+"""Token counts above this in one call are not plausible and are rejected as absurd."""
+
+MAX_FUTURE = timedelta(minutes=10)
+MAX_PAST = timedelta(days=30)
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,127}$"
+"""Identifiers (tenant, feature, model, ...) are short and printable: they reach ClickHouse,
+Grafana variables and Kafka keys, so anything else is rejected rather than escaped."""
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN),
+    Field(description="1-128 chars: letters, digits and . _ : / @ + -; starts alphanumeric"),
+]
+OptionalName = Annotated[
+    str,
+    StringConstraints(pattern=r"^$|" + NAME_PATTERN),
+    Field(description="empty, or a name (1-128 chars: letters, digits and . _ : / @ + -)"),
+]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+Text = Annotated[str, StringConstraints(max_length=2048)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Nusd = Annotated[int, Field(ge=0, le=2**62, description="money in nano-USD (1e-9 USD)")]
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp needs a timezone, e.g. 2026-01-31T12:00:00Z")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+
+
+class Message(BaseModel):
+    """Base of every Kafka message: strict types, no unknown fields, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="message schema version; this release reads 1"
+    )
+
+
+class Event(Message):
+    """The envelope every request, usage and outcome event carries (DESIGN.md: Messages)."""
+
+    event_id: Id = Field(description="unique per emission; redeliveries share it")
+    request_id: Id = Field(description="one logical request (all attempts)")
+    idempotency_key: Id = Field(description="same across retries of one logical request")
+    attempt: int = Field(default=1, ge=1, le=1000)
+    ts: UtcDatetime = Field(description="event time, UTC")
+    tenant_id: Name
+    user_scope: OptionalName = ""
+    service: Name
+    feature: Name
+    route: OptionalName = ""
+    prompt_version: OptionalName = ""
+    model: Name
+    provider: Name
+    environment: Name = "prod"
+
+
+def check_event_time(ts: datetime, now: datetime) -> str | None:
+    """Why ``ts`` is not a plausible event time relative to ``now`` (None when it is)."""
+    if ts > now + MAX_FUTURE:
+        return f"timestamp {ts.isoformat()} is more than {MAX_FUTURE} in the future"
+    if ts < now - MAX_PAST:
+        return f"timestamp {ts.isoformat()} is more than {MAX_PAST.days} days in the past"
+    return None

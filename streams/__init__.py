@@ -1,0 +1,1 @@
+"""tokenledger's stream processors, ClickHouse access, local Kafka and the CLI."""

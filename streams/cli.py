@@ -1,0 +1,243 @@
+"""The `tokenledger` command line.
+
+Exit codes: 0 done; 1 `kafka status` found no broker / `schemas export --check` found drift;
+2 a usage or input mistake; 3 a service (Kafka, ClickHouse) is unavailable. Every error is
+one line on stderr saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from streams.config import Settings
+from streams.errors import UserError
+from streams.kafka_local import LocalKafka
+
+log = logging.getLogger("tokenledger")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
+
+
+def _local_kafka(settings: Settings) -> LocalKafka:
+    return LocalKafka(
+        settings.home / "kafka",
+        settings.cache,
+        port=settings.kafka_port,
+        controller_port=settings.kafka_controller_port,
+    )
+
+
+def _require_local(settings: Settings) -> None:
+    if not settings.kafka_is_local:
+        raise UserError(
+            f"TOKENLEDGER_KAFKA={settings.kafka} points at an external broker; "
+            "`tokenledger kafka` manages only the local one (unset TOKENLEDGER_KAFKA)"
+        )
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import setup_tiktoken
+
+    if args.only in (None, "tiktoken"):
+        where = setup_tiktoken.install(settings.cache / "tiktoken", progress=log.info)
+        print(f"tiktoken ranks: {where}")
+    if args.only in (None, "kafka"):
+        local = _local_kafka(settings)
+        print(f"kafka jars: {local.fetch(progress=log.info)}")
+    return 0
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    _require_local(settings)
+    local = _local_kafka(settings)
+    if args.action == "start":
+        started = local.start(progress=log.info)
+        pid = local.status().pid
+        verb = "started" if started else "already running"
+        print(f"kafka {verb}: {local.bootstrap} (pid {pid}, logs {local.log_file})")
+    elif args.action == "stop":
+        print("kafka stopped" if local.stop() else "kafka is not running")
+    elif args.action == "fetch":
+        print(f"kafka jars: {local.fetch(progress=log.info)}")
+    else:
+        status = local.status()
+        if not status.running:
+            print(f"kafka is not running (would listen on {local.bootstrap})")
+            return 1
+        print(f"kafka running: {status.bootstrap} (pid {status.pid}, data {local.data_dir})")
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.kafka_admin import create_topics, describe_topics
+    from streams.topics import TOPICS
+
+    if args.action == "create":
+        partitions = args.partitions or settings.partitions
+        rf = args.replication_factor or settings.replication_factor
+        for name, outcome in create_topics(settings.kafka, TOPICS, partitions, rf).items():
+            print(f"{outcome:8} {name}")
+        return 0
+    described = describe_topics(settings.kafka, [t.name for t in TOPICS])
+    for spec in TOPICS:
+        info = described.get(spec.name)
+        if info is None:
+            print(f"{spec.name}  missing (run `tokenledger topics create`)")
+            continue
+        extras = " ".join(f"{k}={v}" for k, v in sorted(info.items()) if k != "partitions")
+        print(f"{spec.name}  partitions={info['partitions']} {extras}".rstrip())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import migrations
+    from streams.clickhouse import get_client
+
+    database = args.database or settings.clickhouse_database
+    client = get_client(settings.clickhouse, database, create=True)
+    files = migrations.discover()
+    if args.status:
+        done = migrations.applied(client)
+        for m in files:
+            print(f"{'applied' if m.version in done else 'pending':8} {m.path.name}")
+        return 0
+    now = migrations.migrate(client, files, progress=log.info)
+    print(
+        f"{len(now)} migration(s) applied, {len(files) - len(now)} already applied "
+        f"(database {database} at {settings.clickhouse})"
+    )
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas import export
+
+    out = Path(args.out) if args.out else export.JSON_DIR
+    if args.check:
+        drifted = export.drift(out)
+        if drifted:
+            print(
+                f"JSON Schema in {out} differs from the models: {', '.join(drifted)}; "
+                "run `tokenledger schemas export`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"JSON Schema in {out} matches the models")
+        return 0
+    written = export.export(out)
+    print(f"wrote {len(written)} schema files to {out}")
+    return 0
+
+
+def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.pricing import PriceTableError, load_price_table
+
+    try:
+        table = load_price_table(args.file)
+    except PriceTableError as exc:
+        raise UserError(str(exc)) from None
+    if args.action == "check":
+        print(f"price table {table.version}: {len(table.models())} model names, valid")
+        return 0
+    for model in table.models():
+        print(model)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    """Start the local stack (broker, topics, ClickHouse schema) and say where it is."""
+    if settings.kafka_is_local:
+        cmd_kafka(argparse.Namespace(action="start"), settings)
+    cmd_topics(argparse.Namespace(action="create", partitions=None, replication_factor=None),
+               settings)  # fmt: skip
+    cmd_migrate(argparse.Namespace(database=None, status=False), settings)
+    print(f"\nKafka:      {settings.kafka}")
+    print(f"ClickHouse: {settings.clickhouse} (database {settings.clickhouse_database})")
+    print(f"State:      {settings.home}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.kafka_is_local:
+        print(f"nothing to stop: Kafka is external ({settings.kafka})")
+        return 0
+    return cmd_kafka(argparse.Namespace(action="stop"), settings)
+
+
+# -- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tokenledger", description="LLM cost control on Kafka and ClickHouse.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("setup", cmd_setup, "install tiktoken ranks and the Kafka jars (idempotent)")
+    p.add_argument("--only", choices=["tiktoken", "kafka"])
+    p = add("kafka", cmd_kafka, "manage the local Kafka broker (KRaft, 127.0.0.1)")
+    p.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    p = add("topics", cmd_topics, "create or list tokenledger's topics")
+    p.add_argument("action", choices=["create", "list"])
+    p.add_argument("--partitions", type=int, help="default: TOKENLEDGER_PARTITIONS or 3")
+    p.add_argument("--replication-factor", type=int, help="default: TOKENLEDGER_REPLICATION or 1")
+    p = add("migrate", cmd_migrate, "apply ClickHouse migrations (idempotent)")
+    p.add_argument("--database", help="default: TOKENLEDGER_CLICKHOUSE_DATABASE or tokenledger")
+    p.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    p = add("schemas", cmd_schemas, "export the message and row JSON Schema")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--out", help="folder (default: schemas/json in the source tree)")
+    p.add_argument("--check", action="store_true", help="exit 1 if the files differ")
+    p = add("prices", cmd_prices, "check or list a price table")
+    p.add_argument("action", choices=["check", "list"])
+    p.add_argument("file", nargs="?", help="default: TOKENLEDGER_PRICES or the bundled table")
+    add("up", cmd_up, "start the local stack: broker, topics, ClickHouse schema")
+    add("down", cmd_down, "stop the local broker")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO,
+            format="%(message)s",
+            stream=sys.stderr,
+        )
+        for option in ("partitions", "replication_factor"):
+            value = getattr(args, option, None)
+            if value is not None and value < 1:
+                raise UserError(f"--{option.replace('_', '-')} must be at least 1")
+        settings = Settings.from_env()
+        code: int = args.handler(args, settings)
+        return code
+    except UserError as exc:
+        print(f"tokenledger: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tokenledger: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Settings from the environment, read in one place. Every name is documented in the README."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.errors import UserError
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UserError(f"{name}={raw!r} is not a whole number; unset it or give one") from None
+    if not low <= value <= high:
+        raise UserError(f"{name}={value} is out of range; use {low}..{high}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    """TOKENLEDGER_HOME: local state (broker data, logs, embedded ClickHouse). ./.tokenledger"""
+    cache: Path
+    """TOKENLEDGER_CACHE: downloaded Kafka jars and tiktoken ranks. <home>/cache"""
+    kafka: str
+    """TOKENLEDGER_KAFKA: bootstrap servers. Default: the local broker, 127.0.0.1:<port>"""
+    kafka_is_local: bool
+    kafka_port: int
+    """TOKENLEDGER_KAFKA_PORT: the local broker's client port. 9092"""
+    kafka_controller_port: int
+    """TOKENLEDGER_KAFKA_CONTROLLER_PORT: the local broker's KRaft controller port. 9093"""
+    clickhouse: str
+    """TOKENLEDGER_CLICKHOUSE: chdb:///path (embedded engine) or http(s)://host:port."""
+    clickhouse_database: str
+    """TOKENLEDGER_CLICKHOUSE_DATABASE: the database tokenledger's tables live in. tokenledger"""
+    partitions: int
+    """TOKENLEDGER_PARTITIONS: partitions per topic when topics are created. 3"""
+    replication_factor: int
+    """TOKENLEDGER_REPLICATION: replication factor when topics are created. 1"""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("TOKENLEDGER_HOME") or ".tokenledger").resolve()
+        cache = Path(env.get("TOKENLEDGER_CACHE") or home / "cache").resolve()
+        port = _int(env, "TOKENLEDGER_KAFKA_PORT", 9092, 1024, 65535)
+        controller = _int(env, "TOKENLEDGER_KAFKA_CONTROLLER_PORT", 9093, 1024, 65535)
+        kafka = env.get("TOKENLEDGER_KAFKA") or ""
+        return cls(
+            home=home,
+            cache=cache,
+            kafka=kafka or f"127.0.0.1:{port}",
+            kafka_is_local=not kafka,
+            kafka_port=port,
+            kafka_controller_port=controller,
+            clickhouse=env.get("TOKENLEDGER_CLICKHOUSE") or f"chdb://{home / 'clickhouse'}",
+            clickhouse_database=env.get("TOKENLEDGER_CLICKHOUSE_DATABASE") or "tokenledger",
+            partitions=_int(env, "TOKENLEDGER_PARTITIONS", 3, 1, 1000),
+            replication_factor=_int(env, "TOKENLEDGER_REPLICATION", 1, 1, 10),
+        )

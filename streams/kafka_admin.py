@@ -1,0 +1,68 @@
+"""Topic creation and broker checks through confluent-kafka's AdminClient."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from streams.errors import ServiceUnavailable, UserError
+from streams.kafka_local import _quiet_logger, metadata_ok
+from streams.topics import TopicSpec
+
+
+def require_broker(bootstrap: str, timeout: float = 5.0) -> None:
+    if not metadata_ok(bootstrap, timeout=timeout):
+        raise ServiceUnavailable(
+            f"no Kafka broker answers at {bootstrap}; start one with `tokenledger kafka start` "
+            "or set TOKENLEDGER_KAFKA to your bootstrap servers"
+        )
+
+
+def create_topics(
+    bootstrap: str, specs: Iterable[TopicSpec], partitions: int, replication_factor: int
+) -> dict[str, str]:
+    """Create missing topics; returns topic -> "created" | "exists". Idempotent."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    require_broker(bootstrap)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    new = [
+        NewTopic(s.name, num_partitions=partitions, replication_factor=replication_factor,
+                 config=dict(s.configs))
+        for s in specs
+    ]  # fmt: skip
+    result: dict[str, str] = {}
+    for name, future in admin.create_topics(new, request_timeout=30).items():
+        try:
+            future.result(timeout=60)
+            result[name] = "created"
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                result[name] = "exists"
+            elif err.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+                raise UserError(
+                    f"cannot create {name}: {err.str()}; lower TOKENLEDGER_REPLICATION"
+                ) from None
+            else:
+                raise ServiceUnavailable(f"cannot create {name}: {err.str()}") from None
+    return result
+
+
+def describe_topics(bootstrap: str, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Topic -> its non-default configs and partition count (for `topics list` and tests)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+
+    require_broker(bootstrap)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    meta = admin.list_topics(timeout=10).topics
+    out: dict[str, dict[str, str]] = {}
+    wanted = [n for n in names if n in meta]
+    resources = [ConfigResource(ResourceType.TOPIC, n) for n in wanted]
+    futures = admin.describe_configs(resources, request_timeout=30) if resources else {}
+    for res, future in futures.items():
+        configs = future.result(timeout=30)
+        info = {k: v.value for k, v in configs.items() if not v.is_default and v.value is not None}
+        info["partitions"] = str(len(meta[res.name].partitions))
+        out[res.name] = info
+    return out

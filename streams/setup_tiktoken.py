@@ -1,0 +1,113 @@
+"""Install tiktoken's rank files for offline use, from the npm package ``tiktoken``.
+
+tiktoken downloads its ranks at first use and caches them under ``$TIKTOKEN_CACHE_DIR``
+in a file named by the SHA-1 of the download address, checked against a pinned SHA-256.
+The npm package ships the same ranks as JSON (``encoders/<name>.json``: a ``bpe_ranks``
+string of lines ``PREFIX OFFSET TOKEN TOKEN ...``, base64 tokens numbered from OFFSET).
+Written out as ``TOKEN RANK`` lines they are byte-identical to tiktoken's files, so the
+pinned hash is verified before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess  # noqa: S404 - runs npm pack with a fixed argument list
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.errors import UserError
+
+log = logging.getLogger(__name__)
+
+NPM_PACKAGE = "tiktoken@1.0.22"
+
+
+@dataclass(frozen=True)
+class RankFile:
+    encoding: str
+    cache_name: str
+    """SHA-1 of the address tiktoken would download from: its cache file name."""
+    sha256: str
+    """The hash tiktoken pins for this encoding."""
+
+
+RANK_FILES = (
+    RankFile(
+        "cl100k_base",
+        "9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+    RankFile(
+        "o200k_base",
+        "fb374d419588a4632f3f557e76b4b70aebbca790",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+)
+
+
+def ranks_from_npm_json(document: bytes) -> bytes:
+    """The ``.tiktoken`` file for one ``encoders/<name>.json`` of the npm package."""
+    lines = []
+    for line in json.loads(document)["bpe_ranks"].split("\n"):
+        if not line:
+            continue
+        _prefix, offset, *tokens = line.split(" ")
+        start = int(offset)
+        lines.extend(f"{token} {start + i}\n" for i, token in enumerate(tokens))
+    return "".join(lines).encode()
+
+
+def installed(cache_dir: Path) -> bool:
+    return all(_verified(cache_dir / f.cache_name, f.sha256) for f in RANK_FILES)
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    except OSError:
+        return False
+
+
+def install(cache_dir: Path, progress: Callable[[str], None] = log.info) -> Path:
+    """Make ``cache_dir`` a working TIKTOKEN_CACHE_DIR for cl100k_base and o200k_base."""
+    if installed(cache_dir):
+        return cache_dir
+    npm = shutil.which("npm")
+    if npm is None:
+        raise UserError(
+            "npm not found on PATH: tiktoken's rank files come from the npm package "
+            f"{NPM_PACKAGE} (Debian: apt-get install npm)"
+        )
+    progress(f"fetching tiktoken rank files from the npm package {NPM_PACKAGE}")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(  # noqa: S603
+            [npm, "pack", NPM_PACKAGE, "--silent", "--pack-destination", tmp],
+            capture_output=True, text=True, check=False, timeout=300,
+        )  # fmt: skip
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if done.returncode != 0 or not tarballs:
+            raise UserError(f"npm pack {NPM_PACKAGE} failed: {done.stderr.strip()[-300:]}")
+        with tarfile.open(tarballs[0]) as tar:
+            for f in RANK_FILES:
+                member = tar.extractfile(f"package/encoders/{f.encoding}.json")
+                if member is None:
+                    raise UserError(f"{NPM_PACKAGE} has no encoders/{f.encoding}.json")
+                data = ranks_from_npm_json(member.read())
+                actual = hashlib.sha256(data).hexdigest()
+                if actual != f.sha256:
+                    raise UserError(
+                        f"{f.encoding} ranks from {NPM_PACKAGE} have sha256 {actual[:12]}, "
+                        f"tiktoken pins {f.sha256[:12]}; not installing them"
+                    )
+                partial = cache_dir / f"{f.cache_name}.partial"
+                partial.write_bytes(data)
+                partial.replace(cache_dir / f.cache_name)
+    progress(f"tiktoken ranks verified in {cache_dir}")
+    return cache_dir
