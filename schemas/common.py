@@ -57,7 +57,7 @@ class Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
     schema_version: Literal[1] = Field(
-        default=SCHEMA_VERSION, description="message schema version; this release reads 1"
+        default=1, description="message schema version; this release reads 1"
     )
 
 

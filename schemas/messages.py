@@ -248,4 +248,3 @@ MESSAGES: dict[str, type[Message]] = {
     "alert": Alert,
     "dlq_record": DlqRecord,
 }
-

@@ -32,7 +32,7 @@ class PriceTableError(ValueError):
 
 def _decimal_string(value: Any) -> Any:
     if isinstance(value, float):
-        raise ValueError("write prices as strings (\"2.50\"), not JSON numbers with a fraction")
+        raise ValueError('write prices as strings ("2.50"), not JSON numbers with a fraction')
     return value
 
 

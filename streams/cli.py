@@ -215,15 +215,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(quiet: bool) -> None:
+    """Our progress lines on stderr; libraries' own log lines (retries, driver errors) stay
+    out of the terminal: failures reach the user as one error line instead."""
+    logging.getLogger().addHandler(logging.NullHandler())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("tokenledger", "streams", "schemas"):
+        ours = logging.getLogger(name)
+        ours.handlers[:] = [handler]
+        ours.setLevel(logging.WARNING if quiet else logging.INFO)
+        ours.propagate = False
+
+
+def commands() -> list[str]:
+    """The subcommand names, e.g. for checking what docker-compose runs."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        logging.basicConfig(
-            level=logging.WARNING if args.quiet else logging.INFO,
-            format="%(message)s",
-            stream=sys.stderr,
-        )
+        _configure_logging(quiet=args.quiet)
         for option in ("partitions", "replication_factor"):
             value = getattr(args, option, None)
             if value is not None and value < 1:

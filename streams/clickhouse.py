@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from streams.errors import ServiceUnavailable, UserError
+from streams.errors import ServiceUnavailableError, UserError
 
 _HINT = "use chdb:///path/to/data (embedded) or http(s)://host:8123 (a server)"
 
@@ -51,12 +51,31 @@ def get_client(dsn: str, database: str | None = None, *, create: bool = False) -
     except ClickHouseError as exc:
         text = str(exc)
         if "Cannot lock file" in text or "already initialized" in text:
-            raise ServiceUnavailable(
+            raise ServiceUnavailableError(
                 f"the embedded ClickHouse at {dsn} is in use by another process (a running "
                 "sink or worker?); stop it, or point TOKENLEDGER_CLICKHOUSE at a server"
             ) from None
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        raise ServiceUnavailable(f"ClickHouse at {dsn} is unavailable: {first[:300]}") from None
+        raise ServiceUnavailableError(
+            f"ClickHouse at {dsn} is unavailable: {_reason(text, exc)}; check "
+            "TOKENLEDGER_CLICKHOUSE and that the server is up"
+        ) from None
+
+
+_REASONS = (
+    ("Connection refused", "connection refused"),
+    ("Failed to resolve", "host not found"),
+    ("Name or service not known", "host not found"),
+    ("timed out", "timed out"),
+    ("Authentication failed", "authentication failed"),
+)
+
+
+def _reason(text: str, exc: Exception) -> str:
+    for needle, reason in _REASONS:
+        if needle in text:
+            return reason
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:200]
 
 
 def _valid_database(name: str) -> None:

@@ -7,7 +7,7 @@ class UserError(Exception):
     exit_code = 2
 
 
-class ServiceUnavailable(UserError):
+class ServiceUnavailableError(UserError):
     """A service (Kafka, ClickHouse) cannot be reached."""
 
     exit_code = 3

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from streams.errors import ServiceUnavailable, UserError
-from streams.kafka_local import _quiet_logger, metadata_ok
+from streams.errors import ServiceUnavailableError, UserError
+from streams.kafka_local import admin_client, metadata_ok
 from streams.topics import TopicSpec
 
 
 def require_broker(bootstrap: str, timeout: float = 5.0) -> None:
     if not metadata_ok(bootstrap, timeout=timeout):
-        raise ServiceUnavailable(
+        raise ServiceUnavailableError(
             f"no Kafka broker answers at {bootstrap}; start one with `tokenledger kafka start` "
             "or set TOKENLEDGER_KAFKA to your bootstrap servers"
         )
@@ -22,10 +22,10 @@ def create_topics(
 ) -> dict[str, str]:
     """Create missing topics; returns topic -> "created" | "exists". Idempotent."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
     require_broker(bootstrap)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    admin = admin_client(bootstrap)
     new = [
         NewTopic(s.name, num_partitions=partitions, replication_factor=replication_factor,
                  config=dict(s.configs))
@@ -45,16 +45,16 @@ def create_topics(
                     f"cannot create {name}: {err.str()}; lower TOKENLEDGER_REPLICATION"
                 ) from None
             else:
-                raise ServiceUnavailable(f"cannot create {name}: {err.str()}") from None
+                raise ServiceUnavailableError(f"cannot create {name}: {err.str()}") from None
     return result
 
 
 def describe_topics(bootstrap: str, names: Iterable[str]) -> dict[str, dict[str, str]]:
     """Topic -> its non-default configs and partition count (for `topics list` and tests)."""
-    from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
+    from confluent_kafka.admin import ConfigResource, ResourceType
 
     require_broker(bootstrap)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    admin = admin_client(bootstrap)
     meta = admin.list_topics(timeout=10).topics
     out: dict[str, dict[str, str]] = {}
     wanted = [n for n in names if n in meta]

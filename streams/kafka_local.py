@@ -23,8 +23,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from streams.errors import ServiceUnavailable, UserError
+from streams.errors import ServiceUnavailableError, UserError
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +105,25 @@ def _quiet_logger() -> logging.Logger:
     return quiet
 
 
+def admin_client(bootstrap: str) -> AdminClient:
+    """An AdminClient whose connection errors stay out of the terminal (they are expected
+    while a broker starts; callers report unavailability themselves)."""
+    from confluent_kafka.admin import AdminClient
+
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "logger": _quiet_logger(),
+        "socket.timeout.ms": 5000,
+    }
+    return AdminClient(config)
+
+
 def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when the broker at ``bootstrap`` answers a metadata request."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(
-        {"bootstrap.servers": bootstrap, "logger": _quiet_logger(), "socket.timeout.ms": 2000}
-    )
     try:
-        admin.list_topics(timeout=timeout)
+        admin_client(bootstrap).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return True
@@ -286,7 +299,7 @@ class LocalKafka:
         )  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
         if done.returncode != 0:
-            raise ServiceUnavailable(
+            raise ServiceUnavailableError(
                 f"formatting Kafka storage failed: {(done.stderr or done.stdout).strip()[-300:]}"
             )
 
@@ -320,13 +333,13 @@ class LocalKafka:
             while not metadata_ok(self.bootstrap, timeout=1.0):
                 if proc.poll() is not None:
                     self.pid_file.unlink(missing_ok=True)
-                    raise ServiceUnavailable(
+                    raise ServiceUnavailableError(
                         f"Kafka exited with code {proc.returncode} during start-up; "
                         f"see {self.log_file}: {self._log_tail()}"
                     )
                 if time.monotonic() > deadline:
                     self._terminate(proc.pid, grace=10.0)
-                    raise ServiceUnavailable(
+                    raise ServiceUnavailableError(
                         f"Kafka did not answer a metadata request within {timeout:.0f}s; "
                         f"see {self.log_file}"
                     )
@@ -358,7 +371,9 @@ class LocalKafka:
     def _log_tail(self) -> str:
         for path in (self.log_file, self.data_dir / "logs" / "kafka.out"):
             with contextlib.suppress(OSError):
-                lines = [x for x in path.read_text().splitlines() if "ERROR" in x or "Exception" in x]
+                lines = [
+                    x for x in path.read_text().splitlines() if "ERROR" in x or "Exception" in x
+                ]
                 if lines:
                     return lines[-1][-300:]
         return "no error logged"

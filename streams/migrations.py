@@ -88,7 +88,7 @@ def discover(directory: Path | None = None) -> list[Migration]:
 def applied(client: Any) -> dict[int, tuple[str, str]]:
     """version -> (name, checksum) recorded in the database."""
     client.command(_LEDGER_DDL)
-    rows = client.query(f"SELECT version, name, checksum FROM {LEDGER_TABLE}").result_rows
+    rows = client.query("SELECT version, name, checksum FROM schema_migrations").result_rows
     return {int(v): (str(n), str(c)) for v, n, c in rows}
 
 

@@ -53,7 +53,7 @@ RANK_FILES = (
 
 def ranks_from_npm_json(document: bytes) -> bytes:
     """The ``.tiktoken`` file for one ``encoders/<name>.json`` of the npm package."""
-    lines = []
+    lines: list[str] = []
     for line in json.loads(document)["bpe_ranks"].split("\n"):
         if not line:
             continue

@@ -1,0 +1,100 @@
+"""Fixtures: a real Kafka broker per test session, an embedded ClickHouse per test process.
+
+The broker is `TOKENLEDGER_KAFKA` when set, else a local Apache Kafka started on free ports
+for this session and stopped at its end. A broker that cannot start fails the tests that
+need it: nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.clickhouse import get_client
+from streams.config import Settings
+from streams.kafka_local import LocalKafka
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("TOKENLEDGER_KAFKA")
+    if external:
+        yield external
+        return
+    broker = LocalKafka(
+        tmp_path_factory.mktemp("kafka"),
+        Settings.from_env().cache,
+        port=free_port(),
+        controller_port=free_port(),
+    )
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
+    """Creates uniquely named topics; deletes them after the test."""
+    from confluent_kafka.admin import NewTopic
+
+    from streams.kafka_local import admin_client
+
+    admin = admin_client(kafka_bootstrap)
+    created: list[str] = []
+
+    def make(partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        name = f"test.{uuid.uuid4().hex[:12]}"
+        futures = admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])
+        futures[name].result(timeout=30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created).values():
+            future.result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def chdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One embedded ClickHouse data path for this test process (chdb allows one)."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def ch(chdb_dsn: str) -> Iterator[Any]:
+    """A client on a fresh database of its own, dropped after the test."""
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    client = get_client(chdb_dsn, database, create=True)
+    try:
+        yield client
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a `tokenledger` subprocess with its own home, sharing the jar cache."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLEDGER_")}
+    env["TOKENLEDGER_HOME"] = str(tmp_path / "home")
+    env["TOKENLEDGER_CACHE"] = str(Settings.from_env().cache)
+    env["TOKENLEDGER_KAFKA_PORT"] = str(free_port())
+    env["TOKENLEDGER_KAFKA_CONTROLLER_PORT"] = str(free_port())
+    return env

@@ -1,0 +1,100 @@
+"""Every user mistake is one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
+
+
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TOKENLEDGER, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int, starts: str) -> None:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"tokenledger: {starts}"), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "extra_env", "code", "starts"),
+    [
+        ([], {}, 2, "the following arguments are required: COMMAND"),
+        (["kafka", "start", "--frobnicate"], {}, 2, "unrecognized arguments: --frobnicate"),
+        (["kafka", "restart"], {}, 2, "argument action: invalid choice: 'restart'"),
+        (["topics", "create", "--partitions", "0"], {}, 2, "--partitions must be at least 1"),
+        (["migrate"], {"TOKENLEDGER_CLICKHOUSE": "postgres://db"}, 2,
+         "TOKENLEDGER_CLICKHOUSE='postgres://db' is not a ClickHouse DSN"),
+        (["migrate"], {"TOKENLEDGER_CLICKHOUSE": "chdb://"}, 2, "TOKENLEDGER_CLICKHOUSE='chdb://' has no data path"),
+        (["migrate", "--database", "bad-name"], {}, 2, "database name 'bad-name' is not valid"),
+        (["topics", "list"], {"TOKENLEDGER_PARTITIONS": "lots"}, 2,
+         "TOKENLEDGER_PARTITIONS='lots' is not a whole number"),
+        (["kafka", "status"], {"TOKENLEDGER_KAFKA": "broker:9092"}, 2,
+         "TOKENLEDGER_KAFKA=broker:9092 points at an external broker"),
+        (["prices", "check", "/nonexistent/prices.json"], {}, 2, "cannot read price table"),
+    ],
+)  # fmt: skip
+def test_usage_and_input_mistakes(
+    cli_env: dict[str, str], args: list[str], extra_env: dict[str, str], code: int, starts: str
+) -> None:
+    one_line_error(run(args, {**cli_env, **extra_env}), code, starts)
+
+
+def test_unreachable_broker(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "TOKENLEDGER_KAFKA": f"127.0.0.1:{free_port()}"}
+    one_line_error(run(["topics", "create"], env), 3, "no Kafka broker answers at 127.0.0.1:")
+
+
+def test_unreachable_clickhouse_server(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "TOKENLEDGER_CLICKHOUSE": f"http://127.0.0.1:{free_port()}"}
+    done = run(["migrate"], env)
+    one_line_error(done, 3, "ClickHouse at http://127.0.0.1:")
+    assert "connection refused" in done.stderr
+
+
+def test_missing_java(cli_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**cli_env, "PATH": str(tmp_path)}
+    one_line_error(run(["kafka", "start"], env), 2, "java not found on PATH")
+
+
+def test_missing_maven_when_jars_are_not_cached(cli_env: dict[str, str], tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    java = subprocess.run(["sh", "-c", "command -v java"], capture_output=True, text=True)
+    (bin_dir / "java").symlink_to(os.path.realpath(java.stdout.strip()))
+    env = {**cli_env, "PATH": str(bin_dir), "TOKENLEDGER_CACHE": str(tmp_path / "empty-cache")}
+    one_line_error(run(["kafka", "start"], env), 2, "mvn not found on PATH")
+
+
+def test_port_taken_by_another_process(cli_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        env = {**cli_env, "TOKENLEDGER_KAFKA_PORT": str(s.getsockname()[1])}
+        one_line_error(
+            run(["kafka", "start"], env), 2, f"port {s.getsockname()[1]} on 127.0.0.1 is taken"
+        )
+
+
+def test_schema_drift_check_exits_1(cli_env: dict[str, str], tmp_path: Path) -> None:
+    done = run(["schemas", "export", "--check", "--out", str(tmp_path)], cli_env)
+    assert done.returncode == 1
+    assert "differs from the models" in done.stderr and "Traceback" not in done.stderr
+    assert run(["schemas", "export", "--out", str(tmp_path)], cli_env).returncode == 0
+    assert run(["schemas", "export", "--check", "--out", str(tmp_path)], cli_env).returncode == 0

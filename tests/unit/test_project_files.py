@@ -1,0 +1,132 @@
+"""docker-compose.yml, Grafana provisioning and the Makefile agree with what the code reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+from typing import Any
+
+import yaml
+
+from streams.cli import commands
+from streams.config import Settings
+from tests.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+
+
+def host_ports(service: str) -> set[int]:
+    return {int(str(p).split(":")[-2]) for p in SERVICES[service].get("ports", [])}
+
+
+def settings_env_names() -> set[str]:
+    source = (ROOT / "streams" / "config.py").read_text()
+    return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
+
+
+def test_compose_has_the_stack() -> None:
+    assert set(SERVICES) == {"kafka", "clickhouse", "grafana", "init", "worker", "notifier"}
+    for name in ("kafka", "clickhouse", "grafana"):
+        assert "healthcheck" in SERVICES[name], name
+
+
+def test_host_ports_are_the_settings_defaults_and_loopback_only() -> None:
+    defaults = Settings.from_env({})
+    assert host_ports("kafka") == {defaults.kafka_port}
+    assert host_ports("clickhouse") == {8123}
+    assert host_ports("grafana") == {3000}
+    for service in SERVICES.values():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), port
+
+
+def test_kafka_listeners_match_what_clients_are_given() -> None:
+    env = SERVICES["kafka"]["environment"]
+    advertised = dict(x.split("://") for x in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert advertised["EXTERNAL"] == Settings.from_env({}).kafka
+    app_env = SERVICES["init"]["environment"]
+    assert app_env["TOKENLEDGER_KAFKA"] == advertised["INTERNAL"]
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert SERVICES["kafka"]["image"].endswith(":" + _pinned_kafka())
+
+
+def _pinned_kafka() -> str:
+    from streams.kafka_local import KAFKA_VERSION
+
+    return KAFKA_VERSION
+
+
+def test_app_services_read_only_known_settings() -> None:
+    known = settings_env_names()
+    for name in ("init", "worker", "notifier"):
+        env = SERVICES[name]["environment"]
+        assert set(env) <= known, set(env) - known
+        assert env["TOKENLEDGER_CLICKHOUSE"] == "http://clickhouse:8123"
+        assert (
+            env["TOKENLEDGER_CLICKHOUSE_DATABASE"]
+            == SERVICES["clickhouse"]["environment"]["CLICKHOUSE_DB"]
+        )
+        Settings.from_env(env)  # parses
+
+
+def test_init_runs_a_real_command_and_dependencies_exist() -> None:
+    assert SERVICES["init"]["command"][0] in commands()
+    for service in SERVICES.values():
+        for dep in service.get("depends_on", {}):
+            assert dep in SERVICES
+    for name in ("worker", "notifier"):
+        assert SERVICES[name]["profiles"] == ["pipeline"]
+
+
+def test_volumes_are_declared_and_bind_mounts_exist() -> None:
+    declared = set(COMPOSE["volumes"])
+    for service in SERVICES.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).is_dir(), source
+            else:
+                assert source in declared, source
+
+
+def test_grafana_datasource_points_at_the_compose_clickhouse() -> None:
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/clickhouse.yml").read_text())
+    (source,) = ds["datasources"]
+    assert source["type"] == "grafana-clickhouse-datasource"
+    assert source["type"] in SERVICES["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    assert (source["jsonData"]["host"], source["jsonData"]["port"]) == ("clickhouse", 8123)
+    assert (
+        source["jsonData"]["defaultDatabase"]
+        == SERVICES["clickhouse"]["environment"]["CLICKHOUSE_DB"]
+    )
+
+
+def test_every_settings_field_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in settings_env_names():
+        assert f"`{name}`" in readme, name
+    assert len(dataclasses.fields(Settings)) >= 9
+
+
+def test_make_help_lists_every_required_target() -> None:
+    done = subprocess.run(
+        ["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    listed = {line.split()[1] for line in done.stdout.splitlines() if line.strip()}
+    assert {"demo", "test", "bench", "lint", "up", "down"} <= listed
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = readme.split("```")[1]
+    assert "make demo" in first_block and "make test" in first_block
+
+
+def test_ci_runs_make_test() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [
+        x for x in ci.splitlines() if x and not x.startswith("#") and not x.startswith("set ")
+    ]
+    assert commands[-1] == "make test"
