@@ -98,8 +98,9 @@ def test_aiokafka_produces_and_confluent_consumes(
             messages = consumer.consume(num_messages=500, timeout=10)
             assert messages, f"no records within 10 s after {len(got)}"
             for m in messages:
-                assert m.error() is None, m.error()
-                got.append(UsageEvent.model_validate_json(m.value()))
+                value = m.value()
+                assert m.error() is None and value is not None, m.error()
+                got.append(UsageEvent.model_validate_json(value))
     finally:
         consumer.close()
     assert len(got) == N
