@@ -46,10 +46,19 @@ class RequestEvent(Event):
         description="estimated worst-case cost; null when the model has no known price"
     )
     task_id: Id | None = None
+    prompt_text: Annotated[str, StringConstraints(max_length=65_536)] | None = Field(
+        default=None, description="only when the caller opted in; never stored by default"
+    )
 
 
 class UsageEvent(Event):
-    """A call finished: the money event."""
+    """A call finished: the money event.
+
+    For a cache hit (``cache`` exact or semantic) no model was called: the token counts are
+    those of the cached answer, which the pipeline counts as saved at a cost of zero.
+    ``estimated`` marks counts the SDK estimated because the call failed before the provider
+    reported usage (a timeout may still be billed).
+    """
 
     kind: Literal["usage"] = "usage"
     input_tokens: Tokens
@@ -62,6 +71,7 @@ class UsageEvent(Event):
     latency_ms: int = Field(ge=0, le=86_400_000)
     success: bool
     error: Text | None = None
+    estimated: bool = False
     cost_nusd: Nusd | None = Field(
         default=None, description="cost reported by the caller or provider; checked, not trusted"
     )

@@ -69,6 +69,7 @@ class UsageRow(EnvelopeRow):
     latency_ms: int
     success: bool
     error: str
+    estimated: bool
     task_id: str
     token_budget_violations: list[str]
     cost_nusd: int | None
@@ -104,7 +105,7 @@ class RequestRow(EnvelopeRow):
 
     @classmethod
     def from_message(cls, m: RequestEvent) -> RequestRow:
-        fields = m.model_dump(exclude={"schema_version", "kind"})
+        fields = m.model_dump(exclude={"schema_version", "kind", "prompt_text"})
         fields["task_id"] = m.task_id or ""
         return cls(**fields)
 

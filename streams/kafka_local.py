@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from streams.errors import ServiceUnavailableError, UserError
 
@@ -110,12 +110,11 @@ def admin_client(bootstrap: str) -> AdminClient:
     while a broker starts; callers report unavailability themselves)."""
     from confluent_kafka.admin import AdminClient
 
-    config: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "logger": _quiet_logger(),
-        "socket.timeout.ms": 5000,
-    }
-    return AdminClient(config)
+    from tokenledger.kafka_config import client_config
+
+    return AdminClient(
+        client_config(bootstrap, {"socket.timeout.ms": 5000}, logger=_quiet_logger())
+    )
 
 
 def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -127,6 +126,14 @@ def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
     except KafkaException:
         return False
     return True
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (for brokers of tests and benchmarks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _port_open(port: int) -> bool:

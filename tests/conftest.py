@@ -8,7 +8,6 @@ need it: nothing is skipped.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,16 +17,9 @@ import pytest
 
 from streams.clickhouse import get_client
 from streams.config import Settings
-from streams.kafka_local import LocalKafka
+from streams.kafka_local import LocalKafka, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,39 @@
-"""tokenledger: the SDK services import to report LLM calls and gateways use to guard them."""
+"""tokenledger: the SDK services import to report LLM calls and gateways use to guard them.
 
+from tokenledger import Ledger, BudgetGuard
+
+ledger = Ledger(service="support-bot")
+with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
+                  provider="openai", prompt=messages, max_output_tokens=800) as call:
+    call.record(client.chat.completions.create(model="gpt-4o", messages=messages))
+"""
+
+from tokenledger.cache_keys import cache_key, normalize_input
+from tokenledger.context_budget import DEFAULT_BUDGETS, ContextBudget, ContextReport
+from tokenledger.guard import BudgetGuard, Decision, Guardrails
+from tokenledger.ledger import Ledger, LedgerClosedError, TopicNames
 from tokenledger.tokens import count_tokens
+from tokenledger.track import Call
+from tokenledger.usage import TokenUsage, UsageNotFoundError, parse_usage
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "count_tokens"]
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "BudgetGuard",
+    "Call",
+    "ContextBudget",
+    "ContextReport",
+    "Decision",
+    "Guardrails",
+    "Ledger",
+    "LedgerClosedError",
+    "TokenUsage",
+    "TopicNames",
+    "UsageNotFoundError",
+    "__version__",
+    "cache_key",
+    "count_tokens",
+    "normalize_input",
+    "parse_usage",
+]

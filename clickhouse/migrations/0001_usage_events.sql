@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS usage_events
     latency_ms               UInt32,
     success                  Bool,
     error                    String,
+    estimated                Bool,
     task_id                  String,
     token_budget_violations  Array(LowCardinality(String)),
     cost_nusd                Nullable(Int64),

@@ -1,0 +1,114 @@
+"""SDK caller-side costs on a real local broker: emit() next to a bare produce() of the same
+bytes, track() overhead, and BudgetGuard.check()."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import Figure, median, p99, sample_us
+from schemas.messages import Signal, UsageEvent
+from streams.config import Settings
+from streams.kafka_admin import create_topics
+from streams.kafka_local import LocalKafka, free_port
+from streams.topics import TopicSpec
+from tokenledger import BudgetGuard, Guardrails, Ledger, TopicNames
+from tokenledger.kafka_config import client_config
+
+
+def usage() -> UsageEvent:
+    return UsageEvent(
+        event_id=uuid.uuid4().hex, request_id="r-1", idempotency_key="r-1",
+        ts=datetime.now(UTC), tenant_id="acme", user_scope="u-42", service="support-bot",
+        feature="answer", route="rag", prompt_version="v3", model="gpt-4o",
+        provider="openai", input_tokens=3500, output_tokens=420, cached_input_tokens=1024,
+        latency_ms=812, success=True,
+    )  # fmt: skip
+
+
+def block(tenant_id: str) -> bytes:
+    now = datetime.now(UTC)
+    return Signal(
+        scope=f"tenant/{tenant_id}", tenant_id=tenant_id, state="block", reason="daily limit",
+        spend_nusd=10**10, limit_nusd=10**10, window_start=now, window_end=now,
+        issued_at=now, issuer="bench",
+    ).model_dump_json().encode()  # fmt: skip
+
+
+def run() -> list[Figure]:
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache,
+                            port=free_port(), controller_port=free_port())  # fmt: skip
+        broker.start()
+        try:
+            return _measure(broker.bootstrap, Path(tmp))
+        finally:
+            broker.stop()
+
+
+def _measure(bootstrap: str, tmp: Path) -> list[Figure]:
+    from confluent_kafka import Producer
+
+    names = TopicNames(requests="b.requests", usage="b.usage", outcomes="b.outcomes")
+    create_topics(bootstrap, [TopicSpec(n) for n in (names.requests, names.usage,
+                                                      names.outcomes)], 3, 1)  # fmt: skip
+    event: UsageEvent = usage()
+    value = event.model_dump_json().encode()
+    key = event.tenant_id.encode()
+
+    bare = Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": "all",
+                                              "linger.ms": 5, "compression.type": "lz4"}))  # fmt: skip
+    counter = [0]
+
+    def produce() -> None:
+        bare.produce(names.usage, value, key)
+        counter[0] += 1
+        if counter[0] % 1000 == 0:
+            bare.poll(0)
+
+    bare_us = sample_us(produce, samples=2000, batch=20)
+    bare.flush(30)
+
+    with Ledger("bench", bootstrap=bootstrap, topics=names, spill_dir=tmp / "spill") as ledger:
+        emit_us = sample_us(lambda: ledger.emit(event), samples=2000, batch=20)
+        assert ledger.flush(60)
+
+        def track() -> None:
+            with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
+                              provider="openai", max_output_tokens=800) as call:  # fmt: skip
+                call.record(input_tokens=3500, output_tokens=420)
+
+        track_us = sample_us(track, samples=500, batch=10)
+        assert ledger.flush(60)
+        spilled = ledger.stats()["spilled"]
+
+    guard = BudgetGuard(guardrails=Guardrails(max_input_tokens={"*": 8000}, max_retries=3))
+    guard._ready = True  # state as after catching up; the lookup path is what is measured
+    guard._mode = None
+    for i in range(1000):
+        guard.apply(f"tenant/t{i}".encode(), block(f"t{i}"))
+    check_us = sample_us(lambda: guard.check("acme", "answer"), samples=2000, batch=100)
+    blocked_us = sample_us(lambda: guard.check("t7", "answer", input_tokens=3000),
+                           samples=2000, batch=100)  # fmt: skip
+
+    ratio = median(emit_us) / median(bare_us)
+    return [
+        Figure("sdk.emit_median_us", median(emit_us), "us", f"{len(value)}-byte usage event"),
+        Figure("sdk.emit_p99_us", p99(emit_us), "us"),
+        Figure(
+            "sdk.produce_bare_median_us", median(bare_us), "us", "Producer.produce(), same bytes"
+        ),
+        Figure("sdk.produce_bare_p99_us", p99(bare_us), "us"),
+        Figure("sdk.emit_vs_bare_ratio", ratio, "x", "target <= 2"),
+        Figure("sdk.track_median_us", median(track_us), "us", "request + usage event, no prompt"),
+        Figure("sdk.check_median_us", median(check_us), "us", "1000 blocked scopes, allowed"),
+        Figure(
+            "sdk.check_blocked_guardrails_median_us",
+            median(blocked_us),
+            "us",
+            "guardrails on, blocked scope",
+        ),
+        Figure("sdk.bench_spilled_events", float(spilled), "events", "must be 0"),
+    ]

@@ -1,0 +1,266 @@
+"""``ledger.track(...)``: one LLM call as a request event (the reservation) and a usage event.
+
+    with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o", provider="openai",
+                      prompt=messages, max_output_tokens=800) as call:
+        response = client.chat.completions.create(model="gpt-4o", messages=messages)
+        call.record(response)
+
+On enter: a request event with the input tokens estimated by tiktoken (3 tokens of overhead
+per chat message, as OpenAI documents), ``max_output_tokens`` and the reserved cost from
+the price table. On exit: a usage event with the recorded tokens, the latency, success,
+and the exception's type and message as the error. A call that failed before usage was
+recorded reports the estimated input tokens and no output, flagged ``estimated``.
+
+Used as a decorator, the wrapped function's return value is read with ``record()``.
+``call.retry()`` gives the next attempt: same ``idempotency_key``, ``attempt`` + 1.
+The prompt text leaves the process only with ``Ledger(include_prompts=True)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from schemas.messages import CacheKind, RequestEvent, UsageEvent
+from schemas.pricing import TokenCounts
+from tokenledger.context_budget import ContextReport
+from tokenledger.ledger import Ledger, new_id
+from tokenledger.tokens import count_tokens
+from tokenledger.usage import TokenUsage, UsageNotFoundError, parse_usage
+
+F = TypeVar("F", bound=Callable[..., Any])
+Prompt = str | Sequence[Mapping[str, Any]]
+_PER_MESSAGE = 3
+_REPLY_PRIMING = 3
+
+
+def estimate_input_tokens(prompt: Prompt | None, model: str) -> int:
+    if prompt is None:
+        return 0
+    if isinstance(prompt, str):
+        return count_tokens(prompt, model)
+    total = _REPLY_PRIMING
+    for message in prompt:
+        total += _PER_MESSAGE
+        for value in message.values():
+            total += _count_content(value, model)
+    return total
+
+
+def _count_content(value: Any, model: str) -> int:
+    if isinstance(value, str):
+        return count_tokens(value, model)
+    if isinstance(value, Sequence):  # content parts: [{"type": "text", "text": ...}, ...]
+        return sum(_count_content(part.get("text", ""), model) for part in value
+                   if isinstance(part, Mapping))  # fmt: skip
+    return 0
+
+
+def _prompt_text(prompt: Prompt | None) -> str | None:
+    if prompt is None:
+        return None
+    if isinstance(prompt, str):
+        return prompt
+    import json
+
+    return json.dumps(list(prompt), ensure_ascii=False, default=str)
+
+
+class Call:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        tenant_id: str,
+        feature: str,
+        model: str,
+        provider: str,
+        route: str = "",
+        prompt_version: str = "",
+        user_scope: str = "",
+        prompt: Prompt | None = None,
+        max_output_tokens: int = 0,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+        attempt: int = 1,
+        task_id: str | None = None,
+        batch: bool = False,
+        context: ContextReport | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.dims: dict[str, Any] = {
+            "tenant_id": tenant_id, "user_scope": user_scope, "service": ledger.service,
+            "feature": feature, "route": route, "prompt_version": prompt_version,
+            "model": model, "provider": provider, "environment": ledger.environment,
+        }  # fmt: skip
+        self.prompt = prompt
+        self.max_output_tokens = max_output_tokens
+        self.request_id = request_id or idempotency_key or new_id()
+        self.idempotency_key = idempotency_key or self.request_id
+        self.attempt = attempt
+        self.task_id = task_id
+        self.batch = batch
+        self.context = context
+        self.estimated_input_tokens = 0
+        self.usage: TokenUsage | None = None
+        self.cost_nusd: int | None = None
+        self.cache: CacheKind = "none"
+        self.error: str | None = None
+        self.latency_ms: int | None = None
+        self._started = 0.0
+
+    # -- the caller's API ----------------------------------------------------------------
+
+    def record(
+        self,
+        response: Any = None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost_nusd: int | None = None,
+    ) -> TokenUsage:
+        """Record the call's usage from ``response`` or from explicit counts."""
+        if input_tokens is not None or output_tokens is not None:
+            usage = TokenUsage(
+                input=input_tokens or 0, output=output_tokens or 0,
+                cached_input=cached_input_tokens, cache_write=cache_write_tokens,
+                reasoning=reasoning_tokens,
+            )  # fmt: skip
+        elif response is not None:
+            usage = parse_usage(response)
+        else:
+            raise ValueError("record() needs a response or input_tokens= / output_tokens=")
+        self.usage = usage
+        self.cost_nusd = cost_nusd
+        return usage
+
+    def cache_hit(self, kind: Literal["exact", "semantic"], response: Any = None,
+                  **counts: int) -> None:  # fmt: skip
+        """The answer came from the application's cache: no model call, savings measured.
+        Pass the cached answer (or its token counts) so the savings can be priced."""
+        self.cache = kind
+        if response is not None or counts:
+            self.record(response, **counts)
+
+    def fail(self, error: str) -> None:
+        """Mark the call failed without raising (e.g. the answer was unusable)."""
+        self.error = error[:2048]
+
+    def retry(self) -> Call:
+        """The next attempt of this logical request."""
+        return Call(
+            self.ledger, **self._dim_kwargs(), prompt=self.prompt,
+            max_output_tokens=self.max_output_tokens, idempotency_key=self.idempotency_key,
+            request_id=self.request_id, attempt=self.attempt + 1, task_id=self.task_id,
+            batch=self.batch, context=self.context,
+        )  # fmt: skip
+
+    # -- context manager -----------------------------------------------------------------
+
+    def __enter__(self) -> Call:
+        model = self.dims["model"]
+        self.estimated_input_tokens = estimate_input_tokens(self.prompt, model)
+        now = datetime.now(UTC)
+        priced = self.ledger.prices.price(
+            model, now, TokenCounts(input=self.estimated_input_tokens,
+                                    output=self.max_output_tokens),
+        )  # fmt: skip
+        self.ledger.emit(
+            RequestEvent(
+                event_id=new_id(), request_id=self.request_id,
+                idempotency_key=self.idempotency_key, attempt=self.attempt, ts=now,
+                **self.dims, estimated_input_tokens=self.estimated_input_tokens,
+                max_output_tokens=self.max_output_tokens,
+                reserved_cost_nusd=priced.cost_nusd if priced else None, task_id=self.task_id,
+                prompt_text=_prompt_text(self.prompt) if self.ledger.include_prompts else None,
+            )
+        )  # fmt: skip
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        self.latency_ms = int((time.perf_counter() - self._started) * 1000)
+        if exc is not None and self.error is None:
+            self.error = f"{type(exc).__name__}: {exc}"[:2048]
+        usage = self.usage
+        estimated = usage is None
+        if usage is None:
+            usage = TokenUsage(input=self.estimated_input_tokens, output=0)
+        self.ledger.emit(
+            UsageEvent(
+                event_id=new_id(), request_id=self.request_id,
+                idempotency_key=self.idempotency_key, attempt=self.attempt,
+                ts=datetime.now(UTC), **self.dims, input_tokens=usage.input,
+                output_tokens=usage.output, cached_input_tokens=usage.cached_input,
+                cache_write_tokens=usage.cache_write, reasoning_tokens=usage.reasoning,
+                cache=self.cache, batch=self.batch, latency_ms=self.latency_ms,
+                success=self.error is None, error=self.error, estimated=estimated,
+                cost_nusd=self.cost_nusd, task_id=self.task_id,
+                token_budget_violations=self.context.violations if self.context else (),
+            )
+        )  # fmt: skip
+        return False
+
+    async def __aenter__(self) -> Call:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+    # -- decorator -----------------------------------------------------------------------
+
+    def __call__(self, fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self._fresh() as call:
+                    result = await fn(*args, **kwargs)
+                    call._record_result(result)
+                    return result
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self._fresh() as call:
+                result = fn(*args, **kwargs)
+                call._record_result(result)
+                return result
+
+        return wrapper  # type: ignore[return-value]
+
+    def _record_result(self, result: Any) -> None:
+        if self.usage is None and not isinstance(result, Awaitable):
+            try:
+                self.record(result)
+            except UsageNotFoundError:
+                pass  # reported as estimated: the function's result carries no usage
+
+    def _fresh(self) -> Call:
+        """A new call with the same dimensions: each decorated invocation is its own call."""
+        return Call(
+            self.ledger, **self._dim_kwargs(), prompt=self.prompt,
+            max_output_tokens=self.max_output_tokens, task_id=self.task_id, batch=self.batch,
+        )  # fmt: skip
+
+    def _dim_kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.dims.items() if k not in ("service", "environment")}
