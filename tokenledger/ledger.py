@@ -122,6 +122,8 @@ class Ledger:
         self._stats = dict.fromkeys(
             ("emitted", "produced", "delivered", "spilled", "replayed", "failed_replays"), 0
         )
+        self._overflowed = 0  # spilled by callers when the queue is full (under _overflow_lock)
+        self._overflow_lock = threading.Lock()
         self._closing = False
         self._closed = False
         self._wake = threading.Event()
@@ -184,8 +186,11 @@ class Ledger:
         return self._prices
 
     def stats(self) -> dict[str, int]:
-        """Counters since start; ``waiting`` counts events not yet handed to Kafka."""
-        out = dict(self._stats)
+        """Counters since start; ``queued`` counts events not yet handed to the producer."""
+        out = dict(self._stats)  # written by the worker thread only
+        with self._overflow_lock:
+            out["emitted"] += self._overflowed
+            out["spilled"] += self._overflowed
         out["queued"] = len(self._pending)
         out["degraded"] = int(self._degraded)
         return out
@@ -276,11 +281,15 @@ class Ledger:
             self._next_replay = time.monotonic() + self._backoff
 
     def _spill_events(self, events: Sequence[Emittable]) -> None:
+        """The caller's path when the queue is full (any thread): straight to the spill."""
         records = [(self._topic_of[type(e)], e.tenant_id.encode(), e.model_dump_json().encode())
                    for e in events]  # fmt: skip
-        self._stats["emitted"] += len(records)
-        self._enter_degraded("the ledger queue is full")
-        self._stats["spilled"] += self._spill.append(records)
+        if not self._degraded:
+            log.warning("the ledger queue is full: spilling events to %s", self._spill.dir)
+            self._degraded = True
+        written = self._spill.append(records)
+        with self._overflow_lock:
+            self._overflowed += written
 
     def _broker_answers(self) -> bool:
         from confluent_kafka import KafkaException

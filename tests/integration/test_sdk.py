@@ -250,3 +250,28 @@ def test_budget_guard_follows_signals(
         wait_for(lambda: guard.check("acme").allowed, 10, "allow to unblock acme")
         assert guard.check("acme").state == "allow"
         assert guard.signals_seen == 3
+
+
+def test_interpreter_exit_flushes(
+    kafka_bootstrap: str, sdk_topics: TopicNames, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from tokenledger import Ledger, TopicNames;"
+        "from tests import factories;"
+        "t = TopicNames(requests=sys.argv[2], usage=sys.argv[3], outcomes=sys.argv[4]);"
+        "ledger = Ledger('svc', bootstrap=sys.argv[1], topics=t, spill_dir=sys.argv[5]);"
+        "[ledger.emit(factories.usage(event_id=f'exit-{i}')) for i in range(25)]"
+        # no close(): the atexit hook must deliver them
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, kafka_bootstrap, sdk_topics.requests, sdk_topics.usage,
+         sdk_topics.outcomes, str(tmp_path)], check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    got = consume_all(kafka_bootstrap, sdk_topics.usage, 25)
+    assert sorted(UsageEvent.model_validate_json(m.value()).event_id for m in got) == sorted(
+        f"exit-{i}" for i in range(25)
+    )
