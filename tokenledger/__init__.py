@@ -8,13 +8,14 @@ with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
     call.record(client.chat.completions.create(model="gpt-4o", messages=messages))
 """
 
+from schemas.pricing import TokenCounts
 from tokenledger.cache_keys import cache_key, normalize_input
 from tokenledger.context_budget import DEFAULT_BUDGETS, ContextBudget, ContextReport
 from tokenledger.guard import BudgetGuard, Decision, Guardrails
 from tokenledger.ledger import Ledger, LedgerClosedError, TopicNames
 from tokenledger.tokens import count_tokens
 from tokenledger.track import Call
-from tokenledger.usage import TokenUsage, UsageNotFoundError, parse_usage
+from tokenledger.usage import UsageNotFoundError, parse_usage
 
 __version__ = "0.1.0"
 
@@ -28,7 +29,7 @@ __all__ = [
     "Guardrails",
     "Ledger",
     "LedgerClosedError",
-    "TokenUsage",
+    "TokenCounts",
     "TopicNames",
     "UsageNotFoundError",
     "__version__",

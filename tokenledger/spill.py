@@ -112,17 +112,21 @@ class Spill:
         """Is anything waiting to be replayed?"""
         return any(self.dir.glob(f"*{_SUFFIX}"))
 
+    def _seal_current(self) -> None:
+        """Make the current segment durable and closed; the next append opens another."""
+        if self._current is not None:
+            self._current.flush()
+            os.fsync(self._current.fileno())
+            self._current.close()
+            self._current = None
+            self._dirty = False
+
     def rotate(self) -> list[Path]:
         """Seal the current segment (new appends start another); all sealed, oldest first."""
         with self._mutex:
-            if self._current is not None:
-                self._current.flush()
-                os.fsync(self._current.fileno())
-                self._current.close()
-                self._current = None
-                self._current_path = None
-                self._current_records = 0
-                self._dirty = False
+            self._seal_current()
+            self._current_path = None
+            self._current_records = 0
             return sorted(self.dir.glob(f"*{_SUFFIX}"))
 
     def read(self, segment: Path) -> Iterator[Record]:
@@ -181,11 +185,7 @@ class Spill:
         """Release the directory; an empty one is removed, a non-empty one waits for the
         next Ledger on this spill_dir to adopt it."""
         with self._mutex:
-            if self._current is not None:
-                self._current.flush()
-                os.fsync(self._current.fileno())
-                self._current.close()
-                self._current = None
+            self._seal_current()
             if self._current_path is not None and self._current_records == 0:
                 self._current_path.unlink(missing_ok=True)
         empty = not any(self.dir.glob(f"*{_SUFFIX}"))

@@ -31,7 +31,7 @@ from schemas.pricing import TokenCounts
 from tokenledger.context_budget import ContextReport
 from tokenledger.ledger import Ledger, new_id
 from tokenledger.tokens import count_tokens
-from tokenledger.usage import TokenUsage, UsageNotFoundError, parse_usage
+from tokenledger.usage import UsageNotFoundError, parse_usage
 
 F = TypeVar("F", bound=Callable[..., Any])
 Prompt = str | Sequence[Mapping[str, Any]]
@@ -107,7 +107,7 @@ class Call:
         self.batch = batch
         self.context = context
         self.estimated_input_tokens = 0
-        self.usage: TokenUsage | None = None
+        self.usage: TokenCounts | None = None
         self.cost_nusd: int | None = None
         self.cache: CacheKind = "none"
         self.error: str | None = None
@@ -126,10 +126,10 @@ class Call:
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
         cost_nusd: int | None = None,
-    ) -> TokenUsage:
+    ) -> TokenCounts:
         """Record the call's usage from ``response`` or from explicit counts."""
         if input_tokens is not None or output_tokens is not None:
-            usage = TokenUsage(
+            usage = TokenCounts(
                 input=input_tokens or 0, output=output_tokens or 0,
                 cached_input=cached_input_tokens, cache_write=cache_write_tokens,
                 reasoning=reasoning_tokens,
@@ -198,7 +198,7 @@ class Call:
         usage = self.usage
         estimated = usage is None
         if usage is None:
-            usage = TokenUsage(input=self.estimated_input_tokens, output=0)
+            usage = TokenCounts(input=self.estimated_input_tokens, output=0)
         self.ledger.emit(
             UsageEvent(
                 event_id=new_id(), request_id=self.request_id,

@@ -14,21 +14,13 @@ be SDK objects or plain dicts (e.g. parsed JSON).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from schemas.pricing import TokenCounts
 
 
 class UsageNotFoundError(ValueError):
     """The response carries no usage this module can read; pass the counts explicitly."""
-
-
-@dataclass(frozen=True)
-class TokenUsage:
-    input: int
-    output: int
-    cached_input: int = 0
-    cache_write: int = 0
-    reasoning: int = 0
 
 
 def _get(obj: Any, name: str) -> Any:
@@ -48,12 +40,12 @@ def _has(obj: Any, name: str) -> bool:
     return _get(obj, name) is not None
 
 
-def parse_usage(response: Any) -> TokenUsage:
+def parse_usage(response: Any) -> TokenCounts:
     """Token usage of ``response`` (or of its ``usage`` object itself)."""
     meta = _get(response, "usage_metadata")
     if meta is not None:
         thoughts = _int(meta, "thoughts_token_count")
-        return TokenUsage(
+        return TokenCounts(
             input=_int(meta, "prompt_token_count"),
             output=_int(meta, "candidates_token_count") + thoughts,
             cached_input=_int(meta, "cached_content_token_count"),
@@ -63,7 +55,7 @@ def parse_usage(response: Any) -> TokenUsage:
     if usage is None:
         usage = response
     if _has(usage, "prompt_tokens"):
-        return TokenUsage(
+        return TokenCounts(
             input=_int(usage, "prompt_tokens"),
             output=_int(usage, "completion_tokens"),
             cached_input=_int(_get(usage, "prompt_tokens_details"), "cached_tokens"),
@@ -71,7 +63,7 @@ def parse_usage(response: Any) -> TokenUsage:
         )
     if _has(usage, "input_tokens") and _has(usage, "output_tokens"):
         if _has(usage, "input_tokens_details") or _has(usage, "output_tokens_details"):
-            return TokenUsage(
+            return TokenCounts(
                 input=_int(usage, "input_tokens"),
                 output=_int(usage, "output_tokens"),
                 cached_input=_int(_get(usage, "input_tokens_details"), "cached_tokens"),
@@ -79,7 +71,7 @@ def parse_usage(response: Any) -> TokenUsage:
             )
         cache_read = _int(usage, "cache_read_input_tokens")
         cache_write = _int(usage, "cache_creation_input_tokens")
-        return TokenUsage(
+        return TokenCounts(
             input=_int(usage, "input_tokens") + cache_read + cache_write,
             output=_int(usage, "output_tokens"),
             cached_input=cache_read,
