@@ -112,7 +112,10 @@ class EnrichedUsage(UsageEvent):
     kind: Literal["usage.enriched"] = "usage.enriched"  # type: ignore[assignment]
     priced: bool
     table_cost_nusd: Nusd | None
-    cost_source: Literal["event", "table", "unpriced"]
+    cost_source: Literal["event", "table", "cache", "unpriced"] = Field(
+        description="event: the caller's cost; table: the price table; cache: a cache hit "
+        "(no model call, cost 0, table_cost_nusd is what it saved); unpriced: unknown model"
+    )
     cost_mismatch: bool = Field(description="the event's own cost differs from the table's")
     pricing_version: str = Field(max_length=128)
     reference_model: Name

@@ -85,16 +85,17 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from streams.kafka_admin import create_topics, describe_topics
-    from streams.topics import TOPICS
+    from streams.topics import TOPICS, TopicSpec
 
+    specs = [TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in TOPICS]
     if args.action == "create":
         partitions = args.partitions or settings.partitions
         rf = args.replication_factor or settings.replication_factor
-        for name, outcome in create_topics(settings.kafka, TOPICS, partitions, rf).items():
+        for name, outcome in create_topics(settings.kafka, specs, partitions, rf).items():
             print(f"{outcome:8} {name}")
         return 0
-    described = describe_topics(settings.kafka, [t.name for t in TOPICS])
-    for spec in TOPICS:
+    described = describe_topics(settings.kafka, [t.name for t in specs])
+    for spec in specs:
         info = described.get(spec.name)
         if info is None:
             print(f"{spec.name}  missing (run `tokenledger topics create`)")
@@ -159,6 +160,19 @@ def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the stream worker until SIGTERM or Ctrl-C; it finishes its batch and leaves."""
+    from streams import worker
+
+    engine = worker.build(settings, args.instance, max_batch=args.max_batch)
+    engine.install_signal_handlers()
+    engine.run()
+    counters = engine.counters()
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counters.items())) or "no events"
+    print(f"worker {engine.config.instance_id} stopped after {engine.records} records: {summary}")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the local stack (broker, topics, ClickHouse schema) and say where it is."""
     if settings.kafka_is_local:
@@ -210,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("prices", cmd_prices, "check or list a price table")
     p.add_argument("action", choices=["check", "list"])
     p.add_argument("file", nargs="?", help="default: TOKENLEDGER_PRICES or the bundled table")
+    p = add("worker", cmd_worker, "run the stream worker (price, deduplicate, windows)")
+    p.add_argument("--instance", help="stable name of this worker (default: <host>-0); "
+                   "restarts must reuse it")  # fmt: skip
+    p.add_argument("--max-batch", type=int, default=2000, help="records per transaction")
     add("up", cmd_up, "start the local stack: broker, topics, ClickHouse schema")
     add("down", cmd_down, "stop the local broker")
     return parser
@@ -239,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _configure_logging(quiet=args.quiet)
-        for option in ("partitions", "replication_factor"):
+        for option in ("partitions", "replication_factor", "max_batch"):
             value = getattr(args, option, None)
             if value is not None and value < 1:
                 raise UserError(f"--{option.replace('_', '-')} must be at least 1")

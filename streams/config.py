@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise UserError(f"{name}={raw!r} is not a whole number; unset it or give one") from None
     if not low <= value <= high:
         raise UserError(f"{name}={value} is out of range; use {low}..{high}")
+    return value
+
+
+def _namespace(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise UserError(
+            f"TOKENLEDGER_TOPIC_NAMESPACE={value!r} is not valid; use letters, digits, . _ -"
+        )
     return value
 
 
@@ -44,6 +53,8 @@ class Settings:
     """TOKENLEDGER_PARTITIONS: partitions per topic when topics are created. 3"""
     replication_factor: int
     """TOKENLEDGER_REPLICATION: replication factor when topics are created. 1"""
+    topic_namespace: str
+    """TOKENLEDGER_TOPIC_NAMESPACE: prefix of every topic and consumer group name. empty"""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,4 +75,10 @@ class Settings:
             clickhouse_database=env.get("TOKENLEDGER_CLICKHOUSE_DATABASE") or "tokenledger",
             partitions=_int(env, "TOKENLEDGER_PARTITIONS", 3, 1, 1000),
             replication_factor=_int(env, "TOKENLEDGER_REPLICATION", 1, 1, 10),
+            topic_namespace=_namespace(env.get("TOKENLEDGER_TOPIC_NAMESPACE") or ""),
         )
+
+    def topic(self, name: str) -> str:
+        from streams.topics import namespaced
+
+        return namespaced(name, self.topic_namespace)

@@ -12,6 +12,8 @@ BUDGETS = "tokenledger.budgets.v1"
 SIGNALS = "tokenledger.signals.v1"
 ALERTS = "tokenledger.alerts.v1"
 DLQ = "tokenledger.dlq.v1"
+WORKER_CHANGELOG = "tokenledger.worker.changelog.v1"
+"""The stream workers' state (dedup, windows), written in their transactions (internal)."""
 
 _COMPACTED = {
     "cleanup.policy": "compact",
@@ -39,4 +41,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(SIGNALS, compacted=True, configs=_COMPACTED),
     TopicSpec(ALERTS, configs={"retention.ms": _MONTH_MS}),
     TopicSpec(DLQ, configs={"retention.ms": _MONTH_MS}),
+    TopicSpec(WORKER_CHANGELOG, compacted=True, configs=_COMPACTED),
 )
+
+
+def namespaced(name: str, namespace: str) -> str:
+    """``name`` inside ``namespace`` (TOKENLEDGER_TOPIC_NAMESPACE): several environments or
+    test runs can share one cluster. An empty namespace is the plain name."""
+    return f"{namespace}.{name}" if namespace else name

@@ -12,7 +12,7 @@ import pytest
 
 from streams.kafka_admin import create_topics, describe_topics
 from streams.kafka_local import metadata_ok
-from streams.topics import BUDGETS, SIGNALS, TOPICS, TopicSpec
+from streams.topics import BUDGETS, SIGNALS, TOPICS, WORKER_CHANGELOG, TopicSpec
 
 pytestmark = pytest.mark.integration
 
@@ -101,10 +101,12 @@ def test_topics_are_created_once_with_their_configs(kafka_bootstrap: str) -> Non
         kafka_bootstrap, specs, partitions=4, replication_factor=1
     ) == dict.fromkeys(names, "exists")
     described = describe_topics(kafka_bootstrap, names)
+    assert {s.name for s in specs if s.compacted} == {
+        f"{t}.{suffix}" for t in (BUDGETS, SIGNALS, WORKER_CHANGELOG)
+    }
     for spec in specs:
         info = described[spec.name]
         assert info["partitions"] == "4"
-        compacted = spec.name.startswith((BUDGETS, SIGNALS))
-        assert (info.get("cleanup.policy") == "compact") == compacted, spec.name
-        if not compacted:
+        assert (info.get("cleanup.policy") == "compact") == spec.compacted, spec.name
+        if not spec.compacted:
             assert info["retention.ms"] == spec.configs["retention.ms"]

@@ -1,0 +1,159 @@
+"""Exactly once across a SIGKILL, and the same totals with two workers and a rebalance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from schemas.messages import EnrichedUsage, UsageEvent
+from streams import topics
+from streams.windows import window_start
+from tests import factories
+from tests.integration.test_streams_usage import (
+    changelog_windows,
+    expected_cost,
+    produce,
+    read_committed,
+)
+
+pytestmark = pytest.mark.integration
+
+TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
+
+
+class Workers:
+    """`tokenledger worker` subprocesses of one namespace; all stopped at the end."""
+
+    def __init__(self, bootstrap: str, partitions: int, tmp: Path) -> None:
+        self.namespace = f"x{uuid.uuid4().hex[:10]}"
+        self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap,
+                    "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
+                    "TOKENLEDGER_PARTITIONS": str(partitions)}  # fmt: skip
+        self.bootstrap = bootstrap
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def topic(self, name: str) -> str:
+        return f"{self.namespace}.{name}"
+
+    def start(self, instance: str, max_batch: int = 50) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{instance}-{len(self.procs)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen([TOKENLEDGER, "worker", "--instance", instance, "--max-batch",
+                                 str(max_batch)], env=self.env, stdout=log, stderr=log)  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@pytest.fixture
+def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(kafka_bootstrap, 3, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def make_events(n: int, tenants: int, base: datetime) -> list[UsageEvent]:
+    models = ["gpt-4o", "gpt-4o-mini", "claude-haiku-4-5"]
+    return [
+        factories.usage(tenant_id=f"tenant-{i % tenants}", model=models[i % 3], provider="x",
+                        feature=f"f{i % 2}", input_tokens=500 + i % 997, cached_input_tokens=0,
+                        output_tokens=50 + i % 313, reasoning_tokens=0,
+                        ts=base + timedelta(milliseconds=i), idempotency_key=f"k-{i}")
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def records(events: list[UsageEvent]) -> list[tuple[bytes | None, bytes]]:
+    return [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events]
+
+
+def wait_visible(bootstrap: str, topic: str, at_least: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = len(read_committed(bootstrap, topic, at_least, timeout=3))
+        if n >= at_least:
+            return n
+    raise AssertionError(f"fewer than {at_least} records on {topic} after {timeout}s")
+
+
+def check_exactly_once(workers: Workers, events: list[UsageEvent], base: datetime) -> None:
+    out = [EnrichedUsage.model_validate_json(m.value()) for m in
+           read_committed(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), len(events))]  # fmt: skip
+    ids = Counter(e.event_id for e in out)
+    assert len(out) == len(events), f"{len(out)} stored for {len(events)} sent"
+    assert set(ids) == {e.event_id for e in events} and max(ids.values()) == 1
+    assert sum(e.cost_nusd or 0 for e in out) == sum(map(expected_cost, events))
+    windows = changelog_windows(workers.bootstrap, workers.topic(topics.WORKER_CHANGELOG))
+    day = window_start(int(base.timestamp() * 1000), "day")
+    for tenant in sorted({e.tenant_id for e in events}):
+        mine = [e for e in events if e.tenant_id == tenant]
+        assert windows[f"w:day:t={tenant}:{day}"] == (sum(map(expected_cost, mine)), len(mine), 0)
+
+
+def test_sigkill_mid_stream_then_restart_counts_each_event_once(workers: Workers) -> None:
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    first = make_events(6000, tenants=12, base=base)
+    worker = workers.start("w1")
+    _wait_topics(workers)
+    produce(workers.bootstrap, workers.topic(topics.USAGE), records(first))
+    seen = wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 1000)
+    worker.send_signal(signal.SIGKILL)
+    assert worker.wait(10) == -signal.SIGKILL
+    visible = len(read_committed(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 6000, 3))
+    assert seen <= visible < 6000, "the kill must land mid-stream"
+
+    later = make_events(7000, tenants=12, base=base)[6000:]
+    redelivered = first[:500]  # the SDK replaying a spill: same event_ids
+    produce(workers.bootstrap, workers.topic(topics.USAGE), records(later + redelivered))
+    restarted = workers.start("w1")
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 7000)
+    restarted.send_signal(signal.SIGTERM)
+    assert restarted.wait(30) == 0
+    check_exactly_once(workers, first + later, base)
+
+
+def test_two_workers_and_a_rebalance_give_the_same_totals(workers: Workers) -> None:
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    events = make_events(8000, tenants=20, base=base)
+    workers.start("a")
+    _wait_topics(workers)
+    produce(workers.bootstrap, workers.topic(topics.USAGE), records(events[:4000]))
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 500)
+    workers.start("b")  # joins the group: partitions move while events flow
+    produce(workers.bootstrap, workers.topic(topics.USAGE), records(events[4000:]))
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 8000)
+    workers.stop_all()
+    assert [p.returncode for p in workers.procs] == [0, 0]
+    check_exactly_once(workers, events, base)
+
+
+def _wait_topics(workers: Workers, timeout: float = 60) -> None:
+    from streams.kafka_local import admin_client
+
+    admin = admin_client(workers.bootstrap)
+    wanted = {workers.topic(t.name) for t in topics.TOPICS}
+    deadline = time.monotonic() + timeout
+    while not wanted <= set(admin.list_topics(timeout=5).topics):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker did not create its topics; logs in {workers.tmp}")
+        time.sleep(0.1)

@@ -1,0 +1,129 @@
+"""The stream processors' pure logic: validation reasons, dedup, windows, enrichment."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.messages import UsageEvent
+from schemas.pricing import load_price_table
+from streams.dedup import Dedup, Verdict
+from streams.state import ChangelogState
+from streams.usage import UsageTask, UsageTopics, cost_mismatch, enrich
+from streams.validate import MAX_MESSAGE_BYTES, Rejection, parse
+from streams.windows import SpendWindows, parse_window, window_start
+from tests import factories
+
+NOW = datetime.now(UTC)
+TOPICS = UsageTopics(enriched="out", dlq="dlq")
+
+
+def raw(**changes: Any) -> bytes:
+    doc = json.loads(factories.usage().model_dump_json())
+    for k, v in changes.items():
+        if v is None:
+            doc.pop(k)
+        else:
+            doc[k] = v
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "says"),
+    [
+        (b"", "malformed_json", "empty message"),
+        (b"{oops", "malformed_json", "Invalid JSON"),
+        (b"[]", "malformed_json", "Input should be an object"),
+        (raw(input_tokens=-1), "negative_tokens", "input_tokens: Input should be greater"),
+        (raw(cached_input_tokens=-3), "negative_tokens", "cached_input_tokens"),
+        (raw(output_tokens=50_000_000), "absurd_tokens", "output_tokens"),
+        (raw(schema_version=2), "unknown_schema_version", "this worker reads version 1"),
+        (raw(tenant_id=None), "missing_tenant", "tenant_id is required"),
+        (raw(tenant_id=""), "missing_tenant", "tenant_id is required"),
+        (raw(tenant_id="a b"), "invalid_fields", "tenant_id: String should match"),
+        (raw(success="yes"), "invalid_fields", "success"),
+        (raw(ts="2090-01-01T00:00:00Z"), "absurd_timestamp", "in the future"),
+        (raw(ts="2020-01-01T00:00:00Z"), "absurd_timestamp", "in the past"),
+        (b" " * (MAX_MESSAGE_BYTES + 1), "oversize", f"the limit is {MAX_MESSAGE_BYTES}"),
+    ],
+)
+def test_every_bad_input_has_a_reason(value: bytes, reason: str, says: str) -> None:
+    result = parse(value, UsageEvent, NOW)
+    assert isinstance(result, Rejection)
+    assert result.reason == reason
+    assert says in result.detail
+
+
+def test_a_good_event_parses() -> None:
+    assert isinstance(parse(raw(), UsageEvent, NOW), UsageEvent)
+
+
+def test_dedup_decisions_and_bounded_state() -> None:
+    state = ChangelogState()
+    dedup = Dedup(state, retention=timedelta(hours=1))
+    assert dedup.decide("e1", "k1") is Verdict.FIRST
+    dedup.remember("e1", "k1", 1_000)
+    assert dedup.decide("e1", "k1") is Verdict.REDELIVERY
+    assert dedup.decide("e2", "k1") is Verdict.DUPLICATE_GENERATION
+    dedup.remember("e2", "k1", 2_000)
+    assert state.data["i:k1"] == "e1|1000"  # the first generation stays the reference
+    restored = ChangelogState()
+    for key, value in state.changes():
+        restored.restore(key, value)
+    again = Dedup(restored, retention=timedelta(hours=1))
+    assert again.decide("e2", "k9") is Verdict.REDELIVERY and len(again) == 3
+    assert again.expire(1_000 + 3_600_000) == 0  # exactly at the horizon: kept
+    assert again.expire(2_001 + 3_600_000) == 3
+    assert again.decide("e1", "k1") is Verdict.FIRST and restored.data == {}
+
+
+def test_window_assignment_and_lateness() -> None:
+    ts = int(datetime(2026, 11, 26, 13, 47, 31, 250_000, tzinfo=UTC).timestamp() * 1000)
+    assert window_start(ts, "minute") == ts - 31_250
+    assert window_start(ts, "hour") == ts - (47 * 60 + 31) * 1000 - 250
+    assert window_start(ts, "day") == int(datetime(2026, 11, 26, tzinfo=UTC).timestamp() * 1000)
+    windows = SpendWindows(ChangelogState(), allowed_lateness=timedelta(minutes=5))
+    minute_end = window_start(ts, "minute") + 60_000
+    assert not windows.is_late(ts, minute_end + 300_000)
+    assert windows.is_late(ts, minute_end + 300_001)
+    windows.add(ts, "acme", "answer", "gpt-4o", 700)
+    windows.add(ts, "acme", "search", "gpt-4o", None)
+    totals = {k: parse_window(k, v) for k, v in windows.state.data.items()}
+    day = window_start(ts, "day")
+    assert (totals[f"w:day:t=acme:{day}"].cost_nusd, totals[f"w:day:t=acme:{day}"].events) == (
+        700,
+        2,
+    )
+    assert totals[f"w:day:tm=acme|gpt-4o:{day}"].unpriced == 1
+    assert totals[f"w:minute:tf=acme|answer:{window_start(ts, 'minute')}"].events == 1
+    assert len(totals) == 3 * 4  # 3 grains x (tenant, 2 features, 1 model)
+
+
+def test_enrich_flags_and_costs() -> None:
+    table = load_price_table()
+    event = factories.usage(route="classify")
+    priced = enrich(event, table, duplicate_generation=True, late=False, now=NOW)
+    assert (priced.cost_nusd, priced.cost_source, priced.duplicate_generation) == (
+        11_670_000,
+        "table",
+        True,
+    )
+    assert priced.counterfactual_cost_nusd == 3500 * 2500 + 420 * 10_000
+    # (event's cost, table's cost): within 0.1% of the table is rounding, beyond is a mismatch
+    assert cost_mismatch(11_670_000 + 11_670, 11_670_000) is False
+    assert cost_mismatch(11_670_000 + 11_671, 11_670_000) is True
+    assert cost_mismatch(1_999, 1_000) is False  # under 1000 nano-USD apart: never flagged
+
+
+def test_task_drops_redeliveries_and_sends_bad_input_to_the_dlq() -> None:
+    task = UsageTask(ChangelogState(), load_price_table(), TOPICS)
+    good = factories.usage().model_dump_json().encode()
+    first = task.process("in", 0, 0, b"acme", good, NOW)
+    assert [o.topic for o in first] == ["out"]
+    assert task.process("in", 0, 1, b"acme", good, NOW) == []
+    (dead,) = task.process("in", 0, 2, b"acme", b"nope", NOW)
+    assert dead.topic == "dlq" and json.loads(dead.value)["offset"] == 2
+    assert task.counters == {"enriched": 1, "redelivered": 1, "dlq.malformed_json": 1}
