@@ -12,7 +12,7 @@ from bench import Figure, median, p99, sample_us
 from schemas.messages import Signal, UsageEvent
 from streams.config import Settings
 from streams.kafka_admin import create_topics
-from streams.kafka_local import LocalKafka, free_port
+from streams.kafka_local import LocalKafka, free_ports
 from streams.topics import TopicSpec
 from tokenledger import BudgetGuard, Guardrails, Ledger, TopicNames
 from tokenledger.kafka_config import client_config
@@ -39,8 +39,9 @@ def block(tenant_id: str) -> bytes:
 
 def run() -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
+        port, controller = free_ports(2)
         broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache,
-                            port=free_port(), controller_port=free_port())  # fmt: skip
+                            port=port, controller_port=controller)  # fmt: skip
         broker.start()
         try:
             return _measure(broker.bootstrap, Path(tmp))

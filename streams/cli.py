@@ -173,6 +173,36 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.messages import budget_scope
+    from streams import budget_admin
+    from streams.kafka_admin import require_broker
+
+    require_broker(settings.kafka)
+    if args.action == "list":
+        budgets = budget_admin.current(settings)
+        for budget in budgets:
+            print(budget_admin.describe(budget))
+        if not budgets:
+            print("no budgets (set one with `tokenledger budget set`)")
+        return 0
+    if not args.tenant:
+        raise UserError(f"budget {args.action} needs --tenant")
+    if args.action == "rm":
+        scope = budget_scope(args.tenant, args.feature)
+        if not budget_admin.remove(settings, scope):
+            raise UserError(f"{scope} has no budget (see `tokenledger budget list`)")
+        print(f"removed the budget of {scope}")
+        return 0
+    if args.limit_usd is None:
+        raise UserError("budget set needs --limit-usd, e.g. --limit-usd 50")
+    budget = budget_admin.make_budget(args.tenant, args.feature, args.limit_usd, args.window,
+                                      args.tz, args.warn)  # fmt: skip
+    budget_admin.put(settings, budget)
+    print(f"set {budget_admin.describe(budget)}")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the local stack (broker, topics, ClickHouse schema) and say where it is."""
     if settings.kafka_is_local:
@@ -228,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance", help="stable name of this worker (default: <host>-0); "
                    "restarts must reuse it")  # fmt: skip
     p.add_argument("--max-batch", type=int, default=2000, help="records per transaction")
+    p = add("budget", cmd_budget, "set, list or remove tenant and feature budgets")
+    p.add_argument("action", choices=["set", "list", "rm"])
+    p.add_argument("--tenant")
+    p.add_argument("--feature")
+    p.add_argument("--limit-usd", help="the limit per window in USD, e.g. 50 or 12.50")
+    p.add_argument("--window", choices=["hour", "day", "week", "month"], default="day")
+    p.add_argument("--tz", default="UTC", help="IANA timezone the window follows (UTC)")
+    p.add_argument("--warn", default="50,80", help="warn thresholds in percent (50,80)")
     add("up", cmd_up, "start the local stack: broker, topics, ClickHouse schema")
     add("down", cmd_down, "stop the local broker")
     return parser
@@ -244,6 +282,8 @@ def _configure_logging(quiet: bool) -> None:
         ours.handlers[:] = [handler]
         ours.setLevel(logging.WARNING if quiet else logging.INFO)
         ours.propagate = False
+    # librdkafka's transient warnings (a coordinator still loading, a retry) are not news
+    logging.getLogger("tokenledger.kafka").setLevel(logging.ERROR)
 
 
 def commands() -> list[str]:

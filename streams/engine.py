@@ -42,7 +42,9 @@ class Output(Protocol):
 
 class Task(Protocol):
     state: ChangelogState
-    counters: Counter[str]
+
+    @property
+    def counters(self) -> Counter[str]: ...
 
     def process(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
@@ -78,6 +80,8 @@ class TransactionalEngine:
         self.tasks: dict[int, Task] = {}
         self.batches = 0
         self.records = 0
+        self.hooks: list[Callable[[], None]] = []
+        """Called before every batch, on the engine's thread (e.g. to follow budgets)."""
         self._stop = threading.Event()
 
     # -- public --------------------------------------------------------------------------
@@ -130,6 +134,8 @@ class TransactionalEngine:
         log.info("worker %s consuming %s", cfg.instance_id, ", ".join(cfg.inputs))
         try:
             while not self._stop.is_set():
+                for hook in self.hooks:
+                    hook()
                 messages = consumer.consume(cfg.max_batch, cfg.batch_timeout_s)
                 self._transact(producer, consumer, messages)
         finally:

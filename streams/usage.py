@@ -10,6 +10,7 @@ batch's outputs, state changes and input offsets one Kafka transaction.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -101,8 +102,10 @@ class UsageTask:
         *,
         dedup_retention: timedelta = DEFAULT_RETENTION,
         allowed_lateness: timedelta = DEFAULT_LATENESS,
+        on_enriched: Callable[[EnrichedUsage], None] | None = None,
     ) -> None:
         self.state = state
+        self.on_enriched = on_enriched
         self.prices = prices
         self.topics = topics
         self.dedup = Dedup(state, dedup_retention)
@@ -141,6 +144,8 @@ class UsageTask:
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
         self.counters["enriched"] += 1
+        if self.on_enriched is not None:
+            self.on_enriched(enriched)
         return [Output(self.topics.enriched, event.tenant_id.encode(),
                        enriched.model_dump_json().encode())]  # fmt: skip
 

@@ -1,28 +1,104 @@
-"""The stream worker: the usage processor on the transactional engine.
+"""The stream worker: usage and request processors and budgets on the transactional engine.
 
 Run with `tokenledger worker`; scale out by running more with distinct ``--instance``
-names in the same consumer group (one partition is one unit of work).
+names in the same consumer group (one partition is one unit of work). The usage and
+request topics are co-partitioned by tenant, so one partition task holds everything about
+its tenants: dedup, windows, reservations, budget spend and the signals it published.
 """
 
 from __future__ import annotations
 
 import socket
-from datetime import timedelta
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
 
 from schemas.pricing import PriceTable, PriceTableError, load_price_table
 from streams import topics
+from streams.budgets import DEFAULT_RESERVATION_TIMEOUT, BudgetBook, BudgetTracker
 from streams.config import Settings
 from streams.engine import EngineConfig, TransactionalEngine
-from streams.errors import UserError
+from streams.errors import ServiceUnavailableError, UserError
 from streams.kafka_admin import create_topics, describe_topics
+from streams.requests import RequestHandler
 from streams.state import ChangelogState
-from streams.usage import UsageTask, UsageTopics
+from streams.usage import Output, UsageTask, UsageTopics
+from tokenledger.kafka_config import client_config
 
-GROUP = "tokenledger-usage"
+GROUP = "tokenledger-worker"
 
 
 def default_instance() -> str:
     return f"{socket.gethostname()}-0"
+
+
+class PartitionTask:
+    """Everything one partition of the (co-partitioned) usage and request topics needs."""
+
+    def __init__(self, state: ChangelogState, usage: UsageTask, requests: RequestHandler,
+                 budgets: BudgetTracker, requests_topic: str, signals_topic: str) -> None:  # fmt: skip
+        self.state = state
+        self.usage = usage
+        self.requests = requests
+        self.budgets = budgets
+        self.requests_topic = requests_topic
+        self.signals_topic = signals_topic
+
+    @property
+    def counters(self) -> Counter[str]:
+        return self.usage.counters + self.requests.counters
+
+    def process(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        now: datetime,
+    ) -> list[Output]:  # fmt: skip
+        handler = self.requests if topic == self.requests_topic else self.usage
+        return handler.process(topic, partition, offset, key, value, now)
+
+    def end_batch(self, now: datetime) -> list[Output]:
+        outputs = self.usage.end_batch(now)
+        for signal in self.budgets.end_batch(now):
+            self.usage.counters[f"signal.{signal.state}"] += 1
+            outputs.append(Output(self.signals_topic, signal.scope.encode(),
+                                  signal.model_dump_json().encode()))  # fmt: skip
+        return outputs
+
+
+class BudgetFeed:
+    """Keeps a BudgetBook current from the compacted budgets topic (all partitions)."""
+
+    def __init__(self, settings: Settings, topic: str, book: BudgetBook) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.book = book
+        self.consumer = Consumer(client_config(settings.kafka, {
+            "group.id": settings.topic("tokenledger-budget-feed"), "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }))  # fmt: skip
+        meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        self.partitions = set(meta.partitions)
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self.partitions])
+
+    def catch_up(self, timeout: float = 30.0) -> None:
+        from confluent_kafka import KafkaError
+
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while at_end != self.partitions:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError("could not read the budgets topic to its end")
+            for m in self.consumer.consume(1000, 0.2):
+                err = m.error()
+                if err is None:
+                    self.book.apply(m.key(), m.value())
+                elif err.code() == KafkaError._PARTITION_EOF and m.partition() is not None:
+                    at_end.add(m.partition())  # type: ignore[arg-type]
+
+    def poll(self) -> None:
+        for m in self.consumer.consume(500, 0):
+            if m.error() is None:
+                self.book.apply(m.key(), m.value())
 
 
 def build(
@@ -32,9 +108,10 @@ def build(
     prices: PriceTable | None = None,
     dedup_retention: timedelta | None = None,
     allowed_lateness: timedelta | None = None,
+    reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
     max_batch: int = 2000,
 ) -> TransactionalEngine:
-    """The usage worker for ``settings``; checks and creates the topics it needs."""
+    """The worker for ``settings``; checks and creates the topics it needs."""
     if prices is None:
         try:
             prices = load_price_table()
@@ -43,27 +120,46 @@ def build(
     names = {t.name: settings.topic(t.name) for t in topics.TOPICS}
     specs = [topics.TopicSpec(names[t.name], t.compacted, t.configs) for t in topics.TOPICS]
     create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
-    _check_copartitioned(settings, names[topics.USAGE], names[topics.WORKER_CHANGELOG])
+    _check_copartitioned(settings, names[topics.USAGE], names[topics.REQUESTS],
+                         names[topics.WORKER_CHANGELOG])  # fmt: skip
     out = UsageTopics(enriched=names[topics.USAGE_ENRICHED], dlq=names[topics.DLQ])
-    options = {}
+    options: dict[str, Any] = {}
     if dedup_retention is not None:
         options["dedup_retention"] = dedup_retention
     if allowed_lateness is not None:
         options["allowed_lateness"] = allowed_lateness
     table = prices
+    book = BudgetBook()
+    feed = BudgetFeed(settings, names[topics.BUDGETS], book)
+    feed.catch_up()
+    book.changed.clear()
 
-    def factory(partition: int, state: ChangelogState) -> UsageTask:
-        return UsageTask(state, table, out, **options)
+    def factory(partition: int, state: ChangelogState) -> PartitionTask:
+        budgets = BudgetTracker(state, book, reservation_timeout=reservation_timeout)
+        usage = UsageTask(state, table, out, on_enriched=budgets.on_usage, **options)
+        requests = RequestHandler(budgets, names[topics.DLQ])
+        return PartitionTask(state, usage, requests, budgets, names[topics.REQUESTS],
+                             names[topics.SIGNALS])  # fmt: skip
 
     config = EngineConfig(
         group_id=settings.topic(GROUP),
-        inputs=(names[topics.USAGE],),
+        inputs=(names[topics.USAGE], names[topics.REQUESTS]),
         changelog=names[topics.WORKER_CHANGELOG],
         instance_id=instance_id or default_instance(),
         bootstrap=settings.kafka,
         max_batch=max_batch,
     )
-    return TransactionalEngine(config, factory)
+    engine = TransactionalEngine(config, factory)
+
+    def follow_budgets() -> None:
+        feed.poll()
+        if book.changed:
+            for task in engine.tasks.values():
+                task.budgets.on_budgets_changed(book.changed)  # type: ignore[attr-defined]
+            book.changed.clear()
+
+    engine.hooks.append(follow_budgets)
+    return engine
 
 
 def _check_copartitioned(settings: Settings, *names: str) -> None:
@@ -73,5 +169,5 @@ def _check_copartitioned(settings: Settings, *names: str) -> None:
         detail = ", ".join(f"{n}={c}" for n, c in counts.items())
         raise UserError(
             f"topics must have the same partition count (state follows input partitions): "
-            f"{detail}; recreate the changelog with the input's count"
+            f"{detail}; recreate them with one count"
         )

@@ -17,7 +17,7 @@ import pytest
 
 from streams.clickhouse import get_client
 from streams.config import Settings
-from streams.kafka_local import LocalKafka, free_port
+from streams.kafka_local import LocalKafka, free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,11 +28,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
+    port, controller = free_ports(2)
     broker = LocalKafka(
         tmp_path_factory.mktemp("kafka"),
         Settings.from_env().cache,
-        port=free_port(),
-        controller_port=free_port(),
+        port=port,
+        controller_port=controller,
     )
     broker.start()
     try:
@@ -87,6 +88,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENLEDGER_")}
     env["TOKENLEDGER_HOME"] = str(tmp_path / "home")
     env["TOKENLEDGER_CACHE"] = str(Settings.from_env().cache)
-    env["TOKENLEDGER_KAFKA_PORT"] = str(free_port())
-    env["TOKENLEDGER_KAFKA_CONTROLLER_PORT"] = str(free_port())
+    port, controller = free_ports(2)
+    env["TOKENLEDGER_KAFKA_PORT"] = str(port)
+    env["TOKENLEDGER_KAFKA_CONTROLLER_PORT"] = str(controller)
     return env

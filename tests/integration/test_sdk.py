@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, Producer
 
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from streams.config import Settings
-from streams.kafka_local import LocalKafka, free_port
+from streams.kafka_local import LocalKafka, free_ports
 from tests import factories
 from tokenledger import BudgetGuard, Ledger, TopicNames
 
@@ -144,8 +144,9 @@ def test_failed_call_and_retries(
 @pytest.fixture
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker this test may stop and restart."""
+    port, controller = free_ports(2)
     broker = LocalKafka(tmp_path_factory.mktemp("outage-kafka"), Settings.from_env().cache,
-                        port=free_port(), controller_port=free_port())  # fmt: skip
+                        port=port, controller_port=controller)  # fmt: skip
     broker.start()
     try:
         yield broker

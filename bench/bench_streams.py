@@ -1,0 +1,174 @@
+"""Stream worker throughput next to a bare consume + parse loop, and block latency.
+
+- ``streams.events_per_s``: usage events through validate, dedup, price, windows, budgets
+  and the transactional commit, one worker, measured from its first batch to the last.
+- ``streams.bare_loop_events_per_s``: a plain confluent-kafka consume + JSON parse loop over
+  the same topic, in the same run: the ratio is the figure to watch.
+- ``streams.block_latency_*``: from the produce of the usage event that crosses a tenant's
+  limit to a BudgetGuard reporting that tenant blocked, under steady background traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import Figure, median, p99
+from schemas.messages import UsageEvent
+from streams import budget_admin, topics, worker
+from streams.config import Settings
+from streams.kafka_admin import create_topics
+from streams.kafka_local import LocalKafka, free_ports
+from streams.topics import TopicSpec
+from tokenledger import BudgetGuard
+from tokenledger.kafka_config import client_config
+
+EVENTS = 60_000
+BACKGROUND_RATE = 2_000
+BLOCK_SAMPLES = 40
+
+
+def usage(tenant: str, i: int) -> bytes:
+    return UsageEvent(
+        event_id=uuid.uuid4().hex, request_id=f"r-{i}", idempotency_key=f"r-{i}",
+        ts=datetime.now(UTC) - timedelta(seconds=1), tenant_id=tenant, user_scope="u",
+        service="bench", feature=f"f{i % 4}", route="rag", prompt_version="v1",
+        model=("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5")[i % 3], provider="x",
+        input_tokens=3000 + i % 500, output_tokens=300 + i % 200, cached_input_tokens=1024,
+        latency_ms=800, success=True,
+    ).model_dump_json().encode()  # fmt: skip
+
+
+def run() -> list[Figure]:
+    with tempfile.TemporaryDirectory() as tmp:
+        port, controller = free_ports(2)
+        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache, port=port,
+                            controller_port=controller)  # fmt: skip
+        broker.start()
+        try:
+            return throughput(broker.bootstrap) + block_latency(broker.bootstrap)
+        finally:
+            broker.stop()
+
+
+def _settings(bootstrap: str, partitions: int) -> Settings:
+    return Settings.from_env({"TOKENLEDGER_KAFKA": bootstrap,
+                              "TOKENLEDGER_TOPIC_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}",
+                              "TOKENLEDGER_PARTITIONS": str(partitions)})  # fmt: skip
+
+
+def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(client_config(bootstrap, {"linger.ms": 20, "compression.type": "lz4"}))
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(60)
+
+
+def throughput(bootstrap: str) -> list[Figure]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    settings = _settings(bootstrap, 1)
+    source = settings.topic(topics.USAGE)
+    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+                              for t in topics.TOPICS], 1, 1)  # fmt: skip
+    _produce(bootstrap, source, [(f"t{i % 50}".encode(), usage(f"t{i % 50}", i))
+                                 for i in range(EVENTS)])  # fmt: skip
+
+    consumer = Consumer(client_config(bootstrap, {"group.id": "bare", "enable.auto.commit": False}))
+    consumer.assign([TopicPartition(source, 0, OFFSET_BEGINNING)])
+    seen, started = 0, time.perf_counter()
+    while seen < EVENTS:
+        for m in consumer.consume(2000, 1.0):
+            json.loads(m.value())
+            seen += 1
+    bare = EVENTS / (time.perf_counter() - started)
+    consumer.close()
+
+    engine = worker.build(settings, "bench", max_batch=5000)
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    while engine.records == 0:
+        time.sleep(0.001)
+    first, started = engine.records, time.perf_counter()
+    deadline = started + 600
+    while engine.records < EVENTS and time.perf_counter() < deadline:
+        time.sleep(0.005)
+    rate = (engine.records - first) / (time.perf_counter() - started)
+    engine.stop()
+    thread.join(30)
+    return [
+        Figure("streams.events_per_s", rate, "ev/s", "one worker, whole chain, exactly once"),
+        Figure("streams.bare_loop_events_per_s", bare, "ev/s", "consume + json.loads"),
+        Figure("streams.ratio_to_bare", rate / bare, "x", "whole chain / bare loop"),
+    ]
+
+
+def block_latency(bootstrap: str) -> list[Figure]:
+    from confluent_kafka import Producer
+
+    settings = _settings(bootstrap, 3)
+    for i in range(BLOCK_SAMPLES):  # each blocked by its first call ($0.0117 > $0.001)
+        budget_admin.put(settings, budget_admin.make_budget(f"blk-{i}", None, "0.001", "day",
+                                                            "UTC", "50"))  # fmt: skip
+    engine = worker.build(settings, "latency")
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    guard = BudgetGuard(bootstrap=bootstrap, topic=settings.topic(topics.SIGNALS)).start()
+    guard.wait_ready(60)
+    stop = threading.Event()
+    source = settings.topic(topics.USAGE)
+
+    def background() -> None:
+        producer = Producer(client_config(bootstrap, {"linger.ms": 5}))
+        i, started = 0, time.perf_counter()
+        while not stop.is_set():
+            due = int((time.perf_counter() - started) * BACKGROUND_RATE)
+            while i < due:
+                producer.produce(source, usage(f"bg{i % 40}", i), f"bg{i % 40}".encode())
+                i += 1
+            producer.poll(0)
+            time.sleep(0.002)
+        producer.flush(30)
+
+    traffic = threading.Thread(target=background, daemon=True)
+    traffic.start()
+    time.sleep(2)  # let the background rate settle before sampling
+    producer = Producer(client_config(bootstrap, {"linger.ms": 0}))
+    latencies = []
+    for i in range(BLOCK_SAMPLES):
+        tenant = f"blk-{i}"
+        sent = time.perf_counter()
+        producer.produce(source, usage(tenant, i), tenant.encode())
+        producer.poll(0)
+        while guard.check(tenant).allowed:
+            if time.perf_counter() - sent > 30:
+                raise AssertionError(f"{tenant} was not blocked within 30 s")
+            time.sleep(0.0005)
+        latencies.append((time.perf_counter() - sent) * 1000)
+        time.sleep(0.25)
+    stop.set()
+    traffic.join(30)
+    guard.close()
+    engine.stop()
+    thread.join(30)
+    return [
+        Figure(
+            "streams.block_latency_p50_ms",
+            median(latencies),
+            "ms",
+            f"{BLOCK_SAMPLES} crossings under {BACKGROUND_RATE} ev/s",
+        ),
+        Figure("streams.block_latency_p99_ms", p99(latencies), "ms", "target < 1000"),
+    ]
