@@ -80,6 +80,18 @@ class Event(Message):
     environment: Name = "prod"
 
 
+def format_usd(nusd: int, *, exact: bool = False) -> str:
+    """Nano-USD for people: cents for $1 and up, four decimals below ($0.0012); ``exact``
+    shows every significant digit ($0.050000001), at least two decimals."""
+    from decimal import Decimal
+
+    usd = Decimal(nusd) / NANO_PER_USD
+    if exact:
+        digits = max(2, -usd.normalize().as_tuple().exponent)  # type: ignore[operator]
+        return f"${usd:,.{digits}f}"
+    return f"${usd:,.2f}" if abs(usd) >= 1 else f"${usd:,.4f}"
+
+
 def check_event_time(ts: datetime, now: datetime) -> str | None:
     """Why ``ts`` is not a plausible event time relative to ``now`` (None when it is)."""
     if ts > now + MAX_FUTURE:

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 from pydantic import ValidationError
 
+from schemas.common import format_usd
 from schemas.messages import Budget, Window
 from streams import topics
 from streams.config import Settings
@@ -117,6 +118,5 @@ def current(settings: Settings, timeout: float = 20.0) -> list[Budget]:
 
 def describe(budget: Budget) -> str:
     warn = ", ".join(f"{p}%" for p in budget.warn_pct) or "none"
-    usd = Decimal(budget.limit_nusd) / 1_000_000_000
-    return (f"{budget.scope}: ${usd:,.2f} per {budget.window} ({budget.tz}), "
-            f"warn at {warn}")  # fmt: skip
+    return (f"{budget.scope}: {format_usd(budget.limit_nusd)} per {budget.window} "
+            f"({budget.tz}), warn at {warn}")  # fmt: skip

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from schemas.common import format_usd
 from schemas.messages import Budget, EnrichedUsage, RequestEvent, Signal, budget_scope
 from streams.state import ChangelogState
 
@@ -67,7 +68,7 @@ _ADJECTIVE = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "mont
 
 def evaluate(budget: Budget, spend: int) -> tuple[SignalState, int | None, str]:
     """(state, threshold_pct, reason) of ``spend`` against ``budget``."""
-    limit = f"{_ADJECTIVE[budget.window]} limit ${budget.limit_nusd / 1e9:,.2f}"
+    limit = f"{_ADJECTIVE[budget.window]} limit {format_usd(budget.limit_nusd)}"
     if spend >= budget.limit_nusd:
         return "block", 100, f"{limit} reached"
     crossed = [p for p in budget.warn_pct if spend * 100 >= budget.limit_nusd * p]

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from schemas.common import format_usd
 from schemas.messages import Signal
 from streams import topics
 from tokenledger.kafka_config import client_config
@@ -74,8 +75,8 @@ class Guardrails:
                 return _deny(f"{what} {value} exceed the limit of {limit} for route {route_key!r}")
         cap = self.max_cost_per_request_nusd
         if cap is not None and est_cost is not None and est_cost > cap:
-            return _deny(f"estimated cost ${est_cost / 1e9:.6f} exceeds the per-request limit "
-                         f"${cap / 1e9:.6f}")  # fmt: skip
+            return _deny(f"estimated cost {format_usd(est_cost, exact=True)} exceeds the "
+                         f"per-request limit {format_usd(cap, exact=True)}")  # fmt: skip
         if self.max_retries is not None and attempt - 1 > self.max_retries:
             return _deny(f"attempt {attempt} exceeds the limit of {self.max_retries} retries")
         if self.max_tool_steps is not None and tool_steps is not None:
@@ -89,11 +90,10 @@ def _deny(reason: str) -> Decision:
 
 
 def _decision_for(signal: Signal) -> Decision:
-    spent, limit = signal.spend_nusd / 1e9, signal.limit_nusd / 1e9
+    of = f"({format_usd(signal.spend_nusd)} of {format_usd(signal.limit_nusd)})"
     if signal.state == "block":
-        return Decision(False, "block", f"budget exhausted: {signal.reason} "
-                        f"(${spent:.2f} of ${limit:.2f})", signal.scope)  # fmt: skip
-    return Decision(True, "warn", f"{signal.reason} (${spent:.2f} of ${limit:.2f})", signal.scope)
+        return Decision(False, "block", f"budget exhausted: {signal.reason} {of}", signal.scope)
+    return Decision(True, "warn", f"{signal.reason} {of}", signal.scope)
 
 
 def _scope_parts(scope: str) -> tuple[str, str | None] | None:
@@ -211,9 +211,9 @@ class BudgetGuard:
             for entry in (tenant, scoped):
                 if entry is not None and entry[0].spend_nusd + est_cost > entry[0].limit_nusd:
                     sig = entry[0]
-                    return Decision(False, "block", f"estimated cost would exceed the budget "
-                                    f"(${(sig.spend_nusd + est_cost) / 1e9:.2f} of "
-                                    f"${sig.limit_nusd / 1e9:.2f})", sig.scope)  # fmt: skip
+                    return Decision(False, "block", "estimated cost would exceed the budget "
+                                    f"({format_usd(sig.spend_nusd + est_cost)} of "
+                                    f"{format_usd(sig.limit_nusd)})", sig.scope)  # fmt: skip
         return (scoped or tenant)[1]  # type: ignore[index]
 
     def state(self) -> dict[str, Signal]:

@@ -71,7 +71,7 @@ def test_usage_warns_then_blocks_and_a_raised_limit_allows(
     engine, guard = pipeline
     send_usage(settings, 5)  # 5 x $0.01167 = $0.05835 of $0.10: 58%
     warn = wait_for(lambda: guard.check("acme"), lambda d: d.state == "warn", "warn at 50%")
-    assert warn.allowed and warn.reason == "50% of the daily limit $0.10 used ($0.06 of $0.10)"
+    assert warn.allowed and warn.reason == "50% of the daily limit $0.1000 used ($0.0584 of $0.1000)"
     send_usage(settings, 2)  # $0.08169: 82%
     wait_for(lambda: guard.check("acme"), lambda d: "80%" in d.reason, "warn at 80%")
     send_usage(settings, 2)  # $0.10503
@@ -103,7 +103,7 @@ def test_an_orphan_reservation_blocks_until_it_expires(
     produce(settings.kafka, settings.topic(topics.REQUESTS),
             [(b"globex", request.model_dump_json().encode()), (b"globex", b"{broken")])  # fmt: skip
     blocked = wait_for(lambda: guard.check("globex"), lambda d: not d.allowed, "reservation block")
-    assert "($0.06 of $0.05)" in blocked.reason
+    assert "($0.0600 of $0.0500)" in blocked.reason
     wait_for(lambda: guard.check("globex"), lambda d: d.allowed, "expiry of the orphan", timeout=20)
     (dead,) = read_committed(settings.kafka, settings.topic(topics.DLQ), 1, timeout=10)
     assert b'"reason":"malformed_json"' in dead.value()

@@ -74,7 +74,7 @@ def test_guardrails_give_precise_reasons() -> None:
         ({"route": "rag", "input_tokens": 8001}, "input tokens 8001 exceed the limit of 8000 for route 'rag'"),
         ({"route": "chat", "input_tokens": 4001}, "input tokens 4001 exceed the limit of 4000 for route 'chat'"),
         ({"output_tokens": 1001}, "output tokens 1001 exceed the limit of 1000 for route ''"),
-        ({"est_cost": 50_000_001}, "estimated cost $0.050000 exceeds the per-request limit $0.050000"),
+        ({"est_cost": 50_000_001}, "estimated cost $0.050000001 exceeds the per-request limit $0.05"),
         ({"attempt": 4}, "attempt 4 exceeds the limit of 2 retries"),
         ({"tool_steps": 6}, "6 tool steps exceed the limit of 5"),
     ]  # fmt: skip
