@@ -147,6 +147,8 @@ class BudgetTracker:
         }
         self._expiry = [(r.ts_ms, k) for k, r in self.reservations.items()]
         heapq.heapify(self._expiry)
+        self.slots: dict[str, int] = {k: int(v) for k, v in state.items("q:")}
+        self._dirty_slots: set[str] = set()
         self._dirty_scopes: set[str] = set()
         self._next_cleanup_ms = 0
         self._rollovers: list[tuple[int, str]] = []
@@ -177,13 +179,14 @@ class BudgetTracker:
         if event.cost_nusd:
             for feature in (None, event.feature):
                 key = slot_key(event.tenant_id, feature, ts_ms)
-                self.state.put(key, str(int(self.state.get(key) or 0) + event.cost_nusd))
+                self.slots[key] = self.slots.get(key, 0) + event.cost_nusd
+                self._dirty_slots.add(key)
         self._touch(event.tenant_id, event.feature)
 
     def on_budgets_changed(self, scopes: Iterable[str]) -> None:
         """Re-evaluate changed budgets for the tenants this partition has seen."""
-        known = {key.split(":")[1].split("=", 1)[1].split("|")[0] for key, _ in
-                 self.state.items("q:")} | {r.tenant_id for r in self.reservations.values()}  # fmt: skip
+        known = {key.split(":")[1].split("=", 1)[1].split("|")[0] for key in
+                 self.slots} | {r.tenant_id for r in self.reservations.values()}  # fmt: skip
         for scope in scopes:
             parts = scope.split("/")
             if len(parts) >= 2 and parts[1] in known:
@@ -214,6 +217,9 @@ class BudgetTracker:
 
     def end_batch(self, now: datetime) -> list[Signal]:
         now_ms = int(now.timestamp() * 1000)
+        for key in self._dirty_slots:
+            self.state.put(key, str(self.slots[key]))
+        self._dirty_slots.clear()
         self._expire(now_ms)
         while self._rollovers and self._rollovers[0][0] <= now_ms:
             _, scope = heapq.heappop(self._rollovers)
@@ -260,8 +266,8 @@ class BudgetTracker:
                 self.state.delete(key)
         if now_ms >= self._next_cleanup_ms:  # slots older than a month window: not needed
             self._next_cleanup_ms = now_ms + 60_000
-            for key in [k for k, _ in self.state.items("q:") if
-                        int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:  # fmt: skip
+            for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:
+                del self.slots[key]
                 self.state.delete(key)
 
 

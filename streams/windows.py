@@ -42,33 +42,52 @@ class WindowTotal:
 
 
 class SpendWindows:
+    """Totals live as integers in memory; ``flush()`` writes the changed ones to the state
+    once per batch (the engine commits them with the batch's outputs)."""
+
     def __init__(self, state: ChangelogState, allowed_lateness: timedelta = DEFAULT_LATENESS):
         self.state = state
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
+        self.totals: dict[str, list[int]] = {
+            key: [int(x) for x in value.split(",")] for key, value in state.items("w:")
+        }
+        self._dirty: set[str] = set()
 
     def is_late(self, ts_ms: int, watermark_ms: int) -> bool:
         closes = window_start(ts_ms, "minute") + GRAINS_MS["minute"]
         return closes + self.lateness_ms < watermark_ms
 
     def add(self, ts_ms: int, tenant_id: str, feature: str, model: str, cost: int | None) -> None:
-        for grain in GRAINS_MS:
-            start = window_start(ts_ms, grain)
-            for dim in dims(tenant_id, feature, model):
+        totals, dirty = self.totals, self._dirty
+        names = dims(tenant_id, feature, model)
+        for grain, size in GRAINS_MS.items():
+            start = ts_ms - ts_ms % size
+            for dim in names:
                 key = f"w:{grain}:{dim}:{start}"
-                old = self.state.get(key)
-                total, events, unpriced = (int(x) for x in old.split(",")) if old else (0, 0, 0)
+                entry = totals.get(key)
+                if entry is None:
+                    entry = totals[key] = [0, 0, 0]
                 if cost is None:
-                    unpriced += 1
+                    entry[2] += 1
                 else:
-                    total += cost
-                self.state.put(key, f"{total},{events + 1},{unpriced}")
+                    entry[0] += cost
+                entry[1] += 1
+                dirty.add(key)
+
+    def flush(self) -> None:
+        for key in self._dirty:
+            total, events, unpriced = self.totals[key]
+            self.state.put(key, f"{total},{events},{unpriced}")
+        self._dirty.clear()
 
     def expire(self, watermark_ms: int) -> int:
         dropped = 0
-        for key in [k for k, _ in self.state.items("w:")]:
+        for key in list(self.totals):
             grain, _, rest = key[2:].partition(":")
             start = int(rest.rsplit(":", 1)[1])
             if start + GRAINS_MS[grain] + KEEP_MS[grain] < watermark_ms:
+                del self.totals[key]
+                self._dirty.discard(key)
                 self.state.delete(key)
                 dropped += 1
         return dropped

@@ -71,7 +71,9 @@ def test_usage_warns_then_blocks_and_a_raised_limit_allows(
     engine, guard = pipeline
     send_usage(settings, 5)  # 5 x $0.01167 = $0.05835 of $0.10: 58%
     warn = wait_for(lambda: guard.check("acme"), lambda d: d.state == "warn", "warn at 50%")
-    assert warn.allowed and warn.reason == "50% of the daily limit $0.1000 used ($0.0584 of $0.1000)"
+    assert (
+        warn.allowed and warn.reason == "50% of the daily limit $0.1000 used ($0.0584 of $0.1000)"
+    )
     send_usage(settings, 2)  # $0.08169: 82%
     wait_for(lambda: guard.check("acme"), lambda d: "80%" in d.reason, "warn at 80%")
     send_usage(settings, 2)  # $0.10503

@@ -91,6 +91,8 @@ def test_window_assignment_and_lateness() -> None:
     assert windows.is_late(ts, minute_end + 300_001)
     windows.add(ts, "acme", "answer", "gpt-4o", 700)
     windows.add(ts, "acme", "search", "gpt-4o", None)
+    assert windows.state.data == {}  # written once per batch, by flush()
+    windows.flush()
     totals = {k: parse_window(k, v) for k, v in windows.state.data.items()}
     day = window_start(ts, "day")
     assert (totals[f"w:day:t=acme:{day}"].cost_nusd, totals[f"w:day:t=acme:{day}"].events) == (
