@@ -11,11 +11,12 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from schemas.messages import EnrichedUsage, UsageEvent
+from schemas.messages import EnrichedUsage, Signal, UsageEvent
 from streams import topics
 from streams.windows import window_start
 from tests import factories
@@ -72,6 +73,13 @@ def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Workers]:
     pool.stop_all()
 
 
+def recent_base() -> datetime:
+    """A few minutes ago, but never yesterday: budgets count today's window."""
+    now = datetime.now(UTC)
+    return max(now.replace(second=0, microsecond=0) - timedelta(minutes=3),
+               now.replace(hour=0, minute=0, second=0, microsecond=0))  # fmt: skip
+
+
 def make_events(n: int, tenants: int, base: datetime) -> list[UsageEvent]:
     models = ["gpt-4o", "gpt-4o-mini", "claude-haiku-4-5"]
     return [
@@ -111,10 +119,11 @@ def check_exactly_once(workers: Workers, events: list[UsageEvent], base: datetim
 
 
 def test_sigkill_mid_stream_then_restart_counts_each_event_once(workers: Workers) -> None:
-    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    base = recent_base()
     first = make_events(6000, tenants=12, base=base)
     worker = workers.start("w1")
     _wait_topics(workers)
+    limits = _budgets_crossed_midway(workers, first + make_events(7000, 12, base)[6000:])
     produce(workers.bootstrap, workers.topic(topics.USAGE), records(first))
     seen = wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 1000)
     worker.send_signal(signal.SIGKILL)
@@ -130,10 +139,39 @@ def test_sigkill_mid_stream_then_restart_counts_each_event_once(workers: Workers
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(30) == 0
     check_exactly_once(workers, first + later, base)
+    check_signals(workers, first + later, limits)
+
+
+def _budgets_crossed_midway(workers: Workers, events: list[UsageEvent]) -> dict[str, int]:
+    """Daily budgets for four tenants: warn at 50%, block at what they spend by midway."""
+    from streams import budget_admin
+    from streams.config import Settings
+
+    settings = Settings.from_env(workers.env)
+    limits = {}
+    for tenant in ("tenant-0", "tenant-1", "tenant-2", "tenant-3"):
+        spent = sum(expected_cost(e) for e in events if e.tenant_id == tenant)
+        limits[tenant] = spent // 2
+        budget = budget_admin.make_budget(tenant, None, f"{Decimal(limits[tenant]) / 10**9}",
+                                          "day", "UTC", "50")  # fmt: skip
+        budget_admin.put(settings, budget)
+    return limits
+
+
+def check_signals(workers: Workers, events: list[UsageEvent], limits: dict[str, int]) -> None:
+    """Each scope's signal history is the uninterrupted one: warn once, block once, in order,
+    no state published twice across the crash, and the final spend exact."""
+    signals = [Signal.model_validate_json(m.value()) for m in
+               read_committed(workers.bootstrap, workers.topic(topics.SIGNALS), 8, timeout=10)]  # fmt: skip
+    for tenant, limit in limits.items():
+        mine = [s for s in signals if s.scope == f"tenant/{tenant}"]
+        assert [s.state for s in mine] == ["warn", "block"], tenant
+        assert mine[0].spend_nusd * 2 >= limit and mine[1].spend_nusd >= limit
+        assert all(s.limit_nusd == limit for s in mine)
 
 
 def test_two_workers_and_a_rebalance_give_the_same_totals(workers: Workers) -> None:
-    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    base = recent_base()
     events = make_events(8000, tenants=20, base=base)
     workers.start("a")
     _wait_topics(workers)

@@ -71,13 +71,14 @@ def test_app_services_read_only_known_settings() -> None:
         Settings.from_env(env)  # parses
 
 
-def test_init_runs_a_real_command_and_dependencies_exist() -> None:
-    assert SERVICES["init"]["command"][0] in commands()
+def test_services_run_real_commands_and_dependencies_exist() -> None:
+    for name in ("init", "worker"):
+        assert SERVICES[name]["command"][0] in commands(), name
+        assert "profiles" not in SERVICES[name]
     for service in SERVICES.values():
         for dep in service.get("depends_on", {}):
             assert dep in SERVICES
-    for name in ("worker", "notifier"):
-        assert SERVICES[name]["profiles"] == ["pipeline"]
+    assert SERVICES["notifier"]["profiles"] == ["alerts"]
 
 
 def test_volumes_are_declared_and_bind_mounts_exist() -> None:
