@@ -21,6 +21,9 @@ from schemas.messages import (
     Signal,
 )
 
+SOURCE_COLUMNS = ("kafka_partition", "kafka_offset")
+"""Appended to every raw table by the sink: where in Kafka the row came from."""
+
 
 class Row(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,6 +33,11 @@ class Row(BaseModel):
     @classmethod
     def columns(cls) -> list[str]:
         return list(cls.model_fields)
+
+    @classmethod
+    def insert_columns(cls) -> list[str]:
+        """The model's columns and the source offset columns, in table order."""
+        return [*cls.model_fields, *SOURCE_COLUMNS]
 
     def values(self) -> list[Any]:
         return [getattr(self, name) for name in type(self).model_fields]

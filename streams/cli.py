@@ -203,6 +203,73 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the ClickHouse sink until SIGTERM or Ctrl-C (it owns an embedded data path)."""
+    import signal as signals
+
+    from streams import migrations
+    from streams.clickhouse import get_client
+    from streams.kafka_admin import require_broker
+    from streams.sink import Sink
+
+    require_broker(settings.kafka)
+
+    def connect() -> object:
+        client = get_client(settings.clickhouse, settings.clickhouse_database, create=True)
+        migrations.migrate(client)
+        return client
+
+    sink = Sink(settings, connect, max_rows=args.max_rows, max_wait_s=args.max_wait)
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: sink.stop())
+    sink.run()
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(sink.counters.items())) or "nothing"
+    print(f"sink stopped: {summary}")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import queries
+    from streams.clickhouse import get_client
+
+    if args.list or not args.name:
+        for q in queries.library().values():
+            params = " ".join(f"{p.name}={p.default or '?'}" for p in q.params)
+            print(f"{q.name:28} {q.answers}" + (f"  [{params}]" if params else ""))
+        return 0
+    query = queries.get(args.name)
+    given = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--param {item!r} needs the form name=value")
+        given[key] = value
+    bound = query.bind(given)
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    columns, rows = queries.run(client, query, bound)
+    _print_table(columns, rows, args.format)
+    return 0
+
+
+def _print_table(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> None:
+    import csv
+    import json
+
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        cells = [[str(v) for v in r] for r in rows]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+        for r in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        print(f"({len(rows)} rows)")
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the local stack (broker, topics, ClickHouse schema) and say where it is."""
     if settings.kafka_is_local:
@@ -266,6 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", choices=["hour", "day", "week", "month"], default="day")
     p.add_argument("--tz", default="UTC", help="IANA timezone the window follows (UTC)")
     p.add_argument("--warn", default="50,80", help="warn thresholds in percent (50,80)")
+    p = add("sink", cmd_sink, "run the ClickHouse sink (every topic into its table)")
+    p.add_argument("--max-rows", type=int, default=5000, help="rows per INSERT batch")
+    p.add_argument("--max-wait", type=float, default=1.0, help="seconds before a batch is flushed")
+    p = add("query", cmd_query, "run an analyst query from clickhouse/queries")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--list", action="store_true", help="list the queries and what they answer")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     add("up", cmd_up, "start the local stack: broker, topics, ClickHouse schema")
     add("down", cmd_down, "stop the local broker")
     return parser
@@ -297,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _configure_logging(quiet=args.quiet)
-        for option in ("partitions", "replication_factor", "max_batch"):
+        for option in ("partitions", "replication_factor", "max_batch", "max_rows"):
             value = getattr(args, option, None)
             if value is not None and value < 1:
                 raise UserError(f"--{option.replace('_', '-')} must be at least 1")

@@ -50,7 +50,10 @@ def get_client(dsn: str, database: str | None = None, *, create: bool = False) -
         return clickhouse_connect.get_client(dsn=dsn, database=database)
     except ClickHouseError as exc:
         text = str(exc)
-        if "Cannot lock file" in text or "already initialized" in text:
+        if any(
+            m in text
+            for m in ("Cannot lock file", "already initialized", "Unable to open the chdb")
+        ):
             raise ServiceUnavailableError(
                 f"the embedded ClickHouse at {dsn} is in use by another process (a running "
                 "sink or worker?); stop it, or point TOKENLEDGER_CLICKHOUSE at a server"

@@ -121,7 +121,15 @@ def migrate(
             continue
         progress(f"applying {m.path.name}")
         for statement in m.statements():
-            client.command(statement)
+            try:
+                client.command(statement)
+            except Exception as exc:  # noqa: BLE001 - reported as one line, never swallowed
+                from clickhouse_connect.driver.exceptions import ClickHouseError
+
+                if not isinstance(exc, ClickHouseError):
+                    raise
+                first = str(exc).strip().splitlines()[0][:300]
+                raise MigrationError(f"{m.path.name} failed: {first}") from None
         client.insert(
             LEDGER_TABLE,
             [[m.version, m.name, m.checksum]],

@@ -1,0 +1,255 @@
+"""The ClickHouse sink on the real broker and the real engine: exact totals, exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.messages import EnrichedUsage
+from streams import migrations, queries, topics
+from streams.clickhouse import get_client
+from streams.config import Settings
+from streams.kafka_admin import create_topics
+from streams.sink import Sink
+from streams.topics import TopicSpec
+from tests import factories
+from tests.integration.test_streams_usage import produce
+
+pytestmark = pytest.mark.integration
+
+TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
+
+
+def namespace_settings(bootstrap: str, **extra: str) -> Settings:
+    return Settings.from_env({"TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_PARTITIONS": "3",
+                              "TOKENLEDGER_TOPIC_NAMESPACE": f"s{uuid.uuid4().hex[:10]}",
+                              **extra})  # fmt: skip
+
+
+def make_topics(settings: Settings) -> None:
+    create_topics(settings.kafka, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+                                   for t in topics.TOPICS], 3, 1)  # fmt: skip
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def usage_events(n: int, base: datetime) -> list[EnrichedUsage]:
+    out = []
+    for i in range(n):
+        cost = None if i % 17 == 0 else 1_000_003 * (i % 89) + 7
+        out.append(factories.enriched(
+            tenant_id=f"tenant-{i % 5}", feature=f"f{i % 3}", model=("gpt-4o", "o3")[i % 2],
+            route=("rag", "chat")[i % 2], ts=base + timedelta(milliseconds=37 * i),
+            cost_nusd=cost, priced=cost is not None, table_cost_nusd=cost,
+            cost_source="table" if cost is not None else "unpriced",
+            counterfactual_cost_nusd=2 * (cost or 0), duplicate_generation=i % 7 == 0,
+            cache=("exact" if i % 11 == 0 else "none"), task_id=f"task-{i % 40}",
+            token_budget_violations=("retrieved",) if i % 13 == 0 else (),
+            success=i % 9 != 0,
+        ))  # fmt: skip
+    return out
+
+
+def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, chdb_dsn: str,
+                                                           ch: Any) -> None:  # fmt: skip
+    settings = namespace_settings(kafka_bootstrap)
+    make_topics(settings)
+    database = ch.query("SELECT currentDatabase()").result_rows[0][0]
+    migrations.migrate(ch)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    usage = usage_events(600, base)
+    outcomes = [factories.outcome(tenant_id=f"tenant-{t % 5}", task_id=f"task-{t}",
+                                  success=t % 4 != 0, ts=base) for t in range(40)]  # fmt: skip
+    others = {
+        topics.USAGE_ENRICHED: [e.model_dump_json().encode() for e in usage] + [b"{bad"],
+        topics.REQUESTS: [factories.request(ts=base).model_dump_json().encode() for _ in range(7)],
+        topics.OUTCOMES: [o.model_dump_json().encode() for o in outcomes],
+        topics.SIGNALS: [factories.signal().model_dump_json().encode()],
+        topics.ALERTS: [factories.alert().model_dump_json().encode()],
+        topics.DLQ: [factories.dlq().model_dump_json().encode()],
+    }
+    for topic, values in others.items():
+        produce(kafka_bootstrap, settings.topic(topic), [(b"k", v) for v in values])
+
+    sink = Sink(settings, lambda: get_client(chdb_dsn, database), max_rows=100, max_wait_s=0.2)
+    thread = threading.Thread(target=sink.run, daemon=True)
+    thread.start()
+    counts = {"usage_events": 600, "request_events": 7, "outcome_events": 40, "signals": 1,
+              "alerts": 1, "dlq_events": 2}  # fmt: skip
+
+    def stored(table: str) -> int:
+        return int(ch.command("SELECT count() FROM {t:Identifier}", parameters={"t": table}))
+
+    until(lambda: all(stored(t) == n for t, n in counts.items()), "every row in ClickHouse")
+    sink.stop()
+    thread.join(30)
+
+    priced = [e.cost_nusd for e in usage if e.cost_nusd is not None]
+    raw = ch.query("SELECT sum(cost_nusd), countIf(cost_nusd IS NULL), uniqExact(event_id) "
+                   "FROM usage_events").result_rows[0]  # fmt: skip
+    assert raw == (sum(priced), len(usage) - len(priced), 600)
+    rollup = ch.query("SELECT sum(cost_nusd), sum(events), sum(unpriced_events), "
+                      "sum(counterfactual_cost_nusd), sum(retry_cost_nusd), sum(cache_saved_nusd) "
+                      "FROM spend_by_minute").result_rows[0]  # fmt: skip
+    assert rollup == (
+        sum(priced), 600, len(usage) - len(priced), 2 * sum(priced),
+        sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation),
+        sum(e.table_cost_nusd or 0 for e in usage if e.cache != "none"),
+    )  # fmt: skip
+    (bad,) = ch.query("SELECT reason, source_topic FROM dlq_events WHERE component = "
+                      "'clickhouse-sink'").result_rows  # fmt: skip
+    assert bad == ("invalid_fields", settings.topic(topics.USAGE_ENRICHED))
+
+    def run(name: str, **params: str) -> list[tuple[Any, ...]]:
+        query = queries.get(name)
+        return queries.run(ch, query, query.bind({"start": "-2d", **params}))[1]
+
+    by_tenant = {r[0]: (r[1], r[2], r[4]) for r in run("cost_by_tenant")}
+    for t in range(5):
+        mine = [e for e in usage if e.tenant_id == f"tenant-{t}"]
+        assert by_tenant[f"tenant-{t}"] == (
+            len(mine), sum(e.cost_nusd or 0 for e in mine), sum(e.cost_nusd is None for e in mine)
+        )  # fmt: skip
+    (acme_usd,) = [r[3] for r in run("cost_by_tenant", tenant="tenant-1")]
+    assert (
+        str(acme_usd)
+        == f"{sum(e.cost_nusd or 0 for e in usage if e.tenant_id == 'tenant-1') / 10**9:.9f}"
+    )
+    by_model = {r[0]: r[2] for r in run("cost_by_model")}
+    assert by_model == {
+        m: sum(e.cost_nusd or 0 for e in usage if e.model == m) for m in ("gpt-4o", "o3")
+    }
+    top = run("top_spenders", limit="3")
+    assert len(top) == 3 and top[0][3] == max(
+        sum(e.cost_nusd or 0 for e in usage if (e.tenant_id, e.feature) == key)
+        for key in {(e.tenant_id, e.feature) for e in usage}
+    )  # fmt: skip
+    retries = sum(r[3] for r in run("retry_cost"))
+    assert retries == sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation)
+    saved = {(r[0], r[1]): r[3] for r in run("cache_savings")}
+    assert sum(saved.values()) == sum(e.table_cost_nusd or 0 for e in usage if e.cache == "exact")
+    violations = sum(r[3] for r in run("token_budget_violations"))
+    assert violations == sum(1 for e in usage if e.token_budget_violations)
+    per_task = {(r[0], r[1]): (r[2], r[3], r[4]) for r in run("cost_per_successful_task")}
+    ok_tasks = {o.task_id for o in outcomes if o.success}
+    for (tenant, feature), (tasks, successes, cost) in per_task.items():
+        mine = [e for e in usage if (e.tenant_id, e.feature) == (tenant, feature)
+                and e.tenant_id == f"tenant-{int((e.task_id or '-0').split('-')[1]) % 5}"]  # fmt: skip
+        assert tasks == len({e.task_id for e in mine})
+        assert successes == len({e.task_id for e in mine if e.task_id in ok_tasks})
+        assert cost == sum(e.cost_nusd or 0 for e in mine)
+
+
+def _sink_env(settings: Settings, data: Path) -> dict[str, str]:
+    return {**os.environ, "TOKENLEDGER_KAFKA": settings.kafka,
+            "TOKENLEDGER_TOPIC_NAMESPACE": settings.topic_namespace,
+            "TOKENLEDGER_PARTITIONS": "3", "TOKENLEDGER_CLICKHOUSE": f"chdb://{data}"}  # fmt: skip
+
+
+def _committed(settings: Settings) -> int:
+    """How many enriched usage messages the sink group has committed (all partitions)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    topic = settings.topic(topics.USAGE_ENRICHED)
+    consumer = Consumer({"bootstrap.servers": settings.kafka,
+                         "group.id": settings.topic("tokenledger-sink")})  # fmt: skip
+    try:
+        done = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in done)
+    finally:
+        consumer.close()
+
+
+def _stored(env: dict[str, str]) -> tuple[int, int, int, int]:
+    """(rows, distinct events, raw cost, rollup cost), read by a separate process: the
+    embedded engine's data path belongs to one process at a time."""
+    script = (
+        "from streams.clickhouse import get_client; import os, json;"
+        "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
+        "print(json.dumps([c.command('SELECT count() FROM usage_events'),"
+        " c.command('SELECT uniqExact(event_id) FROM usage_events'),"
+        " c.command('SELECT sum(ifNull(cost_nusd, 0)) FROM usage_events'),"
+        " c.command('SELECT sum(cost_nusd) FROM spend_by_minute')]))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120, check=True)  # fmt: skip
+    rows, distinct, raw, rollup = (int(x) for x in json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows, distinct, raw, rollup
+
+
+def test_sink_killed_mid_batch_stores_each_event_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = namespace_settings(kafka_bootstrap)
+    make_topics(settings)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    events = usage_events(12_000, base)
+    produce(kafka_bootstrap, settings.topic(topics.USAGE_ENRICHED),
+            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    env = _sink_env(settings, tmp_path / "ch")
+    log = open(tmp_path / "sink.log", "wb")  # noqa: SIM115
+    sink = subprocess.Popen([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
+                            env=env, stdout=log, stderr=log)  # fmt: skip
+    until(lambda: _committed(settings) >= 2000, "the sink to commit 2000 messages", 120)
+    sink.send_signal(signal.SIGKILL)
+    assert sink.wait(10) == -signal.SIGKILL
+    assert _committed(settings) < 12_000, "the kill must land mid-stream"
+    again = subprocess.Popen([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
+                             env=env, stdout=log, stderr=log)  # fmt: skip
+    until(lambda: _committed(settings) == 12_000, "the restarted sink to finish", 180)
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(60) == 0
+    total = sum(e.cost_nusd or 0 for e in events)
+    assert _stored(env) == (12_000, 12_000, total, total)
+
+
+def test_clickhouse_unavailable_for_a_while_loses_nothing(kafka_bootstrap: str,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    settings = namespace_settings(kafka_bootstrap)
+    make_topics(settings)
+    data = tmp_path / "ch"
+    env = _sink_env(settings, data)
+    # Another process holds the engine's data path: to the sink, ClickHouse is down.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from streams.clickhouse import get_client;"
+         f"c = get_client('chdb://{data}', 'tokenledger', create=True); print('held', flush=True);"
+         "sys.stdin.readline()"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    events = usage_events(3000, base)
+    produce(kafka_bootstrap, settings.topic(topics.USAGE_ENRICHED),
+            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    log_path = tmp_path / "sink.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    sink = subprocess.Popen([TOKENLEDGER, "sink", "--max-rows", "500", "--max-wait", "0.2"],
+                            env=env, stdout=log, stderr=log)  # fmt: skip
+    until(lambda: log_path.read_text().count("ClickHouse unavailable") >= 2,
+          "the sink to retry against the unavailable engine")  # fmt: skip
+    assert _committed(settings) == 0  # nothing committed while nothing could be stored
+    assert holder.stdin is not None
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.wait(30) == 0
+    until(lambda: _committed(settings) == 3000, "the sink to store everything once back", 120)
+    sink.send_signal(signal.SIGTERM)
+    assert sink.wait(60) == 0
+    total = sum(e.cost_nusd or 0 for e in events)
+    assert _stored(env) == (3000, 3000, total, total)
