@@ -79,6 +79,9 @@ class UsageEvent(Event):
     token_budget_violations: tuple[Name, ...] = Field(
         default=(), max_length=16, description="context segments that exceeded their budget"
     )
+    context_trimmed_tokens: Tokens = Field(
+        default=0, description="input tokens a context budget kept out of the prompt"
+    )
 
     @model_validator(mode="after")
     def _token_parts_fit(self) -> UsageEvent:
@@ -121,6 +124,15 @@ class EnrichedUsage(UsageEvent):
     reference_model: Name
     counterfactual_cost_nusd: Nusd | None = Field(
         description="same tokens on the route's reference model, no cache, no batch discount"
+    )
+    list_cost_nusd: Nusd | None = Field(
+        description="same tokens on the event's own model, no cache discount, no batch discount"
+    )
+    unbatched_cost_nusd: Nusd | None = Field(
+        description="the event's own model with its provider cache rates, no batch discount"
+    )
+    context_saved_nusd: Nusd | None = Field(
+        description="the trimmed context tokens at the reference model's input rate"
     )
     duplicate_generation: bool = Field(
         description="another event with this idempotency_key was seen first: retry cost"

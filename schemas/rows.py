@@ -91,6 +91,10 @@ class UsageRow(EnvelopeRow):
     duplicate_generation: bool
     late: bool
     processed_at: datetime
+    context_trimmed_tokens: int
+    list_cost_nusd: int | None
+    unbatched_cost_nusd: int | None
+    context_saved_nusd: int | None
 
     @classmethod
     def from_message(cls, m: EnrichedUsage) -> UsageRow:

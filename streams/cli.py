@@ -254,7 +254,9 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 def _print_table(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> None:
     import csv
     import json
+    from decimal import Decimal
 
+    rows = [tuple(format(v, "f") if isinstance(v, Decimal) else v for v in r) for r in rows]
     if fmt == "json":
         print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
     elif fmt == "csv":

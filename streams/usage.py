@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas.messages import EnrichedUsage, UsageEvent
-from schemas.pricing import PriceTable, TokenCounts
+from schemas.pricing import PriceTable, TokenCounts, cost_nusd
 from streams.dedup import DEFAULT_RETENTION, Dedup, Verdict
 from streams.state import ChangelogState
 from streams.validate import Rejection, dlq_record, parse
@@ -60,10 +60,17 @@ def enrich(
         reasoning=event.reasoning_tokens,
     )  # fmt: skip
     rate = table.lookup(event.model, event.ts)
-    table_cost = None
+    table_cost = list_cost = unbatched = None
     if rate is not None:
-        priced = table.price(event.model, event.ts, tokens, batch=event.batch)
-        table_cost = priced.cost_nusd if priced else None
+        table_cost = cost_nusd(rate, tokens, batch=event.batch)
+        unbatched = cost_nusd(rate, tokens, batch=False)
+        plain = TokenCounts(input=tokens.input, output=tokens.output, reasoning=tokens.reasoning)
+        list_cost = cost_nusd(rate, plain, batch=False)
+    reference = table.lookup(table.reference_model(event.route), event.ts)
+    context_saved = None
+    if reference is not None:
+        trimmed = TokenCounts(input=event.context_trimmed_tokens, output=0)
+        context_saved = cost_nusd(reference, trimmed, batch=False)
     version = table.version_of(rate) if rate is not None else f"{table.version}:unknown"
     if event.cache != "none":
         cost, source, mismatch = 0, "cache", False
@@ -84,6 +91,9 @@ def enrich(
         pricing_version=version,
         reference_model=table.reference_model(event.route),
         counterfactual_cost_nusd=table.counterfactual(event.route, event.ts, tokens),
+        list_cost_nusd=list_cost,
+        unbatched_cost_nusd=unbatched,
+        context_saved_nusd=context_saved,
         duplicate_generation=duplicate_generation,
         late=late,
         processed_at=now,

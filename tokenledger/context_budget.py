@@ -70,6 +70,11 @@ class ContextBudget:
         over = tuple(name for name, n in counts.items() if n > self.budgets[name])
         return ContextReport(counts, dict(self.budgets), over)
 
+    def trimmed_tokens(self, chunks: Sequence[str], kept: Sequence[str]) -> int:
+        """Tokens of ``chunks`` that ``kept`` leaves out: pass it to ``track()`` as
+        ``context_trimmed_tokens`` so the savings waterfall prices the context budget."""
+        return self.count(list(chunks)) - self.count(list(kept))
+
     def fit(self, chunks: Sequence[str], budget: int | None = None) -> list[str]:
         """The chunks to send, best first: ``chunks`` are ranked best first; each is kept
         when it still fits the remaining budget (a chunk too large is skipped, smaller

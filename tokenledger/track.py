@@ -91,6 +91,7 @@ class Call:
         task_id: str | None = None,
         batch: bool = False,
         context: ContextReport | None = None,
+        context_trimmed_tokens: int = 0,
     ) -> None:
         self.ledger = ledger
         self.dims: dict[str, Any] = {
@@ -106,6 +107,7 @@ class Call:
         self.task_id = task_id
         self.batch = batch
         self.context = context
+        self.context_trimmed_tokens = context_trimmed_tokens
         self.estimated_input_tokens = 0
         self.usage: TokenCounts | None = None
         self.cost_nusd: int | None = None
@@ -161,6 +163,7 @@ class Call:
             max_output_tokens=self.max_output_tokens, idempotency_key=self.idempotency_key,
             request_id=self.request_id, attempt=self.attempt + 1, task_id=self.task_id,
             batch=self.batch, context=self.context,
+            context_trimmed_tokens=self.context_trimmed_tokens,
         )  # fmt: skip
 
     # -- context manager -----------------------------------------------------------------
@@ -210,6 +213,7 @@ class Call:
                 success=self.error is None, error=self.error, estimated=estimated,
                 cost_nusd=self.cost_nusd, task_id=self.task_id,
                 token_budget_violations=self.context.violations if self.context else (),
+                context_trimmed_tokens=self.context_trimmed_tokens,
             )
         )  # fmt: skip
         return False

@@ -52,16 +52,23 @@ def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None
 
 
 def usage_events(n: int, base: datetime) -> list[EnrichedUsage]:
+    """Enriched events as the worker makes them: a cache hit costs 0 and its table cost is
+    what it saved; an unknown model has no costs at all."""
     out = []
     for i in range(n):
-        cost = None if i % 17 == 0 else 1_000_003 * (i % 89) + 7
+        table = None if i % 17 == 0 else 1_000_003 * (i % 89) + 7
+        hit = i % 11 == 0 and table is not None
+        cost = 0 if hit else table
         out.append(factories.enriched(
             tenant_id=f"tenant-{i % 5}", feature=f"f{i % 3}", model=("gpt-4o", "o3")[i % 2],
             route=("rag", "chat")[i % 2], ts=base + timedelta(milliseconds=37 * i),
-            cost_nusd=cost, priced=cost is not None, table_cost_nusd=cost,
-            cost_source="table" if cost is not None else "unpriced",
-            counterfactual_cost_nusd=2 * (cost or 0), duplicate_generation=i % 7 == 0,
-            cache=("exact" if i % 11 == 0 else "none"), task_id=f"task-{i % 40}",
+            cost_nusd=cost, priced=cost is not None, table_cost_nusd=table,
+            cost_source="unpriced" if table is None else ("cache" if hit else "table"),
+            counterfactual_cost_nusd=2 * (table or 0), duplicate_generation=i % 7 == 0,
+            list_cost_nusd=None if table is None else (3 * table) // 2,
+            unbatched_cost_nusd=None if table is None else (5 * table) // 4,
+            context_saved_nusd=(i % 5) * 1000, batch=i % 4 == 0,
+            cache="exact" if hit else "none", task_id=f"task-{i % 40}",
             token_budget_violations=("retrieved",) if i % 13 == 0 else (),
             success=i % 9 != 0,
         ))  # fmt: skip
@@ -78,11 +85,17 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     usage = usage_events(600, base)
     outcomes = [factories.outcome(tenant_id=f"tenant-{t % 5}", task_id=f"task-{t}",
                                   success=t % 4 != 0, ts=base) for t in range(40)]  # fmt: skip
+    burn = factories.signal(scope="tenant/tenant-1", tenant_id="tenant-1", state="warn",
+                            limit_nusd=900_000_000_000, window_start=base - timedelta(minutes=1),
+                            window_end=base + timedelta(hours=23, minutes=59))  # fmt: skip
     others = {
         topics.USAGE_ENRICHED: [e.model_dump_json().encode() for e in usage] + [b"{bad"],
         topics.REQUESTS: [factories.request(ts=base).model_dump_json().encode() for _ in range(7)],
         topics.OUTCOMES: [o.model_dump_json().encode() for o in outcomes],
-        topics.SIGNALS: [factories.signal().model_dump_json().encode()],
+        topics.SIGNALS: [
+            factories.signal().model_dump_json().encode(),
+            burn.model_dump_json().encode(),
+        ],
         topics.ALERTS: [factories.alert().model_dump_json().encode()],
         topics.DLQ: [factories.dlq().model_dump_json().encode()],
     }
@@ -92,7 +105,7 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     sink = Sink(settings, lambda: get_client(chdb_dsn, database), max_rows=100, max_wait_s=0.2)
     thread = threading.Thread(target=sink.run, daemon=True)
     thread.start()
-    counts = {"usage_events": 600, "request_events": 7, "outcome_events": 40, "signals": 1,
+    counts = {"usage_events": 600, "request_events": 7, "outcome_events": 40, "signals": 2,
               "alerts": 1, "dlq_events": 2}  # fmt: skip
 
     def stored(table: str) -> int:
@@ -110,7 +123,8 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
                       "sum(counterfactual_cost_nusd), sum(retry_cost_nusd), sum(cache_saved_nusd) "
                       "FROM spend_by_minute").result_rows[0]  # fmt: skip
     assert rollup == (
-        sum(priced), 600, len(usage) - len(priced), 2 * sum(priced),
+        sum(priced), 600, len(usage) - len(priced),
+        sum(e.counterfactual_cost_nusd or 0 for e in usage),
         sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation),
         sum(e.table_cost_nusd or 0 for e in usage if e.cache != "none"),
     )  # fmt: skip
@@ -148,6 +162,48 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     assert sum(saved.values()) == sum(e.table_cost_nusd or 0 for e in usage if e.cache == "exact")
     violations = sum(r[3] for r in run("token_budget_violations"))
     assert violations == sum(1 for e in usage if e.token_budget_violations)
+    priced_usage = [e for e in usage if e.priced and e.table_cost_nusd is not None]
+
+    def total(f: Callable[[EnrichedUsage], int], keep: Callable[[EnrichedUsage], bool]) -> int:
+        return sum(f(e) for e in priced_usage if keep(e))
+
+    def every(e: EnrichedUsage) -> bool:
+        return True
+
+    cf = lambda e: (e.counterfactual_cost_nusd or 0) + (e.context_saved_nusd or 0)  # noqa: E731
+    hit = lambda e: e.cache != "none"  # noqa: E731
+    steps = {r[0]: r[1] for r in run("savings_waterfall")}
+    assert steps == {
+        "baseline": total(cf, lambda e: not e.duplicate_generation),
+        "deduplication": total(cf, lambda e: e.duplicate_generation),
+        "routing": total(lambda e: (e.list_cost_nusd or 0) - (e.counterfactual_cost_nusd or 0), every),
+        "cache": total(lambda e: (e.unbatched_cost_nusd or 0) - (e.list_cost_nusd or 0), every)
+        - total(lambda e: e.table_cost_nusd or 0, hit),
+        "context budget": -total(lambda e: e.context_saved_nusd or 0, every),
+        "batch": total(lambda e: (e.table_cost_nusd or 0) - (e.unbatched_cost_nusd or 0), every),
+        "billing adjustments": total(lambda e: (e.cost_nusd or 0) - (e.table_cost_nusd or 0),
+                                     lambda e: not hit(e)),
+        "actual": total(lambda e: e.cost_nusd or 0, every),
+    }  # fmt: skip
+    assert sum(v for k, v in steps.items() if k != "actual") == steps["actual"]
+
+    routes = {(r[0], r[1]): (r[2], r[3], r[5]) for r in run("route_comparison")}
+    for (route, model), (requests, successes, cost) in routes.items():
+        mine = [e for e in usage if (e.route, e.model) == (route, model)]
+        assert (requests, successes, cost) == (
+            len(mine),
+            sum(e.success for e in mine),
+            sum(e.cost_nusd or 0 for e in mine),
+        )
+
+    now = base + timedelta(hours=6)
+    burndown = queries.get("budget_burndown")
+    (row,) = queries.run(ch, burndown, burndown.bind({"now": now.isoformat()}))[1]
+    spend = sum(e.cost_nusd or 0 for e in usage if e.tenant_id == "tenant-1")
+    forecast = int(spend / (6 * 3600 + 60) * 24 * 3600)
+    assert row[:4] == ("tenant-1", "warn", 900_000_000_000, spend)
+    assert (row[5], row[6]) == (forecast, forecast >= 900_000_000_000)
+
     per_task = {(r[0], r[1]): (r[2], r[3], r[4]) for r in run("cost_per_successful_task")}
     ok_tasks = {o.task_id for o in outcomes if o.success}
     for (tenant, feature), (tasks, successes, cost) in per_task.items():

@@ -129,3 +129,18 @@ def test_task_drops_redeliveries_and_sends_bad_input_to_the_dlq() -> None:
     (dead,) = task.process("in", 0, 2, b"acme", b"nope", NOW)
     assert dead.topic == "dlq" and json.loads(dead.value)["offset"] == 2
     assert task.counters == {"enriched": 1, "redelivered": 1, "dlq.malformed_json": 1}
+
+
+def test_waterfall_steps_telescope_from_counterfactual_to_cost() -> None:
+    table = load_price_table()
+    event = factories.usage(model="gpt-4o-mini", route="rag", batch=True, cached_input_tokens=1024,
+                            context_trimmed_tokens=2000)  # fmt: skip
+    e = enrich(event, table, duplicate_generation=False, late=False, now=NOW)
+    # gpt-4o reference: 3500 in x 2500 + 420 out x 10000
+    assert e.counterfactual_cost_nusd == 3500 * 2500 + 420 * 10_000
+    # own model, list price: 3500 x 150 + 420 x 600
+    assert e.list_cost_nusd == 3500 * 150 + 420 * 600
+    # provider cache: 2476 x 150 + 1024 x 75 + 420 x 600, then the batch halves it
+    assert e.unbatched_cost_nusd == 2476 * 150 + 1024 * 75 + 420 * 600
+    assert e.table_cost_nusd == e.cost_nusd == e.unbatched_cost_nusd // 2
+    assert e.context_saved_nusd == 2000 * 2500  # trimmed tokens at the reference input rate
