@@ -58,6 +58,10 @@ def get_client(dsn: str, database: str | None = None, *, create: bool = False) -
                 f"the embedded ClickHouse at {dsn} is in use by another process (a running "
                 "sink or worker?); stop it, or point TOKENLEDGER_CLICKHOUSE at a server"
             ) from None
+        if "UNKNOWN_DATABASE" in text:
+            raise UserError(
+                f"database {database} does not exist at {dsn}; create it with `tokenledger migrate`"
+            ) from None
         raise ServiceUnavailableError(
             f"ClickHouse at {dsn} is unavailable: {_reason(text, exc)}; check "
             "TOKENLEDGER_CLICKHOUSE and that the server is up"

@@ -59,6 +59,8 @@ class Query:
 
 
 def _value(p: Param, raw: str, now: datetime) -> Any:
+    if p.type == "Identifier" and not re.fullmatch(r"[a-z_]+", raw):
+        raise UserError(f"--param {p.name}={raw!r} is not a column name")
     if not p.type.startswith("DateTime"):
         if p.type.startswith(("UInt", "Int")):
             try:
@@ -115,5 +117,11 @@ def get(name: str) -> Query:
 def run(
     client: Any, query: Query, params: dict[str, Any]
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    result = client.query(query.sql, parameters=params)
-    return list(result.column_names), [tuple(r) for r in result.result_rows]
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    try:  # the result is read lazily: errors can surface while reading rows
+        result = client.query(query.sql, parameters=params)
+        return list(result.column_names), [tuple(r) for r in result.result_rows]
+    except ClickHouseError as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise UserError(f"query {query.name} failed: {first}") from None

@@ -46,6 +46,12 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, starts: st
         (["kafka", "status"], {"TOKENLEDGER_KAFKA": "broker:9092"}, 2,
          "TOKENLEDGER_KAFKA=broker:9092 points at an external broker"),
         (["prices", "check", "/nonexistent/prices.json"], {}, 2, "cannot read price table"),
+        (["query", "no_such_query"], {}, 2, "no query named 'no_such_query'"),
+        (["query", "top_spenders", "--param", "limit=x"], {}, 2, "--param limit='x' is not a whole"),
+        (["query", "top_spenders", "--param", "tenant=x"], {}, 2, "query top_spenders has no parameter tenant"),
+        (["query", "cost_over_time", "--param", "dimension=a;b"], {}, 2, "--param dimension='a;b' is not a column"),
+        (["query", "cost_by_tenant", "--param", "start=yesterday"], {}, 2, "--param start='yesterday' is not a time"),
+        (["query", "cost_by_tenant"], {}, 2, "database tokenledger does not exist at chdb://"),
     ],
 )  # fmt: skip
 def test_usage_and_input_mistakes(
