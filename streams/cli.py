@@ -272,6 +272,22 @@ def _print_table(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -
         print(f"({len(rows)} rows)")
 
 
+def cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
+    from streams import grafana
+
+    if args.check:
+        drifted = grafana.drift()
+        if drifted:
+            print(f"generated Grafana files differ: {', '.join(drifted)}; run "
+                  "`tokenledger grafana export`", file=sys.stderr)  # fmt: skip
+            return 1
+        print("Grafana dashboards and alert rules match the query library")
+        return 0
+    written = grafana.export()
+    print(f"wrote {len(written)} Grafana files under {grafana.GRAFANA_DIR}")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Start the local stack (broker, topics, ClickHouse schema) and say where it is."""
     if settings.kafka_is_local:
@@ -343,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the queries and what they answer")
     p.add_argument("--param", action="append", metavar="NAME=VALUE")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = add("grafana", cmd_grafana, "generate Grafana dashboards and alerts from the library")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--check", action="store_true", help="exit 1 if the files differ")
     add("up", cmd_up, "start the local stack: broker, topics, ClickHouse schema")
     add("down", cmd_down, "stop the local broker")
     return parser
