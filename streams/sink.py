@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 import threading
 import time
 from collections import Counter
@@ -59,6 +60,8 @@ ROUTES: dict[str, tuple[type[BaseModel], type[Row]]] = {
 }
 INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
 REPAIR_SQL = sql_root() / "repair" / "spend_by_minute.sql"
+ROW_ERRORS = (ValueError, OverflowError, TypeError, struct.error)
+"""A value the client cannot encode for its column (e.g. an integer beyond Int64)."""
 
 
 @dataclass
@@ -239,7 +242,7 @@ class Sink:
 
         try:
             self._with_retries(insert)
-        except DatabaseError as exc:
+        except (DatabaseError, *ROW_ERRORS) as exc:
             if isinstance(exc, OperationalError):
                 raise
             self._insert_one_by_one(topic, row_type, rows, token, str(exc))
@@ -263,7 +266,7 @@ class Sink:
             try:
                 self._with_retries(insert)
                 self.counters[f"rows.{row_type.table}"] += 1
-            except DatabaseError as exc:
+            except (DatabaseError, *ROW_ERRORS) as exc:
                 self._reject(topic, partition, offset, None, None, "rejected_by_storage",
                              str(exc).strip().splitlines()[0][:500])  # fmt: skip
 

@@ -98,3 +98,40 @@ def test_alert_rules_fire_on_what_they_watch(ch: Any) -> None:
         sql = rule["data"][0]["model"]["rawSql"]
         counts[rule["uid"]] = ch.query(expand(sql, "")).result_rows[0][0]
     assert counts == {"tokenledger-blocked": 1, "tokenledger-dlq": 1}
+
+
+def test_remaining_library_queries_against_hand_computed_values(ch: Any) -> None:
+    """The queries test_sink.py does not check, on seed(): event i is tenant-(i % 3),
+    feature f(i % 2), model gpt-4o / o3 alternating, at START + i minutes, costing
+    1000 * (i + 1) nano-USD, route rag, prompt v3."""
+    seed(ch)
+    events = [(f"tenant-{i % 3}", f"f{i % 2}", ("gpt-4o", "o3")[i % 2], START + timedelta(minutes=i),
+               1_000 * (i + 1)) for i in range(60)]  # fmt: skip
+
+    def run(name: str, **params: str) -> list[tuple[Any, ...]]:
+        query = queries.get(name)
+        given = {"start": START.isoformat(), "end": END.isoformat(), **params}
+        given = {k: v for k, v in given.items() if k in {p.name for p in query.params}}
+        return queries.run(ch, query, query.bind(given))[1]
+
+    by_feature = {(r[0], r[1]): (r[2], r[3]) for r in run("cost_by_feature")}
+    expected: dict[tuple[str, str], tuple[int, int]] = {}
+    for tenant, feature, _, _, cost in events:
+        n, total = expected.get((tenant, feature), (0, 0))
+        expected[(tenant, feature)] = (n + 1, total + cost)
+    assert by_feature == expected
+    everything = (60, sum(e[4] for e in events))
+    assert [(r[0], r[1], r[2]) for r in run("cost_by_route")] == [("rag", *everything)]
+    assert [(r[0], r[1], r[2]) for r in run("cost_by_prompt_version")] == [("v3", *everything)]
+    hourly: dict[tuple[datetime, str], int] = {}
+    for _, _, model, ts, cost in events:
+        key = (ts.replace(minute=0), model)
+        hourly[key] = hourly.get(key, 0) + cost
+    got = {(r[0].replace(tzinfo=UTC), r[1]): r[2] for r in run("cost_over_time", bucket_s="3600")}
+    assert got == hourly
+    assert run("tenants") == [("tenant-0",), ("tenant-1",), ("tenant-2",)]
+    ((scope, _, spend, limit, _),) = run("blocked_scopes")
+    assert (scope, spend, limit) == ("tenant/tenant-1", 50_000_000_000, 50_000_000_000)
+    assert run("dlq_by_reason") == [
+        ("malformed_json", "usage-validator", "tokenledger.usage.v1", 1)
+    ]

@@ -88,6 +88,9 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     burn = factories.signal(scope="tenant/tenant-1", tenant_id="tenant-1", state="warn",
                             limit_nusd=900_000_000_000, window_start=base - timedelta(minutes=1),
                             window_end=base + timedelta(hours=23, minutes=59))  # fmt: skip
+    huge = factories.alert(
+        evidence=factories.alert().evidence.model_copy(update={"observed": 2**70})
+    )
     others = {
         topics.USAGE_ENRICHED: [e.model_dump_json().encode() for e in usage] + [b"{bad"],
         topics.REQUESTS: [factories.request(ts=base).model_dump_json().encode() for _ in range(7)],
@@ -96,7 +99,10 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
             factories.signal().model_dump_json().encode(),
             burn.model_dump_json().encode(),
         ],
-        topics.ALERTS: [factories.alert().model_dump_json().encode()],
+        topics.ALERTS: [
+            factories.alert().model_dump_json().encode(),
+            huge.model_dump_json().encode(),
+        ],
         topics.DLQ: [factories.dlq().model_dump_json().encode()],
     }
     for topic, values in others.items():
@@ -106,7 +112,7 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     thread = threading.Thread(target=sink.run, daemon=True)
     thread.start()
     counts = {"usage_events": 600, "request_events": 7, "outcome_events": 40, "signals": 2,
-              "alerts": 1, "dlq_events": 2}  # fmt: skip
+              "alerts": 1, "dlq_events": 3}  # fmt: skip
 
     def stored(table: str) -> int:
         return int(ch.command("SELECT count() FROM {t:Identifier}", parameters={"t": table}))
@@ -128,9 +134,10 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
         sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation),
         sum(e.table_cost_nusd or 0 for e in usage if e.cache != "none"),
     )  # fmt: skip
-    (bad,) = ch.query("SELECT reason, source_topic FROM dlq_events WHERE component = "
-                      "'clickhouse-sink'").result_rows  # fmt: skip
-    assert bad == ("invalid_fields", settings.topic(topics.USAGE_ENRICHED))
+    rejected = ch.query("SELECT reason, source_topic FROM dlq_events WHERE component = "
+                        "'clickhouse-sink' ORDER BY reason").result_rows  # fmt: skip
+    assert rejected == [("invalid_fields", settings.topic(topics.USAGE_ENRICHED)),
+                        ("rejected_by_storage", settings.topic(topics.ALERTS))]  # fmt: skip
 
     def run(name: str, **params: str) -> list[tuple[Any, ...]]:
         query = queries.get(name)
