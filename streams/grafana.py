@@ -50,15 +50,15 @@ class Dashboard:
 DASHBOARDS = (
     Dashboard("tokenledger-cost", "tokenledger: cost overview", (
         Panel("Cost over time by model", "cost_over_time", "timeseries", {"dimension": "model"}, 24),
-        Panel("Cost by tenant", "cost_by_tenant"),
-        Panel("Cost by model", "cost_by_model"),
+        Panel("Cost by tenant", "cost_by", fixed={"dimension": "tenant_id"}),
+        Panel("Cost by model", "cost_by", fixed={"dimension": "model"}),
         Panel("Top spenders", "top_spenders", fixed={"limit": "10"}),
-        Panel("Cost by route", "cost_by_route"),
+        Panel("Cost by route", "cost_by", fixed={"dimension": "route"}),
     )),
     Dashboard("tokenledger-tenant", "tokenledger: tenant drill-down", (
         Panel("Cost over time by feature", "cost_over_time", "timeseries", {"dimension": "feature"}, 24),
         Panel("Cost by feature", "cost_by_feature"),
-        Panel("Cost by prompt version", "cost_by_prompt_version"),
+        Panel("Cost by prompt version", "cost_by", fixed={"dimension": "prompt_version"}),
         Panel("Retry cost", "retry_cost"),
         Panel("Token budget violations", "token_budget_violations"),
         Panel("Cost per successful task", "cost_per_successful_task", width=24),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -149,3 +150,14 @@ def dlq(**overrides: Any) -> DlqRecord:
     }
     fields.update(overrides)
     return DlqRecord(**fields)
+
+
+def mutated_json(event: UsageEvent, **changes: Any) -> bytes:
+    """``event`` as JSON with fields changed (None removes one): bad input, byte for byte."""
+    doc = json.loads(event.model_dump_json())
+    for key, value in changes.items():
+        if value is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = value
+    return json.dumps(doc).encode()

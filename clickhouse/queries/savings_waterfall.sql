@@ -7,7 +7,7 @@
 -- generations cost at that baseline) + routing (own model instead of the reference) +
 -- cache (provider prompt cache, and application cache hits that cost nothing) + context
 -- budget (trimmed context) + batch (batch discounts) + billing adjustments (costs the
--- caller reported vs the table) = actual. Unpriced events are left out; see cost_by_model.
+-- caller reported vs the table) = actual. Unpriced events are left out; cost_by counts them.
 WITH priced AS
 (
     SELECT

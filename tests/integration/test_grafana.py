@@ -121,8 +121,10 @@ def test_remaining_library_queries_against_hand_computed_values(ch: Any) -> None
         expected[(tenant, feature)] = (n + 1, total + cost)
     assert by_feature == expected
     everything = (60, sum(e[4] for e in events))
-    assert [(r[0], r[1], r[2]) for r in run("cost_by_route")] == [("rag", *everything)]
-    assert [(r[0], r[1], r[2]) for r in run("cost_by_prompt_version")] == [("v3", *everything)]
+    assert [(r[0], r[1], r[2]) for r in run("cost_by", dimension="route")] == [("rag", *everything)]
+    assert [(r[0], r[1], r[2]) for r in run("cost_by", dimension="prompt_version")] == [
+        ("v3", *everything)
+    ]
     hourly: dict[tuple[datetime, str], int] = {}
     for _, _, model, ts, cost in events:
         key = (ts.replace(minute=0), model)

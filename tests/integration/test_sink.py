@@ -143,18 +143,18 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
         query = queries.get(name)
         return queries.run(ch, query, query.bind({"start": "-2d", **params}))[1]
 
-    by_tenant = {r[0]: (r[1], r[2], r[4]) for r in run("cost_by_tenant")}
+    by_tenant = {r[0]: (r[1], r[2], r[4]) for r in run("cost_by")}
     for t in range(5):
         mine = [e for e in usage if e.tenant_id == f"tenant-{t}"]
         assert by_tenant[f"tenant-{t}"] == (
             len(mine), sum(e.cost_nusd or 0 for e in mine), sum(e.cost_nusd is None for e in mine)
         )  # fmt: skip
-    (acme_usd,) = [r[3] for r in run("cost_by_tenant", tenant="tenant-1")]
+    (acme_usd,) = [r[3] for r in run("cost_by", tenant="tenant-1")]
     assert (
         str(acme_usd)
         == f"{sum(e.cost_nusd or 0 for e in usage if e.tenant_id == 'tenant-1') / 10**9:.9f}"
     )
-    by_model = {r[0]: r[2] for r in run("cost_by_model")}
+    by_model = {r[0]: r[2] for r in run("cost_by", dimension="model")}
     assert by_model == {
         m: sum(e.cost_nusd or 0 for e in usage if e.model == m) for m in ("gpt-4o", "o3")
     }

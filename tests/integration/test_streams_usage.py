@@ -223,11 +223,4 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
 
 
 def _mutate(event: UsageEvent, **changes: Any) -> bytes:
-    doc = json.loads(event.model_dump_json())
-    doc["event_id"] = uuid.uuid4().hex
-    for k, v in changes.items():
-        if v is None:
-            doc.pop(k)
-        else:
-            doc[k] = v
-    return json.dumps(doc).encode()
+    return factories.mutated_json(event, event_id=uuid.uuid4().hex, **changes)

@@ -50,8 +50,8 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, starts: st
         (["query", "top_spenders", "--param", "limit=x"], {}, 2, "--param limit='x' is not a whole"),
         (["query", "top_spenders", "--param", "tenant=x"], {}, 2, "query top_spenders has no parameter tenant"),
         (["query", "cost_over_time", "--param", "dimension=a;b"], {}, 2, "--param dimension='a;b' is not a column"),
-        (["query", "cost_by_tenant", "--param", "start=yesterday"], {}, 2, "--param start='yesterday' is not a time"),
-        (["query", "cost_by_tenant"], {}, 2, "database tokenledger does not exist at chdb://"),
+        (["query", "cost_by", "--param", "start=yesterday"], {}, 2, "--param start='yesterday' is not a time"),
+        (["query", "cost_by"], {}, 2, "database tokenledger does not exist at chdb://"),
     ],
 )  # fmt: skip
 def test_usage_and_input_mistakes(

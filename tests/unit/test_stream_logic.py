@@ -22,13 +22,7 @@ TOPICS = UsageTopics(enriched="out", dlq="dlq")
 
 
 def raw(**changes: Any) -> bytes:
-    doc = json.loads(factories.usage().model_dump_json())
-    for k, v in changes.items():
-        if v is None:
-            doc.pop(k)
-        else:
-            doc[k] = v
-    return json.dumps(doc).encode()
+    return factories.mutated_json(factories.usage(), **changes)
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
--- answers: What did each prompt version cost between start and end (all tenants, or one)?
+-- answers: What did each tenant, route, prompt version or model cost between start and end?
 -- param start DateTime64(3) = -7d
 -- param end DateTime64(3) = now
 -- param tenant String = ''
+-- param dimension Identifier = tenant_id
+-- dimension: tenant_id, route, prompt_version or model (feature: see cost_by_feature).
 -- Reads the spend_by_minute rollup; cost_usd is exact (Decimal), cost_nusd is nano-USD.
 SELECT
-    prompt_version,
+    toString({dimension:Identifier}) AS value,
     sum(events) AS events,
     sum(cost_nusd) AS cost_nusd,
     toDecimal128(cost_nusd, 9) / 1000000000 AS cost_usd,
@@ -12,5 +14,5 @@ SELECT
 FROM spend_by_minute
 WHERE minute >= {start:DateTime64(3)} AND minute < {end:DateTime64(3)}
   AND ({tenant:String} = '' OR tenant_id = {tenant:String})
-GROUP BY prompt_version
-ORDER BY cost_nusd DESC, prompt_version
+GROUP BY value
+ORDER BY cost_nusd DESC, value
