@@ -25,7 +25,7 @@ from streams.kafka_admin import create_topics
 from streams.sink import Sink
 from streams.topics import TopicSpec
 from tests import factories
-from tests.integration.test_streams_usage import produce
+from tests.integration.test_streams_usage import committed_total, produce
 
 pytestmark = pytest.mark.integration
 
@@ -229,16 +229,8 @@ def _sink_env(settings: Settings, data: Path) -> dict[str, str]:
 
 def _committed(settings: Settings) -> int:
     """How many enriched usage messages the sink group has committed (all partitions)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    topic = settings.topic(topics.USAGE_ENRICHED)
-    consumer = Consumer({"bootstrap.servers": settings.kafka,
-                         "group.id": settings.topic("tokenledger-sink")})  # fmt: skip
-    try:
-        done = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
-        return sum(max(tp.offset, 0) for tp in done)
-    finally:
-        consumer.close()
+    return committed_total(settings.kafka, settings.topic("tokenledger-sink"),
+                           settings.topic(topics.USAGE_ENRICHED), 3)  # fmt: skip
 
 
 def _stored(env: dict[str, str]) -> tuple[int, int, int, int]:

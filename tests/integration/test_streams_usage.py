@@ -59,6 +59,32 @@ def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, by
     assert producer.flush(30) == 0
 
 
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Offsets ``group`` has committed on ``topic``, summed. read_uncommitted: a killed
+    transactional worker's open offsets do not hold the answer up. Retries (bounded) while
+    a fresh broker's group coordinator is still loading."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    transient = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                 KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}  # fmt: skip
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "isolation.level": "read_uncommitted"})  # fmt: skip
+    try:
+        for attempt in range(50):
+            try:
+                done = consumer.committed(
+                    [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+                )
+                return sum(max(tp.offset, 0) for tp in done)
+            except KafkaException as exc:
+                if exc.args[0].code() not in transient or attempt == 49:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
+    finally:
+        consumer.close()
+
+
 def _assigned(bootstrap: str, topic: str, **extra: Any) -> Consumer:
     """A read_committed consumer of every partition of ``topic`` from the start, without a
     consumer group (no rebalance to wait for)."""
