@@ -11,8 +11,7 @@ from datetime import datetime
 
 from schemas.messages import RequestEvent
 from streams.budgets import BudgetTracker
-from streams.usage import Output
-from streams.validate import Rejection, dlq_record, parse
+from streams.validate import Output, Rejection, dead_letter, parse
 
 COMPONENT = "requests-worker"
 
@@ -29,10 +28,9 @@ class RequestHandler:
     ) -> list[Output]:  # fmt: skip
         event = parse(value, RequestEvent, now)
         if isinstance(event, Rejection):
-            self.counters[f"dlq.{event.reason}"] += 1
-            record = dlq_record(event, raw=value, key=key, topic=topic, partition=partition,
-                                offset=offset, component=COMPONENT, now=now)  # fmt: skip
-            return [Output(self.dlq_topic, key, record.model_dump_json().encode())]
+            return [dead_letter(event, self.counters, self.dlq_topic, raw=value, key=key,
+                                topic=topic, partition=partition, offset=offset,
+                                component=COMPONENT, now=now)]  # fmt: skip
         self.budgets.on_request(event)
         self.counters["reserved"] += 1
         return []

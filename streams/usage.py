@@ -18,18 +18,11 @@ from schemas.messages import EnrichedUsage, UsageEvent
 from schemas.pricing import PriceTable, TokenCounts, cost_nusd
 from streams.dedup import DEFAULT_RETENTION, Dedup, Verdict
 from streams.state import ChangelogState
-from streams.validate import Rejection, dlq_record, parse
+from streams.validate import Output, Rejection, dead_letter, parse
 from streams.windows import DEFAULT_LATENESS, SpendWindows
 
 COMPONENT = "usage-worker"
 _EXPIRE_EVERY_MS = 60_000
-
-
-@dataclass(frozen=True)
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes
 
 
 @dataclass(frozen=True)
@@ -132,10 +125,9 @@ class UsageTask:
     ) -> list[Output]:  # fmt: skip
         event = parse(value, UsageEvent, now)
         if isinstance(event, Rejection):
-            self.counters[f"dlq.{event.reason}"] += 1
-            record = dlq_record(event, raw=value, key=key, topic=topic, partition=partition,
-                                offset=offset, component=COMPONENT, now=now)  # fmt: skip
-            return [Output(self.topics.dlq, key, record.model_dump_json().encode())]
+            return [dead_letter(event, self.counters, self.topics.dlq, raw=value, key=key,
+                                topic=topic, partition=partition, offset=offset,
+                                component=COMPONENT, now=now)]  # fmt: skip
         verdict = self.dedup.decide(event.event_id, event.idempotency_key)
         if verdict is Verdict.REDELIVERY:
             self.counters["redelivered"] += 1

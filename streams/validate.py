@@ -7,6 +7,7 @@ producer's owner can act on. The stream never stops on bad input.
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -20,6 +21,15 @@ MAX_MESSAGE_BYTES = 64 * 1024
 """A usage or request event is well under 2 KiB; anything this large is a producer bug."""
 
 T = TypeVar("T", bound=Event)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A record a processor wants produced (inside the engine's transaction)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
 
 
 @dataclass(frozen=True)
@@ -84,3 +94,23 @@ def dlq_record(
         component=component,
         failed_at=now,
     )
+
+
+def dead_letter(
+    rejection: Rejection,
+    counters: Counter[str],
+    dlq_topic: str,
+    *,
+    raw: bytes | None,
+    key: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    component: str,
+    now: datetime,
+) -> Output:
+    """Count the rejection and make its DLQ record, keyed like the input."""
+    counters[f"dlq.{rejection.reason}"] += 1
+    record = dlq_record(rejection, raw=raw, key=key, topic=topic, partition=partition,
+                        offset=offset, component=component, now=now)  # fmt: skip
+    return Output(dlq_topic, key, record.model_dump_json().encode())

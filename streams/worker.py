@@ -23,7 +23,8 @@ from streams.errors import ServiceUnavailableError, UserError
 from streams.kafka_admin import create_topics, describe_topics
 from streams.requests import RequestHandler
 from streams.state import ChangelogState
-from streams.usage import Output, UsageTask, UsageTopics
+from streams.usage import UsageTask, UsageTopics
+from streams.validate import Output
 from tokenledger.kafka_config import client_config
 
 GROUP = "tokenledger-worker"
