@@ -8,6 +8,7 @@ need it: nothing is skipped.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -80,6 +81,24 @@ def ch(chdb_dsn: str) -> Iterator[Any]:
         yield client
     finally:
         client.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen[Any]]]:
+    """subprocess.Popen for a test; whatever is still running at teardown is killed, so a
+    failing test never leaves a sink or worker behind."""
+    started: list[subprocess.Popen[Any]] = []
+
+    def start(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        proc = subprocess.Popen(*args, **kwargs)  # noqa: S603 - the test's own commands
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
 
 
 @pytest.fixture

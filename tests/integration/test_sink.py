@@ -250,7 +250,9 @@ def _stored(env: dict[str, str]) -> tuple[int, int, int, int]:
     return rows, distinct, raw, rollup
 
 
-def test_sink_killed_mid_batch_stores_each_event_once(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_sink_killed_mid_batch_stores_each_event_once(
+    kafka_bootstrap: str, tmp_path: Path, spawn: Callable[..., subprocess.Popen[Any]]
+) -> None:
     settings = namespace_settings(kafka_bootstrap)
     make_topics(settings)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -259,13 +261,13 @@ def test_sink_killed_mid_batch_stores_each_event_once(kafka_bootstrap: str, tmp_
             [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
     env = _sink_env(settings, tmp_path / "ch")
     log = open(tmp_path / "sink.log", "wb")  # noqa: SIM115
-    sink = subprocess.Popen([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
+    sink = spawn([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
                             env=env, stdout=log, stderr=log)  # fmt: skip
     until(lambda: _committed(settings) >= 2000, "the sink to commit 2000 messages", 120)
     sink.send_signal(signal.SIGKILL)
     assert sink.wait(10) == -signal.SIGKILL
     assert _committed(settings) < 12_000, "the kill must land mid-stream"
-    again = subprocess.Popen([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
+    again = spawn([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
                              env=env, stdout=log, stderr=log)  # fmt: skip
     until(lambda: _committed(settings) == 12_000, "the restarted sink to finish", 180)
     again.send_signal(signal.SIGTERM)
@@ -274,14 +276,14 @@ def test_sink_killed_mid_batch_stores_each_event_once(kafka_bootstrap: str, tmp_
     assert _stored(env) == (12_000, 12_000, total, total)
 
 
-def test_clickhouse_unavailable_for_a_while_loses_nothing(kafka_bootstrap: str,
+def test_clickhouse_unavailable_for_a_while_loses_nothing(spawn: Callable[..., subprocess.Popen[Any]], kafka_bootstrap: str,
                                                           tmp_path: Path) -> None:  # fmt: skip
     settings = namespace_settings(kafka_bootstrap)
     make_topics(settings)
     data = tmp_path / "ch"
     env = _sink_env(settings, data)
     # Another process holds the engine's data path: to the sink, ClickHouse is down.
-    holder = subprocess.Popen(
+    holder = spawn(
         [sys.executable, "-c", "import sys; from streams.clickhouse import get_client;"
          f"c = get_client('chdb://{data}', 'tokenledger', create=True); print('held', flush=True);"
          "sys.stdin.readline()"],
@@ -294,7 +296,7 @@ def test_clickhouse_unavailable_for_a_while_loses_nothing(kafka_bootstrap: str,
             [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
     log_path = tmp_path / "sink.log"
     log = open(log_path, "wb")  # noqa: SIM115
-    sink = subprocess.Popen([TOKENLEDGER, "sink", "--max-rows", "500", "--max-wait", "0.2"],
+    sink = spawn([TOKENLEDGER, "sink", "--max-rows", "500", "--max-wait", "0.2"],
                             env=env, stdout=log, stderr=log)  # fmt: skip
     until(lambda: log_path.read_text().count("ClickHouse unavailable") >= 2,
           "the sink to retry against the unavailable engine")  # fmt: skip
