@@ -128,6 +128,15 @@ def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
     return True
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, never starting with '-' (the
+    storage tool would read it as an option; Kafka's own Uuid.randomUuid() skips those)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct ports on 127.0.0.1 that were free a moment ago (all held open while
     choosing, so none is handed out twice), for brokers of tests and benchmarks."""
@@ -307,8 +316,7 @@ class LocalKafka:
             return
         cluster_file = self.data_dir / "cluster_id"
         if not cluster_file.exists():
-            raw = uuid.uuid4().bytes
-            cluster_file.write_text(base64.urlsafe_b64encode(raw).decode().rstrip("=") + "\n")
+            cluster_file.write_text(new_cluster_id() + "\n")
         cmd = self._java_cmd(
             java, "kafka.tools.StorageTool", "format", "--ignore-formatted",
             "-t", cluster_file.read_text().strip(), "-c", str(self.properties),

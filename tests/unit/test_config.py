@@ -41,3 +41,11 @@ def test_bad_numbers_say_what_to_fix(env: dict[str, str], says: str) -> None:
     with pytest.raises(UserError) as err:
         Settings.from_env(env)
     assert str(err.value).startswith(says)
+
+
+def test_cluster_ids_never_look_like_options() -> None:
+    from streams.kafka_local import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(5000)]  # ~1 in 64 raw ids starts with '-'
+    assert len(set(ids)) == 5000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
