@@ -93,6 +93,10 @@ class TokenCounts:
     cache_write: int = 0
     reasoning: int = 0
 
+    def uncached(self) -> TokenCounts:
+        """The same tokens with no prompt-cache reads or writes: every input at list price."""
+        return TokenCounts(input=self.input, output=self.output, reasoning=self.reasoning)
+
 
 @dataclass(frozen=True)
 class Priced:
@@ -169,10 +173,7 @@ class PriceTable:
     def counterfactual(self, route: str, at: datetime, tokens: TokenCounts) -> int | None:
         """Cost of the same tokens on the route's reference model, uncached, not batched."""
         rate = self.lookup(self.reference_model(route), at)
-        if rate is None:
-            return None
-        plain = TokenCounts(input=tokens.input, output=tokens.output, reasoning=tokens.reasoning)
-        return cost_nusd(rate, plain, batch=False)
+        return None if rate is None else cost_nusd(rate, tokens.uncached(), batch=False)
 
     def version_of(self, rate: ModelPrice) -> str:
         return f"{self.version}:{rate.model}@{rate.valid_from.isoformat()}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import UserError
+from tokenledger.paths import cache_dir, home_dir
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -59,8 +60,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        home = Path(env.get("TOKENLEDGER_HOME") or ".tokenledger").resolve()
-        cache = Path(env.get("TOKENLEDGER_CACHE") or home / "cache").resolve()
+        home = home_dir(env).resolve()
+        cache = cache_dir(env).resolve()
         port = _int(env, "TOKENLEDGER_KAFKA_PORT", 9092, 1024, 65535)
         controller = _int(env, "TOKENLEDGER_KAFKA_CONTROLLER_PORT", 9093, 1024, 65535)
         kafka = env.get("TOKENLEDGER_KAFKA") or ""

@@ -29,15 +29,10 @@ from typing import Any, Protocol
 
 from streams.errors import ServiceUnavailableError
 from streams.state import ChangelogState
+from streams.validate import Output
 from tokenledger.kafka_config import client_config
 
 log = logging.getLogger(__name__)
-
-
-class Output(Protocol):
-    topic: str
-    key: bytes | None
-    value: bytes
 
 
 class Task(Protocol):
@@ -49,9 +44,9 @@ class Task(Protocol):
     def process(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
         now: datetime,
-    ) -> list[Any]: ...  # fmt: skip
+    ) -> list[Output]: ...  # fmt: skip
 
-    def end_batch(self, now: datetime) -> list[Any]: ...
+    def end_batch(self, now: datetime) -> list[Output]: ...
 
 
 TaskFactory = Callable[[int, ChangelogState], Task]
@@ -148,7 +143,7 @@ class TransactionalEngine:
         from confluent_kafka import TopicPartition
 
         now = datetime.now(UTC)
-        outputs: list[Any] = []
+        outputs: list[Output] = []
         offsets: dict[tuple[str, int], int] = {}
         for m in messages:
             err = m.error()

@@ -107,6 +107,8 @@ class Sink:
         self.usage_topic = settings.topic(topics.USAGE_ENRICHED)
         self.counters: Counter[str] = Counter()
         self._client: Any = None
+        self._consumer: Any = None  # set by run()
+        self._producer: Any = None
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -283,14 +285,14 @@ class Sink:
             except (OperationalError, ServiceUnavailableError) as exc:
                 self.counters["clickhouse_retries"] += 1
                 self._client = None  # reconnect on the next attempt
-                if not paused and getattr(self, "_consumer", None) is not None:
+                if not paused and self._consumer is not None:
                     self._consumer.pause(self._consumer.assignment())
                     paused = True
                 log.warning("ClickHouse unavailable (%s); retrying in %.1fs",
                             str(exc).splitlines()[0][:200], delay)  # fmt: skip
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
-                    if getattr(self, "_consumer", None) is not None:
+                    if self._consumer is not None:
                         self._consumer.poll(0)  # stay in the group while paused
                     time.sleep(0.05)
                 delay = min(delay * 2, self.retry_max_s)

@@ -52,16 +52,18 @@ def enrich(
         cached_input=event.cached_input_tokens, cache_write=event.cache_write_tokens,
         reasoning=event.reasoning_tokens,
     )  # fmt: skip
+    plain = tokens.uncached()
     rate = table.lookup(event.model, event.ts)
     table_cost = list_cost = unbatched = None
     if rate is not None:
         table_cost = cost_nusd(rate, tokens, batch=event.batch)
         unbatched = cost_nusd(rate, tokens, batch=False)
-        plain = TokenCounts(input=tokens.input, output=tokens.output, reasoning=tokens.reasoning)
         list_cost = cost_nusd(rate, plain, batch=False)
-    reference = table.lookup(table.reference_model(event.route), event.ts)
-    context_saved = None
+    reference_model = table.reference_model(event.route)
+    reference = table.lookup(reference_model, event.ts)
+    counterfactual = context_saved = None
     if reference is not None:
+        counterfactual = cost_nusd(reference, plain, batch=False)
         trimmed = TokenCounts(input=event.context_trimmed_tokens, output=0)
         context_saved = cost_nusd(reference, trimmed, batch=False)
     version = table.version_of(rate) if rate is not None else f"{table.version}:unknown"
@@ -82,8 +84,8 @@ def enrich(
         cost_source=source,
         cost_mismatch=mismatch,
         pricing_version=version,
-        reference_model=table.reference_model(event.route),
-        counterfactual_cost_nusd=table.counterfactual(event.route, event.ts, tokens),
+        reference_model=reference_model,
+        counterfactual_cost_nusd=counterfactual,
         list_cost_nusd=list_cost,
         unbatched_cost_nusd=unbatched,
         context_saved_nusd=context_saved,

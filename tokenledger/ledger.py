@@ -37,6 +37,7 @@ from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from schemas.pricing import PriceTable, load_price_table
 from streams import topics
 from tokenledger.kafka_config import client_config
+from tokenledger.paths import home_dir
 from tokenledger.spill import FsyncPolicy, Record, Spill
 
 if TYPE_CHECKING:
@@ -63,8 +64,7 @@ def new_id() -> str:
 
 
 def default_spill_dir() -> Path:
-    home = Path(os.environ.get("TOKENLEDGER_HOME") or ".tokenledger")
-    return home / "spill"
+    return home_dir() / "spill"
 
 
 class Ledger:
@@ -126,6 +126,7 @@ class Ledger:
         self._overflow_lock = threading.Lock()
         self._closing = False
         self._closed = False
+        self._close_timeout = 30.0
         self._wake = threading.Event()
         self._next_replay = 0.0
         self._backoff = retry_interval_s
@@ -246,13 +247,10 @@ class Ledger:
     def _drain(self) -> None:
         pending = self._pending
         producer = self._producer
-        topic_of = self._topic_of
         while pending:
             batch: list[Record] = []
             while pending and len(batch) < 1000:
-                event = pending.popleft()
-                batch.append((topic_of[type(event)], event.tenant_id.encode(),
-                              event.model_dump_json().encode()))  # fmt: skip
+                batch.append(self._record(pending.popleft()))
             self._stats["emitted"] += len(batch)
             if self._degraded:
                 self._stats["spilled"] += self._spill.append(batch)
@@ -265,6 +263,14 @@ class Ledger:
                     self._stats["spilled"] += self._spill.append(batch[i:])
                     break
                 self._stats["produced"] += 1
+
+    def _record(self, event: Emittable) -> Record:
+        """(topic, key, value) of an event: keyed by tenant, the value its JSON."""
+        return (
+            self._topic_of[type(event)],
+            event.tenant_id.encode(),
+            event.model_dump_json().encode(),
+        )
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -282,8 +288,7 @@ class Ledger:
 
     def _spill_events(self, events: Sequence[Emittable]) -> None:
         """The caller's path when the queue is full (any thread): straight to the spill."""
-        records = [(self._topic_of[type(e)], e.tenant_id.encode(), e.model_dump_json().encode())
-                   for e in events]  # fmt: skip
+        records = [self._record(e) for e in events]
         if not self._degraded:
             log.warning("the ledger queue is full: spilling events to %s", self._spill.dir)
             self._degraded = True
@@ -355,7 +360,7 @@ class Ledger:
 
     def _shutdown(self) -> None:
         """One last replay, a bounded flush; what Kafka did not take stays spilled."""
-        deadline = time.monotonic() + getattr(self, "_close_timeout", 30.0)
+        deadline = time.monotonic() + self._close_timeout
         if self._degraded:
             self._replay()
         left = self._producer.flush(max(0.0, deadline - time.monotonic()))

@@ -12,6 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tokenledger.paths import cache_dir
+
 if TYPE_CHECKING:
     import tiktoken
 
@@ -19,8 +21,7 @@ _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 
 
 def default_cache_dir() -> Path:
-    home = Path(os.environ.get("TOKENLEDGER_HOME") or ".tokenledger")
-    return Path(os.environ.get("TOKENLEDGER_CACHE") or home / "cache") / "tiktoken"
+    return cache_dir() / "tiktoken"
 
 
 def _use_local_ranks() -> None:

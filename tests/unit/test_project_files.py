@@ -22,7 +22,7 @@ def host_ports(service: str) -> set[int]:
 
 
 def settings_env_names() -> set[str]:
-    source = (ROOT / "streams" / "config.py").read_text()
+    source = "".join((ROOT / f).read_text() for f in ("streams/config.py", "tokenledger/paths.py"))
     return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
 
 
