@@ -63,12 +63,12 @@ def _midnight(d: date, zone: ZoneInfo) -> datetime:
 
 
 SignalState = Literal["allow", "warn", "block"]
-_ADJECTIVE = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
+ADJECTIVE = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
 
 
 def evaluate(budget: Budget, spend: int) -> tuple[SignalState, int | None, str]:
     """(state, threshold_pct, reason) of ``spend`` against ``budget``."""
-    limit = f"{_ADJECTIVE[budget.window]} limit {format_usd(budget.limit_nusd)}"
+    limit = f"{ADJECTIVE[budget.window]} limit {format_usd(budget.limit_nusd)}"
     if spend >= budget.limit_nusd:
         return "block", 100, f"{limit} reached"
     crossed = [p for p in budget.warn_pct if spend * 100 >= budget.limit_nusd * p]
@@ -148,6 +148,7 @@ class BudgetTracker:
         self._expiry = [(r.ts_ms, k) for k, r in self.reservations.items()]
         heapq.heapify(self._expiry)
         self.slots: dict[str, int] = {k: int(v) for k, v in state.items("q:")}
+        self.latest_slot_ms = max((int(k.rsplit(":", 1)[1]) for k in self.slots), default=0)
         self._dirty_slots: set[str] = set()
         self._dirty_scopes: set[str] = set()
         self._next_cleanup_ms = 0
@@ -181,6 +182,7 @@ class BudgetTracker:
                 key = slot_key(event.tenant_id, feature, ts_ms)
                 self.slots[key] = self.slots.get(key, 0) + event.cost_nusd
                 self._dirty_slots.add(key)
+            self.latest_slot_ms = max(self.latest_slot_ms, ts_ms - ts_ms % SLOT_MS)
         self._touch(event.tenant_id, event.feature)
 
     def on_budgets_changed(self, scopes: Iterable[str]) -> None:
@@ -204,9 +206,9 @@ class BudgetTracker:
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         dim = f"t={budget.tenant_id}" if budget.feature is None else (
             f"tf={budget.tenant_id}|{budget.feature}")  # fmt: skip
-        committed = sum(
-            int(self.state.get(f"q:{dim}:{slot}") or 0) for slot in range(start_ms, end_ms, SLOT_MS)
-        )
+        slots = self.slots
+        last = min(end_ms, self.latest_slot_ms + SLOT_MS)  # later slots are empty
+        committed = sum(slots.get(f"q:{dim}:{slot}", 0) for slot in range(start_ms, last, SLOT_MS))
         reserved = sum(
             r.nusd for r in self.reservations.values()
             if r.tenant_id == budget.tenant_id
@@ -265,7 +267,7 @@ class BudgetTracker:
             else:
                 self.state.delete(key)
         if now_ms >= self._next_cleanup_ms:  # slots older than a month window: not needed
-            self._next_cleanup_ms = now_ms + 60_000
+            self._next_cleanup_ms = now_ms + 3_600_000
             for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:
                 del self.slots[key]
                 self.state.delete(key)

@@ -173,6 +173,27 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
+    """Deliver alerts to the receivers configured in the environment until SIGTERM/Ctrl-C."""
+    import signal as signals
+
+    from streams.kafka_admin import require_broker
+    from streams.notifier import Notifier
+    from streams.receivers import receivers_from_env
+
+    receivers = receivers_from_env()
+    notifier = Notifier(settings, receivers, retries=args.retries, backoff_s=args.backoff)
+    require_broker(settings.kafka)
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: notifier.stop())
+    names = ", ".join(r.name for r in receivers)
+    print(f"notifier delivering alerts to {names}", file=sys.stderr)
+    notifier.run()
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(notifier.counters.items())) or "no alerts"
+    print(f"notifier stopped: {summary}")
+    return 0
+
+
 def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.messages import budget_scope
     from streams import budget_admin
@@ -343,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance", help="stable name of this worker (default: <host>-0); "
                    "restarts must reuse it")  # fmt: skip
     p.add_argument("--max-batch", type=int, default=2000, help="records per transaction")
+    p = add("notify", cmd_notify, "deliver alerts to webhook, Slack, PagerDuty, Alertmanager")
+    p.add_argument("--retries", type=int, default=5, help="attempts per receiver (5)")
+    p.add_argument("--backoff", type=float, default=0.5,
+                   help="seconds before the 2nd attempt, doubled after each (0.5)")  # fmt: skip
     p = add("budget", cmd_budget, "set, list or remove tenant and feature budgets")
     p.add_argument("action", choices=["set", "list", "rm"])
     p.add_argument("--tenant")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.common import Event, check_event_time
 from schemas.messages import DlqReason, DlqRecord
@@ -21,6 +21,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 """A usage or request event is well under 2 KiB; anything this large is a producer bug."""
 
 T = TypeVar("T", bound=Event)
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -56,16 +57,23 @@ def _reason_for(exc: ValidationError) -> Rejection:
     return Rejection("invalid_fields", detail)
 
 
-def parse(raw: bytes | None, model: type[T], now: datetime) -> T | Rejection:
-    """The event in ``raw``, or why it cannot be used."""
+def parse_message(raw: bytes | None, model: type[M]) -> M | Rejection:
+    """The message in ``raw``, or why it cannot be used."""
     if not raw:
         return Rejection("malformed_json", "empty message")
     if len(raw) > MAX_MESSAGE_BYTES:
         return Rejection("oversize", f"{len(raw)} bytes; the limit is {MAX_MESSAGE_BYTES}")
     try:
-        event = model.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         return _reason_for(exc)
+
+
+def parse(raw: bytes | None, model: type[T], now: datetime) -> T | Rejection:
+    """The event in ``raw``, or why it cannot be used (including an implausible time)."""
+    event = parse_message(raw, model)
+    if isinstance(event, Rejection):
+        return event
     bad_time = check_event_time(event.ts, now)
     if bad_time is not None:
         return Rejection("absurd_timestamp", bad_time)

@@ -12,6 +12,7 @@ where ``dim`` is ``t=<tenant>``, ``tf=<tenant>|<feature>`` or ``tm=<tenant>|<mod
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -52,6 +53,8 @@ class SpendWindows:
             key: [int(x) for x in value.split(",")] for key, value in state.items("w:")
         }
         self._dirty: set[str] = set()
+        self._expiry = [(_expires_at(key), key) for key in self.totals]
+        heapq.heapify(self._expiry)
 
     def is_late(self, ts_ms: int, watermark_ms: int) -> bool:
         closes = window_start(ts_ms, "minute") + GRAINS_MS["minute"]
@@ -67,6 +70,7 @@ class SpendWindows:
                 entry = totals.get(key)
                 if entry is None:
                     entry = totals[key] = [0, 0, 0]
+                    heapq.heappush(self._expiry, (start + size + KEEP_MS[grain], key))
                 if cost is None:
                     entry[2] += 1
                 else:
@@ -82,15 +86,19 @@ class SpendWindows:
 
     def expire(self, watermark_ms: int) -> int:
         dropped = 0
-        for key in list(self.totals):
-            grain, _, rest = key[2:].partition(":")
-            start = int(rest.rsplit(":", 1)[1])
-            if start + GRAINS_MS[grain] + KEEP_MS[grain] < watermark_ms:
-                del self.totals[key]
+        while self._expiry and self._expiry[0][0] < watermark_ms:
+            _, key = heapq.heappop(self._expiry)
+            if self.totals.pop(key, None) is not None:
                 self._dirty.discard(key)
                 self.state.delete(key)
                 dropped += 1
         return dropped
+
+
+def _expires_at(key: str) -> int:
+    grain, _, rest = key[2:].partition(":")
+    start = int(rest.rsplit(":", 1)[1])
+    return start + GRAINS_MS[grain] + KEEP_MS[grain]
 
 
 def parse_window(key: str, value: str) -> WindowTotal:

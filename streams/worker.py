@@ -14,8 +14,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+from schemas.messages import EnrichedUsage
 from schemas.pricing import PriceTable, PriceTableError, load_price_table
 from streams import topics
+from streams.anomalies import AnomalyTask, DetectorConfig
 from streams.budgets import DEFAULT_RESERVATION_TIMEOUT, BudgetBook, BudgetTracker
 from streams.config import Settings
 from streams.engine import EngineConfig, TransactionalEngine
@@ -38,11 +40,13 @@ class PartitionTask:
     """Everything one partition of the (co-partitioned) usage and request topics needs."""
 
     def __init__(self, state: ChangelogState, usage: UsageTask, requests: RequestHandler,
-                 budgets: BudgetTracker, requests_topic: str, signals_topic: str) -> None:  # fmt: skip
+                 budgets: BudgetTracker, anomalies: AnomalyTask, requests_topic: str,
+                 signals_topic: str) -> None:  # fmt: skip
         self.state = state
         self.usage = usage
         self.requests = requests
         self.budgets = budgets
+        self.anomalies = anomalies
         self.requests_topic = requests_topic
         self.signals_topic = signals_topic
 
@@ -63,7 +67,11 @@ class PartitionTask:
             self.usage.counters[f"signal.{signal.state}"] += 1
             outputs.append(Output(self.signals_topic, signal.scope.encode(),
                                   signal.model_dump_json().encode()))  # fmt: skip
-        return outputs
+        alerts = self.anomalies.end_batch(self.usage.watermark_ms, now)
+        for alert in self.anomalies.emitted:
+            self.usage.counters[f"alert.{alert.status}"] += 1
+        self.anomalies.emitted.clear()
+        return outputs + alerts
 
 
 class BudgetFeed:
@@ -102,6 +110,34 @@ class BudgetFeed:
                 self.book.apply(m.key(), m.value())
 
 
+def partition_task(
+    state: ChangelogState,
+    prices: PriceTable,
+    book: BudgetBook,
+    names: dict[str, str],
+    *,
+    reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
+    detectors: DetectorConfig | None = None,
+    **options: Any,
+) -> PartitionTask:
+    """The processors of one input partition over ``state``; ``names`` maps each topic's
+    name to the (namespaced) name to use. Also runs without Kafka (streams/offline.py)."""
+    out = UsageTopics(enriched=names[topics.USAGE_ENRICHED], dlq=names[topics.DLQ])
+    budgets = BudgetTracker(state, book, reservation_timeout=reservation_timeout)
+    usage = UsageTask(state, prices, out, **options)
+    anomalies = AnomalyTask(state, usage.windows, names[topics.ALERTS], budgets=budgets,
+                            config=detectors)  # fmt: skip
+
+    def on_enriched(event: EnrichedUsage) -> None:
+        budgets.on_usage(event)
+        anomalies.observe(event)
+
+    usage.on_enriched = on_enriched
+    requests = RequestHandler(budgets, names[topics.DLQ])
+    return PartitionTask(state, usage, requests, budgets, anomalies, names[topics.REQUESTS],
+                         names[topics.SIGNALS])  # fmt: skip
+
+
 def build(
     settings: Settings,
     instance_id: str | None = None,
@@ -111,6 +147,7 @@ def build(
     allowed_lateness: timedelta | None = None,
     reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
     max_batch: int = 2000,
+    detectors: DetectorConfig | None = None,
 ) -> TransactionalEngine:
     """The worker for ``settings``; checks and creates the topics it needs."""
     if prices is None:
@@ -123,7 +160,6 @@ def build(
     create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
     _check_copartitioned(settings, names[topics.USAGE], names[topics.REQUESTS],
                          names[topics.WORKER_CHANGELOG])  # fmt: skip
-    out = UsageTopics(enriched=names[topics.USAGE_ENRICHED], dlq=names[topics.DLQ])
     options: dict[str, Any] = {}
     if dedup_retention is not None:
         options["dedup_retention"] = dedup_retention
@@ -136,11 +172,8 @@ def build(
     book.changed.clear()
 
     def factory(partition: int, state: ChangelogState) -> PartitionTask:
-        budgets = BudgetTracker(state, book, reservation_timeout=reservation_timeout)
-        usage = UsageTask(state, table, out, on_enriched=budgets.on_usage, **options)
-        requests = RequestHandler(budgets, names[topics.DLQ])
-        return PartitionTask(state, usage, requests, budgets, names[topics.REQUESTS],
-                             names[topics.SIGNALS])  # fmt: skip
+        return partition_task(state, table, book, names, reservation_timeout=reservation_timeout,
+                              detectors=detectors, **options)  # fmt: skip
 
     config = EngineConfig(
         group_id=settings.topic(GROUP),
