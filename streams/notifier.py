@@ -66,7 +66,8 @@ class Notifier:
         self._stop.wait(seconds)
 
     def run(self, *, idle_stop_s: float | None = None) -> None:
-        """Consume until ``stop()`` (or, when given, ``idle_stop_s`` without a message)."""
+        """Consume until ``stop()`` (or, when given, ``idle_stop_s`` without a message once
+        partitions are assigned)."""
         import time
 
         from confluent_kafka import Consumer, Producer
@@ -78,8 +79,13 @@ class Notifier:
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
         }))  # fmt: skip
-        consumer.subscribe([self.topic])
-        last_message = time.monotonic()
+        last_message = float("inf")
+
+        def on_assign(_: Any, partitions: list[Any]) -> None:
+            nonlocal last_message
+            last_message = time.monotonic()
+
+        consumer.subscribe([self.topic], on_assign=on_assign)
         try:
             while not self._stop.is_set():
                 m = consumer.poll(0.2)

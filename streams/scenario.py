@@ -102,10 +102,12 @@ class Scenario:
     timeout_retry: float = 0.015
     violation_rate: float = 0.01
     batch_jobs_per_night: int = 200
+    length: timedelta | None = None
+    """Shorter than ``days`` days (e.g. the last hour and a half before now)."""
 
     @property
     def end(self) -> datetime:
-        return self.start + timedelta(days=self.days)
+        return self.start + (self.length or timedelta(days=self.days))
 
     @property
     def tenant_days(self) -> int:

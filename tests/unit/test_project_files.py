@@ -22,7 +22,10 @@ def host_ports(service: str) -> set[int]:
 
 
 def settings_env_names() -> set[str]:
-    source = "".join((ROOT / f).read_text() for f in ("streams/config.py", "tokenledger/paths.py"))
+    source = "".join(
+        (ROOT / f).read_text()
+        for f in ("streams/config.py", "tokenledger/paths.py", "streams/receivers.py")
+    )
     return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
 
 
@@ -79,6 +82,7 @@ def test_services_run_real_commands_and_dependencies_exist() -> None:
         for dep in service.get("depends_on", {}):
             assert dep in SERVICES
     assert SERVICES["notifier"]["profiles"] == ["alerts"]
+    assert SERVICES["notifier"]["command"][0] in commands()
 
 
 def test_volumes_are_declared_and_bind_mounts_exist() -> None:

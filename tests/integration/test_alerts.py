@@ -1,0 +1,78 @@
+"""Anomaly alerts from the stream workers on the real broker: one alert per incident, also
+when its partition moves to another worker mid-incident."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.messages import Alert
+from streams import topics
+from streams.scenario import Incident, Scenario, Tenant, usage_events
+from tests.integration.test_streams_exactly_once import Workers, _wait_topics, wait_visible
+from tests.integration.test_streams_usage import produce, read_committed
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(kafka_bootstrap, 3, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def _records(events: list[tuple[datetime, dict[str, Any]]]) -> list[tuple[bytes | None, bytes]]:
+    import json
+
+    return [(e["tenant_id"].encode(), json.dumps(e).encode()) for _, e in events]
+
+
+def _alerts(workers: Workers, at_least: int) -> list[Alert]:
+    raw = read_committed(workers.bootstrap, workers.topic(topics.ALERTS), at_least, timeout=20)
+    return [Alert.model_validate_json(m.value()) for m in raw]
+
+
+def test_a_runaway_is_one_incident_across_a_worker_handover(workers: Workers) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=85)
+    runaway = Incident("runaway", "loop-co", start + timedelta(minutes=55, seconds=20),
+                       start + timedelta(minutes=65))  # fmt: skip
+    tenants = [Tenant("loop-co", 20_000, 12.0), Tenant("calm-co", 20_000, 12.0),
+               Tenant("quiet-co", 5_000, 12.0)]  # fmt: skip
+    scenario = Scenario(tenants, start, 1, [runaway], seed=5, length=timedelta(minutes=80))
+    events = list(usage_events(scenario))
+    cut = next(i for i, (ts, _) in enumerate(events) if ts > runaway.start + timedelta(minutes=4))
+
+    first = workers.start("a", max_batch=500)
+    _wait_topics(workers)
+    produce(workers.bootstrap, workers.topic(topics.USAGE), _records(events[:cut]))
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), cut, timeout=120)
+    fired = _alerts(workers, 1)
+    assert [(a.detector, a.status, a.tenant_id) for a in fired] == [
+        ("spend_rate", "firing", "loop-co")]  # fmt: skip
+
+    second = workers.start("b", max_batch=500)  # takes over every partition from "a"
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    produce(workers.bootstrap, workers.topic(topics.USAGE), _records(events[cut:]))
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), len(events), timeout=120)
+    deadline = time.monotonic() + 30
+    alerts = _alerts(workers, 2)
+    while len(alerts) < 2 and time.monotonic() < deadline:
+        alerts = _alerts(workers, 2)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+
+    assert Counter((a.fingerprint, a.status) for a in alerts) == {
+        (fired[0].fingerprint, "firing"): 1, (fired[0].fingerprint, "resolved"): 1}  # fmt: skip
+    resolved = next(a for a in alerts if a.status == "resolved")
+    assert resolved.ends_at is not None and resolved.ends_at > runaway.end
+    assert fired[0].starts_at <= runaway.start + timedelta(minutes=2)

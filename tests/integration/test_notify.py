@@ -1,0 +1,187 @@
+"""`tokenledger notify` on the real broker, delivering to a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from schemas.messages import Alert, DlqRecord
+from streams import topics
+from streams.config import Settings
+from streams.kafka_admin import create_topics
+from streams.notifier import Notifier
+from streams.receivers import Receiver, receivers_from_env
+from tests.integration.test_streams_usage import committed_total, produce, read_committed
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Catcher:
+    """An HTTP server that records every POST and answers from a script per path."""
+
+    script: dict[str, list[int]] = field(default_factory=dict)
+    calls: list[tuple[str, dict[str, str], Any]] = field(default_factory=list)
+    url: str = ""
+
+    def posts(self, path: str) -> list[Any]:
+        return [body for p, _, body in self.calls if p == path]
+
+
+@pytest.fixture
+def catcher() -> Iterator[Catcher]:
+    state = Catcher()
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                state.calls.append((self.path, dict(self.headers), json.loads(body)))
+                answers = state.script.get(self.path, [])
+                status = answers.pop(0) if answers else 202
+            self.send_response(status)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> Settings:
+    s = Settings.from_env({"TOKENLEDGER_KAFKA": kafka_bootstrap,
+                           "TOKENLEDGER_TOPIC_NAMESPACE": f"n{uuid.uuid4().hex[:10]}",
+                           "TOKENLEDGER_PARTITIONS": "1"})  # fmt: skip
+    names = [s.topic(topics.ALERTS), s.topic(topics.DLQ)]
+    create_topics(s.kafka, [topics.TopicSpec(n) for n in names], 1, 1)
+    return s
+
+
+def _alert(status: str, fp: str = "0123456789abcdef0123456789abcdef") -> Alert:
+    start = datetime(2026, 11, 25, 10, 31, tzinfo=UTC)
+    return Alert.model_validate({
+        "fingerprint": fp, "detector": "spend_rate", "severity": "critical", "status": status,
+        "scope": "tenant/acme/feature/agent", "tenant_id": "acme", "feature": "agent",
+        "summary": "tenant/acme/feature/agent spent $4.20 in the 2 minutes to 10:33 UTC",
+        "evidence": {"observed": 4_200_000_000, "expected": 100_000_000, "unit": "nusd/2min",
+                     "window_start": start, "window_end": start + timedelta(minutes=2)},
+        "starts_at": start,
+        "ends_at": start + timedelta(minutes=20) if status == "resolved" else None,
+        "issued_at": start + timedelta(minutes=2, seconds=1),
+    })  # fmt: skip
+
+
+def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
+    settings: Settings, catcher: Catcher
+) -> None:
+    env = {
+        "TOKENLEDGER_NOTIFY_WEBHOOK_URL": f"{catcher.url}/hook",
+        "TOKENLEDGER_NOTIFY_WEBHOOK_TOKEN": "s3cret-token",
+        "TOKENLEDGER_NOTIFY_SLACK_URL": f"{catcher.url}/services/T000/B000/XXXX",
+        "TOKENLEDGER_NOTIFY_PAGERDUTY_KEY": "R0UTINGKEY",
+        "TOKENLEDGER_NOTIFY_PAGERDUTY_URL": f"{catcher.url}/v2/enqueue",
+        "TOKENLEDGER_NOTIFY_ALERTMANAGER_URL": f"{catcher.url}/am/",
+    }
+    catcher.script["/v2/enqueue"] = [500, 503]  # PagerDuty fails twice, then takes it
+    firing, resolved = _alert("firing"), _alert("resolved")
+    produce(settings.kafka, settings.topic(topics.ALERTS),
+            [(a.fingerprint.encode(), a.model_dump_json().encode()) for a in (firing, resolved)])  # fmt: skip
+    notifier = Notifier(settings, receivers_from_env(env), retries=3, backoff_s=0.05)
+    notifier.run(idle_stop_s=3)
+
+    assert catcher.posts("/hook") == [json.loads(firing.model_dump_json()),
+                                      json.loads(resolved.model_dump_json())]  # fmt: skip
+    hook_headers = [h for p, h, _ in catcher.calls if p == "/hook"]
+    assert all(h["Authorization"] == "Bearer s3cret-token" for h in hook_headers)
+    slack = catcher.posts("/services/T000/B000/XXXX")
+    assert slack[0]["text"] == (
+        ":rotating_light: [FIRING] spend_rate on tenant/acme/feature/agent: "
+        "tenant/acme/feature/agent spent $4.20 in the 2 minutes to 10:33 UTC"
+    )
+    assert slack[0]["blocks"][1]["elements"][0]["text"] == (
+        "observed 4200000000 vs expected 100000000 (nusd/2min), window 2026-11-25T10:31:00Z "
+        "to 2026-11-25T10:33:00Z; fingerprint `0123456789abcdef0123456789abcdef`"
+    )
+    assert slack[1]["text"].startswith(":white_check_mark: [RESOLVED] spend_rate on ")
+    pd = catcher.posts("/v2/enqueue")
+    assert len(pd) == 4  # 500, 503, then the trigger; the resolve at once
+    assert pd[0] == pd[1] == pd[2] == {
+        "routing_key": "R0UTINGKEY", "event_action": "trigger",
+        "dedup_key": "0123456789abcdef0123456789abcdef",
+        "payload": {
+            "summary": firing.summary, "source": "tokenledger", "severity": "critical",
+            "timestamp": "2026-11-25T10:31:00Z", "component": "tenant/acme/feature/agent",
+            "group": "acme", "class": "spend_rate",
+            "custom_details": {"observed": 4_200_000_000, "expected": 100_000_000,
+                               "unit": "nusd/2min", "window_start": "2026-11-25T10:31:00Z",
+                               "window_end": "2026-11-25T10:33:00Z", "tenant_id": "acme",
+                               "feature": "agent"},
+        },
+    }  # fmt: skip
+    assert pd[3] == {"routing_key": "R0UTINGKEY", "event_action": "resolve",
+                     "dedup_key": "0123456789abcdef0123456789abcdef"}  # fmt: skip
+    am = catcher.posts("/am/api/v2/alerts")
+    assert am[0] == [{
+        "labels": {"alertname": "tokenledger_spend_rate", "detector": "spend_rate",
+                   "severity": "critical", "tenant_id": "acme",
+                   "scope": "tenant/acme/feature/agent",
+                   "fingerprint": "0123456789abcdef0123456789abcdef", "feature": "agent"},
+        "annotations": {"summary": firing.summary, "observed": "4200000000",
+                        "expected": "100000000", "unit": "nusd/2min",
+                        "window_start": "2026-11-25T10:31:00Z",
+                        "window_end": "2026-11-25T10:33:00Z"},
+        "startsAt": "2026-11-25T10:31:00Z",
+    }]  # fmt: skip
+    assert am[1][0]["endsAt"] == "2026-11-25T10:51:00Z"
+    assert notifier.counters == {"delivered.webhook": 2, "delivered.slack": 2,
+                                 "delivered.pagerduty": 2, "delivered.alertmanager": 2}  # fmt: skip
+    group = settings.topic("tokenledger-notifier")
+    assert committed_total(settings.kafka, group, settings.topic(topics.ALERTS), 1) == 2
+
+
+def test_after_the_retry_limit_the_alert_goes_to_the_dlq_with_the_error_and_no_secret(
+    settings: Settings, catcher: Catcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    slack_path = "/services/T999/B999/very-secret"
+    catcher.script[slack_path] = [500] * 10
+    catcher.script["/hook"] = [400]  # a refusal is not retried
+    receivers = [Receiver("slack", "slack", catcher.url + slack_path),
+                 Receiver("webhook", "webhook", catcher.url + "/hook")]  # fmt: skip
+    alert = _alert("firing")
+    raw = alert.model_dump_json().encode()
+    produce(settings.kafka, settings.topic(topics.ALERTS), [(b"k", raw), (b"k", b"{oops")])
+    caplog.set_level("INFO")
+    notifier = Notifier(settings, receivers, retries=4, backoff_s=0.01)
+    notifier.run(idle_stop_s=3)
+
+    assert len(catcher.posts(slack_path)) == 4 and len(catcher.posts("/hook")) == 1
+    dlq = [DlqRecord.model_validate_json(m.value())
+           for m in read_committed(settings.kafka, settings.topic(topics.DLQ), 3)]  # fmt: skip
+    assert [(d.reason, d.detail) for d in dlq] == [
+        ("delivery_failed", "receiver slack: HTTP 500 after 4 attempts"),
+        ("delivery_failed", "receiver webhook: HTTP 400 (not retried)"),
+        ("malformed_json", dlq[2].detail),
+    ]
+    assert dlq[0].raw_b64 and dlq[0].offset == 0 and dlq[2].offset == 1
+    assert notifier.counters == {"failed.slack": 1, "failed.webhook": 1, "dlq.malformed_json": 1}
+    assert "very-secret" not in caplog.text and catcher.url not in caplog.text
+    group = settings.topic("tokenledger-notifier")
+    assert committed_total(settings.kafka, group, settings.topic(topics.ALERTS), 1) == 2
