@@ -10,7 +10,7 @@ export TOKENLEDGER_HOME ?= $(CURDIR)/.tokenledger
 export TOKENLEDGER_CACHE ?= $(TOKENLEDGER_HOME)/cache
 export TIKTOKEN_CACHE_DIR ?= $(TOKENLEDGER_CACHE)/tiktoken
 
-.PHONY: help install setup demo test bench lint up down
+.PHONY: help install setup demo browser test bench lint up down
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,11 +26,15 @@ install: $(VENV)/.installed ## create .venv/ and install tokenledger with every 
 setup: install ## also fetch tiktoken ranks (sha256-verified) and the Kafka jars
 	@$(TL) setup
 
-demo: setup ## start the local stack (Kafka, topics, ClickHouse) and print where it is
-	@$(TL) up
-	@echo "The stack keeps running; stop it with: make down"
+demo: setup ## run everything on a simulated day of traffic; writes .tokenledger/report.html
+	@$(TL) demo
 
-test: setup lint ## install everything, start a broker, run the whole suite
+browser: ## Debian's chromium for the report's browser test (apt, as root or with sudo)
+	@command -v chromium >/dev/null || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	  chromium >/dev/null; }
+
+test: setup lint browser ## install everything, start a broker, run the whole suite
 	@$(BIN)/python -m pytest
 
 bench: setup ## run the benchmarks in bench/ and write .tokenledger/bench.json

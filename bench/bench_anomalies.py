@@ -52,6 +52,6 @@ def run() -> list[Figure]:
                "offline: validate, price, dedup, windows, budgets, detectors"),
     ]  # fmt: skip
     for kind, k in s.kinds.items():
-        if k.detect_s:
+        if k.detect_s and kind != "runaway":
             figures.append(Figure(f"anomalies.{kind}_detect_s", max(k.detect_s), "s", "worst"))
     return figures

@@ -348,7 +348,8 @@ class Detectors:
             f"{ADJECTIVE[budget.window]} limit {format_usd(budget.limit_nusd)} by "
             f"{end.strftime('%Y-%m-%d %H:%M')} UTC ({format_usd(spent)} spent so far)"
         )
-        return Observation(forecast, budget.limit_nusd, "nusd/window", volume_ok, start_ms,
+        # the evidence window: from this minute (when it fires) to the budget window's end
+        return Observation(forecast, budget.limit_nusd, "nusd/window", volume_ok, minute,
                            end_ms, summary)  # fmt: skip
 
     def _hours(self, dim: str, first_ms: int, end_ms: int) -> int:

@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -194,6 +195,46 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the whole pipeline on a simulated day, then print the summary and the report."""
+    from streams import demo
+
+    if args.requests_per_day < 100 or args.seconds <= 0:
+        raise UserError("--requests-per-day must be at least 100 and --seconds above 0")
+    plan = demo.DemoPlan(requests_per_day=args.requests_per_day, seconds=args.seconds)
+    result = demo.run(settings, plan)
+    print(result.summary)
+    blocked = ", ".join(f"{t}: {n} requests ({result.block_reasons[t]})"
+                        for t, n in sorted(result.blocked.items())) or "none"  # fmt: skip
+    print(f"Refused at the gateway (BudgetGuard): {blocked}")
+    paged = [f"{a['status']} {a['detector']} on {a['scope']}" for a in result.alerts]
+    print(f"Paged to on-call ({settings.home / 'demo' / 'alerts.jsonl'}): "
+          f"{'; '.join(paged) or 'nothing'}")  # fmt: skip
+    print(f"\nReport: {result.report}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the HTML report (and print the summary) from what ClickHouse holds."""
+    from streams import queries, report
+    from streams.clickhouse import get_client
+
+    now = datetime.now(UTC)
+    start = queries.Param("start", "DateTime64(3)", args.start)
+    end = queries.Param("end", "DateTime64(3)", args.end)
+    begin, until = (queries.parse_value(p, p.default or "", now) for p in (start, end))
+    if begin >= until:
+        raise UserError("--start must be before --end")
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    data = report.collect(client, begin, until, bucket_s=args.bucket)
+    out = Path(args.out) if args.out else settings.home / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.render_html(data))
+    print(report.render_text(data))
+    print(f"Report: {out}")
+    return 0
+
+
 def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.messages import budget_scope
     from streams import budget_admin
@@ -368,6 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5, help="attempts per receiver (5)")
     p.add_argument("--backoff", type=float, default=0.5,
                    help="seconds before the 2nd attempt, doubled after each (0.5)")  # fmt: skip
+    p = add("demo", cmd_demo, "run everything on a simulated day of traffic, then report")
+    p.add_argument("--requests-per-day", type=int, default=100_000, help="(100000)")
+    p.add_argument("--seconds", type=float, default=150.0,
+                   help="wall-clock seconds the day is replayed in (150)")  # fmt: skip
+    p = add("report", cmd_report, "write the HTML cost report from ClickHouse")
+    p.add_argument("--start", default="-1d", help="ISO 8601, now, today or -7d / -12h (-1d)")
+    p.add_argument("--end", default="now", help="(now)")
+    p.add_argument("--bucket", type=int, default=3600, help="seconds per time bucket (3600)")
+    p.add_argument("--out", help="default: $TOKENLEDGER_HOME/report.html")
     p = add("budget", cmd_budget, "set, list or remove tenant and feature budgets")
     p.add_argument("action", choices=["set", "list", "rm"])
     p.add_argument("--tenant")

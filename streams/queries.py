@@ -54,11 +54,11 @@ class Query:
             raw = given.get(p.name, p.default)
             if raw is None:
                 raise UserError(f"query {self.name} needs --param {p.name}=<{p.type}>")
-            out[p.name] = _value(p, raw, now)
+            out[p.name] = parse_value(p, raw, now)
         return out
 
 
-def _value(p: Param, raw: str, now: datetime) -> Any:
+def parse_value(p: Param, raw: str, now: datetime) -> Any:
     if p.type == "Identifier" and not re.fullmatch(r"[a-z_]+", raw):
         raise UserError(f"--param {p.name}={raw!r} is not a column name")
     if not p.type.startswith("DateTime"):

@@ -309,7 +309,7 @@ def _extra_stream(scenario: Scenario, tenant: Tenant, index: int
             context = 8000
             while t < incident.end:
                 calls.extend(sampler.call(t, loop, input_tokens=context))
-                context = min(context + 400, 200_000)
+                context = min(context + 100, 128_000)  # each turn adds to the transcript
                 t += timedelta(seconds=rng.uniform(0.7, 1.3))
         elif incident.kind == "budget_burn":
             bulk_rate = 8 * tenant.requests_per_day / 86_400

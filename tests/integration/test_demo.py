@@ -1,0 +1,125 @@
+"""`tokenledger demo` end to end (short), and its report in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.messages import UsageEvent
+from streams.demo import ANOMALY_TENANT, OVER_BUDGET_TENANT
+from tests.integration.test_streams_usage import expected_cost
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "TOKENLEDGER_KAFKA": kafka_bootstrap, "TOKENLEDGER_HOME": str(home),
+           "TOKENLEDGER_CLICKHOUSE": f"chdb://{home / 'clickhouse'}",
+           "TOKENLEDGER_PARTITIONS": "3"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "tests.integration.demo_run", "8000", "25"],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "emitted" in done.stderr and "processed" in done.stderr  # progress was shown
+    out: dict[str, Any] = json.loads(done.stdout)
+    out["home"] = home
+    return out
+
+
+def test_the_summary_equals_clickhouse_and_the_traffic_to_the_nano_dollar(
+    demo_run: dict[str, Any],
+) -> None:
+    emitted = [UsageEvent.model_validate_json(json.dumps(e)) for e in demo_run["emitted"]]
+    assert len(emitted) > 8000
+    expected: dict[str, int] = defaultdict(int)
+    for e in emitted:
+        expected[e.tenant_id] += 0 if e.cache != "none" else expected_cost(e)
+    raw = {t: (cost, n) for t, cost, n in demo_run["raw"]["cost_by_tenant"]}
+    assert {t: c for t, (c, _) in raw.items()} == dict(expected)
+    assert {t: n for t, (_, n) in raw.items()} == dict(Counter(e.tenant_id for e in emitted))
+    summary = {r["value"]: int(r["cost_nusd"]) for r in demo_run["report_tables"]["cost_by_tenant"]}
+    assert summary == dict(expected)
+    by_feature: dict[str, int] = defaultdict(int)
+    for r in demo_run["report_tables"]["cost_by_feature"]:
+        by_feature[r["tenant_id"]] += int(r["cost_nusd"])
+    assert dict(by_feature) == dict(expected)
+    retries = [e for e in emitted if e.attempt > 1]
+    retry_cost = sum(expected_cost(e) for e in retries)
+    assert demo_run["raw"]["retry"] == [[retry_cost, len(retries)]]
+    assert (
+        sum(int(r["retry_cost_nusd"]) for r in demo_run["report_tables"]["retry_cost"])
+        == retry_cost
+    )
+    hits = [e for e in emitted if e.cache != "none"]
+    assert demo_run["raw"]["cache"] == [[sum(map(expected_cost, hits)), len(hits)]]
+    waterfall = {
+        r["step"]: int(r["amount_nusd"]) for r in demo_run["report_tables"]["savings_waterfall"]
+    }
+    assert waterfall["actual"] == sum(expected.values())
+    assert sum(v for k, v in waterfall.items() if k != "actual") == waterfall["actual"]
+    text = demo_run["summary"]
+    total = sum(expected.values())
+    assert f"${total / 10**9:,.2f}" in text.splitlines()[0]
+    for tenant in expected:
+        assert tenant in text
+
+
+def test_the_over_budget_tenant_is_blocked_at_its_gateway_and_the_anomaly_is_paged(
+    demo_run: dict[str, Any],
+) -> None:
+    assert demo_run["blocked"].get(OVER_BUDGET_TENANT, 0) > 0
+    assert set(demo_run["blocked"]) == {OVER_BUDGET_TENANT}
+    states = [
+        s for scope, s in demo_run["raw"]["signals"] if scope == f"tenant/{OVER_BUDGET_TENANT}"
+    ]
+    assert states[-1] == "block" and "warn" in states
+    emitted = [e for e in demo_run["emitted"] if e["tenant_id"] == OVER_BUDGET_TENANT]
+    budget = next(b for b in demo_run["budgets"] if b["tenant_id"] == OVER_BUDGET_TENANT)
+    assert sum(expected_cost(UsageEvent.model_validate_json(json.dumps(e)))
+               for e in emitted if e["cache"] == "none") >= budget["limit_nusd"]  # fmt: skip
+    paged = [(a["detector"], a["tenant_id"], a["status"]) for a in demo_run["alerts"]]
+    assert ("spend_rate", ANOMALY_TENANT, "firing") in paged
+    stored = [tuple(a) for a in demo_run["raw"]["alerts"]]
+    assert Counter(stored) == Counter(paged)  # the receiver got exactly what ClickHouse holds
+
+
+def test_the_report_renders_its_charts_with_data_in_headless_chromium(
+    demo_run: dict[str, Any], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is missing: `make setup` installs it"
+    page = Path(demo_run["report"]).as_uri()
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+             "--window-size=900,1400"]  # fmt: skip
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    charts = dom.stdout.count('class="chart"')
+    assert charts >= 6  # waterfall, four dimensions over time, a burn-down
+    assert f'data-charts="{charts}"' in dom.stdout  # the page's script ran: every chart has data
+    assert "Uncaught" not in dom.stderr and 'data-block="1"' in dom.stdout
+    shot = tmp_path / "report.png"
+    done = subprocess.run([chromium, *flags, f"--screenshot={shot}", page], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (900, 1400)
+    colors = Counter(image.get_flattened_data())
+    assert colors[(0x4E, 0x79, 0xA7)] > 5000  # the baseline bar and the series
+    assert colors[(0x59, 0xA1, 0x4F)] > 1000  # the actual bar
+    assert len(colors) > 50  # text, axes, bars: not a blank page
