@@ -85,6 +85,8 @@ def format_usd(nusd: int, *, exact: bool = False) -> str:
     shows every significant digit ($0.050000001), at least two decimals."""
     from decimal import Decimal
 
+    if nusd < 0:
+        return "-" + format_usd(-nusd, exact=exact)
     usd = Decimal(nusd) / NANO_PER_USD
     if exact:
         digits = max(2, -usd.normalize().as_tuple().exponent)  # type: ignore[operator]

@@ -220,7 +220,7 @@ class Detectors:
         previous = self.hour_spend(scope, hour - HOUR_MS) // 60
         yesterday = max(self.hour_spend(scope, hour - DAY_MS),
                         self.hour_spend(scope, hour - DAY_MS + HOUR_MS)) // 60  # fmt: skip
-        history = len(with_data) >= 10 or yesterday > 0
+        history = len(with_data) >= 20 or yesterday > 0
         return max(median, previous, yesterday), history
 
     def spend_is_anomalous(self, observed: int, expected: int) -> bool:
@@ -524,7 +524,7 @@ class AnomalyTask:
                 return []
             if not self._is_anomalous(detector, obs.observed, obs.expected):
                 return []
-            if detector == "spend_rate" and self._tenant_spend_firing(scope):
+            if detector == "spend_rate" and self._tenant_spend_firing(scope, minute):
                 return []  # one spend incident per tenant: its tenant or feature scope
             until = self.cooling.get(key)
             if until is not None:
@@ -562,11 +562,15 @@ class AnomalyTask:
             self._alert(detector, scope, incident, last, "resolved", ends_ms=minute + MINUTE_MS)
         ]
 
-    def _tenant_spend_firing(self, scope: str) -> bool:
+    def _tenant_spend_firing(self, scope: str, minute: int) -> bool:
+        """A spend incident of the tenant (any of its scopes) is firing or cooling down."""
         tenant = scope.split("=", 1)[1].split("|", 1)[0]
-        return any(
-            d == "spend_rate" and s.split("=", 1)[1].split("|", 1)[0] == tenant
-            for d, s in self.incidents
+
+        def mine(d: str, s: str) -> bool:
+            return d == "spend_rate" and s.split("=", 1)[1].split("|", 1)[0] == tenant
+
+        return any(mine(d, s) for d, s in self.incidents) or any(
+            mine(d, s) and minute < until for (d, s), until in self.cooling.items()
         )
 
     def _alert(

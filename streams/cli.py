@@ -220,9 +220,18 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from streams.clickhouse import get_client
 
     now = datetime.now(UTC)
-    start = queries.Param("start", "DateTime64(3)", args.start)
-    end = queries.Param("end", "DateTime64(3)", args.end)
-    begin, until = (queries.parse_value(p, p.default or "", now) for p in (start, end))
+
+    def when(name: str, raw: str) -> datetime:
+        try:
+            value: datetime = queries.parse_value(
+                queries.Param(name, "DateTime64(3)", raw), raw, now
+            )
+        except UserError:
+            raise UserError(f"--{name} {raw!r} is not a time; use ISO 8601, now, today or "
+                            f"-7d / -12h") from None  # fmt: skip
+        return value
+
+    begin, until = when("start", args.start), when("end", args.end)
     if begin >= until:
         raise UserError("--start must be before --end")
     client = get_client(settings.clickhouse, settings.clickhouse_database)
@@ -414,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=150.0,
                    help="wall-clock seconds the day is replayed in (150)")  # fmt: skip
     p = add("report", cmd_report, "write the HTML cost report from ClickHouse")
-    p.add_argument("--start", default="-1d", help="ISO 8601, now, today or -7d / -12h (-1d)")
+    p.add_argument("--start", default="-1d", help="ISO 8601, now, today or --start=-7d (-1d)")
     p.add_argument("--end", default="now", help="(now)")
     p.add_argument("--bucket", type=int, default=3600, help="seconds per time bucket (3600)")
     p.add_argument("--out", help="default: $TOKENLEDGER_HOME/report.html")

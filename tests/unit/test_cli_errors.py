@@ -52,6 +52,15 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, starts: st
         (["query", "cost_over_time", "--param", "dimension=a;b"], {}, 2, "--param dimension='a;b' is not a column"),
         (["query", "cost_by", "--param", "start=yesterday"], {}, 2, "--param start='yesterday' is not a time"),
         (["query", "cost_by"], {}, 2, "database tokenledger does not exist at chdb://"),
+        (["notify"], {}, 2, "no alert receiver is configured; set TOKENLEDGER_NOTIFY_WEBHOOK_URL"),
+        (["notify"], {"TOKENLEDGER_NOTIFY_SLACK_URL": "hooks.example/T0/B0/secret"}, 2,
+         "TOKENLEDGER_NOTIFY_SLACK_URL must be an http:// or https:// URL"),
+        (["notify", "--retries", "0"], {"TOKENLEDGER_NOTIFY_FILE": "alerts.jsonl"}, 2,
+         "--retries must be at least 1"),
+        (["report", "--start", "yesterday"], {}, 2, "--start 'yesterday' is not a time"),
+        (["report", "--start", "now", "--end=-1d"], {}, 2, "--start must be before --end"),
+        (["report"], {}, 2, "database tokenledger does not exist at chdb://"),
+        (["demo", "--requests-per-day", "5"], {}, 2, "--requests-per-day must be at least 100"),
     ],
 )  # fmt: skip
 def test_usage_and_input_mistakes(

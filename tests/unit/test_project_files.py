@@ -127,6 +127,8 @@ def test_readme_opens_with_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     first_block = readme.split("```")[1]
     assert "make demo" in first_block and "make test" in first_block
+    picture = readme.split("```")[2].split("](")[1].split(")")[0]
+    assert picture == "docs/report.png" and (ROOT / picture).stat().st_size > 50_000
 
 
 def test_ci_runs_make_test() -> None:
