@@ -220,7 +220,8 @@ class Detectors:
         previous = self.hour_spend(scope, hour - HOUR_MS) // 60
         yesterday = max(self.hour_spend(scope, hour - DAY_MS),
                         self.hour_spend(scope, hour - DAY_MS + HOUR_MS)) // 60  # fmt: skip
-        history = len(with_data) >= 20 or yesterday > 0
+        # judged only once the scope has been active for 20 minutes (or was yesterday)
+        history = any(e is not None for e in recent[19:]) and len(with_data) >= 5 or yesterday > 0
         return max(median, previous, yesterday), history
 
     def spend_is_anomalous(self, observed: int, expected: int) -> bool:

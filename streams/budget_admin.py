@@ -62,8 +62,16 @@ def _topic(settings: Settings) -> str:
 def _send(settings: Settings, key: str, value: bytes | None) -> None:
     from confluent_kafka import Producer
 
+    from tokenledger.signing import SigningKeyError, headers_for, signing_key
+
+    try:
+        secret = signing_key()
+    except SigningKeyError as exc:
+        raise UserError(str(exc)) from None
+    topic = _topic(settings)
     producer = Producer(client_config(settings.kafka, {"enable.idempotence": True}))
-    producer.produce(_topic(settings), value, key.encode())
+    producer.produce(topic, value, key.encode(),
+                     headers=headers_for(secret, topic, key.encode(), value))  # fmt: skip
     if producer.flush(15) != 0:
         raise ServiceUnavailableError(f"the budget for {key} was not acknowledged by Kafka")
 

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from schemas.common import format_usd
 from schemas.messages import Budget, EnrichedUsage, RequestEvent, Signal, budget_scope
 from streams.state import ChangelogState
+from tokenledger.signing import Headers, verify
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,22 @@ def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
 class BudgetBook:
     """Every budget definition, read from the compacted budgets topic (a global table)."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic: str = "", signing_key: bytes | None = None) -> None:
         self.by_scope: dict[str, Budget] = {}
         self.invalid = 0
+        self.unauthorized = 0
         self.changed: set[str] = set()
+        self.topic = topic
+        self.signing_key = signing_key
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, key: bytes | None, value: bytes | None,
+              headers: Headers = None) -> None:  # fmt: skip
+        """Apply one record of the budgets topic; with a signing key, only signed ones."""
+        if not verify(self.signing_key, self.topic, key, value, headers):
+            self.unauthorized += 1
+            log.warning("ignoring a budget record for %r without a valid signature (written "
+                        "by something other than tokenledger budget?)", key)  # fmt: skip
+            return
         scope = key.decode() if key else ""
         if value is None:
             if self.by_scope.pop(scope, None) is not None:

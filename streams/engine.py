@@ -163,7 +163,7 @@ class TransactionalEngine:
             return
         producer.begin_transaction()
         for out in outputs:
-            self._produce(producer, out.topic, out.key, out.value, None)
+            self._produce(producer, out.topic, out.key, out.value, None, out.headers)
         for partition, key, value in changes:
             self._produce(producer, self.config.changelog, key.encode(),
                           value.encode() if value is not None else None, partition)  # fmt: skip
@@ -178,8 +178,11 @@ class TransactionalEngine:
 
     @staticmethod
     def _produce(producer: Any, topic: str, key: bytes | None, value: bytes | None,
-                 partition: int | None) -> None:  # fmt: skip
+                 partition: int | None, headers: list[tuple[str, str | bytes | None]] | None = None,
+                 ) -> None:  # fmt: skip
         kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
+        if headers:
+            kwargs["headers"] = headers
         while True:
             try:
                 producer.produce(topic, value, key, **kwargs)

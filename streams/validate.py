@@ -31,6 +31,7 @@ class Output:
     topic: str
     key: bytes | None
     value: bytes
+    headers: list[tuple[str, str | bytes | None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from streams.state import ChangelogState
 from streams.usage import UsageTask, UsageTopics
 from streams.validate import Output
 from tokenledger.kafka_config import client_config
+from tokenledger.signing import SigningKeyError, headers_for, signing_key
 
 GROUP = "tokenledger-worker"
 
@@ -41,12 +42,13 @@ class PartitionTask:
 
     def __init__(self, state: ChangelogState, usage: UsageTask, requests: RequestHandler,
                  budgets: BudgetTracker, anomalies: AnomalyTask, requests_topic: str,
-                 signals_topic: str) -> None:  # fmt: skip
+                 signals_topic: str, signing_key: bytes | None = None) -> None:  # fmt: skip
         self.state = state
         self.usage = usage
         self.requests = requests
         self.budgets = budgets
         self.anomalies = anomalies
+        self.signing_key = signing_key
         self.requests_topic = requests_topic
         self.signals_topic = signals_topic
 
@@ -65,8 +67,9 @@ class PartitionTask:
         outputs = self.usage.end_batch(now)
         for signal in self.budgets.end_batch(now):
             self.usage.counters[f"signal.{signal.state}"] += 1
-            outputs.append(Output(self.signals_topic, signal.scope.encode(),
-                                  signal.model_dump_json().encode()))  # fmt: skip
+            key, value = signal.scope.encode(), signal.model_dump_json().encode()
+            headers = headers_for(self.signing_key, self.signals_topic, key, value)
+            outputs.append(Output(self.signals_topic, key, value, headers))
         alerts = self.anomalies.end_batch(self.usage.watermark_ms, now)
         for alert in self.anomalies.emitted:
             self.usage.counters[f"alert.{alert.status}"] += 1
@@ -100,14 +103,14 @@ class BudgetFeed:
             for m in self.consumer.consume(1000, 0.2):
                 err = m.error()
                 if err is None:
-                    self.book.apply(m.key(), m.value())
+                    self.book.apply(m.key(), m.value(), m.headers())
                 elif err.code() == KafkaError._PARTITION_EOF and m.partition() is not None:
                     at_end.add(m.partition())  # type: ignore[arg-type]
 
     def poll(self) -> None:
         for m in self.consumer.consume(500, 0):
             if m.error() is None:
-                self.book.apply(m.key(), m.value())
+                self.book.apply(m.key(), m.value(), m.headers())
 
 
 def partition_task(
@@ -118,6 +121,7 @@ def partition_task(
     *,
     reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
     detectors: DetectorConfig | None = None,
+    signing_key: bytes | None = None,
     **options: Any,
 ) -> PartitionTask:
     """The processors of one input partition over ``state``; ``names`` maps each topic's
@@ -135,7 +139,7 @@ def partition_task(
     usage.on_enriched = on_enriched
     requests = RequestHandler(budgets, names[topics.DLQ])
     return PartitionTask(state, usage, requests, budgets, anomalies, names[topics.REQUESTS],
-                         names[topics.SIGNALS])  # fmt: skip
+                         names[topics.SIGNALS], signing_key)  # fmt: skip
 
 
 def build(
@@ -166,14 +170,18 @@ def build(
     if allowed_lateness is not None:
         options["allowed_lateness"] = allowed_lateness
     table = prices
-    book = BudgetBook()
+    try:
+        secret = signing_key()
+    except SigningKeyError as exc:
+        raise UserError(str(exc)) from None
+    book = BudgetBook(names[topics.BUDGETS], secret)
     feed = BudgetFeed(settings, names[topics.BUDGETS], book)
     feed.catch_up()
     book.changed.clear()
 
     def factory(partition: int, state: ChangelogState) -> PartitionTask:
         return partition_task(state, table, book, names, reservation_timeout=reservation_timeout,
-                              detectors=detectors, **options)  # fmt: skip
+                              detectors=detectors, signing_key=secret, **options)  # fmt: skip
 
     config = EngineConfig(
         group_id=settings.topic(GROUP),

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from schemas.common import format_usd
 from schemas.messages import Signal
 from streams import topics
+from tokenledger import signing
 from tokenledger.kafka_config import client_config
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,10 @@ class BudgetGuard:
         on_unavailable: Literal["open", "closed"] = "open",
         stale_after_s: float = 30.0,
         kafka_config: Mapping[str, Any] | None = None,
+        signing_key: bytes | None | Literal["env"] = "env",
     ) -> None:
+        """``signing_key``: only signals signed with it count (default: TOKENLEDGER_SIGNING_KEY
+        when set, see tokenledger.signing); None accepts unsigned signals."""
         if on_unavailable not in ("open", "closed"):
             raise ValueError("on_unavailable is 'open' or 'closed'")
         self.topic = topic
@@ -146,6 +150,8 @@ class BudgetGuard:
         self._thread: threading.Thread | None = None
         self.signals_seen = 0
         self.invalid_signals = 0
+        self.unauthorized_signals = 0
+        self.signing_key = signing.signing_key() if signing_key == "env" else signing_key
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -224,8 +230,13 @@ class BudgetGuard:
 
     # -- the consumer thread -------------------------------------------------------------
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, key: bytes | None, value: bytes | None,
+              headers: signing.Headers = None) -> None:  # fmt: skip
         """Apply one record of the signals topic (the consumer thread calls this)."""
+        if not signing.verify(self.signing_key, self.topic, key, value, headers):
+            self.unauthorized_signals += 1
+            log.warning("ignoring a signal for %r without a valid signature", key)
+            return
         if value is None:  # a tombstone: the scope no longer has a signal
             parts = _scope_parts(key.decode()) if key else None
             if parts is not None:
@@ -286,7 +297,7 @@ class BudgetGuard:
                     for msg in consumer.consume(num_messages=500, timeout=0.05):
                         err = msg.error()
                         if err is None:
-                            self.apply(msg.key(), msg.value())
+                            self.apply(msg.key(), msg.value(), msg.headers())
                         elif err.code() == KafkaError._PARTITION_EOF:
                             partitions_at_eof.add(msg.partition() or 0)
                     if not self._ready and partitions_at_eof >= set(partitions):

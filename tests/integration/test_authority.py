@@ -1,0 +1,95 @@
+"""Only the platform's own components can set budgets and publish block signals: with
+TOKENLEDGER_SIGNING_KEY set, the worker ignores budgets that are not signed with it and
+BudgetGuard ignores signals that are not."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from confluent_kafka import Producer
+
+from schemas.messages import Budget, Signal
+from streams import budget_admin, topics, worker
+from streams.config import Settings
+from tests import factories
+from tests.integration.test_streams_usage import expected_cost, produce, read_committed
+from tokenledger.guard import BudgetGuard
+from tokenledger.signing import headers_for
+
+pytestmark = pytest.mark.integration
+KEY = "k" * 40
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", KEY)
+    return Settings.from_env({"TOKENLEDGER_KAFKA": kafka_bootstrap,
+                              "TOKENLEDGER_TOPIC_NAMESPACE": f"a{uuid.uuid4().hex[:10]}",
+                              "TOKENLEDGER_PARTITIONS": "1"})  # fmt: skip
+
+
+@pytest.fixture
+def running(settings: Settings) -> Iterator[worker.TransactionalEngine]:
+    engine = worker.build(settings, "auth-1")
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    yield engine
+    engine.stop()
+    thread.join(30)
+
+
+def _rogue(settings: Settings, topic: str, key: str, value: bytes, secret: bytes | None) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka})
+    producer.produce(settings.topic(topic), value, key.encode(),
+                     headers=headers_for(secret, settings.topic(topic), key.encode(), value))  # fmt: skip
+    assert producer.flush(15) == 0
+
+
+def test_unsigned_budgets_and_forged_signals_are_ignored(
+    settings: Settings, running: worker.TransactionalEngine
+) -> None:
+    now = datetime.now(UTC)
+    # A budget from the platform (signed by `tokenledger budget`) and two forged ones.
+    budget_admin.put(
+        settings, budget_admin.make_budget("payer", None, "0.000001", "day", "UTC", "50")
+    )
+    forged = Budget(tenant_id="victim", limit_nusd=1, updated_at=now).model_dump_json().encode()
+    _rogue(settings, topics.BUDGETS, "tenant/victim", forged, None)
+    _rogue(settings, topics.BUDGETS, "tenant/victim", forged, b"w" * 40)
+    base = max(now - timedelta(minutes=2), now.replace(hour=0, minute=0, second=0))
+    events = [factories.usage(tenant_id=t, ts=base + timedelta(seconds=i), idempotency_key=f"{t}{i}")
+              for i in range(3) for t in ("payer", "victim")]  # fmt: skip
+    produce(settings.kafka, settings.topic(topics.USAGE),
+            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    read_committed(settings.kafka, settings.topic(topics.USAGE_ENRICHED), len(events))
+    signals = [Signal.model_validate_json(m.value()) for m in
+               read_committed(settings.kafka, settings.topic(topics.SIGNALS), 1, timeout=15)]  # fmt: skip
+    assert [(s.scope, s.state) for s in signals] == [("tenant/payer", "block")]
+    payer_cost = sum(expected_cost(e) for e in events if e.tenant_id == "payer")
+    assert signals[0].spend_nusd == payer_cost and signals[0].limit_nusd == 1000  # $0.000001
+
+    # Gateways: the worker's block counts; a forged block for another tenant does not.
+    fake = Signal(scope="tenant/victim", tenant_id="victim", state="block", reason="forged",
+                  spend_nusd=1, limit_nusd=1, window_start=now, window_end=now + timedelta(days=1),
+                  issued_at=now, issuer="budgets-worker").model_dump_json().encode()  # fmt: skip
+    _rogue(settings, topics.SIGNALS, "tenant/victim", fake, None)
+    _rogue(settings, topics.SIGNALS, "tenant/victim", fake, b"w" * 40)
+    guard = BudgetGuard(bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS)).start()
+    trusting = BudgetGuard(bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS),
+                           signing_key=None).start()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (guard.ready() and trusting.ready()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert guard.ready() and trusting.ready()
+        assert not guard.check("payer").allowed
+        assert guard.check("victim").allowed and guard.unauthorized_signals == 2
+        assert not trusting.check("victim").allowed  # without the key, the forgery would stop it
+    finally:
+        guard.close()
+        trusting.close()
