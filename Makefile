@@ -10,7 +10,7 @@ export TOKENLEDGER_HOME ?= $(CURDIR)/.tokenledger
 export TOKENLEDGER_CACHE ?= $(TOKENLEDGER_HOME)/cache
 export TIKTOKEN_CACHE_DIR ?= $(TOKENLEDGER_CACHE)/tiktoken
 
-.PHONY: help install setup demo browser test bench lint up down
+.PHONY: help install setup demo browser test fuzz bench lint up down
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ browser: ## Debian's chromium for the report's browser test (apt, as root or wit
 
 test: setup lint browser ## install everything, start a broker, run the whole suite
 	@$(BIN)/python -m pytest
+
+fuzz: install ## the hostile-input suite with 20,000 examples per property (CI runs 150)
+	@TOKENLEDGER_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/unit/test_hostile_input.py
 
 bench: setup ## run the benchmarks in bench/ and write .tokenledger/bench.json
 	@$(BIN)/python -m bench

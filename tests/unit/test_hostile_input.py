@@ -1,0 +1,143 @@
+"""Hostile input: property-based tests over the raw consumer paths and every message model.
+
+Nothing may crash a processor; everything rejected comes out as a DLQ record with a known
+reason and the raw bytes. CI runs a fixed seed and a bounded number of examples
+(``TOKENLEDGER_FUZZ_EXAMPLES``, 150); ``make fuzz`` runs many more.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.messages import Alert, Budget, DlqReason, DlqRecord, EnrichedUsage, Signal, UsageEvent
+from schemas.pricing import load_price_table
+from streams.budgets import BudgetBook, BudgetTracker
+from streams.offline import NAMES
+from streams.state import ChangelogState
+from streams.validate import Rejection, parse_message
+from streams.worker import partition_task
+from tests import factories
+from tokenledger.guard import BudgetGuard
+
+EXAMPLES = int(os.environ.get("TOKENLEDGER_FUZZ_EXAMPLES", "150"))
+settings.register_profile("tokenledger", derandomize=True, max_examples=EXAMPLES, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+settings.load_profile("tokenledger")
+
+NOW = datetime.now(UTC)
+PRICES = load_price_table()
+REASONS = set(get_args(DlqReason))
+INJECTIONS = [
+    "acme'; DROP TABLE usage_events; --", "acme\" OR 1=1", "{tenant:String}", "$__timeFilter(ts)",
+    "../../etc/passwd", "acme\x00", "ａｃｍｅ", "acme\u202e", "<script>alert(1)</script>",
+    "acme\nInjected: header", "' UNION SELECT * FROM system.users --", "${jndi:ldap://x}",
+]  # fmt: skip
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=50),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=20,
+)  # fmt: skip
+GOOD = json.loads(factories.usage(ts=NOW).model_dump_json())
+
+
+def _task() -> Any:
+    return partition_task(ChangelogState(), PRICES, BudgetBook(), NAMES)
+
+
+def _check_outputs(outputs: list[Any], raw: bytes) -> str:
+    """'dlq' with a known reason and the raw bytes kept, 'enriched', or 'dropped'."""
+    assert len(outputs) <= 1
+    if not outputs:
+        return "dropped"  # a redelivery of an event_id already seen
+    out = outputs[0]
+    if out.topic == NAMES["tokenledger.dlq.v1"]:
+        record = DlqRecord.model_validate_json(out.value)
+        assert record.reason in REASONS and record.detail
+        assert (
+            base64.b64decode(record.raw_b64 or "")
+            == raw[: len(base64.b64decode(record.raw_b64 or ""))]
+        )
+        return "dlq"
+    assert out.topic == NAMES["tokenledger.usage.enriched.v1"]
+    EnrichedUsage.model_validate_json(out.value)
+    return "enriched"
+
+
+def _process(task: Any, raw: bytes, topic: str = "tokenledger.usage.v1") -> list[Any]:
+    outputs = list(task.process(topic, 0, 1, b"k", raw, NOW))
+    outputs += [o for o in task.end_batch(NOW) if o.topic == NAMES["tokenledger.dlq.v1"]]
+    return outputs
+
+
+@given(st.binary(max_size=4096))
+def test_arbitrary_bytes_never_crash_and_are_dead_lettered(raw: bytes) -> None:
+    for topic in ("tokenledger.usage.v1", "tokenledger.requests.v1"):
+        outputs = _process(_task(), raw, topic)
+        if topic == "tokenledger.usage.v1":
+            assert _check_outputs(outputs, raw) in ("dlq", "enriched")
+        else:
+            assert [o.topic for o in outputs] == [NAMES["tokenledger.dlq.v1"]]
+            assert DlqRecord.model_validate_json(outputs[0].value).reason in REASONS
+
+
+@given(st.sampled_from(sorted(GOOD)), JSON)
+def test_any_field_replaced_by_any_json_value(field: str, value: Any) -> None:
+    raw = json.dumps({**GOOD, field: value}, allow_nan=True).encode()
+    _check_outputs(_process(_task(), raw), raw)
+
+
+@given(st.sampled_from(["tenant_id", "feature", "route", "model", "service", "prompt_version",
+                        "user_scope", "event_id", "idempotency_key", "error"]),
+       st.text(max_size=300))  # fmt: skip
+def test_unicode_in_every_string_field(field: str, text: str) -> None:
+    raw = json.dumps({**GOOD, field: text}, ensure_ascii=False).encode()
+    _check_outputs(_process(_task(), raw), raw)
+
+
+@given(st.sampled_from(["input_tokens", "output_tokens", "cached_input_tokens", "latency_ms",
+                        "reasoning_tokens", "cost_nusd", "attempt", "schema_version"]),
+       st.one_of(st.integers(min_value=-(2**70), max_value=2**70),
+                 st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, -0.0, 2**63])))  # fmt: skip
+def test_overflowing_and_non_finite_numbers(field: str, value: Any) -> None:
+    raw = json.dumps({**GOOD, field: value}, allow_nan=True).encode()
+    outcome = _check_outputs(_process(_task(), raw), raw)
+    if isinstance(value, float) or (isinstance(value, int) and abs(value) > 2**62):
+        assert outcome == "dlq"
+
+
+@given(st.sampled_from(INJECTIONS), st.sampled_from(["tenant_id", "feature", "route", "model"]))
+def test_injection_attempts_in_names_are_rejected_with_a_reason(name: str, field: str) -> None:
+    raw = json.dumps({**GOOD, field: name}).encode()
+    outputs = _process(_task(), raw)
+    assert _check_outputs(outputs, raw) == "dlq"
+    record = DlqRecord.model_validate_json(outputs[0].value)
+    assert record.reason in ("invalid_fields", "missing_tenant"), record
+
+
+@given(st.integers(min_value=1, max_value=200_000))
+def test_deep_or_huge_json_is_dead_lettered(depth: int) -> None:
+    raw = b"[" * depth + b"]" * depth
+    assert _check_outputs(_process(_task(), raw), raw) == "dlq"
+
+
+@given(st.binary(max_size=2048) | JSON.map(lambda v: json.dumps(v, allow_nan=True).encode()))
+def test_every_message_model_rejects_garbage_with_a_reason(raw: bytes) -> None:
+    for model in (UsageEvent, Budget, Signal, Alert, DlqRecord, EnrichedUsage):
+        result = parse_message(raw, model)
+        if isinstance(result, Rejection):
+            assert result.reason in REASONS and result.detail
+    book = BudgetBook()
+    book.apply(b"tenant/x", raw)  # the budgets table: an invalid budget is counted, not applied
+    assert book.by_scope == {} or all(isinstance(b, Budget) for b in book.by_scope.values())
+    guard = BudgetGuard(bootstrap="127.0.0.1:1", signing_key=None)
+    guard.apply(b"tenant/x", raw)  # a gateway: a bad signal never stops a tenant
+    assert guard.signals_seen + guard.invalid_signals == 1
+    BudgetTracker(ChangelogState(), book).end_batch(NOW)
