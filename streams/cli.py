@@ -244,6 +244,34 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    """Grant a tenant's read-only analyst role, or the platform role, on a ClickHouse server."""
+    from streams import access
+    from streams.clickhouse import get_client
+
+    if args.action == "grant" and not args.tenant:
+        raise UserError("access grant needs --tenant (the platform role: access platform)")
+    name, tenant = ("tenant_analyst", args.tenant) if args.action == "grant" else ("platform", None)
+    statements = access.render(name, database=settings.clickhouse_database, tenant=tenant)
+    if args.print:
+        print(";\n".join(statements) + ";")
+        return 0
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    if settings.clickhouse.startswith("chdb://"):
+        access.parse_only(client, statements)
+        print(f"the embedded engine has no access control: {len(statements)} statements parsed "
+              "and skipped; apply them on a ClickHouse server (--print shows them)")  # fmt: skip
+        return 0
+    access.apply(client, statements)
+    who = (
+        f"role {access.role_for(tenant)} (tenant {tenant})"
+        if tenant
+        else "role tokenledger_platform"
+    )
+    print(f"{who}: {len(statements)} statements applied on {settings.clickhouse}")
+    return 0
+
+
 def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.messages import budget_scope
     from streams import budget_admin
@@ -427,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end", default="now", help="(now)")
     p.add_argument("--bucket", type=int, default=3600, help="seconds per time bucket (3600)")
     p.add_argument("--out", help="default: $TOKENLEDGER_HOME/report.html")
+    p = add("access", cmd_access, "ClickHouse roles: a tenant's read-only analyst, the platform")
+    p.add_argument("action", choices=["grant", "platform"])
+    p.add_argument("--tenant")
+    p.add_argument("--print", action="store_true", help="print the SQL instead of applying it")
     p = add("budget", cmd_budget, "set, list or remove tenant and feature budgets")
     p.add_argument("action", choices=["set", "list", "rm"])
     p.add_argument("--tenant")
