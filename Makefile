@@ -10,7 +10,7 @@ export TOKENLEDGER_HOME ?= $(CURDIR)/.tokenledger
 export TOKENLEDGER_CACHE ?= $(TOKENLEDGER_HOME)/cache
 export TIKTOKEN_CACHE_DIR ?= $(TOKENLEDGER_CACHE)/tiktoken
 
-.PHONY: help install setup demo browser test fuzz bench lint up down
+.PHONY: help install setup demo browser test fuzz soak bench lint up down
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ test: setup lint browser ## install everything, start a broker, run the whole su
 
 fuzz: install ## the hostile-input suite with 20,000 examples per property (CI runs 150)
 	@TOKENLEDGER_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/unit/test_hostile_input.py
+
+soak: setup ## sustained load through the whole pipeline (TOKENLEDGER_SOAK_SECONDS, 300)
+	@$(BIN)/python -m bench.soak
+	@TOKENLEDGER_FAULT_OUTAGE_S=60 $(BIN)/python -m pytest -q tests/faults
 
 bench: setup ## run the benchmarks in bench/ and write .tokenledger/bench.json
 	@$(BIN)/python -m bench

@@ -1,0 +1,167 @@
+"""`make soak`: sustained load through the whole pipeline for a bounded time.
+
+Emits usage events through the SDK at a fixed rate (TOKENLEDGER_SOAK_RATE, default the
+stream benchmark's last measured events/s from bench.json, else 2,000) for
+TOKENLEDGER_SOAK_SECONDS (300) into a local broker it starts on free ports, with one
+stream worker and the sink as subprocesses on an embedded ClickHouse. Every 10 seconds it
+prints the worker's and the sink's lag and their memory (RSS); at the end: memory growth
+of each (state must stay bounded: dedup and windows expire in event time) and end-to-end
+freshness, event produced to row stored (the sink commits a Kafka offset only after the
+rows are in ClickHouse, so a committed offset means queryable), median and p99.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import median, p99
+from streams import topics
+from streams.config import Settings
+from streams.demo import Probe
+from streams.kafka_local import LocalKafka, free_ports
+from tokenledger.ledger import Ledger, TopicNames
+
+TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def default_rate() -> int:
+    home = Path(os.environ.get("TOKENLEDGER_HOME") or ".tokenledger")
+    try:
+        return int(json.loads((home / "bench.json").read_text())["streams.events_per_s"]["value"])
+    except (OSError, KeyError, ValueError):
+        return 2000
+
+
+def main() -> int:
+    rate = int(os.environ.get("TOKENLEDGER_SOAK_RATE") or default_rate())
+    seconds = float(os.environ.get("TOKENLEDGER_SOAK_SECONDS") or 300)
+    tmp = Path(tempfile.mkdtemp(prefix="tokenledger-soak-"))
+    port, controller = free_ports(2)
+    broker = LocalKafka(
+        tmp / "kafka", Settings.from_env().cache, port=port, controller_port=controller
+    )
+    print(f"soak: {rate:,} events/s for {seconds:.0f}s; state in {tmp}", file=sys.stderr)
+    broker.start()
+    env = {**os.environ, "TOKENLEDGER_KAFKA": broker.bootstrap, "TOKENLEDGER_HOME": str(tmp),
+           "TOKENLEDGER_CLICKHOUSE": f"chdb://{tmp / 'ch'}", "TOKENLEDGER_PARTITIONS": "3"}  # fmt: skip
+    settings = Settings.from_env(env)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for args in (["topics", "create"], ["migrate"]):
+            subprocess.run([TOKENLEDGER, *args], env=env, check=True, capture_output=True)  # noqa: S603
+        for name, args in (("worker", ["worker", "--instance", "soak-1"]),
+                           ("sink", ["sink", "--max-wait", "0.5"])):  # fmt: skip
+            log = (tmp / f"{name}.log").open("wb")
+            procs[name] = subprocess.Popen([TOKENLEDGER, *args], env=env, stdout=log, stderr=log)  # noqa: S603
+        names = TopicNames(requests=topics.REQUESTS, usage=topics.USAGE, outcomes=topics.OUTCOMES)
+        ledger = Ledger("soak", bootstrap=broker.bootstrap, topics=names, spill_dir=tmp / "spill")
+        from tests import factories
+
+        emitted_at: list[float] = []  # event number -> when emit() was called
+        # Where every 100th event landed on the enriched topic: (partition, offset) -> number.
+        # The sink commits an offset only after its rows are in ClickHouse: once the sink's
+        # committed offset passes it, that event is queryable.
+        landed: dict[tuple[int, int], int] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def tail() -> None:
+            from confluent_kafka import Consumer
+
+            c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "soak-tail",
+                          "isolation.level": "read_committed", "auto.offset.reset": "earliest"})  # fmt: skip
+            c.subscribe([topics.USAGE_ENRICHED])
+            while not stop.is_set():
+                for m in c.consume(1000, 0.2):
+                    value, partition = m.value(), m.partition()
+                    if m.error() is None and value is not None and partition is not None:
+                        number = int(json.loads(value)["event_id"][1:])
+                        if number % 100 == 0:
+                            with lock:
+                                landed[(partition, m.offset() or 0)] = number
+            c.close()
+
+        tailer = threading.Thread(target=tail, daemon=True)
+        tailer.start()
+
+        worker = Probe(settings, "tokenledger-worker", topics.USAGE)
+        sink = Probe(settings, "tokenledger-sink", topics.USAGE_ENRICHED)
+        memory: dict[str, list[float]] = defaultdict(list)
+        fresh: list[float] = []
+        began = time.monotonic()
+        sent = 0
+        next_report = began + 10
+        next_check = began + 1
+        event_time = datetime.now(UTC) - timedelta(minutes=1)
+        while time.monotonic() - began < seconds:
+            due = int((time.monotonic() - began) * rate)
+            while sent < due:
+                emitted_at.append(time.monotonic())
+                ledger.emit(factories.usage(tenant_id=f"tenant-{sent % 50}", feature=f"f{sent % 4}",
+                                            ts=event_time + timedelta(milliseconds=sent * 1000 // rate),
+                                            idempotency_key=f"s{sent}", event_id=f"s{sent}"))  # fmt: skip
+                sent += 1
+            if time.monotonic() >= next_check:
+                next_check += 1
+                committed = {(tp.partition): tp.offset for tp in
+                             sink.consumer.committed(sink.partitions, timeout=5)}  # fmt: skip
+                now = time.monotonic()
+                with lock:
+                    done = [k for k in landed if k[1] < committed.get(k[0], -1)]
+                    fresh += [now - emitted_at[landed.pop(k)] for k in done]
+            if time.monotonic() >= next_report:
+                next_report += 10
+                now = time.monotonic()
+                for name, proc in procs.items():
+                    memory[name].append(rss_mb(proc.pid))
+                w_lag = worker.end() - max(worker.committed(), 0)
+                s_lag = sink.end() - max(sink.committed(), 0)
+                print(f"  t={now - began:5.0f}s sent {sent:>9,} | worker lag {w_lag:>8,} | "
+                      f"sink lag {s_lag:>8,} | rss worker {memory['worker'][-1]:.0f} MB, "
+                      f"sink {memory['sink'][-1]:.0f} MB", file=sys.stderr)  # fmt: skip
+            time.sleep(0.01)
+        ledger.close()
+        stop.set()
+        tailer.join(10)
+        print(f"\nsoak over {seconds:.0f}s at {rate:,} events/s: {sent:,} events")
+        for name, values in memory.items():
+            if len(values) >= 2:
+                print(f"  {name:<7} rss first {values[0]:.0f} MB, last {values[-1]:.0f} MB, "
+                      f"growth {values[-1] - values[0]:+.0f} MB")  # fmt: skip
+        if fresh:
+            print(f"  freshness (emitted -> stored, every 100th event, checked each second, "
+                  f"so up to 1 s high): median "
+                  f"{median(fresh):.2f}s, p99 {p99(fresh):.2f}s over {len(fresh):,} events")  # fmt: skip
+        print(f"  final lag: worker {worker.end() - max(worker.committed(), 0):,}, "
+              f"sink {sink.end() - max(sink.committed(), 0):,}")  # fmt: skip
+        return 0
+    finally:
+        for proc in procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

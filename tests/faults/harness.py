@@ -1,0 +1,163 @@
+"""The whole pipeline for fault tests: the SDK in this process; stream workers and the
+sink as `tokenledger` subprocesses on their own embedded ClickHouse path; ClickHouse read
+by a separate process (one process per data path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas.messages import UsageEvent
+from streams import topics
+from streams.config import Settings
+from streams.demo import Probe
+from tests.integration.test_streams_usage import expected_cost
+from tokenledger.ledger import Ledger, TopicNames
+
+TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
+FIGURES: list[dict[str, Any]] = []
+"""One row per fault run; printed as a table at the end of the session (conftest.py)."""
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Stored:
+    rows: int  # physical rows (no FINAL): a duplicate insert would show here
+    unique: int
+    cost: int  # FINAL, what the queries read
+    rollup_events: int  # spend_by_minute: sums, so a duplicate would count twice
+    rollup_cost: int
+
+
+class Pipeline:
+    def __init__(self, bootstrap: str, tmp: Path, *, partitions: int = 3) -> None:
+        self.bootstrap = bootstrap
+        self.tmp = tmp
+        self.namespace = f"f{uuid.uuid4().hex[:10]}"
+        self.data = tmp / "ch"
+        self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap,
+                    "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
+                    "TOKENLEDGER_PARTITIONS": str(partitions),
+                    "TOKENLEDGER_CLICKHOUSE": f"chdb://{self.data}",
+                    "TOKENLEDGER_HOME": str(tmp)}  # fmt: skip
+        self.settings = Settings.from_env(self.env)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.sent: dict[str, UsageEvent] = {}
+        self.started = time.monotonic()
+        subprocess.run([TOKENLEDGER, "topics", "create"], env=self.env, check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        subprocess.run([TOKENLEDGER, "migrate"], env=self.env, check=True, capture_output=True,
+                       timeout=120)  # fmt: skip
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic(name)
+
+    # -- processes -------------------------------------------------------------------------
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp / f"{name}.log").open("ab")
+        proc = subprocess.Popen([TOKENLEDGER, *args], env=self.env, stdout=log, stderr=log)  # noqa: S603
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, instance: str = "w1") -> None:
+        self.start(instance, "worker", "--instance", instance, "--max-batch", "200")
+
+    def start_sink(self) -> None:
+        self.start("sink", "sink", "--max-rows", "500", "--max-wait", "0.2")
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, f"{name} did not stop cleanly; see {self.tmp / name}.log"
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+
+    # -- traffic ---------------------------------------------------------------------------
+
+    def ledger(self, **options: Any) -> Ledger:
+        names = TopicNames(requests=self.topic(topics.REQUESTS), usage=self.topic(topics.USAGE),
+                           outcomes=self.topic(topics.OUTCOMES))  # fmt: skip
+        options.setdefault("spill_dir", self.tmp / "spill")
+        options.setdefault("bootstrap", self.bootstrap)
+        return Ledger("faults", topics=names, **options)
+
+    def emit(self, ledger: Ledger, events: list[UsageEvent]) -> None:
+        for e in events:
+            ledger.emit(e)
+            self.sent[e.event_id] = e
+
+    # -- progress and the verdict ----------------------------------------------------------
+
+    def processed(self) -> bool:
+        probe = Probe(self.settings, self.topic("tokenledger-worker"), self.topic(topics.USAGE))
+        try:
+            return probe.caught_up()
+        finally:
+            probe.consumer.close()
+
+    def stored_all(self) -> bool:
+        probe = Probe(self.settings, self.topic("tokenledger-sink"),
+                      self.topic(topics.USAGE_ENRICHED))  # fmt: skip
+        try:
+            return self.processed() and probe.caught_up()
+        finally:
+            probe.consumer.close()
+
+    def stored(self) -> Stored:
+        script = (
+            "import json, os; from streams.clickhouse import get_client;"
+            "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
+            "q = lambda s: int(c.command(s));"
+            "print(json.dumps([q('SELECT count() FROM usage_events'),"
+            " q('SELECT uniqExact(event_id) FROM usage_events'),"
+            " q('SELECT sum(ifNull(cost_nusd, 0)) FROM usage_events FINAL'),"
+            " q('SELECT sum(events) FROM spend_by_minute'),"
+            " q('SELECT sum(cost_nusd) FROM spend_by_minute')]))"
+        )
+        done = subprocess.run([sys.executable, "-c", script], env=self.env, capture_output=True,
+                              text=True, timeout=120, check=True)  # fmt: skip
+        return Stored(*json.loads(done.stdout.strip().splitlines()[-1]))
+
+    def verdict(self, fault: str, recovered_at: float, cleared_at: float) -> None:
+        """Stop everything, read ClickHouse, record the figures, and check them."""
+        self.stop_all()
+        s = self.stored()
+        sent = len(self.sent)
+        cost = sum(0 if e.cache != "none" else expected_cost(e) for e in self.sent.values())
+        row = {"fault": fault, "sent": sent, "stored": s.unique, "lost": sent - s.unique,
+               "double_counted": max(s.rows - s.unique, s.rollup_events - sent, 0),
+               "recovery_s": round(recovered_at - cleared_at, 1)}  # fmt: skip
+        FIGURES.append(row)
+        assert (s.unique, s.rows, s.rollup_events) == (sent, sent, sent), row
+        assert (s.cost, s.rollup_cost) == (cost, cost), row

@@ -1,0 +1,209 @@
+"""Faults end to end (SDK -> Kafka -> worker -> sink -> ClickHouse): after each one, every
+event emitted is stored exactly once and the money in ClickHouse equals the money sent, to
+the nano-dollar. Outages last TOKENLEDGER_FAULT_OUTAGE_S seconds (60); `make soak` runs the
+sustained-load variant."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from schemas.messages import UsageEvent
+from streams import topics
+from streams.config import Settings
+from streams.kafka_local import LocalKafka, free_ports
+from tests import factories
+from tests.faults.harness import Pipeline, until
+
+OUTAGE_S = float(os.environ.get("TOKENLEDGER_FAULT_OUTAGE_S", "60"))
+MODELS = ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash")
+
+
+def events(n: int, base: datetime, tag: str, *, spread_s: float = 60.0) -> list[UsageEvent]:
+    return [
+        factories.usage(tenant_id=f"tenant-{i % 7}", feature=f"f{i % 3}", model=MODELS[i % 4],
+                        provider="x", input_tokens=300 + i % 1709, cached_input_tokens=0,
+                        output_tokens=20 + i % 401, reasoning_tokens=0,
+                        ts=base + timedelta(seconds=spread_s * i / n),
+                        idempotency_key=f"{tag}-{i}", event_id=f"{tag}-e{i}")
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def recent() -> datetime:
+    now = datetime.now(UTC)
+    return max(now - timedelta(minutes=3), now.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Pipeline]:
+    p = Pipeline(kafka_bootstrap, tmp_path)
+    yield p
+    p.stop_all()
+
+
+def test_worker_sigkilled_at_random_points_repeatedly(pipeline: Pipeline) -> None:
+    rng = random.Random(20261126)
+    pipeline.start_worker()
+    pipeline.start_sink()
+    ledger = pipeline.ledger()
+    base = recent()
+    for round_ in range(4):
+        pipeline.emit(ledger, events(2500, base + timedelta(seconds=15 * round_), f"k{round_}",
+                                     spread_s=15))  # fmt: skip
+        ledger.flush(30)
+        time.sleep(rng.uniform(0.3, 2.0))  # the kill lands wherever the worker is by then
+        pipeline.kill("w1")
+        pipeline.start_worker()
+    cleared = time.monotonic()
+    ledger.close()
+    until(pipeline.stored_all, "every event processed and stored", 180)
+    pipeline.verdict("worker SIGKILL x4 at random points", time.monotonic(), cleared)
+
+
+def test_duplicate_and_out_of_order_delivery(pipeline: Pipeline) -> None:
+    rng = random.Random(7)
+    pipeline.start_worker()
+    pipeline.start_sink()
+    batch = events(6000, recent(), "d", spread_s=120)
+    shuffled = batch[:]
+    for i in range(0, len(shuffled), 500):  # out of order within two-minute stretches
+        chunk = shuffled[i : i + 500]
+        rng.shuffle(chunk)
+        shuffled[i : i + 500] = chunk
+    ledger = pipeline.ledger()
+    pipeline.emit(ledger, shuffled)
+    ledger.close()
+    producer = Producer({"bootstrap.servers": pipeline.bootstrap})
+    for e in rng.sample(batch, 2000):  # redelivered by an at-least-once producer
+        producer.produce(pipeline.topic(topics.USAGE), e.model_dump_json().encode(),
+                         e.tenant_id.encode())  # fmt: skip
+    assert producer.flush(30) == 0
+    cleared = time.monotonic()
+    until(pipeline.stored_all, "every event processed and stored", 180)
+    pipeline.verdict("2,000 redeliveries, shuffled order", time.monotonic(), cleared)
+
+
+def test_a_producer_replays_yesterdays_spill(pipeline: Pipeline, tmp_path: Path) -> None:
+    pipeline.start_worker()
+    pipeline.start_sink()
+    yesterday = datetime.now(UTC) - timedelta(hours=20)
+    delivered = events(3000, yesterday, "y", spread_s=600)
+    never = events(1000, yesterday + timedelta(minutes=11), "n", spread_s=60)
+    ledger = pipeline.ledger()
+    pipeline.emit(ledger, delivered)
+    ledger.close()
+    # Yesterday a process could not reach the broker: its spill holds 1,500 events it had
+    # already delivered (a lost acknowledgement) and 1,000 it never delivered.
+    port = free_ports(1)[0]
+    spill = tmp_path / "yesterday-spill"
+    cut_off = pipeline.ledger(
+        bootstrap=f"127.0.0.1:{port}", spill_dir=spill, delivery_timeout_ms=500, retry_interval_s=60
+    )
+    for e in delivered[:1500] + never:
+        cut_off.emit(e)
+    cut_off.close(timeout=5)
+    assert cut_off.spilled_waiting() == 2500
+    pipeline.sent.update({e.event_id: e for e in never})
+    replaying = pipeline.ledger(spill_dir=spill)
+    assert replaying.flush(60) and replaying.stats()["replayed"] == 2500
+    replaying.close()
+    cleared = time.monotonic()
+    until(pipeline.stored_all, "every event processed and stored", 180)
+    pipeline.verdict("yesterday's spill replayed (1,500 already in)", time.monotonic(), cleared)
+
+
+def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> None:
+    pipeline.start_worker()
+    pipeline.start_sink()
+    ledger = pipeline.ledger()
+    base = recent()
+    pipeline.emit(ledger, events(2000, base, "a", spread_s=30))
+    ledger.flush(30)
+    until(pipeline.stored_all, "the first events stored", 120)
+    pipeline.stop("sink")
+    holder = subprocess.Popen(  # another process holds the data path: ClickHouse is away
+        [sys.executable, "-c", "import sys; from streams.clickhouse import get_client;"
+         f"c = get_client('chdb://{pipeline.data}', 'tokenledger'); print('held', flush=True);"
+         "sys.stdin.readline()"],
+        env=pipeline.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        pipeline.start_sink()
+        away_until = time.monotonic() + OUTAGE_S
+        i = 0
+        while time.monotonic() < away_until:  # traffic keeps flowing meanwhile
+            pipeline.emit(ledger, events(500, base + timedelta(seconds=30 + i), f"b{i}",
+                                         spread_s=1))  # fmt: skip
+            i += 1
+            time.sleep(1.0)
+        ledger.flush(30)
+        log = (pipeline.tmp / "sink.log").read_text()
+        assert "ClickHouse unavailable" in log
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(30)
+    cleared = time.monotonic()
+    ledger.close()
+    until(pipeline.stored_all, "every event stored once ClickHouse is back", 240)
+    pipeline.verdict(f"sink's ClickHouse away {OUTAGE_S:.0f}s", time.monotonic(), cleared)
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    port, controller = free_ports(2)
+    broker = LocalKafka(tmp_path_factory.mktemp("fault-kafka"), Settings.from_env().cache,
+                        port=port, controller_port=controller)  # fmt: skip
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_broker_restarted_under_load_and_the_sdk_cut_off_meanwhile(
+    own_broker: LocalKafka, tmp_path: Path
+) -> None:
+    p = Pipeline(own_broker.bootstrap, tmp_path)
+    try:
+        p.start_worker()
+        p.start_sink()
+        ledger = p.ledger(delivery_timeout_ms=2000, retry_interval_s=0.5)
+        base = recent()
+        p.emit(ledger, events(3000, base, "before", spread_s=20))
+        time.sleep(1.0)  # mid-stream: the broker goes while the worker and sink are busy
+        own_broker.stop()
+        away_until = time.monotonic() + OUTAGE_S
+        i = 0
+        while time.monotonic() < away_until:  # the SDK keeps emitting: spills, never blocks
+            p.emit(ledger, events(200, base + timedelta(seconds=20 + i), f"during{i}",
+                                  spread_s=1))  # fmt: skip
+            i += 1
+            time.sleep(1.0)
+        own_broker.start()
+        cleared = time.monotonic()
+        assert ledger.flush(120), ledger.stats()
+        assert ledger.stats()["spilled"] > 0
+        for name in ("w1", "sink"):  # a supervisor's job: restart what gave up
+            if p.procs[name].poll() is not None:
+                p.procs.pop(name)
+                p.start_worker() if name == "w1" else p.start_sink()
+        ledger.close()
+        until(p.stored_all, "every event processed and stored after the restart", 300)
+        p.verdict(
+            f"broker down {OUTAGE_S:.0f}s under load, SDK spilling", time.monotonic(), cleared
+        )
+    finally:
+        p.stop_all()
