@@ -111,3 +111,16 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env["TOKENLEDGER_KAFKA_PORT"] = str(port)
     env["TOKENLEDGER_KAFKA_CONTROLLER_PORT"] = str(controller)
     return env
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """A broker this test may stop and restart."""
+    port, controller = free_ports(2)
+    broker = LocalKafka(tmp_path_factory.mktemp("own-kafka"), Settings.from_env().cache,
+                        port=port, controller_port=controller)  # fmt: skip
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,6 @@ from tokenledger.ledger import Ledger, TopicNames
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 FIGURES: list[dict[str, Any]] = []
 """One row per fault run; printed as a table at the end of the session (conftest.py)."""
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass

@@ -19,10 +19,10 @@ from confluent_kafka import Producer
 
 from schemas.messages import UsageEvent
 from streams import topics
-from streams.config import Settings
 from streams.kafka_local import LocalKafka, free_ports
 from tests import factories
-from tests.faults.harness import Pipeline, until
+from tests.faults.harness import Pipeline
+from tests.integration.test_sdk import wait_for
 
 OUTAGE_S = float(os.environ.get("TOKENLEDGER_FAULT_OUTAGE_S", "60"))
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash")
@@ -66,7 +66,7 @@ def test_worker_sigkilled_at_random_points_repeatedly(pipeline: Pipeline) -> Non
         pipeline.start_worker()
     cleared = time.monotonic()
     ledger.close()
-    until(pipeline.stored_all, "every event processed and stored", 180)
+    wait_for(pipeline.stored_all, 180, "every event processed and stored", interval=0.5)
     pipeline.verdict("worker SIGKILL x4 at random points", time.monotonic(), cleared)
 
 
@@ -89,7 +89,7 @@ def test_duplicate_and_out_of_order_delivery(pipeline: Pipeline) -> None:
                          e.tenant_id.encode())  # fmt: skip
     assert producer.flush(30) == 0
     cleared = time.monotonic()
-    until(pipeline.stored_all, "every event processed and stored", 180)
+    wait_for(pipeline.stored_all, 180, "every event processed and stored", interval=0.5)
     pipeline.verdict("2,000 redeliveries, shuffled order", time.monotonic(), cleared)
 
 
@@ -118,7 +118,7 @@ def test_a_producer_replays_yesterdays_spill(pipeline: Pipeline, tmp_path: Path)
     assert replaying.flush(60) and replaying.stats()["replayed"] == 2500
     replaying.close()
     cleared = time.monotonic()
-    until(pipeline.stored_all, "every event processed and stored", 180)
+    wait_for(pipeline.stored_all, 180, "every event processed and stored", interval=0.5)
     pipeline.verdict("yesterday's spill replayed (1,500 already in)", time.monotonic(), cleared)
 
 
@@ -129,7 +129,7 @@ def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> Non
     base = recent()
     pipeline.emit(ledger, events(2000, base, "a", spread_s=30))
     ledger.flush(30)
-    until(pipeline.stored_all, "the first events stored", 120)
+    wait_for(pipeline.stored_all, 120, "the first events stored", interval=0.5)
     pipeline.stop("sink")
     holder = subprocess.Popen(  # another process holds the data path: ClickHouse is away
         [sys.executable, "-c", "import sys; from streams.clickhouse import get_client;"
@@ -157,20 +157,8 @@ def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> Non
         holder.wait(30)
     cleared = time.monotonic()
     ledger.close()
-    until(pipeline.stored_all, "every event stored once ClickHouse is back", 240)
+    wait_for(pipeline.stored_all, 240, "every event stored once ClickHouse is back", interval=0.5)
     pipeline.verdict(f"sink's ClickHouse away {OUTAGE_S:.0f}s", time.monotonic(), cleared)
-
-
-@pytest.fixture
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    port, controller = free_ports(2)
-    broker = LocalKafka(tmp_path_factory.mktemp("fault-kafka"), Settings.from_env().cache,
-                        port=port, controller_port=controller)  # fmt: skip
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def test_broker_restarted_under_load_and_the_sdk_cut_off_meanwhile(
@@ -201,7 +189,9 @@ def test_broker_restarted_under_load_and_the_sdk_cut_off_meanwhile(
                 p.procs.pop(name)
                 p.start_worker() if name == "w1" else p.start_sink()
         ledger.close()
-        until(p.stored_all, "every event processed and stored after the restart", 300)
+        wait_for(
+            p.stored_all, 300, "every event processed and stored after the restart", interval=0.5
+        )
         p.verdict(
             f"broker down {OUTAGE_S:.0f}s under load, SDK spilling", time.monotonic(), cleared
         )

@@ -4,7 +4,6 @@ BudgetGuard ignores signals that are not."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,12 @@ from schemas.messages import Budget, Signal
 from streams import budget_admin, topics, worker
 from streams.config import Settings
 from tests import factories
-from tests.integration.test_streams_usage import expected_cost, produce, read_committed
+from tests.integration.test_streams_usage import (
+    expected_cost,
+    produce,
+    read_committed,
+    run_worker,
+)
 from tokenledger.guard import BudgetGuard
 from tokenledger.signing import headers_for
 
@@ -35,12 +39,8 @@ def settings(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 @pytest.fixture
 def running(settings: Settings) -> Iterator[worker.TransactionalEngine]:
-    engine = worker.build(settings, "auth-1")
-    thread = threading.Thread(target=engine.run, daemon=True)
-    thread.start()
-    yield engine
-    engine.stop()
-    thread.join(30)
+    with run_worker(settings, "auth-1") as engine:
+        yield engine
 
 
 def _rogue(settings: Settings, topic: str, key: str, value: bytes, secret: bytes | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +12,21 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
-from streams.config import Settings
-from streams.kafka_local import LocalKafka, free_ports
+from streams.kafka_local import LocalKafka
 from tests import factories
 from tokenledger import BudgetGuard, Ledger, TopicNames
 
 pytestmark = pytest.mark.integration
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+             interval: float = 0.02) -> None:  # fmt: skip
     """Poll a real condition until it holds; fail with ``what`` when ``timeout`` runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[Any]:
@@ -139,19 +139,6 @@ def test_failed_call_and_retries(
     )
     assert [(d.input_tokens, d.output_tokens, d.attempt) for d in decorated] == [(3, 4, 1)] * 2
     assert decorated[0].idempotency_key != decorated[1].idempotency_key
-
-
-@pytest.fixture
-def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
-    """A broker this test may stop and restart."""
-    port, controller = free_ports(2)
-    broker = LocalKafka(tmp_path_factory.mktemp("outage-kafka"), Settings.from_env().cache,
-                        port=port, controller_port=controller)  # fmt: skip
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def create_topics(bootstrap: str, names: list[str]) -> None:

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -140,15 +141,24 @@ def changelog_windows(bootstrap: str, topic: str) -> dict[str, tuple[int, int, i
     return out
 
 
-@pytest.fixture
-def running_worker(settings: Settings) -> Iterator[worker.TransactionalEngine]:
-    engine = worker.build(settings, "w1")
+@contextmanager
+def run_worker(settings: Settings, instance: str) -> Iterator[worker.TransactionalEngine]:
+    """A worker engine running in a thread of this process, stopped on the way out."""
+    engine = worker.build(settings, instance)
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
-    yield engine
-    engine.stop()
-    thread.join(30)
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        thread.join(30)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def running_worker(settings: Settings) -> Iterator[worker.TransactionalEngine]:
+    with run_worker(settings, "w1") as engine:
+        yield engine
 
 
 def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
