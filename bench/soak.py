@@ -57,7 +57,9 @@ def main() -> int:
     broker = LocalKafka(
         tmp / "kafka", Settings.from_env().cache, port=port, controller_port=controller
     )
-    print(f"soak: {rate:,} events/s for {seconds:.0f}s; state in {tmp}", file=sys.stderr)
+    print(f"soak: {rate:,} events/s for {seconds:.0f}s (worker --dedup-hours "
+          f"{os.environ.get('TOKENLEDGER_SOAK_DEDUP_HOURS') or '48'}); state in {tmp}",
+          file=sys.stderr)  # fmt: skip
     broker.start()
     env = {**os.environ, "TOKENLEDGER_KAFKA": broker.bootstrap, "TOKENLEDGER_HOME": str(tmp),
            "TOKENLEDGER_CLICKHOUSE": f"chdb://{tmp / 'ch'}", "TOKENLEDGER_PARTITIONS": "3"}  # fmt: skip
@@ -66,7 +68,8 @@ def main() -> int:
     try:
         for args in (["topics", "create"], ["migrate"]):
             subprocess.run([TOKENLEDGER, *args], env=env, check=True, capture_output=True)  # noqa: S603
-        for name, args in (("worker", ["worker", "--instance", "soak-1"]),
+        dedup = os.environ.get("TOKENLEDGER_SOAK_DEDUP_HOURS") or "48"
+        for name, args in (("worker", ["worker", "--instance", "soak-1", "--dedup-hours", dedup]),
                            ("sink", ["sink", "--max-wait", "0.5"])):  # fmt: skip
             log = (tmp / f"{name}.log").open("wb")
             procs[name] = subprocess.Popen([TOKENLEDGER, *args], env=env, stdout=log, stderr=log)  # noqa: S603

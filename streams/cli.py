@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -165,7 +165,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run the stream worker until SIGTERM or Ctrl-C; it finishes its batch and leaves."""
     from streams import worker
 
-    engine = worker.build(settings, args.instance, max_batch=args.max_batch)
+    if not 0 < args.dedup_hours <= 24 * 30:
+        raise UserError("--dedup-hours must be above 0 and at most 720 (30 days)")
+    engine = worker.build(settings, args.instance, max_batch=args.max_batch,
+                          dedup_retention=timedelta(hours=args.dedup_hours))  # fmt: skip
     engine.install_signal_handlers()
     engine.run()
     counters = engine.counters()
@@ -442,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instance", help="stable name of this worker (default: <host>-0); "
                    "restarts must reuse it")  # fmt: skip
     p.add_argument("--max-batch", type=int, default=2000, help="records per transaction")
+    p.add_argument("--dedup-hours", type=float, default=48.0,
+                   help="event-time hours an event_id is remembered (48); memory ~600 bytes "
+                   "per event in that window")  # fmt: skip
     p = add("notify", cmd_notify, "deliver alerts to webhook, Slack, PagerDuty, Alertmanager")
     p.add_argument("--retries", type=int, default=5, help="attempts per receiver (5)")
     p.add_argument("--backoff", type=float, default=0.5,

@@ -61,6 +61,7 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, starts: st
         (["report", "--start", "now", "--end=-1d"], {}, 2, "--start must be before --end"),
         (["report"], {}, 2, "database tokenledger does not exist at chdb://"),
         (["demo", "--requests-per-day", "5"], {}, 2, "--requests-per-day must be at least 100"),
+        (["worker", "--dedup-hours", "0"], {}, 2, "--dedup-hours must be above 0"),
     ],
 )  # fmt: skip
 def test_usage_and_input_mistakes(
