@@ -32,16 +32,17 @@ again. The fingerprint hashes detector, scope and start: the same on every worke
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from schemas.common import format_usd
 from schemas.messages import Alert, Budget, EnrichedUsage, budget_scope
-from streams.budgets import ADJECTIVE, BudgetTracker, budget_window
+from streams.budgets import ADJECTIVE, BudgetTracker, budget_window, parse_scope
 from streams.state import ChangelogState
 from streams.validate import Output
-from streams.windows import SpendWindows
+from streams.windows import SpendWindows, scope_dim
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -111,8 +112,7 @@ def fingerprint(detector: str, scope: str, start_ms: int) -> str:
 def human_scope(scope: str) -> tuple[str, str, str | None]:
     """(alert scope, tenant, feature) of an internal scope ``t=``/``tf=``/``tr=`` or a budget."""
     if scope.startswith("tenant/"):
-        parts = scope.split("/")
-        return scope, parts[1], parts[3] if len(parts) == 4 else None
+        return (scope, *parse_scope(scope))
     kind, _, rest = scope.partition("=")
     tenant, _, other = rest.partition("|")
     if kind == "t":
@@ -330,8 +330,7 @@ class Detectors:
         elapsed, remaining = at_ms - start_ms, end_ms - at_ms
         volume_ok = (elapsed >= self.cfg.burn_min_elapsed_minutes * MINUTE_MS
                      and spent * 100 >= self.cfg.burn_min_spent_pct * budget.limit_nusd)  # fmt: skip
-        dim = f"t={budget.tenant_id}" if budget.feature is None else (
-            f"tf={budget.tenant_id}|{budget.feature}")  # fmt: skip
+        dim = scope_dim(budget.tenant_id, budget.feature)
         # The lower of two forecasts, so that neither a busy hour nor an odd yesterday is
         # extrapolated alone: the last hour's rate, and the day so far scaled by yesterday's
         # profile (or, without one, the average rate so far).
@@ -395,7 +394,7 @@ class AnomalyTask:
             else:
                 self.cooling[(detector, scope)] = int(parts[1])
         self._touched: set[str] = set()
-        self.emitted: list[Alert] = []
+        self.counters: Counter[str] = Counter()
         self.now = datetime.now(UTC)
 
     # -- input ---------------------------------------------------------------------------
@@ -448,7 +447,7 @@ class AnomalyTask:
         self._touched.clear()
         self.buckets.flush()
         self.buckets.expire(closed_to - KEEP_MINUTES * MINUTE_MS)
-        self.emitted.extend(alerts)
+        self.counters.update(f"alert.{a.status}" for a in alerts)
         return [Output(self.topic, a.fingerprint.encode(), a.model_dump_json().encode())
                 for a in alerts]  # fmt: skip
 

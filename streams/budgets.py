@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from schemas.common import format_usd
 from schemas.messages import Budget, EnrichedUsage, RequestEvent, Signal, budget_scope
 from streams.state import ChangelogState
+from streams.windows import scope_dim
 from tokenledger.signing import Headers, verify
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,7 @@ def evaluate(budget: Budget, spend: int) -> tuple[SignalState, int | None, str]:
 
 
 def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
-    dim = f"t={tenant_id}" if feature is None else f"tf={tenant_id}|{feature}"
-    return f"q:{dim}:{ts_ms - ts_ms % SLOT_MS}"
+    return f"q:{scope_dim(tenant_id, feature)}:{ts_ms - ts_ms % SLOT_MS}"
 
 
 class BudgetBook:
@@ -215,8 +215,7 @@ class BudgetTracker:
 
     def spend(self, budget: Budget, start: datetime, end: datetime) -> int:
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        dim = f"t={budget.tenant_id}" if budget.feature is None else (
-            f"tf={budget.tenant_id}|{budget.feature}")  # fmt: skip
+        dim = scope_dim(budget.tenant_id, budget.feature)
         slots = self.slots
         last = min(end_ms, self.latest_slot_ms + SLOT_MS)  # later slots are empty
         committed = sum(slots.get(f"q:{dim}:{slot}", 0) for slot in range(start_ms, last, SLOT_MS))
@@ -249,7 +248,7 @@ class BudgetTracker:
             if last is None or last.startswith("allow|"):
                 return None
             self.state.put("g:" + scope, f"allow||{int(now.timestamp() * 1000)}")
-            tenant, feature = _parse_scope(scope)
+            tenant, feature = parse_scope(scope)
             return Signal(scope=scope, tenant_id=tenant, feature=feature, state="allow",
                           reason="budget removed", spend_nusd=0, limit_nusd=0,
                           window_start=now, window_end=now, issued_at=now, issuer=ISSUER)  # fmt: skip
@@ -284,6 +283,7 @@ class BudgetTracker:
                 self.state.delete(key)
 
 
-def _parse_scope(scope: str) -> tuple[str, str | None]:
+def parse_scope(scope: str) -> tuple[str, str | None]:
+    """(tenant, feature) of a budget scope (schemas.messages.budget_scope)."""
     parts = scope.split("/")
     return parts[1], parts[3] if len(parts) == 4 else None

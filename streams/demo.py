@@ -80,8 +80,8 @@ def day_timezone(now: datetime) -> str:
     return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
 
 
-def plan_scenario(plan: DemoPlan, now: datetime) -> tuple[Scenario, datetime]:
-    """The simulated day and the over-budget tenant's budget window start."""
+def plan_scenario(plan: DemoPlan, now: datetime) -> Scenario:
+    """The simulated day: the last 24 hours, its incidents placed in the budget day."""
     start = now - timedelta(hours=24)
     tz_offset = _offset_hours(now)
     local_midnight = (now + timedelta(hours=tz_offset)).replace(
@@ -94,8 +94,7 @@ def plan_scenario(plan: DemoPlan, now: datetime) -> tuple[Scenario, datetime]:
         Incident("budget_burn", OVER_BUDGET_TENANT, local_midnight + timedelta(hours=6),
                  local_midnight + timedelta(hours=13)),
     ]  # fmt: skip
-    scenario = Scenario(tenants, start, 1, incidents, seed=plan.seed, length=timedelta(hours=24))
-    return scenario, local_midnight
+    return Scenario(tenants, start, 1, incidents, seed=plan.seed, length=timedelta(hours=24))
 
 
 class Stack:
@@ -214,8 +213,6 @@ def run(
     from streams.clickhouse import get_client
     from streams.kafka_admin import create_topics
     from streams.kafka_local import LocalKafka
-    from tokenledger.guard import BudgetGuard
-    from tokenledger.ledger import Ledger, TopicNames
 
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     now = datetime.now(UTC).replace(microsecond=0)
@@ -251,7 +248,7 @@ def run(
         specs = [topics.TopicSpec(demo_settings.topic(t.name), t.compacted, t.configs)
                  for t in topics.TOPICS]  # fmt: skip
         create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
-        scenario, day_start = plan_scenario(plan, now)
+        scenario = plan_scenario(plan, now)
         prices = load_price_table()
         budgets = []
         for tenant in scenario.tenants:
@@ -270,8 +267,7 @@ def run(
         stack.start("notifier", "notify", "--retries", "3",
                     env={"TOKENLEDGER_NOTIFY_FILE": str(alerts_file)})  # fmt: skip
         result = DemoResult(scenario.start, scenario.end, database, budgets=budgets)
-        _drive(demo_settings, plan, scenario, stack, result, say,
-               Ledger, TopicNames, BudgetGuard, alerts_file)  # fmt: skip
+        _drive(demo_settings, plan, scenario, stack, result, say, alerts_file)
         stack.stop("sink", "notifier", "worker")
         result.alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()
                          if line.strip()] if alerts_file.exists() else []  # fmt: skip
@@ -295,16 +291,16 @@ def run(
 
 
 def _drive(settings: Settings, plan: DemoPlan, scenario: Scenario, stack: Stack,
-           result: DemoResult, say: Callable[[str], None], ledger_type: Any, names_type: Any,
-           guard_type: Any, alerts_file: Path) -> None:  # fmt: skip
+           result: DemoResult, say: Callable[[str], None], alerts_file: Path) -> None:  # fmt: skip
     """Replay the day through the SDK at ``plan.seconds`` for 24 simulated hours, with a
     BudgetGuard at each tenant's gateway; then wait until everything is stored."""
-    from tokenledger.guard import Decision
+    from tokenledger.guard import BudgetGuard, Decision
+    from tokenledger.ledger import Ledger, TopicNames
 
-    names = names_type(requests=settings.topic(topics.REQUESTS), usage=settings.topic(topics.USAGE),
+    names = TopicNames(requests=settings.topic(topics.REQUESTS), usage=settings.topic(topics.USAGE),
                        outcomes=settings.topic(topics.OUTCOMES))  # fmt: skip
-    guard = guard_type(bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS)).start()
-    ledger = ledger_type("demo-traffic", bootstrap=settings.kafka, topics=names,
+    guard = BudgetGuard(bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS)).start()
+    ledger = Ledger("demo-traffic", bootstrap=settings.kafka, topics=names,
                          spill_dir=settings.home / "demo" / "spill")  # fmt: skip
     worker = Probe(settings, settings.topic("tokenledger-worker"), settings.topic(topics.USAGE))
     sink = Probe(settings, settings.topic("tokenledger-sink"),

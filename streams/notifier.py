@@ -21,7 +21,7 @@ from streams.config import Settings
 from streams.errors import UserError
 from streams.receivers import Delivery, Receiver, Send, deliver, http_send
 from streams.validate import Rejection, dlq_record, parse_message
-from tokenledger.kafka_config import client_config
+from tokenledger.kafka_config import client_config, committed_reader
 
 log = logging.getLogger(__name__)
 GROUP = "tokenledger-notifier"
@@ -73,12 +73,8 @@ class Notifier:
         from confluent_kafka import Consumer, Producer
 
         producer = Producer(client_config(self.settings.kafka, {"enable.idempotence": True}))
-        consumer = Consumer(client_config(self.settings.kafka, {
-            "group.id": self.settings.topic(GROUP),
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }))  # fmt: skip
+        consumer = Consumer(client_config(self.settings.kafka,
+                                          committed_reader(self.settings.topic(GROUP))))  # fmt: skip
         last_message = float("inf")
 
         def on_assign(_: Any, partitions: list[Any]) -> None:

@@ -89,14 +89,15 @@ def collect(client: Any, start: datetime, end: datetime, *, bucket_s: int = 3600
 def _burndowns(client: Any, signals: Table) -> list[Burndown]:
     """Tenant budgets that signalled: cumulative spend over the latest window, the limit, and
     the spend at which the block was published."""
+    rows = signals.dicts()
     latest: dict[str, dict[str, Any]] = {}
-    for row in signals.dicts():
+    for row in rows:
         if row["scope"].count("/") == 1 and row["limit_nusd"] > 0:
             latest[row["scope"]] = row  # rows are in issue order: the last one wins
     out = []
     for scope, last in sorted(latest.items()):
         w_start, w_end = last["window_start"], last["window_end"]
-        blocks = [r for r in signals.dicts() if r["scope"] == scope and r["state"] == "block"
+        blocks = [r for r in rows if r["scope"] == scope and r["state"] == "block"
                   and r["window_start"] == w_start]  # fmt: skip
         spend = _run(client, "cost_over_time", dimension="tenant_id", tenant=last["tenant_id"],
                      bucket_s=900, start=_iso(w_start), end=_iso(w_end))  # fmt: skip

@@ -43,7 +43,7 @@ from streams.config import Settings
 from streams.errors import ServiceUnavailableError
 from streams.migrations import sql_root
 from streams.validate import Rejection, dlq_record
-from tokenledger.kafka_config import client_config
+from tokenledger.kafka_config import client_config, committed_reader
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +156,8 @@ class Sink:
 
         self._producer = Producer(client_config(self.settings.kafka, {
             "enable.idempotence": True, **self.kafka_config}))  # fmt: skip
-        consumer = Consumer(client_config(self.settings.kafka, {
-            "group.id": self.settings.topic(GROUP),
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            **self.kafka_config,
-        }))  # fmt: skip
+        consumer = Consumer(client_config(self.settings.kafka, committed_reader(
+            self.settings.topic(GROUP), self.kafka_config)))  # fmt: skip
         self._consumer = consumer
         consumer.subscribe(list(self.table_of), on_assign=self._on_assign)
         batch = Batch()

@@ -28,6 +28,12 @@ def window_start(ts_ms: int, grain: str) -> int:
     return ts_ms - ts_ms % size
 
 
+def scope_dim(tenant_id: str, feature: str | None) -> str:
+    """The dimension of a tenant (``t=``) or a tenant's feature (``tf=``), as in window,
+    budget-slot and anomaly keys."""
+    return f"t={tenant_id}" if feature is None else f"tf={tenant_id}|{feature}"
+
+
 def dims(tenant_id: str, feature: str, model: str) -> tuple[str, str, str]:
     return (f"t={tenant_id}", f"tf={tenant_id}|{feature}", f"tm={tenant_id}|{model}")
 

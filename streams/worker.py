@@ -54,7 +54,7 @@ class PartitionTask:
 
     @property
     def counters(self) -> Counter[str]:
-        return self.usage.counters + self.requests.counters
+        return self.usage.counters + self.requests.counters + self.anomalies.counters
 
     def process(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
@@ -70,11 +70,7 @@ class PartitionTask:
             key, value = signal.scope.encode(), signal.model_dump_json().encode()
             headers = headers_for(self.signing_key, self.signals_topic, key, value)
             outputs.append(Output(self.signals_topic, key, value, headers))
-        alerts = self.anomalies.end_batch(self.usage.watermark_ms, now)
-        for alert in self.anomalies.emitted:
-            self.usage.counters[f"alert.{alert.status}"] += 1
-        self.anomalies.emitted.clear()
-        return outputs + alerts
+        return outputs + self.anomalies.end_batch(self.usage.watermark_ms, now)
 
 
 class BudgetFeed:

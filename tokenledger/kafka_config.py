@@ -27,6 +27,13 @@ def bootstrap_servers(env: Mapping[str, str] | None = None) -> str:
     return f"127.0.0.1:{port}" if port else DEFAULT_BOOTSTRAP
 
 
+def committed_reader(group: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Overrides for a consumer that reads only committed transactions from the earliest
+    offset and commits by hand, after its work is done (the sink, the notifier)."""
+    return {"group.id": group, "isolation.level": "read_committed",
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", **(extra or {})}  # fmt: skip
+
+
 def env_options(env: Mapping[str, str] | None = None) -> dict[str, str]:
     env = os.environ if env is None else env
     return {
