@@ -2,7 +2,7 @@
 
 16 tenants (2,000 to 20,000 requests a day, business-hour peaks in different places) over
 three simulated days, two incidents of each kind from the second day on, daily budgets at
-twice each tenant's typical day. The worker's processors run offline (streams/offline.py)
+twice each tenant's typical day. The worker's processors run offline (streams/demo/offline.py)
 with the processing clock one second behind event time, in batches of at most five seconds.
 """
 
@@ -14,8 +14,9 @@ import time
 from bench import Figure
 from schemas.messages import Budget
 from schemas.pricing import load_price_table
-from streams.offline import OfflineWorker
-from streams.scenario import default_scenario, mean_request_cost_nusd, score, usage_events
+from streams.demo.offline import OfflineWorker
+from streams.demo.scenario import default_scenario, mean_request_cost_nusd, usage_events
+from tests.helpers.scoring import score
 
 
 def run() -> list[Figure]:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from bench import Figure, median, p99, sample_us
 from schemas.messages import Signal, UsageEvent
+from schemas.topics import TopicSpec
+from streams.admin.topics import create_topics
 from streams.config import Settings
-from streams.kafka_admin import create_topics
-from streams.kafka_local import LocalKafka, free_ports
-from streams.topics import TopicSpec
+from streams.local.broker import LocalKafka, free_ports
 from tokenledger import BudgetGuard, Guardrails, Ledger, TopicNames
 from tokenledger.kafka_config import client_config
 

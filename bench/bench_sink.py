@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from bench import Figure
+from schemas import topics
 from schemas.messages import EnrichedUsage
 from schemas.rows import UsageRow
-from streams import migrations, queries, topics
-from streams.clickhouse import get_client
+from schemas.topics import TopicSpec
+from streams.admin.topics import create_topics
+from streams.analytics import queries
 from streams.config import Settings
-from streams.kafka_admin import create_topics
-from streams.kafka_local import LocalKafka, free_ports
-from streams.sink import INSERT_SETTINGS, Sink
-from streams.topics import TopicSpec
+from streams.local.broker import LocalKafka, free_ports
+from streams.sink import migrations
+from streams.sink.client import get_client
+from streams.sink.service import INSERT_SETTINGS, Sink
 from tokenledger.kafka_config import client_config
 
 SINK_ROWS = 50_000

@@ -19,12 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import Figure, median, p99
+from schemas import topics
 from schemas.messages import UsageEvent
-from streams import budget_admin, topics, worker
+from schemas.topics import TopicSpec
+from streams.admin import budgets as budget_admin
+from streams.admin.topics import create_topics
 from streams.config import Settings
-from streams.kafka_admin import create_topics
-from streams.kafka_local import LocalKafka, free_ports
-from streams.topics import TopicSpec
+from streams.local.broker import LocalKafka, free_ports
+from streams.worker import service as worker
 from tokenledger import BudgetGuard
 from tokenledger.kafka_config import client_config
 

@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import median, p99
-from streams import topics
+from schemas import topics
+from streams.admin.progress import Probe
 from streams.config import Settings
-from streams.demo import Probe
-from streams.kafka_local import LocalKafka, free_ports
+from streams.local.broker import LocalKafka, free_ports
 from tokenledger.ledger import Ledger, TopicNames
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")

@@ -12,6 +12,12 @@ from streams.errors import UserError
 from tokenledger.paths import cache_dir, home_dir
 
 
+def sql_root() -> Path:
+    """clickhouse/ in a source checkout, or its copy inside an installed wheel."""
+    packaged = Path(__file__).parent / "_sql"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "clickhouse"
+
+
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -80,6 +86,6 @@ class Settings:
         )
 
     def topic(self, name: str) -> str:
-        from streams.topics import namespaced
+        from schemas.topics import namespaced
 
         return namespaced(name, self.topic_namespace)

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 
-from streams.clickhouse import get_client
 from streams.config import Settings
-from streams.kafka_local import LocalKafka, free_ports
-
-ROOT = Path(__file__).resolve().parents[1]
+from streams.local.broker import LocalKafka, free_ports
+from streams.sink.client import get_client
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +46,7 @@ def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     """Creates uniquely named topics; deletes them after the test."""
     from confluent_kafka.admin import NewTopic
 
-    from streams.kafka_local import admin_client
+    from streams.admin.topics import admin_client
 
     admin = admin_client(kafka_bootstrap)
     created: list[str] = []

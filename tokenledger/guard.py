@@ -21,9 +21,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from schemas import topics
 from schemas.common import format_usd
 from schemas.messages import Signal
-from streams import topics
 from tokenledger import signing
 from tokenledger.kafka_config import client_config
 

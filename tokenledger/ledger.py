@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from schemas import topics
 from schemas.common import NAME_PATTERN
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from schemas.pricing import PriceTable, load_price_table
-from streams import topics
 from tokenledger.kafka_config import client_config
 from tokenledger.paths import home_dir
 from tokenledger.spill import FsyncPolicy, Record, Spill

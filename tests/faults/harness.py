@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from schemas import topics
 from schemas.messages import UsageEvent
-from streams import topics
+from streams.admin.progress import Probe
 from streams.config import Settings
-from streams.demo import Probe
 from tests.integration.test_streams_usage import expected_cost
 from tokenledger.ledger import Ledger, TopicNames
 
@@ -127,7 +127,7 @@ class Pipeline:
 
     def stored(self) -> Stored:
         script = (
-            "import json, os; from streams.clickhouse import get_client;"
+            "import json, os; from streams.sink.client import get_client;"
             "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
             "q = lambda s: int(c.command(s));"
             "print(json.dumps([q('SELECT count() FROM usage_events'),"

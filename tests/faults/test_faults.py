@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from schemas import topics
 from schemas.messages import UsageEvent
-from streams import topics
-from streams.kafka_local import LocalKafka, free_ports
+from streams.local.broker import LocalKafka, free_ports
 from tests import factories
 from tests.faults.harness import Pipeline
 from tests.integration.test_sdk import wait_for
@@ -132,7 +132,7 @@ def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> Non
     wait_for(pipeline.stored_all, 120, "the first events stored", interval=0.5)
     pipeline.stop("sink")
     holder = subprocess.Popen(  # another process holds the data path: ClickHouse is away
-        [sys.executable, "-c", "import sys; from streams.clickhouse import get_client;"
+        [sys.executable, "-c", "import sys; from streams.sink.client import get_client;"
          f"c = get_client('chdb://{pipeline.data}', 'tokenledger'); print('held', flush=True);"
          "sys.stdin.readline()"],
         env=pipeline.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -11,9 +11,10 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from streams import demo, report
-from streams.clickhouse import get_client
+from streams.analytics import report
 from streams.config import Settings
+from streams.demo import run as demo
+from streams.sink.client import get_client
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streams import access
+from streams.analytics import access
 from streams.errors import UserError
 
 pytestmark = pytest.mark.integration

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from schemas import topics
 from schemas.messages import Alert
-from streams import topics
-from streams.scenario import Incident, Scenario, Tenant, usage_events
+from streams.demo.scenario import Incident, Scenario, Tenant, usage_events
 from tests.integration.test_streams_exactly_once import Workers, _wait_topics, wait_visible
 from tests.integration.test_streams_usage import produce, read_committed
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from schemas.messages import UsageEvent
-from streams.demo import ANOMALY_TENANT, OVER_BUDGET_TENANT
+from streams.demo.run import ANOMALY_TENANT, OVER_BUDGET_TENANT
 from tests.integration.test_streams_usage import expected_cost
 
 pytestmark = pytest.mark.integration

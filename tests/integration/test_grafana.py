@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from schemas.rows import DlqRow, OutcomeRow, SignalRow, UsageRow
-from streams import grafana, migrations, queries
+from streams.analytics import grafana, queries
+from streams.sink import migrations
 from tests import factories
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka_admin import create_topics, describe_topics
-from streams.kafka_local import metadata_ok
-from streams.topics import BUDGETS, SIGNALS, TOPICS, WORKER_CHANGELOG, TopicSpec
+from schemas.topics import BUDGETS, SIGNALS, TOPICS, WORKER_CHANGELOG, TopicSpec
+from streams.admin.topics import create_topics, describe_topics, metadata_ok
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from schemas import topics
 from schemas.messages import Alert, DlqRecord
-from streams import topics
+from streams.admin.topics import create_topics
+from streams.alerts.notifier import Notifier
+from streams.alerts.receivers import Receiver, receivers_from_env
 from streams.config import Settings
-from streams.kafka_admin import create_topics
-from streams.notifier import Notifier
-from streams.receivers import Receiver, receivers_from_env
 from tests.integration.test_streams_usage import committed_total, produce, read_committed
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
-from streams.kafka_local import LocalKafka
+from streams.local.broker import LocalKafka
 from tests import factories
 from tokenledger import BudgetGuard, Ledger, TopicNames
 

@@ -17,13 +17,15 @@ from typing import Any
 
 import pytest
 
+from schemas import topics
 from schemas.messages import EnrichedUsage
-from streams import migrations, queries, topics
-from streams.clickhouse import get_client
+from schemas.topics import TopicSpec
+from streams.admin.topics import create_topics
+from streams.analytics import queries
 from streams.config import Settings
-from streams.kafka_admin import create_topics
-from streams.sink import Sink
-from streams.topics import TopicSpec
+from streams.sink import migrations
+from streams.sink.client import get_client
+from streams.sink.service import Sink
 from tests import factories
 from tests.integration.test_streams_usage import committed_total, produce
 
@@ -237,7 +239,7 @@ def _stored(env: dict[str, str]) -> tuple[int, int, int, int]:
     """(rows, distinct events, raw cost, rollup cost), read by a separate process: the
     embedded engine's data path belongs to one process at a time."""
     script = (
-        "from streams.clickhouse import get_client; import os, json;"
+        "from streams.sink.client import get_client; import os, json;"
         "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
         "print(json.dumps([c.command('SELECT count() FROM usage_events'),"
         " c.command('SELECT uniqExact(event_id) FROM usage_events'),"
@@ -284,7 +286,7 @@ def test_clickhouse_unavailable_for_a_while_loses_nothing(spawn: Callable[..., s
     env = _sink_env(settings, data)
     # Another process holds the engine's data path: to the sink, ClickHouse is down.
     holder = spawn(
-        [sys.executable, "-c", "import sys; from streams.clickhouse import get_client;"
+        [sys.executable, "-c", "import sys; from streams.sink.client import get_client;"
          f"c = get_client('chdb://{data}', 'tokenledger', create=True); print('held', flush=True);"
          "sys.stdin.readline()"],
         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

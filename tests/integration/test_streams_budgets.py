@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from schemas import topics
 from schemas.messages import Signal
-from streams import budget_admin, topics, worker
+from streams.admin import budgets as budget_admin
 from streams.config import Settings
+from streams.worker import service as worker
 from tests import factories
 from tests.integration.test_streams_usage import produce, read_committed
 from tokenledger import BudgetGuard, Decision

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from schemas import topics
 from schemas.messages import EnrichedUsage, Signal, UsageEvent
-from streams import topics
-from streams.windows import window_start
+from streams.worker.windows import window_start
 from tests import factories
 from tests.integration.test_streams_usage import (
     changelog_windows,
@@ -147,7 +147,7 @@ def test_sigkill_mid_stream_then_restart_counts_each_event_once(workers: Workers
 
 def _budgets_crossed_midway(workers: Workers, events: list[UsageEvent]) -> dict[str, int]:
     """Daily budgets for four tenants: warn at 50%, block at what they spend by midway."""
-    from streams import budget_admin
+    from streams.admin import budgets as budget_admin
     from streams.config import Settings
 
     settings = Settings.from_env(workers.env)
@@ -195,7 +195,7 @@ def _committed_inputs(workers: Workers) -> int:
 
 
 def _wait_topics(workers: Workers, timeout: float = 60) -> None:
-    from streams.kafka_local import admin_client
+    from streams.admin.topics import admin_client
 
     admin = admin_client(workers.bootstrap)
     wanted = {workers.topic(t.name) for t in topics.TOPICS}

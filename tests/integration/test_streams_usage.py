@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from schemas import topics
 from schemas.messages import DlqRecord, EnrichedUsage, UsageEvent
 from schemas.pricing import DEFAULT_TABLE
-from streams import topics, worker
 from streams.config import Settings
-from streams.windows import window_start
+from streams.worker import service as worker
+from streams.worker.windows import window_start
 from tests import factories
 
 pytestmark = pytest.mark.integration

@@ -10,24 +10,14 @@ import pytest
 
 from schemas.messages import Alert, Budget
 from schemas.pricing import load_price_table
-from streams.anomalies import (
-    AnomalyTask,
-    DetectorConfig,
-    Detectors,
-    fingerprint,
-)
-from streams.offline import OfflineRun, OfflineWorker
-from streams.scenario import (
-    DETECTOR_OF,
-    Incident,
-    Scenario,
-    Tenant,
-    mean_request_cost_nusd,
-    score,
-    usage_events,
-)
-from streams.state import ChangelogState
-from streams.windows import SpendWindows
+from streams.demo.offline import OfflineRun, OfflineWorker
+from streams.demo.scenario import Incident, Scenario, Tenant, mean_request_cost_nusd, usage_events
+from streams.worker.anomalies import AnomalyTask, DetectorConfig
+from streams.worker.anomalies.detectors import Detectors
+from streams.worker.anomalies.incidents import fingerprint
+from streams.worker.state import ChangelogState
+from streams.worker.windows import SpendWindows
+from tests.helpers.scoring import DETECTOR_OF, score
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 MIN = 60_000

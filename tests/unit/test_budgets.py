@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.messages import Budget
-from streams.budgets import BudgetBook, BudgetTracker, budget_window, evaluate
-from streams.state import ChangelogState
+from streams.worker.budgets import BudgetBook, BudgetTracker, budget_window, evaluate
+from streams.worker.state import ChangelogState
 from tests import factories
 
 NANO = 1_000_000_000

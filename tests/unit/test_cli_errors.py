@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka_local import free_port
+from streams.local.broker import free_port
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 

@@ -44,7 +44,7 @@ def test_bad_numbers_say_what_to_fix(env: dict[str, str], says: str) -> None:
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from streams.kafka_local import new_cluster_id
+    from streams.local.broker import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(5000)]  # ~1 in 64 raw ids starts with '-'
     assert len(set(ids)) == 5000

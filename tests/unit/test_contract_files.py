@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from schemas import export
-from streams import migrations
+from streams.sink import migrations
 
 
 def test_committed_json_schema_matches_the_models() -> None:

@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from schemas.messages import Alert, Budget, DlqReason, DlqRecord, EnrichedUsage, Signal, UsageEvent
 from schemas.pricing import load_price_table
-from streams.budgets import BudgetBook, BudgetTracker
-from streams.offline import NAMES
-from streams.state import ChangelogState
-from streams.validate import Rejection, parse_message
-from streams.worker import partition_task
+from streams.demo.offline import NAMES
+from streams.records import Rejection, parse_message
+from streams.worker.budgets import BudgetBook, BudgetTracker
+from streams.worker.service import partition_task
+from streams.worker.state import ChangelogState
 from tests import factories
 from tokenledger.guard import BudgetGuard
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from streams.kafka_local import free_port
+from streams.local.broker import free_port
 from tests import factories
 from tokenledger import Ledger
 from tokenledger.spill import Spill

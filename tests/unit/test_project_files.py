@@ -11,7 +11,7 @@ import yaml
 
 from streams.cli import commands
 from streams.config import Settings
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -24,7 +24,7 @@ def host_ports(service: str) -> set[int]:
 def settings_env_names() -> set[str]:
     source = "".join(
         (ROOT / f).read_text()
-        for f in ("streams/config.py", "tokenledger/paths.py", "streams/receivers.py")
+        for f in ("streams/config.py", "tokenledger/paths.py", "streams/alerts/receivers.py")
     )
     return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
 
@@ -56,7 +56,7 @@ def test_kafka_listeners_match_what_clients_are_given() -> None:
 
 
 def _pinned_kafka() -> str:
-    from streams.kafka_local import KAFKA_VERSION
+    from streams.local.broker import KAFKA_VERSION
 
     return KAFKA_VERSION
 

@@ -10,11 +10,13 @@ import pytest
 
 from schemas.messages import UsageEvent
 from schemas.pricing import load_price_table
-from streams.dedup import Dedup, Verdict
-from streams.state import ChangelogState
-from streams.usage import UsageTask, UsageTopics, cost_mismatch, enrich
-from streams.validate import MAX_MESSAGE_BYTES, Rejection, parse
-from streams.windows import SpendWindows, parse_window, window_start
+from streams.records import MAX_MESSAGE_BYTES, Rejection
+from streams.worker.dedup import Dedup, Verdict
+from streams.worker.price import cost_mismatch, enrich
+from streams.worker.state import ChangelogState
+from streams.worker.usage import UsageTask, UsageTopics
+from streams.worker.validate import parse
+from streams.worker.windows import SpendWindows, parse_window, window_start
 from tests import factories
 
 NOW = datetime.now(UTC)

@@ -1,0 +1,72 @@
+"""How far a consumer group has got: committed offsets against the topics' ends, and
+whether anything is left to consume. Used by the demo's progress line, the soak and the
+fault suite."""
+
+from __future__ import annotations
+
+import time
+
+from streams.config import Settings
+
+
+class Probe:
+    """Committed offsets of a consumer group on some topics, and the topics' end offsets
+    (read_uncommitted: a probe never waits on an open transaction)."""
+
+    def __init__(self, settings: Settings, group: str, *names: str) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from tokenledger.kafka_config import client_config
+
+        self.group = group
+        self.config = client_config(settings.kafka, {"enable.auto.commit": False})
+        self.consumer = Consumer({**self.config, "group.id": group,
+                                  "isolation.level": "read_uncommitted"})  # fmt: skip
+        self.partitions = []
+        for topic in names:
+            meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            self.partitions += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+
+    def committed(self) -> int:
+        from confluent_kafka import KafkaException
+
+        try:
+            done = self.consumer.committed(self.partitions, timeout=5)
+        except KafkaException:
+            return -1  # a coordinator still loading: ask again later
+        return sum(max(tp.offset, 0) for tp in done)
+
+    def end(self) -> int:
+        """Offsets after the last record; transaction markers count, as in committed ones."""
+        return sum(self.consumer.get_watermark_offsets(tp, 5)[1] for tp in self.partitions)
+
+    def caught_up(self) -> bool:
+        """Nothing left to consume after the committed offsets. A transactional topic ends
+        with commit markers that no consumer commits past, so partitions behind their end
+        are read (read_committed) from the committed offset to see whether records remain."""
+        from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+        try:
+            done = self.consumer.committed(self.partitions, timeout=5)
+        except KafkaException:
+            return False
+        behind = [TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)) for tp in done
+                  if max(tp.offset, 0) < self.consumer.get_watermark_offsets(tp, 5)[1]]  # fmt: skip
+        if not behind:
+            return True
+        reader = Consumer({**self.config, "group.id": f"{self.group}-probe",
+                           "isolation.level": "read_committed", "enable.partition.eof": True})  # fmt: skip
+        try:
+            reader.assign(behind)
+            at_end: set[tuple[str, int]] = set()
+            deadline = time.monotonic() + 10
+            while len(at_end) < len(behind) and time.monotonic() < deadline:
+                for m in reader.consume(100, 0.5):
+                    err = m.error()
+                    if err is None:
+                        return False  # a record nobody has committed past
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        at_end.add((m.topic() or "", m.partition() or 0))
+            return len(at_end) == len(behind)
+        finally:
+            reader.close()

@@ -1,0 +1,144 @@
+"""Administration: topics, ClickHouse migrations, the contract's JSON Schema, price tables
+and budgets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from streams.cli.base import Add, log
+from streams.config import Settings
+from streams.errors import UserError
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.topics import TOPICS, TopicSpec
+    from streams.admin.topics import create_topics, describe_topics
+
+    specs = [TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in TOPICS]
+    if args.action == "create":
+        partitions = args.partitions or settings.partitions
+        rf = args.replication_factor or settings.replication_factor
+        for name, outcome in create_topics(settings.kafka, specs, partitions, rf).items():
+            print(f"{outcome:8} {name}")
+        return 0
+    described = describe_topics(settings.kafka, [t.name for t in specs])
+    for spec in specs:
+        info = described.get(spec.name)
+        if info is None:
+            print(f"{spec.name}  missing (run `tokenledger topics create`)")
+            continue
+        extras = " ".join(f"{k}={v}" for k, v in sorted(info.items()) if k != "partitions")
+        print(f"{spec.name}  partitions={info['partitions']} {extras}".rstrip())
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.sink import migrations
+    from streams.sink.client import get_client
+
+    database = args.database or settings.clickhouse_database
+    client = get_client(settings.clickhouse, database, create=True)
+    files = migrations.discover()
+    if args.status:
+        done = migrations.applied(client)
+        for m in files:
+            print(f"{'applied' if m.version in done else 'pending':8} {m.path.name}")
+        return 0
+    now = migrations.migrate(client, files, progress=log.info)
+    print(
+        f"{len(now)} migration(s) applied, {len(files) - len(now)} already applied "
+        f"(database {database} at {settings.clickhouse})"
+    )
+    return 0
+
+
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas import export
+
+    out = Path(args.out) if args.out else export.JSON_DIR
+    if args.check:
+        drifted = export.drift(out)
+        if drifted:
+            print(
+                f"JSON Schema in {out} differs from the models: {', '.join(drifted)}; "
+                "run `tokenledger schemas export`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"JSON Schema in {out} matches the models")
+        return 0
+    written = export.export(out)
+    print(f"wrote {len(written)} schema files to {out}")
+    return 0
+
+
+def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.pricing import PriceTableError, load_price_table
+
+    try:
+        table = load_price_table(args.file)
+    except PriceTableError as exc:
+        raise UserError(str(exc)) from None
+    if args.action == "check":
+        print(f"price table {table.version}: {len(table.models())} model names, valid")
+        return 0
+    for model in table.models():
+        print(model)
+    return 0
+
+
+def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.messages import budget_scope
+    from streams.admin import budgets as budget_admin
+    from streams.admin.topics import require_broker
+
+    require_broker(settings.kafka)
+    if args.action == "list":
+        budgets = budget_admin.current(settings)
+        for budget in budgets:
+            print(budget_admin.describe(budget))
+        if not budgets:
+            print("no budgets (set one with `tokenledger budget set`)")
+        return 0
+    if not args.tenant:
+        raise UserError(f"budget {args.action} needs --tenant")
+    if args.action == "rm":
+        scope = budget_scope(args.tenant, args.feature)
+        if not budget_admin.remove(settings, scope):
+            raise UserError(f"{scope} has no budget (see `tokenledger budget list`)")
+        print(f"removed the budget of {scope}")
+        return 0
+    if args.limit_usd is None:
+        raise UserError("budget set needs --limit-usd, e.g. --limit-usd 50")
+    budget = budget_admin.make_budget(args.tenant, args.feature, args.limit_usd, args.window,
+                                      args.tz, args.warn)  # fmt: skip
+    budget_admin.put(settings, budget)
+    print(f"set {budget_admin.describe(budget)}")
+    return 0
+
+
+def register(add: Add) -> None:
+    p = add("topics", cmd_topics, "create or list tokenledger's topics")
+    p.add_argument("action", choices=["create", "list"])
+    p.add_argument("--partitions", type=int, help="default: TOKENLEDGER_PARTITIONS or 3")
+    p.add_argument("--replication-factor", type=int, help="default: TOKENLEDGER_REPLICATION or 1")
+    p = add("migrate", cmd_migrate, "apply ClickHouse migrations (idempotent)")
+    p.add_argument("--database", help="default: TOKENLEDGER_CLICKHOUSE_DATABASE or tokenledger")
+    p.add_argument("--status", action="store_true", help="list applied and pending migrations")
+    p = add("schemas", cmd_schemas, "export the message and row JSON Schema")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--out", help="folder (default: schemas/json in the source tree)")
+    p.add_argument("--check", action="store_true", help="exit 1 if the files differ")
+    p = add("prices", cmd_prices, "check or list a price table")
+    p.add_argument("action", choices=["check", "list"])
+    p.add_argument("file", nargs="?", help="default: TOKENLEDGER_PRICES or the bundled table")
+    p = add("budget", cmd_budget, "set, list or remove tenant and feature budgets")
+    p.add_argument("action", choices=["set", "list", "rm"])
+    p.add_argument("--tenant")
+    p.add_argument("--feature")
+    p.add_argument("--limit-usd", help="the limit per window in USD, e.g. 50 or 12.50")
+    p.add_argument("--window", choices=["hour", "day", "week", "month"], default="day")
+    p.add_argument("--tz", default="UTC", help="IANA timezone the window follows (UTC)")
+    p.add_argument("--warn", default="50,80", help="warn thresholds in percent (50,80)")

@@ -1,0 +1,151 @@
+"""Reading what ClickHouse holds: the query library, the report, Grafana files and
+ClickHouse access control."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from streams.cli.base import Add
+from streams.config import Settings
+from streams.errors import UserError
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.analytics import queries
+    from streams.sink.client import get_client
+
+    if args.list or not args.name:
+        for q in queries.library().values():
+            params = " ".join(f"{p.name}={p.default or '?'}" for p in q.params)
+            print(f"{q.name:28} {q.answers}" + (f"  [{params}]" if params else ""))
+        return 0
+    query = queries.get(args.name)
+    given = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--param {item!r} needs the form name=value")
+        given[key] = value
+    bound = query.bind(given)
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    columns, rows = queries.run(client, query, bound)
+    _print_table(columns, rows, args.format)
+    return 0
+
+
+def _print_table(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -> None:
+    import csv
+    import json
+    from decimal import Decimal
+
+    rows = [tuple(format(v, "f") if isinstance(v, Decimal) else v for v in r) for r in rows]
+    if fmt == "json":
+        print(json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1))
+    elif fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        cells = [[str(v) for v in r] for r in rows]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+        for r in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        print(f"({len(rows)} rows)")
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the HTML report (and print the summary) from what ClickHouse holds."""
+    from streams.analytics import queries, report
+    from streams.sink.client import get_client
+
+    now = datetime.now(UTC)
+
+    def when(name: str, raw: str) -> datetime:
+        try:
+            value: datetime = queries.parse_value(
+                queries.Param(name, "DateTime64(3)", raw), raw, now
+            )
+        except UserError:
+            raise UserError(f"--{name} {raw!r} is not a time; use ISO 8601, now, today or "
+                            f"-7d / -12h") from None  # fmt: skip
+        return value
+
+    begin, until = when("start", args.start), when("end", args.end)
+    if begin >= until:
+        raise UserError("--start must be before --end")
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    data = report.collect(client, begin, until, bucket_s=args.bucket)
+    out = Path(args.out) if args.out else settings.home / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report.render_html(data))
+    print(report.render_text(data))
+    print(f"Report: {out}")
+    return 0
+
+
+def cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.analytics import grafana
+
+    if args.check:
+        drifted = grafana.drift()
+        if drifted:
+            print(f"generated Grafana files differ: {', '.join(drifted)}; run "
+                  "`tokenledger grafana export`", file=sys.stderr)  # fmt: skip
+            return 1
+        print("Grafana dashboards and alert rules match the query library")
+        return 0
+    written = grafana.export()
+    print(f"wrote {len(written)} Grafana files under {grafana.GRAFANA_DIR}")
+    return 0
+
+
+def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    """Grant a tenant's read-only analyst role, or the platform role, on a ClickHouse server."""
+    from streams.analytics import access
+    from streams.sink.client import get_client
+
+    if args.action == "grant" and not args.tenant:
+        raise UserError("access grant needs --tenant (the platform role: access platform)")
+    name, tenant = ("tenant_analyst", args.tenant) if args.action == "grant" else ("platform", None)
+    statements = access.render(name, database=settings.clickhouse_database, tenant=tenant)
+    if args.print:
+        print(";\n".join(statements) + ";")
+        return 0
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    if settings.clickhouse.startswith("chdb://"):
+        access.parse_only(client, statements)
+        print(f"the embedded engine has no access control: {len(statements)} statements parsed "
+              "and skipped; apply them on a ClickHouse server (--print shows them)")  # fmt: skip
+        return 0
+    access.apply(client, statements)
+    who = (
+        f"role {access.role_for(tenant)} (tenant {tenant})"
+        if tenant
+        else "role tokenledger_platform"
+    )
+    print(f"{who}: {len(statements)} statements applied on {settings.clickhouse}")
+    return 0
+
+
+def register(add: Add) -> None:
+    p = add("query", cmd_query, "run an analyst query from clickhouse/queries")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--list", action="store_true", help="list the queries and what they answer")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = add("report", cmd_report, "write the HTML cost report from ClickHouse")
+    p.add_argument("--start", default="-1d", help="ISO 8601, now, today or --start=-7d (-1d)")
+    p.add_argument("--end", default="now", help="(now)")
+    p.add_argument("--bucket", type=int, default=3600, help="seconds per time bucket (3600)")
+    p.add_argument("--out", help="default: $TOKENLEDGER_HOME/report.html")
+    p = add("grafana", cmd_grafana, "generate Grafana dashboards and alerts from the library")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--check", action="store_true", help="exit 1 if the files differ")
+    p = add("access", cmd_access, "ClickHouse roles: a tenant's read-only analyst, the platform")
+    p.add_argument("action", choices=["grant", "platform"])
+    p.add_argument("--tenant")
+    p.add_argument("--print", action="store_true", help="print the SQL instead of applying it")

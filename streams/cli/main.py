@@ -1,0 +1,81 @@
+"""The `tokenledger` command line.
+
+Exit codes: 0 done; 1 `kafka status` found no broker / `schemas export --check` found drift;
+2 a usage or input mistake; 3 a service (Kafka, ClickHouse) is unavailable. Every error is
+one line on stderr saying what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from streams.cli import admin, analytics, demo, local, services
+from streams.cli.base import Handler, Parser
+from streams.config import Settings
+from streams.errors import UserError
+
+GROUPS = (local, admin, services, analytics, demo)
+"""Command modules in the order `tokenledger --help` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="tokenledger", description="LLM cost control on Kafka and ClickHouse.")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    for group in GROUPS:
+        group.register(add)
+    return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    """Our progress lines on stderr; libraries' own log lines (retries, driver errors) stay
+    out of the terminal: failures reach the user as one error line instead."""
+    logging.getLogger().addHandler(logging.NullHandler())
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("tokenledger", "streams", "schemas"):
+        ours = logging.getLogger(name)
+        ours.handlers[:] = [handler]
+        ours.setLevel(logging.WARNING if quiet else logging.INFO)
+        ours.propagate = False
+    # librdkafka's transient warnings (a coordinator still loading, a retry) are not news
+    logging.getLogger("tokenledger.kafka").setLevel(logging.ERROR)
+
+
+def commands() -> list[str]:
+    """The subcommand names, e.g. for checking what docker-compose runs."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _configure_logging(quiet=args.quiet)
+        for option in ("partitions", "replication_factor", "max_batch", "max_rows"):
+            value = getattr(args, option, None)
+            if value is not None and value < 1:
+                raise UserError(f"--{option.replace('_', '-')} must be at least 1")
+        settings = Settings.from_env()
+        code: int = args.handler(args, settings)
+        return code
+    except UserError as exc:
+        print(f"tokenledger: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tokenledger: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The long-running stages: the stream worker, the ClickHouse sink and the notifier."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+
+from streams.cli.base import Add
+from streams.config import Settings
+from streams.errors import UserError
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the stream worker until SIGTERM or Ctrl-C; it finishes its batch and leaves."""
+    from streams.worker import service as worker
+
+    if not 0 < args.dedup_hours <= 24 * 30:
+        raise UserError("--dedup-hours must be above 0 and at most 720 (30 days)")
+    engine = worker.build(settings, args.instance, max_batch=args.max_batch,
+                          dedup_retention=timedelta(hours=args.dedup_hours))  # fmt: skip
+    engine.install_signal_handlers()
+    engine.run()
+    counters = engine.counters()
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(counters.items())) or "no events"
+    print(f"worker {engine.config.instance_id} stopped after {engine.records} records: {summary}")
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the ClickHouse sink until SIGTERM or Ctrl-C (it owns an embedded data path)."""
+    import signal as signals
+
+    from streams.admin.topics import require_broker
+    from streams.sink import migrations
+    from streams.sink.client import get_client
+    from streams.sink.service import Sink
+
+    require_broker(settings.kafka)
+
+    def connect() -> object:
+        client = get_client(settings.clickhouse, settings.clickhouse_database, create=True)
+        migrations.migrate(client)
+        return client
+
+    sink = Sink(settings, connect, max_rows=args.max_rows, max_wait_s=args.max_wait)
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: sink.stop())
+    sink.run()
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(sink.counters.items())) or "nothing"
+    print(f"sink stopped: {summary}")
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
+    """Deliver alerts to the receivers configured in the environment until SIGTERM/Ctrl-C."""
+    import signal as signals
+
+    from streams.admin.topics import require_broker
+    from streams.alerts.notifier import Notifier
+    from streams.alerts.receivers import receivers_from_env
+
+    receivers = receivers_from_env()
+    notifier = Notifier(settings, receivers, retries=args.retries, backoff_s=args.backoff)
+    require_broker(settings.kafka)
+    for sig in (signals.SIGTERM, signals.SIGINT):
+        signals.signal(sig, lambda *_: notifier.stop())
+    names = ", ".join(r.name for r in receivers)
+    print(f"notifier delivering alerts to {names}", file=sys.stderr)
+    notifier.run()
+    summary = ", ".join(f"{k}={v}" for k, v in sorted(notifier.counters.items())) or "no alerts"
+    print(f"notifier stopped: {summary}")
+    return 0
+
+
+def register(add: Add) -> None:
+    p = add("worker", cmd_worker, "run the stream worker (price, deduplicate, windows)")
+    p.add_argument("--instance", help="stable name of this worker (default: <host>-0); "
+                   "restarts must reuse it")  # fmt: skip
+    p.add_argument("--max-batch", type=int, default=2000, help="records per transaction")
+    p.add_argument("--dedup-hours", type=float, default=48.0,
+                   help="event-time hours an event_id is remembered (48); memory ~600 bytes "
+                   "per event in that window")  # fmt: skip
+    p = add("sink", cmd_sink, "run the ClickHouse sink (every topic into its table)")
+    p.add_argument("--max-rows", type=int, default=5000, help="rows per INSERT batch")
+    p.add_argument("--max-wait", type=float, default=1.0, help="seconds before a batch is flushed")
+    p = add("notify", cmd_notify, "deliver alerts to webhook, Slack, PagerDuty, Alertmanager")
+    p.add_argument("--retries", type=int, default=5, help="attempts per receiver (5)")
+    p.add_argument("--backoff", type=float, default=0.5,
+                   help="seconds before the 2nd attempt, doubled after each (0.5)")  # fmt: skip

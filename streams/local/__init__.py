@@ -1,0 +1,3 @@
+"""The developer stack: Apache Kafka in KRaft mode on 127.0.0.1 (jars resolved by Maven)
+and tiktoken's rank files (from the npm package, sha256-verified). Nothing here is on the
+money path; production points TOKENLEDGER_KAFKA at its own cluster."""

@@ -1,0 +1,3 @@
+"""The ClickHouse sink: every topic into its raw table with idempotent batched inserts,
+offsets committed after the rows are stored; the client factory (embedded chdb or a server)
+and the migrations runner."""

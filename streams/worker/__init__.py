@@ -1,0 +1,8 @@
+"""The stream worker, the money path: usage and request events in, enriched usage, budget
+signals and alerts out, exactly once on Kafka transactions.
+
+One partition's processing, in the order an event meets it (task.py composes them):
+validate.py -> dedup.py -> price.py -> windows.py -> budgets.py -> anomalies/
+(usage.py runs the first four for a usage event, requests.py reserves budget for a request
+event). engine.py is the transactional loop, state.py the changelog-backed state,
+service.py the `tokenledger worker` process."""

@@ -1,0 +1,93 @@
+"""Per-minute evidence per scope (tenant, tenant x feature, tenant x route), in the
+worker's changelog state so that a replay or a takeover reproduces it."""
+
+from __future__ import annotations
+
+from streams.worker.budgets import parse_scope
+from streams.worker.state import ChangelogState
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+KEEP_MINUTES = 90
+COST, EVENTS, TOP1, TOP2, AUX1, AUX2 = range(6)
+"""Bucket fields (TOP1/TOP2: the two largest calls). AUX1/AUX2: t= duplicate generations/-; tf= violating calls/input tokens;
+tr= priced calls/sum of price levels (permille of the reference model)."""
+
+
+def human_scope(scope: str) -> tuple[str, str, str | None]:
+    """(alert scope, tenant, feature) of an internal scope ``t=``/``tf=``/``tr=`` or a budget."""
+    if scope.startswith("tenant/"):
+        return (scope, *parse_scope(scope))
+    kind, _, rest = scope.partition("=")
+    tenant, _, other = rest.partition("|")
+    if kind == "t":
+        return f"tenant/{tenant}", tenant, None
+    if kind == "tf":
+        return f"tenant/{tenant}/feature/{other}", tenant, other
+    return f"tenant/{tenant}/route/{other or '-'}", tenant, None
+
+
+class Buckets:
+    """Per-minute counters per scope, persisted under ``a:b:<scope>:<minute ms>``."""
+
+    def __init__(self, state: ChangelogState) -> None:
+        self.state = state
+        self.data: dict[tuple[str, int], list[int]] = {}
+        self.active: dict[int, set[str]] = {}
+        for key, value in state.items("a:b:"):
+            scope, minute = key[4:].rsplit(":", 1)
+            self.data[(scope, int(minute))] = [int(x) for x in value.split(",")]
+            self.active.setdefault(int(minute), set()).add(scope)
+        self._dirty: set[tuple[str, int]] = set()
+
+    def add(self, scope: str, minute: int, cost: int, aux1: int = 0, aux2: int = 0) -> None:
+        key = (scope, minute)
+        entry = self.data.get(key)
+        if entry is None:
+            entry = self.data[key] = [0, 0, 0, 0, 0, 0]
+            self.active.setdefault(minute, set()).add(scope)
+        entry[COST] += cost
+        entry[EVENTS] += 1
+        if cost > entry[TOP2]:
+            if cost > entry[TOP1]:
+                entry[TOP2] = entry[TOP1]
+                entry[TOP1] = cost
+            else:
+                entry[TOP2] = cost
+        entry[AUX1] += aux1
+        entry[AUX2] += aux2
+        self._dirty.add(key)
+
+    def get(self, scope: str, minute: int) -> list[int] | None:
+        return self.data.get((scope, minute))
+
+    def total(self, scope: str, first: int, last: int) -> list[int]:
+        """Sums of COST, EVENTS, AUX1 and AUX2 over the minutes [first, last]."""
+        out = [0, 0, 0, 0, 0, 0]
+        for minute in range(first, last + 1, MINUTE_MS):
+            entry = self.data.get((scope, minute))
+            if entry is not None:
+                out[COST] += entry[COST]
+                out[EVENTS] += entry[EVENTS]
+                out[AUX1] += entry[AUX1]
+                out[AUX2] += entry[AUX2]
+        return out
+
+    def flush(self) -> None:
+        for scope, minute in self._dirty:
+            entry = self.data[(scope, minute)]
+            self.state.put(f"a:b:{scope}:{minute}", ",".join(map(str, entry)))
+        self._dirty.clear()
+
+    def expire(self, before_ms: int) -> None:
+        for minute in [m for m in self.active if m < before_ms]:
+            for scope in self.active.pop(minute):
+                self.data.pop((scope, minute), None)
+                self._dirty.discard((scope, minute))
+                self.state.delete(f"a:b:{scope}:{minute}")
+
+
+def feature_first(scope: str) -> tuple[int, str]:
+    """Feature scopes before tenant scopes: a spend incident names the feature when it can."""
+    return (0 if scope.startswith("tf=") else 1, scope)

@@ -1,0 +1,241 @@
+"""The detectors: pure reads of one partition's buckets and spend windows that say what
+was observed, what was expected and whether there was evidence enough to judge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from schemas.common import format_usd
+from schemas.messages import Budget
+from streams.worker.anomalies.buckets import (
+    AUX1,
+    AUX2,
+    COST,
+    DAY_MS,
+    EVENTS,
+    HOUR_MS,
+    MINUTE_MS,
+    TOP1,
+    TOP2,
+    Buckets,
+    human_scope,
+)
+from streams.worker.budgets import ADJECTIVE, budget_window
+from streams.worker.windows import SpendWindows, scope_dim
+
+SPEND_UNIT = "nusd/2min"
+DETECTORS = ("spend_rate", "retry_storm", "model_mix", "context_growth", "budget_burn")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    spend_ratio: float = 4.0
+    spend_min_excess_nusd: int = 200_000_000
+    spend_min_events: int = 10
+    short_minutes: int = 5
+    baseline_minutes: int = 60
+    share_min_events: int = 30
+    retry_share_pct: int = 20
+    retry_ratio: float = 3.0
+    mix_ratio: float = 3.0
+    mix_min_events: int = 20
+    violation_share_pct: int = 20
+    violation_ratio: float = 4.0
+    burn_min_elapsed_minutes: int = 60
+    burn_min_spent_pct: int = 5
+    burn_fire_pct: int = 110
+    """budget_burn fires at a forecast of this share of the limit, resolves below 100%."""
+    resolve_after: int = 5
+    cooldown_minutes: int = 30
+    max_catch_up_minutes: int = 180
+
+
+@dataclass(frozen=True)
+class Observation:
+    observed: int
+    expected: int
+    unit: str
+    volume_ok: bool
+    start_ms: int
+    end_ms: int
+    summary: Callable[[], str] = field(default=lambda: "", repr=False)
+    """Built only for an alert (formatting every evaluation's text would cost more than the
+    evaluation)."""
+
+
+def _median(values: list[int]) -> int:
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) // 2
+
+
+def _minute_label(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M")
+
+
+class Detectors:
+    """The detectors over one partition's buckets and spend windows (pure reads)."""
+
+    def __init__(self, buckets: Buckets, windows: SpendWindows, config: DetectorConfig) -> None:
+        self.b = buckets
+        self.windows = windows
+        self.cfg = config
+
+    def hour_spend(self, scope: str, hour_ms: int) -> int:
+        entry = self.windows.totals.get(f"w:hour:{scope}:{hour_ms}")
+        return entry[0] if entry else 0
+
+    # -- spend rate ----------------------------------------------------------------------
+
+    def spend_expected(self, scope: str, minute: int) -> tuple[int, bool]:
+        """(expected nano-USD per minute, enough history to judge)."""
+        recent = [self.b.get(scope, minute - i * MINUTE_MS) for i in range(1, 31)]
+        with_data = [e for e in recent if e is not None]
+        median = _median([e[COST] for e in with_data] + [0] * (30 - len(with_data)))
+        hour = minute - minute % HOUR_MS
+        previous = self.hour_spend(scope, hour - HOUR_MS) // 60
+        yesterday = max(self.hour_spend(scope, hour - DAY_MS),
+                        self.hour_spend(scope, hour - DAY_MS + HOUR_MS)) // 60  # fmt: skip
+        # judged only once the scope has been active for 20 minutes (or was yesterday)
+        history = any(e is not None for e in recent[19:]) and len(with_data) >= 5 or yesterday > 0
+        return max(median, previous, yesterday), history
+
+    def spend_is_anomalous(self, observed: int, expected: int) -> bool:
+        return (observed >= self.cfg.spend_ratio * expected
+                and observed - expected >= self.cfg.spend_min_excess_nusd)  # fmt: skip
+
+    def spend_rate(self, scope: str, minute: int) -> Observation | None:
+        """Spend in the two minutes ending with ``minute`` (which may still be open) without
+        its two largest calls (a pasted book is not a runaway), against twice the expected
+        minute."""
+        start, end = minute - MINUTE_MS, minute + MINUTE_MS
+        events = spent = 0
+        tops: list[int] = []
+        for m in (start, minute):
+            entry = self.b.get(scope, m)
+            if entry is not None:
+                spent += entry[COST]
+                events += entry[EVENTS]
+                tops += entry[TOP1:TOP2 + 1]  # fmt: skip
+        observed = spent - sum(sorted(tops)[-2:])
+        if observed < self.cfg.spend_min_excess_nusd:  # cheap exit: cannot fire
+            return Observation(observed, 0, SPEND_UNIT, False, start, end)
+        per_minute, history = self.spend_expected(scope, minute)
+        expected = 2 * per_minute
+        volume_ok = history and events >= self.cfg.spend_min_events
+        where, _, _ = human_scope(scope)
+        summary = lambda: (f"{where} spent {format_usd(spent)} in the 2 minutes to "
+                   f"{_minute_label(end)} UTC, about {format_usd(expected)} expected")  # fmt: skip
+        return Observation(observed, expected, SPEND_UNIT, volume_ok, start, end, summary)
+
+    # -- share detectors -----------------------------------------------------------------
+
+    def _short(self, scope: str, minute: int, minutes: int = 0) -> tuple[list[int], int, int]:
+        """Totals of the short window ending with ``minute``, its start and end."""
+        first = minute - ((minutes or self.cfg.short_minutes) - 1) * MINUTE_MS
+        return self.b.total(scope, first, minute), first, minute + MINUTE_MS
+
+    def _base(self, scope: str, short_first: int) -> list[int]:
+        """Totals of the baseline: the ``baseline_minutes`` before the short window."""
+        return self.b.total(scope, short_first - self.cfg.baseline_minutes * MINUTE_MS,
+                            short_first - MINUTE_MS)  # fmt: skip
+
+    def share(self, scope: str, minute: int, floor_pct: int, what: str) -> Observation | None:
+        """Share (permille) of calls counted in AUX1 over the short window; the hour before
+        is read only when the short window is over ``floor_pct`` (it cannot fire otherwise)."""
+        unit = "permille"
+        recent, start, end = self._short(scope, minute)
+        if recent[AUX1] == 0:  # nothing to count lately: cannot fire, and is not firing
+            return Observation(0, 0, unit, False, start, end)
+        for minutes in (
+            self.cfg.short_minutes,
+            3 * self.cfg.short_minutes,
+            6 * self.cfg.short_minutes,
+        ):  # widen while the volume is too low
+            short, start, end = self._short(scope, minute, minutes)
+            if short[EVENTS] >= self.cfg.share_min_events:
+                break
+        if short[EVENTS] == 0:
+            return Observation(0, 0, unit, False, start, end)
+        observed = short[AUX1] * 1000 // short[EVENTS]
+        if short[EVENTS] < self.cfg.share_min_events or observed < floor_pct * 10:
+            return Observation(observed, 0, unit, False, start, end)
+        base = self._base(scope, start)
+        expected = base[AUX1] * 1000 // base[EVENTS] if base[EVENTS] else 0
+        volume_ok = base[EVENTS] > 0
+        where, _, _ = human_scope(scope)
+        summary = lambda: (f"{observed / 10:.1f}% of calls were {what} on {where} in the "
+                   f"{(end - start) // MINUTE_MS} minutes to {_minute_label(end)} UTC, "
+                   f"against {expected / 10:.1f}% in the hour before")  # fmt: skip
+        return Observation(observed, expected, unit, volume_ok, start, end, summary)
+
+    def retry_is_anomalous(self, observed: int, expected: int) -> bool:
+        return (observed >= self.cfg.retry_share_pct * 10
+                and observed >= self.cfg.retry_ratio * max(expected, 1))  # fmt: skip
+
+    def violation_is_anomalous(self, observed: int, expected: int) -> bool:
+        return (observed >= self.cfg.violation_share_pct * 10
+                and observed >= self.cfg.violation_ratio * max(expected, 1))  # fmt: skip
+
+    def model_mix(self, scope: str, minute: int) -> Observation | None:
+        short, start, end = self._short(scope, minute)
+        if short[AUX1] == 0:
+            return Observation(0, 0, "permille", False, start, end)
+        observed = short[AUX2] // short[AUX1]
+        if short[AUX1] < self.cfg.mix_min_events:
+            return Observation(observed, 0, "permille", False, start, end)
+        base = self._base(scope, start)
+        expected = base[AUX2] // base[AUX1] if base[AUX1] else 0
+        volume_ok = base[AUX1] >= self.cfg.mix_min_events
+        where, _, _ = human_scope(scope)
+        summary = lambda: (f"models on {where} cost {observed / 1000:.2f}x the route's reference model "
+                   f"in the {self.cfg.short_minutes} minutes to {_minute_label(end)} UTC, "
+                   f"against {expected / 1000:.2f}x in the hour before")  # fmt: skip
+        return Observation(observed, expected, "permille", volume_ok, start, end, summary)
+
+    def mix_is_anomalous(self, observed: int, expected: int) -> bool:
+        return expected > 0 and observed >= self.cfg.mix_ratio * expected
+
+    # -- budget burn ---------------------------------------------------------------------
+
+    def budget_burn(self, budget: Budget, spent: int, minute: int) -> Observation | None:
+        at_ms = minute + MINUTE_MS
+        at = datetime.fromtimestamp(at_ms / 1000, UTC)
+        start, end = budget_window(at, budget.window, budget.tz)
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        elapsed, remaining = at_ms - start_ms, end_ms - at_ms
+        volume_ok = (elapsed >= self.cfg.burn_min_elapsed_minutes * MINUTE_MS
+                     and spent * 100 >= self.cfg.burn_min_spent_pct * budget.limit_nusd)  # fmt: skip
+        dim = scope_dim(budget.tenant_id, budget.feature)
+        # The lower of two forecasts, so that neither a busy hour nor an odd yesterday is
+        # extrapolated alone: the last hour's rate, and the day so far scaled by yesterday's
+        # profile (or, without one, the average rate so far).
+        last_hour = self.b.total(dim, minute - HOUR_MS + MINUTE_MS, minute)[COST]
+        recent = spent + last_hour * remaining // HOUR_MS
+        so_far = spent + spent * remaining // max(elapsed, 1)
+        if budget.window == "day":
+            before = self._hours(dim, start_ms - DAY_MS, at_ms - DAY_MS)
+            rest = self._hours(dim, at_ms - DAY_MS, end_ms - DAY_MS)
+            if before > 0 and rest > 0:
+                so_far = spent + rest * spent // before
+        forecast = min(recent, so_far)
+        summary = lambda: (  # noqa: E731
+            f"{budget.scope} is forecast to spend {format_usd(forecast)} of its "
+            f"{ADJECTIVE[budget.window]} limit {format_usd(budget.limit_nusd)} by "
+            f"{end.strftime('%Y-%m-%d %H:%M')} UTC ({format_usd(spent)} spent so far)"
+        )
+        # the evidence window: from this minute (when it fires) to the budget window's end
+        return Observation(forecast, budget.limit_nusd, "nusd/window", volume_ok, minute,
+                           end_ms, summary)  # fmt: skip
+
+    def _hours(self, dim: str, first_ms: int, end_ms: int) -> int:
+        """Spend in whole UTC hours starting in [first_ms, end_ms) (budget windows align
+        to 15 minutes; the forecast only needs the profile's shape)."""
+        hour = first_ms - first_ms % HOUR_MS
+        total = 0
+        while hour < end_ms:
+            total += self.hour_spend(dim, hour)
+            hour += HOUR_MS
+        return total

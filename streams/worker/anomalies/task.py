@@ -1,0 +1,168 @@
+"""The anomaly task of one partition: observe enriched usage, evaluate closed minutes (and
+the open one for spend rate) at each batch end, and emit alerts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from schemas.messages import Alert, EnrichedUsage, budget_scope
+from streams.records import Output
+from streams.worker.anomalies.buckets import (
+    KEEP_MINUTES,
+    MINUTE_MS,
+    Buckets,
+    feature_first,
+)
+from streams.worker.anomalies.detectors import DetectorConfig, Detectors
+from streams.worker.anomalies.incidents import Incidents
+from streams.worker.budgets import BudgetTracker, budget_window
+from streams.worker.state import ChangelogState
+from streams.worker.windows import SpendWindows
+
+
+class AnomalyTask:
+    """Buckets, detectors and incidents of one partition; emits alerts at batch end."""
+
+    def __init__(
+        self,
+        state: ChangelogState,
+        windows: SpendWindows,
+        alerts_topic: str,
+        *,
+        budgets: BudgetTracker | None = None,
+        config: DetectorConfig | None = None,
+    ) -> None:
+        self.state = state
+        self.cfg = config or DetectorConfig()
+        self.buckets = Buckets(state)
+        self.detectors = Detectors(self.buckets, windows, self.cfg)
+        self.budgets = budgets
+        self.topic = alerts_topic
+        self.evaluated_to = int(state.get("a:e") or 0)
+        self.incidents = Incidents(state, self.cfg, self._is_anomalous)
+        self._touched: set[str] = set()
+        self.counters: Counter[str] = Counter()
+
+    # -- input ---------------------------------------------------------------------------
+
+    def observe(self, event: EnrichedUsage) -> None:
+        if event.late:
+            return
+        ts_ms = int(event.ts.timestamp() * 1000)
+        minute = ts_ms - ts_ms % MINUTE_MS
+        cost = event.cost_nusd or 0
+        tenant = event.tenant_id
+        t, tf, tr = f"t={tenant}", f"tf={tenant}|{event.feature}", f"tr={tenant}|{event.route}"
+        add = self.buckets.add
+        add(t, minute, cost, 1 if event.duplicate_generation else 0)
+        add(tf, minute, cost, 1 if event.token_budget_violations else 0, event.input_tokens)
+        counterfactual = event.counterfactual_cost_nusd
+        if event.cache == "none" and event.list_cost_nusd is not None and counterfactual:
+            add(tr, minute, 0, 1, event.list_cost_nusd * 1000 // counterfactual)
+        else:
+            add(tr, minute, 0)
+        self._touched.add(t)
+        self._touched.add(tf)
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def end_batch(self, watermark_ms: int, now: datetime) -> list[Output]:
+        self.incidents.now = now
+        alerts: list[Alert] = []
+        closed_to = watermark_ms - watermark_ms % MINUTE_MS  # minutes before this are closed
+        if self.evaluated_to == 0:
+            first = min(self.buckets.active, default=closed_to)
+        else:
+            first = max(self.evaluated_to, closed_to - self.cfg.max_catch_up_minutes * MINUTE_MS)
+        for minute in range(first, closed_to, MINUTE_MS):
+            alerts.extend(self._evaluate_minute(minute))
+        if closed_to > self.evaluated_to:
+            self.evaluated_to = closed_to
+            self.state.put("a:e", str(closed_to))
+        for scope in sorted(self._touched, key=feature_first):  # the open minute: a runaway
+            key = ("spend_rate", scope)
+            if self.incidents.firing(*key):
+                continue
+            obs = self.detectors.spend_rate(scope, closed_to)
+            if (
+                obs is not None
+                and obs.volume_ok
+                and self.detectors.spend_is_anomalous(obs.observed, obs.expected)
+            ):
+                alerts.extend(
+                    self.incidents.step("spend_rate", scope, obs, closed_to, fire_only=True)
+                )
+        self._touched.clear()
+        self.buckets.flush()
+        self.buckets.expire(closed_to - KEEP_MINUTES * MINUTE_MS)
+        self.counters.update(f"alert.{a.status}" for a in alerts)
+        return [Output(self.topic, a.fingerprint.encode(), a.model_dump_json().encode())
+                for a in alerts]  # fmt: skip
+
+    def _evaluate_minute(self, minute: int) -> Iterable[Alert]:
+        scopes = set(self.buckets.active.get(minute, ()))
+        scopes.update(self.incidents.scopes())
+        out: list[Alert] = []
+        d = self.detectors
+        for scope in sorted(scopes, key=feature_first):
+            kind = scope.split("=", 1)[0]
+            if kind in ("t", "tf"):
+                out.extend(
+                    self.incidents.step("spend_rate", scope, d.spend_rate(scope, minute), minute)
+                )
+            if kind == "t":
+                obs = d.share(
+                    scope, minute, self.cfg.retry_share_pct, "duplicate generations (retries)"
+                )
+                out.extend(self.incidents.step("retry_storm", scope, obs, minute))
+            elif kind == "tf":
+                obs = d.share(scope, minute, self.cfg.violation_share_pct, "over a token budget")
+                out.extend(self.incidents.step("context_growth", scope, obs, minute))
+            elif kind == "tr":
+                out.extend(
+                    self.incidents.step("model_mix", scope, d.model_mix(scope, minute), minute)
+                )
+        if self.budgets is not None:
+            out.extend(self._evaluate_budgets(minute, scopes))
+        return out
+
+    def _evaluate_budgets(self, minute: int, scopes: set[str]) -> Iterable[Alert]:
+        if self.budgets is None:
+            return []
+        book = self.budgets.book
+        wanted: set[str] = set()
+        for scope in scopes:
+            if scope.startswith("t="):
+                wanted.add(budget_scope(scope[2:], None))
+            elif scope.startswith("tf="):
+                tenant, feature = scope[3:].split("|", 1)
+                wanted.add(budget_scope(tenant, feature))
+            elif scope.startswith("tenant/"):
+                wanted.add(scope)
+        out: list[Alert] = []
+        for scope in sorted(wanted):
+            budget = book.by_scope.get(scope)
+            if budget is None:
+                if self.incidents.firing("budget_burn", scope):
+                    out.extend(self.incidents.step("budget_burn", scope, None, minute))
+                continue
+            at = datetime.fromtimestamp((minute + MINUTE_MS) / 1000, UTC)
+            start, end = budget_window(at, budget.window, budget.tz)
+            spent = self.budgets.spend(budget, start, end)
+            obs = self.detectors.budget_burn(budget, spent, minute)
+            out.extend(self.incidents.step("budget_burn", scope, obs, minute))
+        return out
+
+    def _is_anomalous(self, detector: str, observed: int, expected: int) -> bool:
+        d = self.detectors
+        if detector == "spend_rate":
+            return d.spend_is_anomalous(observed, expected)
+        if detector == "retry_storm":
+            return d.retry_is_anomalous(observed, expected)
+        if detector == "context_growth":
+            return d.violation_is_anomalous(observed, expected)
+        if detector == "model_mix":
+            return d.mix_is_anomalous(observed, expected)
+        return observed * 100 >= expected * self.cfg.burn_fire_pct  # budget_burn

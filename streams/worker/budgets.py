@@ -1,0 +1,289 @@
+"""Budgets: definitions, windows in the budget's timezone, spend, and the signal state machine.
+
+Spend of a scope in its current window = committed usage cost + open reservations.
+Committed cost is kept in 15-minute slots per tenant and tenant x feature (every real
+timezone offset is a multiple of 15 minutes, so any budget window in any timezone is an
+exact sum of slots); a budget set mid-window therefore counts what was already spent.
+A request event reserves its estimated cost until the usage event of the same request
+and attempt settles it, or until ``reservation_timeout`` passes (an orphan).
+
+The state of a scope is ``block`` at or over the limit, ``warn`` at or over a warn
+threshold, else ``allow``. A signal is published only when that state (or its threshold,
+or the window) changes: signals are idempotent state on a compacted topic, not edges.
+When a window ends, its scopes are re-evaluated for the new window (normally ``allow``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from schemas.common import format_usd
+from schemas.messages import Budget, EnrichedUsage, RequestEvent, Signal, budget_scope
+from streams.worker.state import ChangelogState
+from streams.worker.windows import scope_dim
+from tokenledger.signing import Headers, verify
+
+log = logging.getLogger(__name__)
+
+SLOT_MS = 15 * 60_000
+SLOT_KEEP_MS = 33 * 86_400_000  # a month-long window and then some
+DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
+ISSUER = "budgets-worker"
+
+
+def budget_window(ts: datetime, window: str, tz: str) -> tuple[datetime, datetime]:
+    """[start, end) of the budget window holding ``ts``, in UTC, aligned in ``tz``."""
+    zone = ZoneInfo(tz)
+    local = ts.astimezone(zone)
+    if window == "hour":
+        start = local.replace(minute=0, second=0, microsecond=0)
+        return start.astimezone(UTC), (start + timedelta(hours=1)).astimezone(UTC)
+    day = local.date()
+    if window == "day":
+        first, after = day, day + timedelta(days=1)
+    elif window == "week":
+        first = day - timedelta(days=day.weekday())
+        after = first + timedelta(days=7)
+    elif window == "month":
+        first = day.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown budget window {window!r}")
+    return _midnight(first, zone), _midnight(after, zone)
+
+
+def _midnight(d: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(d, time(0), tzinfo=zone).astimezone(UTC)
+
+
+SignalState = Literal["allow", "warn", "block"]
+ADJECTIVE = {"hour": "hourly", "day": "daily", "week": "weekly", "month": "monthly"}
+
+
+def evaluate(budget: Budget, spend: int) -> tuple[SignalState, int | None, str]:
+    """(state, threshold_pct, reason) of ``spend`` against ``budget``."""
+    limit = f"{ADJECTIVE[budget.window]} limit {format_usd(budget.limit_nusd)}"
+    if spend >= budget.limit_nusd:
+        return "block", 100, f"{limit} reached"
+    crossed = [p for p in budget.warn_pct if spend * 100 >= budget.limit_nusd * p]
+    if crossed:
+        pct = max(crossed)
+        return "warn", pct, f"{pct}% of the {limit} used"
+    return "allow", None, f"within the {limit}"
+
+
+def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
+    return f"q:{scope_dim(tenant_id, feature)}:{ts_ms - ts_ms % SLOT_MS}"
+
+
+class BudgetBook:
+    """Every budget definition, read from the compacted budgets topic (a global table)."""
+
+    def __init__(self, topic: str = "", signing_key: bytes | None = None) -> None:
+        self.by_scope: dict[str, Budget] = {}
+        self.invalid = 0
+        self.unauthorized = 0
+        self.changed: set[str] = set()
+        self.topic = topic
+        self.signing_key = signing_key
+
+    def apply(self, key: bytes | None, value: bytes | None,
+              headers: Headers = None) -> None:  # fmt: skip
+        """Apply one record of the budgets topic; with a signing key, only signed ones."""
+        if not verify(self.signing_key, self.topic, key, value, headers):
+            self.unauthorized += 1
+            log.warning("ignoring a budget record for %r without a valid signature (written "
+                        "by something other than tokenledger budget?)", key)  # fmt: skip
+            return
+        scope = key.decode() if key else ""
+        if value is None:
+            if self.by_scope.pop(scope, None) is not None:
+                self.changed.add(scope)
+            return
+        try:
+            budget = Budget.model_validate_json(value)
+        except ValidationError as exc:
+            self.invalid += 1
+            log.warning("ignoring an invalid budget for %r: %s", scope, exc.errors()[0]["msg"])
+            return
+        self.by_scope[budget.scope] = budget
+        self.changed.add(budget.scope)
+
+    def for_event(self, tenant_id: str, feature: str) -> Iterable[Budget]:
+        for scope in (budget_scope(tenant_id, None), budget_scope(tenant_id, feature)):
+            budget = self.by_scope.get(scope)
+            if budget is not None:
+                yield budget
+
+
+@dataclass(frozen=True)
+class Reservation:
+    tenant_id: str
+    feature: str
+    nusd: int
+    ts_ms: int
+
+    def encode(self) -> str:
+        return f"{self.tenant_id}|{self.feature}|{self.nusd}|{self.ts_ms}"
+
+    @staticmethod
+    def decode(value: str) -> Reservation:
+        tenant, feature, nusd, ts = value.rsplit("|", 3)
+        return Reservation(tenant, feature, int(nusd), int(ts))
+
+
+class BudgetTracker:
+    """Spend, reservations and published signal state of one partition's tenants."""
+
+    def __init__(
+        self,
+        state: ChangelogState,
+        book: BudgetBook,
+        *,
+        reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
+    ) -> None:
+        self.state = state
+        self.book = book
+        self.timeout_ms = int(reservation_timeout.total_seconds() * 1000)
+        self.reservations: dict[str, Reservation] = {
+            k: Reservation.decode(v) for k, v in state.items("r:")
+        }
+        self._expiry = [(r.ts_ms, k) for k, r in self.reservations.items()]
+        heapq.heapify(self._expiry)
+        self.slots: dict[str, int] = {k: int(v) for k, v in state.items("q:")}
+        self.latest_slot_ms = max((int(k.rsplit(":", 1)[1]) for k in self.slots), default=0)
+        self._dirty_slots: set[str] = set()
+        self._dirty_scopes: set[str] = set()
+        self._next_cleanup_ms = 0
+        self._rollovers: list[tuple[int, str]] = []
+        for key, value in state.items("g:"):
+            heapq.heappush(self._rollovers, (int(value.split("|")[2]), key[2:]))
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def on_request(self, event: RequestEvent) -> None:
+        rid = f"{event.request_id}:{event.attempt}"
+        if self.state.get("x:" + rid) is not None or not event.reserved_cost_nusd:
+            return  # settled before it arrived (topics are not ordered), or nothing reserved
+        ts_ms = int(event.ts.timestamp() * 1000)
+        reservation = Reservation(event.tenant_id, event.feature, event.reserved_cost_nusd, ts_ms)
+        self.reservations["r:" + rid] = reservation
+        self.state.put("r:" + rid, reservation.encode())
+        heapq.heappush(self._expiry, (ts_ms, "r:" + rid))
+        self._touch(event.tenant_id, event.feature)
+
+    def on_usage(self, event: EnrichedUsage) -> None:
+        rid = f"{event.request_id}:{event.attempt}"
+        ts_ms = int(event.ts.timestamp() * 1000)
+        if self.reservations.pop("r:" + rid, None) is not None:
+            self.state.delete("r:" + rid)
+        else:
+            self.state.put("x:" + rid, str(ts_ms))  # settles a request that arrives later
+            heapq.heappush(self._expiry, (ts_ms, "x:" + rid))
+        if event.cost_nusd:
+            for feature in (None, event.feature):
+                key = slot_key(event.tenant_id, feature, ts_ms)
+                self.slots[key] = self.slots.get(key, 0) + event.cost_nusd
+                self._dirty_slots.add(key)
+            self.latest_slot_ms = max(self.latest_slot_ms, ts_ms - ts_ms % SLOT_MS)
+        self._touch(event.tenant_id, event.feature)
+
+    def on_budgets_changed(self, scopes: Iterable[str]) -> None:
+        """Re-evaluate changed budgets for the tenants this partition has seen."""
+        known = {key.split(":")[1].split("=", 1)[1].split("|")[0] for key in
+                 self.slots} | {r.tenant_id for r in self.reservations.values()}  # fmt: skip
+        for scope in scopes:
+            parts = scope.split("/")
+            if len(parts) >= 2 and parts[1] in known:
+                self._dirty_scopes.add(scope)
+            elif self.state.get("g:" + scope) is not None:
+                self._dirty_scopes.add(scope)
+
+    def _touch(self, tenant_id: str, feature: str) -> None:
+        self._dirty_scopes.add(budget_scope(tenant_id, None))
+        self._dirty_scopes.add(budget_scope(tenant_id, feature))
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def spend(self, budget: Budget, start: datetime, end: datetime) -> int:
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        dim = scope_dim(budget.tenant_id, budget.feature)
+        slots = self.slots
+        last = min(end_ms, self.latest_slot_ms + SLOT_MS)  # later slots are empty
+        committed = sum(slots.get(f"q:{dim}:{slot}", 0) for slot in range(start_ms, last, SLOT_MS))
+        reserved = sum(
+            r.nusd for r in self.reservations.values()
+            if r.tenant_id == budget.tenant_id
+            and (budget.feature is None or r.feature == budget.feature)
+            and start_ms <= r.ts_ms < end_ms
+        )  # fmt: skip
+        return committed + reserved
+
+    def end_batch(self, now: datetime) -> list[Signal]:
+        now_ms = int(now.timestamp() * 1000)
+        for key in self._dirty_slots:
+            self.state.put(key, str(self.slots[key]))
+        self._dirty_slots.clear()
+        self._expire(now_ms)
+        while self._rollovers and self._rollovers[0][0] <= now_ms:
+            _, scope = heapq.heappop(self._rollovers)
+            self._dirty_scopes.add(scope)
+        signals = [s for s in (self._evaluate(scope, now) for scope in
+                               sorted(self._dirty_scopes)) if s is not None]  # fmt: skip
+        self._dirty_scopes.clear()
+        return signals
+
+    def _evaluate(self, scope: str, now: datetime) -> Signal | None:
+        budget = self.book.by_scope.get(scope)
+        last = self.state.get("g:" + scope)
+        if budget is None:
+            if last is None or last.startswith("allow|"):
+                return None
+            self.state.put("g:" + scope, f"allow||{int(now.timestamp() * 1000)}")
+            tenant, feature = parse_scope(scope)
+            return Signal(scope=scope, tenant_id=tenant, feature=feature, state="allow",
+                          reason="budget removed", spend_nusd=0, limit_nusd=0,
+                          window_start=now, window_end=now, issued_at=now, issuer=ISSUER)  # fmt: skip
+        start, end = budget_window(now, budget.window, budget.tz)
+        spend = self.spend(budget, start, end)
+        state, pct, reason = evaluate(budget, spend)
+        end_ms = int(end.timestamp() * 1000)
+        current = f"{state}|{pct or ''}|{end_ms}"
+        if current == last or (state == "allow" and (last is None or last.startswith("allow|"))):
+            return None  # unchanged; an allowed scope stays quiet across windows
+        self.state.put("g:" + scope, current)
+        heapq.heappush(self._rollovers, (end_ms, scope))
+        return Signal(scope=scope, tenant_id=budget.tenant_id, feature=budget.feature,
+                      state=state, reason=reason, spend_nusd=spend, limit_nusd=budget.limit_nusd,
+                      threshold_pct=pct, window_start=start, window_end=end, issued_at=now,
+                      issuer=ISSUER)  # fmt: skip
+
+    def _expire(self, now_ms: int) -> None:
+        while self._expiry and self._expiry[0][0] + self.timeout_ms < now_ms:
+            ts_ms, key = heapq.heappop(self._expiry)
+            if key.startswith("r:"):
+                reservation = self.reservations.pop(key, None)
+                if reservation is not None and reservation.ts_ms == ts_ms:
+                    self.state.delete(key)
+                    self._touch(reservation.tenant_id, reservation.feature)
+            else:
+                self.state.delete(key)
+        if now_ms >= self._next_cleanup_ms:  # slots older than a month window: not needed
+            self._next_cleanup_ms = now_ms + 3_600_000
+            for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:
+                del self.slots[key]
+                self.state.delete(key)
+
+
+def parse_scope(scope: str) -> tuple[str, str | None]:
+    """(tenant, feature) of a budget scope (schemas.messages.budget_scope)."""
+    parts = scope.split("/")
+    return parts[1], parts[3] if len(parts) == 4 else None

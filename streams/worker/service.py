@@ -1,0 +1,141 @@
+"""The stream worker process: partition tasks (streams.worker.task) on the transactional
+engine, with the budget definitions followed from their compacted topic.
+
+Run with `tokenledger worker`; scale out by running more with distinct ``--instance``
+names in the same consumer group (one partition is one unit of work).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import timedelta
+from typing import Any
+
+from schemas import topics
+from schemas.pricing import PriceTable, PriceTableError, load_price_table
+from streams.admin.topics import create_topics, describe_topics
+from streams.config import Settings
+from streams.errors import ServiceUnavailableError, UserError
+from streams.worker.anomalies import DetectorConfig
+from streams.worker.budgets import DEFAULT_RESERVATION_TIMEOUT, BudgetBook
+from streams.worker.engine import EngineConfig, TransactionalEngine
+from streams.worker.state import ChangelogState
+from streams.worker.task import PartitionTask, partition_task
+from tokenledger.kafka_config import client_config
+from tokenledger.signing import SigningKeyError, signing_key
+
+GROUP = "tokenledger-worker"
+
+
+def default_instance() -> str:
+    return f"{socket.gethostname()}-0"
+
+
+class BudgetFeed:
+    """Keeps a BudgetBook current from the compacted budgets topic (all partitions)."""
+
+    def __init__(self, settings: Settings, topic: str, book: BudgetBook) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.book = book
+        self.consumer = Consumer(client_config(settings.kafka, {
+            "group.id": settings.topic("tokenledger-budget-feed"), "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }))  # fmt: skip
+        meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        self.partitions = set(meta.partitions)
+        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self.partitions])
+
+    def catch_up(self, timeout: float = 30.0) -> None:
+        from confluent_kafka import KafkaError
+
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while at_end != self.partitions:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError("could not read the budgets topic to its end")
+            for m in self.consumer.consume(1000, 0.2):
+                err = m.error()
+                if err is None:
+                    self.book.apply(m.key(), m.value(), m.headers())
+                elif err.code() == KafkaError._PARTITION_EOF and m.partition() is not None:
+                    at_end.add(m.partition())  # type: ignore[arg-type]
+
+    def poll(self) -> None:
+        for m in self.consumer.consume(500, 0):
+            if m.error() is None:
+                self.book.apply(m.key(), m.value(), m.headers())
+
+
+def build(
+    settings: Settings,
+    instance_id: str | None = None,
+    *,
+    prices: PriceTable | None = None,
+    dedup_retention: timedelta | None = None,
+    allowed_lateness: timedelta | None = None,
+    reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
+    max_batch: int = 2000,
+    detectors: DetectorConfig | None = None,
+) -> TransactionalEngine:
+    """The worker for ``settings``; checks and creates the topics it needs."""
+    if prices is None:
+        try:
+            prices = load_price_table()
+        except PriceTableError as exc:
+            raise UserError(str(exc)) from None
+    names = {t.name: settings.topic(t.name) for t in topics.TOPICS}
+    specs = [topics.TopicSpec(names[t.name], t.compacted, t.configs) for t in topics.TOPICS]
+    create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
+    _check_copartitioned(settings, names[topics.USAGE], names[topics.REQUESTS],
+                         names[topics.WORKER_CHANGELOG])  # fmt: skip
+    options: dict[str, Any] = {}
+    if dedup_retention is not None:
+        options["dedup_retention"] = dedup_retention
+    if allowed_lateness is not None:
+        options["allowed_lateness"] = allowed_lateness
+    table = prices
+    try:
+        secret = signing_key()
+    except SigningKeyError as exc:
+        raise UserError(str(exc)) from None
+    book = BudgetBook(names[topics.BUDGETS], secret)
+    feed = BudgetFeed(settings, names[topics.BUDGETS], book)
+    feed.catch_up()
+    book.changed.clear()
+
+    def factory(partition: int, state: ChangelogState) -> PartitionTask:
+        return partition_task(state, table, book, names, reservation_timeout=reservation_timeout,
+                              detectors=detectors, signing_key=secret, **options)  # fmt: skip
+
+    config = EngineConfig(
+        group_id=settings.topic(GROUP),
+        inputs=(names[topics.USAGE], names[topics.REQUESTS]),
+        changelog=names[topics.WORKER_CHANGELOG],
+        instance_id=instance_id or default_instance(),
+        bootstrap=settings.kafka,
+        max_batch=max_batch,
+    )
+    engine = TransactionalEngine(config, factory)
+
+    def follow_budgets() -> None:
+        feed.poll()
+        if book.changed:
+            for task in engine.tasks.values():
+                task.budgets.on_budgets_changed(book.changed)  # type: ignore[attr-defined]
+            book.changed.clear()
+
+    engine.hooks.append(follow_budgets)
+    return engine
+
+
+def _check_copartitioned(settings: Settings, *names: str) -> None:
+    described = describe_topics(settings.kafka, names)
+    counts = {n: int(described[n]["partitions"]) for n in names}
+    if len(set(counts.values())) != 1:
+        detail = ", ".join(f"{n}={c}" for n, c in counts.items())
+        raise UserError(
+            f"topics must have the same partition count (state follows input partitions): "
+            f"{detail}; recreate them with one count"
+        )

@@ -1,0 +1,90 @@
+"""One partition's processors, composed: usage (validate -> dedup -> price -> windows), requests
+(reservations), budgets and anomalies over one state.
+
+The usage and request topics are co-partitioned by tenant, so one partition task holds
+everything about its tenants: dedup, windows, reservations, budget spend and the signals
+it published. Runs on the transactional engine (streams.worker.service) or without Kafka
+(streams.demo.offline).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from schemas import topics
+from schemas.messages import EnrichedUsage
+from schemas.pricing import PriceTable
+from streams.records import Output
+from streams.worker.anomalies import AnomalyTask, DetectorConfig
+from streams.worker.budgets import DEFAULT_RESERVATION_TIMEOUT, BudgetBook, BudgetTracker
+from streams.worker.requests import RequestHandler
+from streams.worker.state import ChangelogState
+from streams.worker.usage import UsageTask, UsageTopics
+from tokenledger.signing import headers_for
+
+
+class PartitionTask:
+    """Everything one partition of the (co-partitioned) usage and request topics needs."""
+
+    def __init__(self, state: ChangelogState, usage: UsageTask, requests: RequestHandler,
+                 budgets: BudgetTracker, anomalies: AnomalyTask, requests_topic: str,
+                 signals_topic: str, signing_key: bytes | None = None) -> None:  # fmt: skip
+        self.state = state
+        self.usage = usage
+        self.requests = requests
+        self.budgets = budgets
+        self.anomalies = anomalies
+        self.signing_key = signing_key
+        self.requests_topic = requests_topic
+        self.signals_topic = signals_topic
+
+    @property
+    def counters(self) -> Counter[str]:
+        return self.usage.counters + self.requests.counters + self.anomalies.counters
+
+    def process(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        now: datetime,
+    ) -> list[Output]:  # fmt: skip
+        handler = self.requests if topic == self.requests_topic else self.usage
+        return handler.process(topic, partition, offset, key, value, now)
+
+    def end_batch(self, now: datetime) -> list[Output]:
+        outputs = self.usage.end_batch(now)
+        for signal in self.budgets.end_batch(now):
+            self.usage.counters[f"signal.{signal.state}"] += 1
+            key, value = signal.scope.encode(), signal.model_dump_json().encode()
+            headers = headers_for(self.signing_key, self.signals_topic, key, value)
+            outputs.append(Output(self.signals_topic, key, value, headers))
+        return outputs + self.anomalies.end_batch(self.usage.watermark_ms, now)
+
+
+def partition_task(
+    state: ChangelogState,
+    prices: PriceTable,
+    book: BudgetBook,
+    names: dict[str, str],
+    *,
+    reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
+    detectors: DetectorConfig | None = None,
+    signing_key: bytes | None = None,
+    **options: Any,
+) -> PartitionTask:
+    """The processors of one input partition over ``state``; ``names`` maps each topic's
+    name to the (namespaced) name to use. Also runs without Kafka (streams/offline.py)."""
+    out = UsageTopics(enriched=names[topics.USAGE_ENRICHED], dlq=names[topics.DLQ])
+    budgets = BudgetTracker(state, book, reservation_timeout=reservation_timeout)
+    usage = UsageTask(state, prices, out, **options)
+    anomalies = AnomalyTask(state, usage.windows, names[topics.ALERTS], budgets=budgets,
+                            config=detectors)  # fmt: skip
+
+    def on_enriched(event: EnrichedUsage) -> None:
+        budgets.on_usage(event)
+        anomalies.observe(event)
+
+    usage.on_enriched = on_enriched
+    requests = RequestHandler(budgets, names[topics.DLQ])
+    return PartitionTask(state, usage, requests, budgets, anomalies, names[topics.REQUESTS],
+                         names[topics.SIGNALS], signing_key)  # fmt: skip

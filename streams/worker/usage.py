@@ -1,0 +1,103 @@
+"""The usage processor: one partition of ``tokenledger.usage.v1`` at a time.
+
+raw bytes -> validate (DLQ with a reason) -> deduplicate (redeliveries dropped, repeated
+generations flagged) -> price (table or the event's own cost, checked; unknown models
+unpriced, never $0) -> spend windows (late events on the counted late path) ->
+``tokenledger.usage.enriched.v1``. Pure apart from its state object; the engine makes each
+batch's outputs, state changes and input offsets one Kafka transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from schemas.messages import EnrichedUsage, UsageEvent
+from schemas.pricing import PriceTable
+from streams.records import Output, Rejection, dead_letter
+from streams.worker.dedup import DEFAULT_RETENTION, Dedup, Verdict
+from streams.worker.price import enrich
+from streams.worker.state import ChangelogState
+from streams.worker.validate import parse
+from streams.worker.windows import DEFAULT_LATENESS, SpendWindows
+
+COMPONENT = "usage-worker"
+_EXPIRE_EVERY_MS = 60_000
+
+
+@dataclass(frozen=True)
+class UsageTopics:
+    enriched: str
+    dlq: str
+
+
+class UsageTask:
+    """The state and logic of one usage partition."""
+
+    def __init__(
+        self,
+        state: ChangelogState,
+        prices: PriceTable,
+        topics: UsageTopics,
+        *,
+        dedup_retention: timedelta = DEFAULT_RETENTION,
+        allowed_lateness: timedelta = DEFAULT_LATENESS,
+        on_enriched: Callable[[EnrichedUsage], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.on_enriched = on_enriched
+        self.prices = prices
+        self.topics = topics
+        self.dedup = Dedup(state, dedup_retention)
+        self.windows = SpendWindows(state, allowed_lateness)
+        self.watermark_ms = int(state.get("m:watermark") or 0)
+        self._saved_watermark = self.watermark_ms
+        self._expired_at = self.watermark_ms
+        self.counters: Counter[str] = Counter()
+
+    def process(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
+        now: datetime,
+    ) -> list[Output]:  # fmt: skip
+        event = parse(value, UsageEvent, now)
+        if isinstance(event, Rejection):
+            return [dead_letter(event, self.counters, self.topics.dlq, raw=value, key=key,
+                                topic=topic, partition=partition, offset=offset,
+                                component=COMPONENT, now=now)]  # fmt: skip
+        verdict = self.dedup.decide(event.event_id, event.idempotency_key)
+        if verdict is Verdict.REDELIVERY:
+            self.counters["redelivered"] += 1
+            return []
+        ts_ms = int(event.ts.timestamp() * 1000)
+        late = self.windows.is_late(ts_ms, self.watermark_ms)
+        enriched = enrich(event, self.prices, late=late, now=now,
+                          duplicate_generation=verdict is Verdict.DUPLICATE_GENERATION)  # fmt: skip
+        self.dedup.remember(event.event_id, event.idempotency_key, ts_ms)
+        if late:
+            self.counters["late"] += 1
+        else:
+            self.windows.add(ts_ms, event.tenant_id, event.feature, event.model,
+                             enriched.cost_nusd)  # fmt: skip
+        if verdict is Verdict.DUPLICATE_GENERATION:
+            self.counters["duplicate_generation"] += 1
+        if ts_ms > self.watermark_ms:
+            self.watermark_ms = ts_ms
+        self.counters["enriched"] += 1
+        if self.on_enriched is not None:
+            self.on_enriched(enriched)
+        return [Output(self.topics.enriched, event.tenant_id.encode(),
+                       enriched.model_dump_json().encode())]  # fmt: skip
+
+    def end_batch(self, now: datetime) -> list[Output]:
+        """Persist the watermark; expire old state about once a minute of event time."""
+        self.windows.flush()
+        if self.watermark_ms != self._saved_watermark:
+            self.state.put("m:watermark", str(self.watermark_ms))
+            self._saved_watermark = self.watermark_ms
+        if self.watermark_ms - self._expired_at >= _EXPIRE_EVERY_MS:
+            self.dedup.expire(self.watermark_ms)
+            self.windows.expire(self.watermark_ms)
+            self._expired_at = self.watermark_ms
+        return []

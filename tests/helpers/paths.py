@@ -1,0 +1,5 @@
+"""Where the source tree is."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
