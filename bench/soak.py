@@ -75,7 +75,7 @@ def main() -> int:
             procs[name] = subprocess.Popen([TOKENLEDGER, *args], env=env, stdout=log, stderr=log)  # noqa: S603
         names = TopicNames(requests=topics.REQUESTS, usage=topics.USAGE, outcomes=topics.OUTCOMES)
         ledger = Ledger("soak", bootstrap=broker.bootstrap, topics=names, spill_dir=tmp / "spill")
-        from tests import factories
+        from tests.helpers import factories
 
         emitted_at: list[float] = []  # event number -> when emit() was called
         # Where every 100th event landed on the enriched topic: (partition, offset) -> number.

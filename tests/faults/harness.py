@@ -19,7 +19,7 @@ from schemas import topics
 from schemas.messages import UsageEvent
 from streams.admin.progress import Probe
 from streams.config import Settings
-from tests.integration.test_streams_usage import expected_cost
+from tests.helpers.pricing_oracle import expected_cost
 from tokenledger.ledger import Ledger, TopicNames
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
@@ -83,7 +83,11 @@ class Pipeline:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, f"{name} did not stop cleanly; see {self.tmp / name}.log"
 
-    def stop_all(self) -> None:
+    def stop_all(self) -> dict[str, int]:
+        """Stop what still runs (SIGTERM, then SIGKILL after 30 s); their exit codes. A
+        process that exited by itself before this is a failure (checked in ``verdict``),
+        never silently restarted."""
+        codes = {}
         for name in list(self.procs):
             proc = self.procs.pop(name)
             if proc.poll() is None:
@@ -93,6 +97,8 @@ class Pipeline:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(10)
+            codes[name] = proc.returncode
+        return codes
 
     # -- traffic ---------------------------------------------------------------------------
 
@@ -109,6 +115,18 @@ class Pipeline:
             self.sent[e.event_id] = e
 
     # -- progress and the verdict ----------------------------------------------------------
+
+    def worker_progress(self) -> Probe:
+        """The worker group's committed usage offsets (close its consumer when done)."""
+        return Probe(self.settings, self.topic("tokenledger-worker"), self.topic(topics.USAGE))
+
+    def emitted_usage_offsets(self) -> int:
+        """The usage topic's end offsets, summed: where the worker's commits will reach."""
+        probe = self.worker_progress()
+        try:
+            return probe.end()
+        finally:
+            probe.consumer.close()
 
     def processed(self) -> bool:
         probe = Probe(self.settings, self.topic("tokenledger-worker"), self.topic(topics.USAGE))
@@ -142,7 +160,10 @@ class Pipeline:
 
     def verdict(self, fault: str, recovered_at: float, cleared_at: float) -> None:
         """Stop everything, read ClickHouse, record the figures, and check them."""
-        self.stop_all()
+        died = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+        assert died == {}, f"exited during the run: {died}; logs in {self.tmp}"
+        codes = self.stop_all()
+        assert set(codes.values()) == {0}, f"unclean stop: {codes}; logs in {self.tmp}"
         s = self.stored()
         sent = len(self.sent)
         cost = sum(0 if e.cache != "none" else expected_cost(e) for e in self.sent.values())

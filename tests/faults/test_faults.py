@@ -20,9 +20,10 @@ from confluent_kafka import Producer
 from schemas import topics
 from schemas.messages import UsageEvent
 from streams.local.broker import LocalKafka, free_ports
-from tests import factories
 from tests.faults.harness import Pipeline
-from tests.integration.test_sdk import wait_for
+from tests.helpers import factories
+from tests.helpers.clock import recent
+from tests.helpers.waiting import wait_for
 
 OUTAGE_S = float(os.environ.get("TOKENLEDGER_FAULT_OUTAGE_S", "60"))
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash")
@@ -39,11 +40,6 @@ def events(n: int, base: datetime, tag: str, *, spread_s: float = 60.0) -> list[
     ]  # fmt: skip
 
 
-def recent() -> datetime:
-    now = datetime.now(UTC)
-    return max(now - timedelta(minutes=3), now.replace(hour=0, minute=0, second=0, microsecond=0))
-
-
 @pytest.fixture
 def pipeline(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Pipeline]:
     p = Pipeline(kafka_bootstrap, tmp_path)
@@ -57,13 +53,24 @@ def test_worker_sigkilled_at_random_points_repeatedly(pipeline: Pipeline) -> Non
     pipeline.start_sink()
     ledger = pipeline.ledger()
     base = recent()
+    progress = pipeline.worker_progress()
     for round_ in range(4):
+        before = pipeline.emitted_usage_offsets()
         pipeline.emit(ledger, events(2500, base + timedelta(seconds=15 * round_), f"k{round_}",
                                      spread_s=15))  # fmt: skip
-        ledger.flush(30)
-        time.sleep(rng.uniform(0.3, 2.0))  # the kill lands wherever the worker is by then
+        assert ledger.flush(30), ledger.stats()
+        after = pipeline.emitted_usage_offsets()
+        # The kill lands at a random point of this round, and provably mid-stream: after the
+        # worker's first commit of the round and before its last. A transaction carries at
+        # most 200 records, so stopping 1,000 short of the end leaves room for the kill.
+        target = before + rng.randrange(1, after - before - 1000)
+        wait_for(lambda t=target: progress.committed() >= t, 60,  # type: ignore[misc]
+                 f"round {round_} in progress", interval=0.002)  # fmt: skip
         pipeline.kill("w1")
+        at_kill = progress.committed()
+        assert before < at_kill < after, (round_, before, at_kill, after)
         pipeline.start_worker()
+    progress.consumer.close()
     cleared = time.monotonic()
     ledger.close()
     wait_for(pipeline.stored_all, 180, "every event processed and stored", interval=0.5)
@@ -128,7 +135,7 @@ def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> Non
     ledger = pipeline.ledger()
     base = recent()
     pipeline.emit(ledger, events(2000, base, "a", spread_s=30))
-    ledger.flush(30)
+    assert ledger.flush(30), ledger.stats()
     wait_for(pipeline.stored_all, 120, "the first events stored", interval=0.5)
     pipeline.stop("sink")
     holder = subprocess.Popen(  # another process holds the data path: ClickHouse is away
@@ -146,8 +153,8 @@ def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> Non
             pipeline.emit(ledger, events(500, base + timedelta(seconds=30 + i), f"b{i}",
                                          spread_s=1))  # fmt: skip
             i += 1
-            time.sleep(1.0)
-        ledger.flush(30)
+            time.sleep(1.0)  # pacing: 500 events a second
+        assert ledger.flush(30), ledger.stats()
         log = (pipeline.tmp / "sink.log").read_text()
         assert "ClickHouse unavailable" in log
     finally:
@@ -171,23 +178,23 @@ def test_broker_restarted_under_load_and_the_sdk_cut_off_meanwhile(
         ledger = p.ledger(delivery_timeout_ms=2000, retry_interval_s=0.5)
         base = recent()
         p.emit(ledger, events(3000, base, "before", spread_s=20))
-        time.sleep(1.0)  # mid-stream: the broker goes while the worker and sink are busy
-        own_broker.stop()
+        progress = p.worker_progress()
+        wait_for(lambda: progress.committed() > 0, 60, "the worker's first commit", interval=0.01)
+        progress.consumer.close()
+        own_broker.stop()  # mid-stream: the broker goes while the worker and sink are busy
         away_until = time.monotonic() + OUTAGE_S
         i = 0
         while time.monotonic() < away_until:  # the SDK keeps emitting: spills, never blocks
             p.emit(ledger, events(200, base + timedelta(seconds=20 + i), f"during{i}",
                                   spread_s=1))  # fmt: skip
             i += 1
-            time.sleep(1.0)
+            time.sleep(1.0)  # pacing: 200 events a second
         own_broker.start()
         cleared = time.monotonic()
         assert ledger.flush(120), ledger.stats()
         assert ledger.stats()["spilled"] > 0
-        for name in ("w1", "sink"):  # a supervisor's job: restart what gave up
-            if p.procs[name].poll() is not None:
-                p.procs.pop(name)
-                p.start_worker() if name == "w1" else p.start_sink()
+        for name in ("w1", "sink"):  # both rode the outage out: nothing restarted them
+            assert p.procs[name].poll() is None, f"{name} exited; see {p.tmp / name}.log"
         ledger.close()
         wait_for(
             p.stored_all, 300, "every event processed and stored after the restart", interval=0.5

@@ -16,8 +16,8 @@ import pytest
 from schemas import topics
 from schemas.messages import Alert
 from streams.demo.scenario import Incident, Scenario, Tenant, usage_events
-from tests.integration.test_streams_exactly_once import Workers, _wait_topics, wait_visible
-from tests.integration.test_streams_usage import produce, read_committed
+from tests.helpers.kafka_io import produce, read_committed, wait_visible
+from tests.helpers.workers import Workers
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_a_runaway_is_one_incident_across_a_worker_handover(workers: Workers) ->
     cut = next(i for i, (ts, _) in enumerate(events) if ts > runaway.start + timedelta(minutes=4))
 
     first = workers.start("a", max_batch=500)
-    _wait_topics(workers)
+    workers.wait_topics()
     produce(workers.bootstrap, workers.topic(topics.USAGE), _records(events[:cut]))
     wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), cut, timeout=120)
     fired = _alerts(workers, 1)
@@ -70,6 +70,10 @@ def test_a_runaway_is_one_incident_across_a_worker_handover(workers: Workers) ->
         alerts = _alerts(workers, 2)
     second.send_signal(signal.SIGTERM)
     assert second.wait(30) == 0
+    # No other alert exists: each worker's own count of what it emitted, over its life.
+    emitted = [{k: v for k, v in workers.counters(p).items() if k.startswith("alert.")}
+               for p in (first, second)]  # fmt: skip
+    assert emitted == [{"alert.firing": 1}, {"alert.resolved": 1}]
 
     assert Counter((a.fingerprint, a.status) for a in alerts) == {
         (fired[0].fingerprint, "firing"): 1, (fired[0].fingerprint, "resolved"): 1}  # fmt: skip

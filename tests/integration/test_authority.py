@@ -17,13 +17,11 @@ from schemas.messages import Budget, Signal
 from streams.admin import budgets as budget_admin
 from streams.config import Settings
 from streams.worker import service as worker
-from tests import factories
-from tests.integration.test_streams_usage import (
-    expected_cost,
-    produce,
-    read_committed,
-    run_worker,
-)
+from tests.helpers import factories
+from tests.helpers.clock import midday_zone
+from tests.helpers.kafka_io import produce, read_committed
+from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.workers import run_worker
 from tokenledger.guard import BudgetGuard
 from tokenledger.signing import headers_for
 
@@ -58,12 +56,12 @@ def test_unsigned_budgets_and_forged_signals_are_ignored(
     now = datetime.now(UTC)
     # A budget from the platform (signed by `tokenledger budget`) and two forged ones.
     budget_admin.put(
-        settings, budget_admin.make_budget("payer", None, "0.000001", "day", "UTC", "50")
+        settings, budget_admin.make_budget("payer", None, "0.000001", "day", midday_zone(), "50")
     )
     forged = Budget(tenant_id="victim", limit_nusd=1, updated_at=now).model_dump_json().encode()
     _rogue(settings, topics.BUDGETS, "tenant/victim", forged, None)
     _rogue(settings, topics.BUDGETS, "tenant/victim", forged, b"w" * 40)
-    base = max(now - timedelta(minutes=2), now.replace(hour=0, minute=0, second=0))
+    base = now - timedelta(minutes=2)
     events = [factories.usage(tenant_id=t, ts=base + timedelta(seconds=i), idempotency_key=f"{t}{i}")
               for i in range(3) for t in ("payer", "victim")]  # fmt: skip
     produce(settings.kafka, settings.topic(topics.USAGE),
@@ -72,6 +70,12 @@ def test_unsigned_budgets_and_forged_signals_are_ignored(
     signals = [Signal.model_validate_json(m.value()) for m in
                read_committed(settings.kafka, settings.topic(topics.SIGNALS), 1, timeout=15)]  # fmt: skip
     assert [(s.scope, s.state) for s in signals] == [("tenant/payer", "block")]
+    # The worker published that one signal and no other (its own count, read after the
+    # enriched events and the block are visible), and refused both forged budgets.
+    published = {k: v for k, v in running.counters().items() if k.startswith("signal.")}
+    assert published == {"signal.block": 1}
+    (task,) = running.tasks.values()
+    assert task.budgets.book.unauthorized == 2  # type: ignore[attr-defined]
     payer_cost = sum(expected_cost(e) for e in events if e.tenant_id == "payer")
     assert signals[0].spend_nusd == payer_cost and signals[0].limit_nusd == 1000  # $0.000001
 

@@ -17,7 +17,7 @@ import pytest
 
 from schemas.rows import ROWS, AlertRow, DlqRow, OutcomeRow, RequestRow, SignalRow, UsageRow
 from streams.sink import migrations
-from tests import factories
+from tests.helpers import factories
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import pytest
 
 from schemas.messages import UsageEvent
 from streams.demo.run import ANOMALY_TENANT, OVER_BUDGET_TENANT
-from tests.integration.test_streams_usage import expected_cost
+from tests.helpers.pricing_oracle import expected_cost
 
 pytestmark = pytest.mark.integration
 

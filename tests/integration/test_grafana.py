@@ -12,7 +12,7 @@ import pytest
 from schemas.rows import DlqRow, OutcomeRow, SignalRow, UsageRow
 from streams.analytics import grafana, queries
 from streams.sink import migrations
-from tests import factories
+from tests.helpers import factories
 
 pytestmark = pytest.mark.integration
 

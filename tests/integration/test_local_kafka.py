@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -12,16 +11,11 @@ import pytest
 
 from schemas.topics import BUDGETS, SIGNALS, TOPICS, WORKER_CHANGELOG, TopicSpec
 from streams.admin.topics import create_topics, describe_topics, metadata_ok
+from tests.helpers.cli import tl
 
 pytestmark = pytest.mark.integration
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
-
-
-def tl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TOKENLEDGER, *args], env=env, capture_output=True, text=True, timeout=180, check=False
-    )
 
 
 def java_processes(properties: Path) -> list[int]:

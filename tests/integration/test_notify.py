@@ -19,7 +19,7 @@ from streams.admin.topics import create_topics
 from streams.alerts.notifier import Notifier
 from streams.alerts.receivers import Receiver, receivers_from_env
 from streams.config import Settings
-from tests.integration.test_streams_usage import committed_total, produce, read_committed
+from tests.helpers.kafka_io import committed_total, produce, read_committed
 
 pytestmark = pytest.mark.integration
 

@@ -3,48 +3,21 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from streams.local.broker import LocalKafka
-from tests import factories
+from tests.helpers import factories
+from tests.helpers.kafka_io import consume_all
+from tests.helpers.waiting import wait_for
 from tokenledger import BudgetGuard, Ledger, TopicNames
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str,
-             interval: float = 0.02) -> None:  # fmt: skip
-    """Poll a real condition until it holds; fail with ``what`` when ``timeout`` runs out."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
-    consumer.subscribe([topic])
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            for m in consumer.consume(num_messages=1000, timeout=0.5):
-                assert m.error() is None, m.error()
-                got.append(m)
-        extra = consumer.consume(num_messages=1000, timeout=1.0)  # nothing more may come
-        got.extend(m for m in extra if m.error() is None)
-    finally:
-        consumer.close()
-    return got
 
 
 @pytest.fixture
@@ -248,7 +221,7 @@ def test_interpreter_exit_flushes(
 
     script = (
         "import sys; from tokenledger import Ledger, TopicNames;"
-        "from tests import factories;"
+        "from tests.helpers import factories;"
         "t = TopicNames(requests=sys.argv[2], usage=sys.argv[3], outcomes=sys.argv[4]);"
         "ledger = Ledger('svc', bootstrap=sys.argv[1], topics=t, spill_dir=sys.argv[5]);"
         "[ledger.emit(factories.usage(event_id=f'exit-{i}')) for i in range(25)]"

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,12 +25,12 @@ from streams.config import Settings
 from streams.sink import migrations
 from streams.sink.client import get_client
 from streams.sink.service import Sink
-from tests import factories
-from tests.integration.test_streams_usage import committed_total, produce
+from tests.helpers import factories
+from tests.helpers.cli import TOKENLEDGER
+from tests.helpers.kafka_io import committed_total, produce
+from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 
 
 def namespace_settings(bootstrap: str, **extra: str) -> Settings:
@@ -43,14 +42,6 @@ def namespace_settings(bootstrap: str, **extra: str) -> Settings:
 def make_topics(settings: Settings) -> None:
     create_topics(settings.kafka, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
                                    for t in topics.TOPICS], 3, 1)  # fmt: skip
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def usage_events(n: int, base: datetime) -> list[EnrichedUsage]:
@@ -119,7 +110,7 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     def stored(table: str) -> int:
         return int(ch.command("SELECT count() FROM {t:Identifier}", parameters={"t": table}))
 
-    until(lambda: all(stored(t) == n for t, n in counts.items()), "every row in ClickHouse")
+    wait_for(lambda: all(stored(t) == n for t, n in counts.items()), 60, "every row in ClickHouse")
     sink.stop()
     thread.join(30)
 
@@ -265,13 +256,13 @@ def test_sink_killed_mid_batch_stores_each_event_once(
     log = open(tmp_path / "sink.log", "wb")  # noqa: SIM115
     sink = spawn([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
                             env=env, stdout=log, stderr=log)  # fmt: skip
-    until(lambda: _committed(settings) >= 2000, "the sink to commit 2000 messages", 120)
+    wait_for(lambda: _committed(settings) >= 2000, 120, "the sink to commit 2000 messages")
     sink.send_signal(signal.SIGKILL)
     assert sink.wait(10) == -signal.SIGKILL
     assert _committed(settings) < 12_000, "the kill must land mid-stream"
     again = spawn([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
                              env=env, stdout=log, stderr=log)  # fmt: skip
-    until(lambda: _committed(settings) == 12_000, "the restarted sink to finish", 180)
+    wait_for(lambda: _committed(settings) == 12_000, 180, "the restarted sink to finish")
     again.send_signal(signal.SIGTERM)
     assert again.wait(60) == 0
     total = sum(e.cost_nusd or 0 for e in events)
@@ -300,14 +291,14 @@ def test_clickhouse_unavailable_for_a_while_loses_nothing(spawn: Callable[..., s
     log = open(log_path, "wb")  # noqa: SIM115
     sink = spawn([TOKENLEDGER, "sink", "--max-rows", "500", "--max-wait", "0.2"],
                             env=env, stdout=log, stderr=log)  # fmt: skip
-    until(lambda: log_path.read_text().count("ClickHouse unavailable") >= 2,
-          "the sink to retry against the unavailable engine")  # fmt: skip
+    wait_for(lambda: log_path.read_text().count("ClickHouse unavailable") >= 2, 60,
+             "the sink to retry against the unavailable engine")  # fmt: skip
     assert _committed(settings) == 0  # nothing committed while nothing could be stored
     assert holder.stdin is not None
     holder.stdin.write("\n")
     holder.stdin.flush()
     assert holder.wait(30) == 0
-    until(lambda: _committed(settings) == 3000, "the sink to store everything once back", 120)
+    wait_for(lambda: _committed(settings) == 3000, 120, "the sink to store everything once back")
     sink.send_signal(signal.SIGTERM)
     assert sink.wait(60) == 0
     total = sum(e.cost_nusd or 0 for e in events)

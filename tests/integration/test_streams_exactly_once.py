@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,52 +15,19 @@ import pytest
 from schemas import topics
 from schemas.messages import EnrichedUsage, Signal, UsageEvent
 from streams.worker.windows import window_start
-from tests import factories
-from tests.integration.test_streams_usage import (
+from tests.helpers import factories
+from tests.helpers.clock import midday_zone, recent
+from tests.helpers.kafka_io import (
     changelog_windows,
     committed_total,
-    expected_cost,
     produce,
     read_committed,
+    wait_visible,
 )
+from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.workers import Workers
 
 pytestmark = pytest.mark.integration
-
-TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
-
-
-class Workers:
-    """`tokenledger worker` subprocesses of one namespace; all stopped at the end."""
-
-    def __init__(self, bootstrap: str, partitions: int, tmp: Path) -> None:
-        self.namespace = f"x{uuid.uuid4().hex[:10]}"
-        self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap,
-                    "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
-                    "TOKENLEDGER_PARTITIONS": str(partitions)}  # fmt: skip
-        self.bootstrap = bootstrap
-        self.tmp = tmp
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def topic(self, name: str) -> str:
-        return f"{self.namespace}.{name}"
-
-    def start(self, instance: str, max_batch: int = 50) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{instance}-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen([TOKENLEDGER, "worker", "--instance", instance, "--max-batch",
-                                 str(max_batch)], env=self.env, stdout=log, stderr=log)  # fmt: skip
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 @pytest.fixture
@@ -72,13 +35,6 @@ def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Workers]:
     pool = Workers(kafka_bootstrap, 3, tmp_path)
     yield pool
     pool.stop_all()
-
-
-def recent_base() -> datetime:
-    """A few minutes ago, but never yesterday: budgets count today's window."""
-    now = datetime.now(UTC)
-    return max(now.replace(second=0, microsecond=0) - timedelta(minutes=3),
-               now.replace(hour=0, minute=0, second=0, microsecond=0))  # fmt: skip
 
 
 def make_events(n: int, tenants: int, base: datetime) -> list[UsageEvent]:
@@ -96,15 +52,6 @@ def records(events: list[UsageEvent]) -> list[tuple[bytes | None, bytes]]:
     return [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events]
 
 
-def wait_visible(bootstrap: str, topic: str, at_least: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        n = len(read_committed(bootstrap, topic, at_least, timeout=3))
-        if n >= at_least:
-            return n
-    raise AssertionError(f"fewer than {at_least} records on {topic} after {timeout}s")
-
-
 def check_exactly_once(workers: Workers, events: list[UsageEvent], base: datetime) -> None:
     out = [EnrichedUsage.model_validate_json(m.value()) for m in
            read_committed(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), len(events))]  # fmt: skip
@@ -120,10 +67,10 @@ def check_exactly_once(workers: Workers, events: list[UsageEvent], base: datetim
 
 
 def test_sigkill_mid_stream_then_restart_counts_each_event_once(workers: Workers) -> None:
-    base = recent_base()
+    base = recent()
     first = make_events(6000, tenants=12, base=base)
     worker = workers.start("w1")
-    _wait_topics(workers)
+    workers.wait_topics()
     limits = _budgets_crossed_midway(workers, first + make_events(7000, 12, base)[6000:])
     produce(workers.bootstrap, workers.topic(topics.USAGE), records(first))
     deadline = time.monotonic() + 60
@@ -156,7 +103,7 @@ def _budgets_crossed_midway(workers: Workers, events: list[UsageEvent]) -> dict[
         spent = sum(expected_cost(e) for e in events if e.tenant_id == tenant)
         limits[tenant] = spent // 2
         budget = budget_admin.make_budget(tenant, None, f"{Decimal(limits[tenant]) / 10**9}",
-                                          "day", "UTC", "50")  # fmt: skip
+                                          "day", midday_zone(), "50")  # fmt: skip
         budget_admin.put(settings, budget)
     return limits
 
@@ -174,10 +121,10 @@ def check_signals(workers: Workers, events: list[UsageEvent], limits: dict[str, 
 
 
 def test_two_workers_and_a_rebalance_give_the_same_totals(workers: Workers) -> None:
-    base = recent_base()
+    base = recent()
     events = make_events(8000, tenants=20, base=base)
     workers.start("a")
-    _wait_topics(workers)
+    workers.wait_topics()
     produce(workers.bootstrap, workers.topic(topics.USAGE), records(events[:4000]))
     wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 500)
     workers.start("b")  # joins the group: partitions move while events flow
@@ -192,15 +139,3 @@ def _committed_inputs(workers: Workers) -> int:
     """Usage records the worker group has committed, over all partitions."""
     return committed_total(workers.bootstrap, f"{workers.namespace}.tokenledger-worker",
                            workers.topic(topics.USAGE), 3)  # fmt: skip
-
-
-def _wait_topics(workers: Workers, timeout: float = 60) -> None:
-    from streams.admin.topics import admin_client
-
-    admin = admin_client(workers.bootstrap)
-    wanted = {workers.topic(t.name) for t in topics.TOPICS}
-    deadline = time.monotonic() + timeout
-    while not wanted <= set(admin.list_topics(timeout=5).topics):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"worker did not create its topics; logs in {workers.tmp}")
-        time.sleep(0.1)

@@ -2,47 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
 
 from schemas import topics
 from schemas.messages import DlqRecord, EnrichedUsage, UsageEvent
-from schemas.pricing import DEFAULT_TABLE
 from streams.config import Settings
 from streams.worker import service as worker
 from streams.worker.windows import window_start
-from tests import factories
+from tests.helpers import factories
+from tests.helpers.kafka_io import changelog_windows, produce, read_committed
+from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.workers import run_worker
 
 pytestmark = pytest.mark.integration
-
-RATES = {m["model"]: m for m in json.loads(DEFAULT_TABLE.read_text())["models"]}
-
-
-def expected_cost(e: UsageEvent) -> int:
-    """Independent of schemas.pricing: the rate file's numbers, Decimal arithmetic."""
-    r = RATES[e.model]
-    rate = {k: Decimal(r[k]) for k in ("input", "output")}
-    cached = Decimal(r.get("cached_read", r["input"]))
-    write = Decimal(r.get("cache_write", r["input"]))
-    usd = (
-        (e.input_tokens - e.cached_input_tokens - e.cache_write_tokens) * rate["input"]
-        + e.cached_input_tokens * cached + e.cache_write_tokens * write
-        + e.output_tokens * rate["output"]
-    )  # fmt: skip
-    if e.batch:
-        usd *= 1 - Decimal(r["batch_discount"])
-    return int((usd * 1000).to_integral_value(ROUND_HALF_EVEN))
 
 
 @pytest.fixture
@@ -52,108 +30,6 @@ def settings(kafka_bootstrap: str) -> Settings:
         "TOKENLEDGER_TOPIC_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
         "TOKENLEDGER_PARTITIONS": "3",
     })  # fmt: skip
-
-
-def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap})
-    for key, value in records:
-        producer.produce(topic, value, key)
-    assert producer.flush(30) == 0
-
-
-def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
-    """Offsets ``group`` has committed on ``topic``, summed. read_uncommitted: a killed
-    transactional worker's open offsets do not hold the answer up. Retries (bounded) while
-    a fresh broker's group coordinator is still loading."""
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-    transient = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                 KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}  # fmt: skip
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "isolation.level": "read_uncommitted"})  # fmt: skip
-    try:
-        for attempt in range(50):
-            try:
-                done = consumer.committed(
-                    [TopicPartition(topic, p) for p in range(partitions)], timeout=10
-                )
-                return sum(max(tp.offset, 0) for tp in done)
-            except KafkaException as exc:
-                if exc.args[0].code() not in transient or attempt == 49:
-                    raise
-                time.sleep(0.2)
-        raise AssertionError("unreachable")
-    finally:
-        consumer.close()
-
-
-def _assigned(bootstrap: str, topic: str, **extra: Any) -> Consumer:
-    """A read_committed consumer of every partition of ``topic`` from the start, without a
-    consumer group (no rebalance to wait for)."""
-    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         **extra})  # fmt: skip
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    return consumer
-
-
-def read_committed(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[Any]:
-    consumer = _assigned(bootstrap, topic)
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            got.extend(m for m in consumer.consume(1000, 0.3) if m.error() is None)
-        got.extend(m for m in consumer.consume(1000, 1.0) if m.error() is None)
-    finally:
-        consumer.close()
-    return got
-
-
-def changelog_windows(bootstrap: str, topic: str) -> dict[str, tuple[int, int, int]]:
-    """The latest committed value of every window key in the workers' changelog."""
-    from confluent_kafka import KafkaError
-
-    latest: dict[str, bytes | None] = {}
-    consumer = _assigned(bootstrap, topic, **{"enable.partition.eof": True})
-    partitions = len(consumer.assignment())
-    eof: set[int | None] = set()
-    deadline = time.monotonic() + 30
-    try:
-        while len(eof) < partitions and time.monotonic() < deadline:
-            for m in consumer.consume(1000, 0.3):
-                err, key = m.error(), m.key()
-                if err is None and key is not None:
-                    latest[key.decode()] = m.value()
-                    eof.discard(m.partition())
-                elif err is not None and err.code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-    finally:
-        consumer.close()
-    assert len(eof) == partitions, "changelog not read to its end"
-    out: dict[str, tuple[int, int, int]] = {}
-    for name, value in latest.items():
-        if name.startswith("w:") and value is not None:
-            total, events, unpriced = (int(x) for x in value.decode().split(","))
-            out[name] = (total, events, unpriced)
-    return out
-
-
-@contextmanager
-def run_worker(settings: Settings, instance: str) -> Iterator[worker.TransactionalEngine]:
-    """A worker engine running in a thread of this process, stopped on the way out."""
-    engine = worker.build(settings, instance)
-    thread = threading.Thread(target=engine.run, daemon=True)
-    thread.start()
-    try:
-        yield engine
-    finally:
-        engine.stop()
-        thread.join(30)
-    assert not thread.is_alive()
 
 
 @pytest.fixture

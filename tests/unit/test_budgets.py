@@ -9,7 +9,7 @@ import pytest
 from schemas.messages import Budget
 from streams.worker.budgets import BudgetBook, BudgetTracker, budget_window, evaluate
 from streams.worker.state import ChangelogState
-from tests import factories
+from tests.helpers import factories
 
 NANO = 1_000_000_000
 

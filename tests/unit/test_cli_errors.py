@@ -4,30 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from streams.local.broker import free_port
-
-TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
-
-
-def run(
-    args: list[str], env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TOKENLEDGER, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def one_line_error(done: subprocess.CompletedProcess[str], code: int, starts: str) -> None:
-    assert done.returncode == code, done.stderr
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith(f"tokenledger: {starts}"), lines[0]
 
 
 @pytest.mark.parametrize(
@@ -67,24 +48,27 @@ def one_line_error(done: subprocess.CompletedProcess[str], code: int, starts: st
 def test_usage_and_input_mistakes(
     cli_env: dict[str, str], args: list[str], extra_env: dict[str, str], code: int, starts: str
 ) -> None:
-    one_line_error(run(args, {**cli_env, **extra_env}), code, starts)
+    one_line_error(tl({**cli_env, **extra_env}, *args), code, starts)
+
+
+from tests.helpers.cli import one_line_error, tl
 
 
 def test_unreachable_broker(cli_env: dict[str, str]) -> None:
     env = {**cli_env, "TOKENLEDGER_KAFKA": f"127.0.0.1:{free_port()}"}
-    one_line_error(run(["topics", "create"], env), 3, "no Kafka broker answers at 127.0.0.1:")
+    one_line_error(tl(env, "topics", "create"), 3, "no Kafka broker answers at 127.0.0.1:")
 
 
 def test_unreachable_clickhouse_server(cli_env: dict[str, str]) -> None:
     env = {**cli_env, "TOKENLEDGER_CLICKHOUSE": f"http://127.0.0.1:{free_port()}"}
-    done = run(["migrate"], env)
+    done = tl(env, "migrate")
     one_line_error(done, 3, "ClickHouse at http://127.0.0.1:")
     assert "connection refused" in done.stderr
 
 
 def test_missing_java(cli_env: dict[str, str], tmp_path: Path) -> None:
     env = {**cli_env, "PATH": str(tmp_path)}
-    one_line_error(run(["kafka", "start"], env), 2, "java not found on PATH")
+    one_line_error(tl(env, "kafka", "start"), 2, "java not found on PATH")
 
 
 def test_missing_maven_when_jars_are_not_cached(cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -93,7 +77,7 @@ def test_missing_maven_when_jars_are_not_cached(cli_env: dict[str, str], tmp_pat
     java = subprocess.run(["sh", "-c", "command -v java"], capture_output=True, text=True)
     (bin_dir / "java").symlink_to(os.path.realpath(java.stdout.strip()))
     env = {**cli_env, "PATH": str(bin_dir), "TOKENLEDGER_CACHE": str(tmp_path / "empty-cache")}
-    one_line_error(run(["kafka", "start"], env), 2, "mvn not found on PATH")
+    one_line_error(tl(env, "kafka", "start"), 2, "mvn not found on PATH")
 
 
 def test_port_taken_by_another_process(cli_env: dict[str, str]) -> None:
@@ -104,13 +88,13 @@ def test_port_taken_by_another_process(cli_env: dict[str, str]) -> None:
         s.listen()
         env = {**cli_env, "TOKENLEDGER_KAFKA_PORT": str(s.getsockname()[1])}
         one_line_error(
-            run(["kafka", "start"], env), 2, f"port {s.getsockname()[1]} on 127.0.0.1 is taken"
+            tl(env, "kafka", "start"), 2, f"port {s.getsockname()[1]} on 127.0.0.1 is taken"
         )
 
 
 def test_schema_drift_check_exits_1(cli_env: dict[str, str], tmp_path: Path) -> None:
-    done = run(["schemas", "export", "--check", "--out", str(tmp_path)], cli_env)
+    done = tl(cli_env, "schemas", "export", "--check", "--out", str(tmp_path))
     assert done.returncode == 1
     assert "differs from the models" in done.stderr and "Traceback" not in done.stderr
-    assert run(["schemas", "export", "--out", str(tmp_path)], cli_env).returncode == 0
-    assert run(["schemas", "export", "--check", "--out", str(tmp_path)], cli_env).returncode == 0
+    assert tl(cli_env, "schemas", "export", "--out", str(tmp_path)).returncode == 0
+    assert tl(cli_env, "schemas", "export", "--check", "--out", str(tmp_path)).returncode == 0

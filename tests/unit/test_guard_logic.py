@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests import factories
+from tests.helpers import factories
 from tokenledger.guard import BudgetGuard, Guardrails
 
 

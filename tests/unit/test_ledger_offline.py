@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from streams.local.broker import free_port
-from tests import factories
+from tests.helpers import factories
 from tokenledger import Ledger
 from tokenledger.spill import Spill
 

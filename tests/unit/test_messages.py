@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from schemas.common import check_event_time
 from schemas.messages import MESSAGES, Budget, UsageEvent, budget_scope
-from tests import factories
+from tests.helpers import factories
 
 
 def usage_json(**overrides: Any) -> str:

@@ -75,7 +75,10 @@ def test_unknown_model_has_no_price_rather_than_zero() -> None:
 
 def test_aliases_price_like_their_model() -> None:
     prices = load_price_table()
-    assert prices.price("gpt-4o-2024-08-06", AT, CALL) == prices.price("gpt-4o", AT, CALL)
+    alias, model = prices.price("gpt-4o-2024-08-06", AT, CALL), prices.price("gpt-4o", AT, CALL)
+    # 2,476 plain x $2.50 + 1,024 cached x $1.25 + 420 out x $10.00, per 1M: $0.01167
+    assert alias is not None and model is not None
+    assert (alias.cost_nusd, model.cost_nusd) == (11_670_000, 11_670_000)
 
 
 def test_rounds_once_half_to_even() -> None:

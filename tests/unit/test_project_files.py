@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import subprocess
@@ -9,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from streams.cli import commands
+from streams.cli import commands, services
 from streams.config import Settings
 from tests.helpers.paths import ROOT
 
@@ -29,8 +30,20 @@ def settings_env_names() -> set[str]:
     return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
 
 
+def stage_commands() -> set[str]:
+    """The long-running stages of the flow: every command streams/cli/services.py registers."""
+    names: set[str] = set()
+
+    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        names.add(name)
+        return argparse.ArgumentParser()
+
+    services.register(add)
+    return names
+
+
 def test_compose_has_the_stack() -> None:
-    assert set(SERVICES) == {"kafka", "clickhouse", "grafana", "init", "worker", "notifier"}
+    assert set(SERVICES) >= {"kafka", "clickhouse", "grafana", "init"}
     for name in ("kafka", "clickhouse", "grafana"):
         assert "healthcheck" in SERVICES[name], name
 
@@ -63,7 +76,7 @@ def _pinned_kafka() -> str:
 
 def test_app_services_read_only_known_settings() -> None:
     known = settings_env_names()
-    for name in ("init", "worker", "notifier"):
+    for name in ("init", "worker", "sink", "notifier"):
         env = SERVICES[name]["environment"]
         assert set(env) <= known, set(env) - known
         assert env["TOKENLEDGER_CLICKHOUSE"] == "http://clickhouse:8123"
@@ -74,8 +87,15 @@ def test_app_services_read_only_known_settings() -> None:
         Settings.from_env(env)  # parses
 
 
+def test_every_stage_of_the_flow_runs_in_compose() -> None:
+    run = {service["command"][0] for service in SERVICES.values() if "command" in service}
+    stages = stage_commands()
+    assert stages >= {"worker", "sink", "notify"}
+    assert stages - run == set(), "a stage of the flow has no docker-compose service"
+
+
 def test_services_run_real_commands_and_dependencies_exist() -> None:
-    for name in ("init", "worker"):
+    for name in ("init", "worker", "sink"):
         assert SERVICES[name]["command"][0] in commands(), name
         assert "profiles" not in SERVICES[name]
     for service in SERVICES.values():

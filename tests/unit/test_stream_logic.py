@@ -17,14 +17,15 @@ from streams.worker.state import ChangelogState
 from streams.worker.usage import UsageTask, UsageTopics
 from streams.worker.validate import parse
 from streams.worker.windows import SpendWindows, parse_window, window_start
-from tests import factories
+from tests.helpers import factories
 
-NOW = datetime.now(UTC)
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+"""The processing clock of these tests: fixed, so no result depends on when they run."""
 TOPICS = UsageTopics(enriched="out", dlq="dlq")
 
 
 def raw(**changes: Any) -> bytes:
-    return factories.mutated_json(factories.usage(), **changes)
+    return factories.mutated_json(factories.usage(ts=NOW - timedelta(minutes=1)), **changes)
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,7 @@ def test_enrich_flags_and_costs() -> None:
 
 def test_task_drops_redeliveries_and_sends_bad_input_to_the_dlq() -> None:
     task = UsageTask(ChangelogState(), load_price_table(), TOPICS)
-    good = factories.usage().model_dump_json().encode()
+    good = factories.usage(ts=NOW - timedelta(minutes=1)).model_dump_json().encode()
     first = task.process("in", 0, 0, b"acme", good, NOW)
     assert [o.topic for o in first] == ["out"]
     assert task.process("in", 0, 1, b"acme", good, NOW) == []

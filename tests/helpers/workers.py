@@ -1,0 +1,85 @@
+"""Stream workers for tests: `tokenledger worker` subprocesses of one topic namespace, or
+an engine running in a thread of the test process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from schemas import topics
+from streams.config import Settings
+from streams.worker import service as worker
+from tests.helpers.cli import TOKENLEDGER
+from tests.helpers.kafka_io import wait_topics
+
+
+class Workers:
+    """`tokenledger worker` subprocesses of one namespace; all stopped at the end."""
+
+    def __init__(self, bootstrap: str, partitions: int, tmp: Path) -> None:
+        self.namespace = f"x{uuid.uuid4().hex[:10]}"
+        self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap,
+                    "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
+                    "TOKENLEDGER_PARTITIONS": str(partitions)}  # fmt: skip
+        self.bootstrap = bootstrap
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
+
+    def topic(self, name: str) -> str:
+        return f"{self.namespace}.{name}"
+
+    def start(self, instance: str, max_batch: int = 50) -> subprocess.Popen[bytes]:
+        path = self.tmp / f"{instance}-{len(self.procs)}.log"
+        log = open(path, "wb")  # noqa: SIM115
+        proc = subprocess.Popen([TOKENLEDGER, "worker", "--instance", instance, "--max-batch",
+                                 str(max_batch)], env=self.env, stdout=log, stderr=log)  # fmt: skip
+        self.procs.append(proc)
+        self.logs[proc.pid] = path
+        return proc
+
+    def counters(self, proc: subprocess.Popen[bytes]) -> dict[str, int]:
+        """What a stopped worker counted over its life, from the summary line it prints on a
+        clean stop ("worker NAME stopped after N records: k=v, ...")."""
+        assert proc.poll() is not None, "stop the worker first"
+        lines = [x for x in self.logs[proc.pid].read_text().splitlines() if " stopped after " in x]
+        assert len(lines) == 1, f"no summary line in {self.logs[proc.pid]}"
+        summary = lines[0].split(" records: ", 1)[1]
+        if summary == "no events":
+            return {}
+        return {k: int(v) for k, v in (item.split("=") for item in summary.split(", "))}
+
+    def wait_topics(self) -> None:
+        """Until the first worker has created every topic of the namespace."""
+        wait_topics(self.bootstrap, {self.topic(t.name) for t in topics.TOPICS})
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@contextmanager
+def run_worker(settings: Settings, instance: str) -> Iterator[worker.TransactionalEngine]:
+    """A worker engine running in a thread of this process, stopped on the way out."""
+    engine = worker.build(settings, instance)
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+        thread.join(30)
+    assert not thread.is_alive()
