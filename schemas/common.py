@@ -94,6 +94,18 @@ def format_usd(nusd: int, *, exact: bool = False) -> str:
     return f"${usd:,.2f}" if abs(usd) >= 1 else f"${usd:,.4f}"
 
 
+def format_evidence(value: int, unit: str) -> str:
+    """An alert's observed or expected value in its unit, for people: nano-USD units as
+    dollars with their period ("$1.23 per 2 min"), permille as a percentage."""
+    if unit.startswith("nusd"):
+        per = unit.partition("/")[2]
+        period = {"2min": "per 2 min", "min": "per min", "window": "in the window"}.get(per, per)
+        return f"{format_usd(value)} {period}".rstrip()
+    if unit == "permille":
+        return f"{value / 10:.1f}%"
+    return f"{value:,} {unit}".rstrip()
+
+
 def check_event_time(ts: datetime, now: datetime) -> str | None:
     """Why ``ts`` is not a plausible event time relative to ``now`` (None when it is)."""
     if ts > now + MAX_FUTURE:

@@ -1,8 +1,10 @@
-"""Fixtures: a real Kafka broker per test session, an embedded ClickHouse per test process.
+"""Fixtures: a real Kafka broker per test session, a real ClickHouse per test process.
 
 The broker is `TOKENLEDGER_KAFKA` when set, else a local Apache Kafka started on free ports
-for this session and stopped at its end. A broker that cannot start fails the tests that
-need it: nothing is skipped.
+for this session and stopped at its end; ClickHouse is the embedded engine on a path of this
+process. With TOKENLEDGER_TEST_CONTAINERS=1 (and Docker) both are containers instead (see
+tests/helpers/backends.py). A backend that cannot start fails the tests that need it:
+nothing is skipped.
 """
 
 from __future__ import annotations
@@ -19,13 +21,37 @@ import pytest
 from streams.config import Settings
 from streams.local.broker import LocalKafka, free_ports
 from streams.sink.client import get_client
+from tests.helpers.backends import BackendError, Backends, choose, docker_answers
+from tests.helpers.containers import clickhouse_container, kafka_container
+
+BACKENDS = pytest.StashKey[Backends]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        config.stash[BACKENDS] = choose(os.environ, docker_answers)
+    except BackendError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"backends: {config.stash[BACKENDS].description}"
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def backends(request: pytest.FixtureRequest) -> Backends:
+    return request.config.stash[BACKENDS]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, backends: Backends) -> Iterator[str]:
     external = os.environ.get("TOKENLEDGER_KAFKA")
     if external:
         yield external
+        return
+    if backends.containers:
+        with kafka_container() as bootstrap:
+            yield bootstrap
         return
     port, controller = free_ports(2)
     broker = LocalKafka(
@@ -65,16 +91,21 @@ def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture(scope="session")
-def chdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One embedded ClickHouse data path for this test process (chdb allows one)."""
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory, backends: Backends) -> Iterator[str]:
+    """One embedded ClickHouse data path for this test process (chdb allows one), or the
+    ClickHouse server container."""
+    if backends.containers:
+        with clickhouse_container() as dsn:
+            yield dsn
+        return
+    yield f"chdb://{tmp_path_factory.mktemp('chdb')}"
 
 
 @pytest.fixture
-def ch(chdb_dsn: str) -> Iterator[Any]:
+def ch(clickhouse_dsn: str) -> Iterator[Any]:
     """A client on a fresh database of its own, dropped after the test."""
     database = f"test_{uuid.uuid4().hex[:12]}"
-    client = get_client(chdb_dsn, database, create=True)
+    client = get_client(clickhouse_dsn, database, create=True)
     try:
         yield client
     finally:

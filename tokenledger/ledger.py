@@ -67,6 +67,18 @@ def default_spill_dir() -> Path:
     return home_dir() / "spill"
 
 
+def _producer(bootstrap: str | None, delivery_timeout_ms: int, queue_max: int,
+              kafka_config: Mapping[str, Any] | None) -> Any:  # fmt: skip
+    """An idempotent producer (acks=all): a retried send is written once."""
+    from confluent_kafka import Producer
+
+    return Producer(client_config(bootstrap, {
+        "enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4",
+        "message.timeout.ms": delivery_timeout_ms, "queue.buffering.max.messages": queue_max,
+        **(kafka_config or {}),
+    }))  # fmt: skip
+
+
 class Ledger:
     def __init__(
         self,
@@ -84,8 +96,6 @@ class Ledger:
         prices: PriceTable | None = None,
         include_prompts: bool = False,
     ) -> None:
-        from confluent_kafka import Producer
-
         for name, value in (("service", service), ("environment", environment)):
             if not re.match(NAME_PATTERN, value):
                 raise ValueError(f"{name} {value!r} is not a valid name ({NAME_PATTERN})")
@@ -102,20 +112,7 @@ class Ledger:
         self._queue_max = queue_max
         self._delivery_timeout = delivery_timeout_ms / 1000
         self._retry_interval = retry_interval_s
-        self._producer = Producer(
-            client_config(
-                bootstrap,
-                {
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 5,
-                    "compression.type": "lz4",
-                    "message.timeout.ms": delivery_timeout_ms,
-                    "queue.buffering.max.messages": queue_max,
-                    **(kafka_config or {}),
-                },
-            )
-        )
+        self._producer = _producer(bootstrap, delivery_timeout_ms, queue_max, kafka_config)
         self._spill = Spill(Path(spill_dir or default_spill_dir()), fsync=fsync)
         self._degraded = self._spill.sealed_or_current()
         self._pending: deque[Emittable] = deque()

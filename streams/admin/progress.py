@@ -5,6 +5,7 @@ fault suite."""
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 
 from streams.config import Settings
 
@@ -28,13 +29,19 @@ class Probe:
             self.partitions += [TopicPartition(topic, p) for p in sorted(meta.partitions)]
 
     def committed(self) -> int:
+        """Committed offsets summed (-1 while the coordinator cannot say). On a
+        transactional topic offsets also count commit markers: see RecordCount."""
+        by_partition = self.committed_by_partition()
+        return -1 if by_partition is None else sum(by_partition.values())
+
+    def committed_by_partition(self) -> dict[tuple[str, int], int] | None:
         from confluent_kafka import KafkaException
 
         try:
             done = self.consumer.committed(self.partitions, timeout=5)
         except KafkaException:
-            return -1  # a coordinator still loading: ask again later
-        return sum(max(tp.offset, 0) for tp in done)
+            return None  # a coordinator still loading: ask again later
+        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in done}
 
     def end(self) -> int:
         """Offsets after the last record; transaction markers count, as in committed ones."""
@@ -70,3 +77,37 @@ class Probe:
             return len(at_end) == len(behind)
         finally:
             reader.close()
+
+
+class RecordCount:
+    """How many records of some topics lie before given offsets. Offsets of a transactional
+    topic also count its commit markers, so a group's committed offsets overstate what it
+    consumed; this reads the topics (read_committed, from the start) to count records."""
+
+    def __init__(self, settings: Settings, *names: str) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        from tokenledger.kafka_config import client_config
+
+        self.consumer = Consumer(client_config(settings.kafka, {
+            "group.id": "tokenledger-record-count", "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }))  # fmt: skip
+        partitions = []
+        for topic in names:
+            meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+            partitions += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+        self.consumer.assign(partitions)
+        self.offsets: dict[tuple[str, int], list[int]] = {}
+
+    def before(self, offsets: dict[tuple[str, int], int]) -> int:
+        """Records before ``offsets`` (e.g. a group's committed ones) that are readable now."""
+        while batch := self.consumer.consume(10_000, 0.05):
+            for m in batch:
+                if m.error() is None:
+                    where = (m.topic() or "", m.partition() or 0)
+                    self.offsets.setdefault(where, []).append(m.offset() or 0)
+        return sum(bisect_left(self.offsets.get(tp, []), at) for tp, at in offsets.items())
+
+    def close(self) -> None:
+        self.consumer.close()

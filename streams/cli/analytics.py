@@ -59,7 +59,7 @@ def _print_table(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """Write the HTML report (and print the summary) from what ClickHouse holds."""
-    from streams.analytics import queries, report
+    from streams.analytics import queries, report, report_html
     from streams.sink.client import get_client
 
     now = datetime.now(UTC)
@@ -81,7 +81,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     data = report.collect(client, begin, until, bucket_s=args.bucket)
     out = Path(args.out) if args.out else settings.home / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.render_html(data))
+    out.write_text(report_html.render_html(data))
     print(report.render_text(data))
     print(f"Report: {out}")
     return 0

@@ -20,8 +20,8 @@ from schemas.messages import Alert, Budget, Signal
 from schemas.pricing import PriceTable, load_price_table
 from streams.worker.anomalies import DetectorConfig
 from streams.worker.budgets import BudgetBook
-from streams.worker.service import PartitionTask, partition_task
 from streams.worker.state import ChangelogState
+from streams.worker.task import PartitionTask, partition_task
 
 NAMES = {t.name: t.name for t in topics.TOPICS}
 

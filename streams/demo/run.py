@@ -32,12 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from schemas import topics
+from schemas.common import format_usd
 from schemas.messages import Budget, UsageEvent
 from schemas.pricing import load_price_table
-from streams.admin.progress import Probe
+from streams.admin.progress import Probe, RecordCount
 from streams.config import Settings
 from streams.demo.scenario import Incident, Scenario, Tenant, mean_request_cost_nusd, usage_events
+from streams.demo.status import StatusLine
 from streams.errors import ServiceUnavailableError
+from tokenledger.guard import BudgetGuard
+from tokenledger.ledger import Ledger, TopicNames
 
 TENANTS = (("acme", 0.38, 13.0), ("globex", 0.25, 9.0), ("initech", 0.17, 15.0),
            ("umbrella", 0.12, 11.0), ("hooli", 0.08, 17.0))  # fmt: skip
@@ -66,6 +70,19 @@ class DemoResult:
     budgets: list[Budget] = field(default_factory=list)
     summary: str = ""
     report: Path | None = None
+    sim_clock: SimClock | None = None
+
+
+@dataclass(frozen=True)
+class SimClock:
+    """Maps a wall-clock moment of the replay to the simulated time it stood for."""
+
+    wall_start: datetime
+    sim_start: datetime
+    speed: float
+
+    def __call__(self, wall: datetime) -> datetime:
+        return self.sim_start + (wall - self.wall_start) * self.speed
 
 
 def _offset_hours(now: datetime) -> int:
@@ -140,23 +157,14 @@ def _success(request_id: str) -> bool:
     return int(hashlib.sha256(request_id.encode()).hexdigest()[:8], 16) % 20 != 0
 
 
-def run(
-    settings: Settings,
-    plan: DemoPlan,
-    *,
-    progress: Callable[[str], None] | None = None,
-    report_path: Path | None = None,
-) -> DemoResult:
-    from streams.admin import budgets as budget_admin
-    from streams.admin.topics import create_topics
+def run(settings: Settings, plan: DemoPlan, *, report_path: Path | None = None) -> DemoResult:
+    """Start what is missing, replay the day, write the report; stop what it started."""
     from streams.local.broker import LocalKafka
-    from streams.sink import migrations
-    from streams.sink.client import get_client
 
-    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    status = StatusLine()
+    say = status.say
     now = datetime.now(UTC).replace(microsecond=0)
-    run_id = now.strftime("%Y%m%d%H%M%S")
-    namespace = f"demo{run_id}"
+    namespace = f"demo{now:%Y%m%d%H%M%S}"
     database = f"{settings.clickhouse_database}_demo"
     home = settings.home / "demo"
     home.mkdir(parents=True, exist_ok=True)
@@ -177,64 +185,82 @@ def run(
            "TOKENLEDGER_HOME": str(settings.home)}  # fmt: skip
     stack = Stack(env, home)
     try:
-        say(f"fresh ClickHouse database {database} at {settings.clickhouse}")
-        client = get_client(settings.clickhouse, database, create=True)
-        client.command(f"DROP DATABASE IF EXISTS `{database}`")
-        client = get_client(settings.clickhouse, database, create=True)
-        migrations.migrate(client, progress=lambda _: None)
-        client.close()
-        del client  # the embedded engine: one process per data path, the sink needs it now
-        specs = [topics.TopicSpec(demo_settings.topic(t.name), t.compacted, t.configs)
-                 for t in topics.TOPICS]  # fmt: skip
-        create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
         scenario = plan_scenario(plan, now)
-        prices = load_price_table()
-        budgets = []
-        for tenant in scenario.tenants:
-            if tenant.tenant_id == ANOMALY_TENANT:
-                continue  # no budget: on-call hears about its runaway from the anomaly alert
-            typical = mean_request_cost_nusd(tenant, prices) * tenant.requests_per_day
-            factor = 12 if tenant.tenant_id == OVER_BUDGET_TENANT else 50  # tenths
-            budgets.append(Budget(tenant_id=tenant.tenant_id, limit_nusd=max(typical * factor // 10, 1),
-                                  tz=day_timezone(now), warn_pct=(50, 80), updated_at=now))  # fmt: skip
-        for budget in budgets:
-            budget_admin.put(demo_settings, budget)
-        say(f"budgets: {', '.join(f'{b.tenant_id} {b.limit_nusd / 1e9:,.2f} USD/day' for b in budgets)} "
-            f"(days in {budgets[0].tz}, where it is now 23:xx)")  # fmt: skip
+        budgets = _prepare(demo_settings, scenario, now, say)
         stack.start("worker", "worker", "--instance", "demo-1", "--max-batch", "2000")
         stack.start("sink", "sink", "--max-wait", "0.5")
         stack.start("notifier", "notify", "--retries", "3",
                     env={"TOKENLEDGER_NOTIFY_FILE": str(alerts_file)})  # fmt: skip
         result = DemoResult(scenario.start, scenario.end, database, budgets=budgets)
-        _drive(demo_settings, plan, scenario, stack, result, say, alerts_file)
+        _drive(demo_settings, plan, scenario, stack, result, status, alerts_file)
         stack.stop("sink", "notifier", "worker")
         result.alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()
                          if line.strip()] if alerts_file.exists() else []  # fmt: skip
-        from streams.analytics import report
-
-        client = get_client(settings.clickhouse, database)
-        data = report.collect(client, scenario.start - timedelta(hours=1),
-                              now + timedelta(hours=1))  # fmt: skip
-        result.summary = report.render_text(data)
-        path = report_path or settings.home / "report.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report.render_html(data))
-        result.report = path
-        client.close()
+        _write_report(demo_settings, result, report_path or settings.home / "report.html", now)
         return result
     finally:
+        status.close()
         stack.stop()
         if kafka is not None:
             say("stopping the local Kafka broker the demo started")
             kafka.stop()
 
 
+def _prepare(settings: Settings, scenario: Scenario, now: datetime,
+             say: Callable[[str], None]) -> list[Budget]:  # fmt: skip
+    """A fresh database and topic namespace, and the tenants' daily budgets."""
+    from streams.admin import budgets as budget_admin
+    from streams.admin.topics import create_topics
+    from streams.sink import migrations
+    from streams.sink.client import get_client
+
+    database = settings.clickhouse_database
+    say(f"fresh ClickHouse database {database} at {settings.clickhouse}")
+    client = get_client(settings.clickhouse, database, create=True)
+    client.command(f"DROP DATABASE IF EXISTS `{database}`")
+    client = get_client(settings.clickhouse, database, create=True)
+    migrations.migrate(client, progress=lambda _: None)
+    client.close()
+    del client  # the embedded engine: one process per data path, the sink needs it now
+    specs = [topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+             for t in topics.TOPICS]  # fmt: skip
+    create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
+    prices = load_price_table()
+    budgets = []
+    for tenant in scenario.tenants:
+        if tenant.tenant_id == ANOMALY_TENANT:
+            continue  # no budget: on-call hears about its runaway from the anomaly alert
+        typical = mean_request_cost_nusd(tenant, prices) * tenant.requests_per_day
+        factor = 12 if tenant.tenant_id == OVER_BUDGET_TENANT else 50  # tenths
+        budgets.append(Budget(tenant_id=tenant.tenant_id, limit_nusd=max(typical * factor // 10, 1),
+                              tz=day_timezone(now), warn_pct=(50, 80), updated_at=now))  # fmt: skip
+    for budget in budgets:
+        budget_admin.put(settings, budget)
+    say(f"budgets: {', '.join(f'{b.tenant_id} {format_usd(b.limit_nusd)}/day' for b in budgets)} "
+        f"(days in {budgets[0].tz}, where it is now 23:xx)")  # fmt: skip
+    return budgets
+
+
+def _write_report(settings: Settings, result: DemoResult, path: Path, now: datetime) -> None:
+    """The summary and the HTML report, every time on the simulated day's clock."""
+    from streams.analytics import report, report_html
+    from streams.sink.client import get_client
+
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    try:
+        data = report.collect(client, result.start - timedelta(hours=1), now + timedelta(hours=1))
+    finally:
+        client.close()
+    result.summary = report.render_text(data, clock=result.sim_clock)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(report_html.render_html(data, clock=result.sim_clock))
+    result.report = path
+
+
 def _drive(settings: Settings, plan: DemoPlan, scenario: Scenario, stack: Stack,
-           result: DemoResult, say: Callable[[str], None], alerts_file: Path) -> None:  # fmt: skip
+           result: DemoResult, status: StatusLine, alerts_file: Path) -> None:  # fmt: skip
     """Replay the day through the SDK at ``plan.seconds`` for 24 simulated hours, with a
     BudgetGuard at each tenant's gateway; then wait until everything is stored."""
-    from tokenledger.guard import BudgetGuard, Decision
-    from tokenledger.ledger import Ledger, TopicNames
 
     names = TopicNames(requests=settings.topic(topics.REQUESTS), usage=settings.topic(topics.USAGE),
                        outcomes=settings.topic(topics.OUTCOMES))  # fmt: skip
@@ -248,24 +274,19 @@ def _drive(settings: Settings, plan: DemoPlan, scenario: Scenario, stack: Stack,
     stored = Probe(
         settings, settings.topic("tokenledger-sink"), settings.topic(topics.USAGE_ENRICHED)
     )
+    enriched = RecordCount(settings, settings.topic(topics.USAGE_ENRICHED))
     notifier = Probe(
         settings, settings.topic("tokenledger-notifier"), settings.topic(topics.ALERTS)
     )
     speed = 86_400 / plan.seconds
     began = time.monotonic()
-    last_line = 0.0
+    result.sim_clock = SimClock(datetime.now(UTC), scenario.start, speed)
     refused: set[str] = set()
-    decided: dict[str, Decision] = {}
+    say = status.say
 
     def line(sim: datetime, final: bool = False) -> None:
-        nonlocal last_line
-        if not final and time.monotonic() - last_line < 1.0:
-            return
-        last_line = time.monotonic()
-        alerts = len(alerts_file.read_text().splitlines()) if alerts_file.exists() else 0
-        say(f"  {sim:%a %H:%M} sim | emitted {len(result.emitted):>7,} | processed "
-            f"{max(worker.committed(), 0):>7,} | stored {max(stored.committed(), 0):>7,} | "
-            f"blocked {sum(result.blocked.values()):>5,} | alerts {alerts}")  # fmt: skip
+        status.status(_status_text(sim, result, worker, stored, enriched, alerts_file),
+                      force=final)  # fmt: skip
 
     try:
         say(f"replaying {scenario.start:%Y-%m-%d %H:%M} to {scenario.end:%H:%M} UTC in "
@@ -276,42 +297,72 @@ def _drive(settings: Settings, plan: DemoPlan, scenario: Scenario, stack: Stack,
             if wait > 0.002:
                 time.sleep(wait)
             line(ts)
-            request = raw["request_id"]
-            if raw["attempt"] == 1:
-                decision = guard.check(raw["tenant_id"], raw["feature"])
-                decided[request] = decision
-                if not decision.allowed:
-                    refused.add(request)
-                    result.blocked[raw["tenant_id"]] += 1
-                    result.block_reasons[raw["tenant_id"]] = decision.reason
-            if request in refused:
-                continue
-            event = UsageEvent.model_validate_json(json.dumps(raw))
-            ledger.emit(event)
-            result.emitted.append(event)
-            if raw["success"]:
-                ledger.outcome(raw["task_id"], _success(request), tenant_id=raw["tenant_id"],
-                               feature=raw["feature"], request_id=request)  # fmt: skip
-            if len(result.emitted) % 5000 == 0:
+            if _through_the_gateway(raw, guard, ledger, refused, result) and (
+                len(result.emitted) % 5000 == 0
+            ):
                 stack.check()
-        ledger.flush(60)
-        say("traffic done; waiting for the worker and the sink to catch up ...")
-        deadline = time.monotonic() + plan.drain_timeout_s
-        while time.monotonic() < deadline:
-            stack.check()
-            line(scenario.end)
-            # the worker first (its outputs are the others' inputs), then sink and notifier
-            if worker.caught_up() and sink.caught_up() and notifier.caught_up():
-                break
-            time.sleep(0.5)
-        else:
+        if not ledger.flush(60):
             raise ServiceUnavailableError(
-                f"the pipeline did not catch up within {plan.drain_timeout_s:.0f}s; logs in "
-                f"{settings.home / 'demo'}"
+                f"Kafka did not take the demo's events within 60s ({ledger.stats()}); they "
+                f"are spilled under {settings.home / 'demo' / 'spill'}"
             )
+        say("traffic done; waiting for the worker and the sink to catch up ...")
+        _drain(plan.drain_timeout_s, stack, (worker, sink, notifier), lambda: line(scenario.end),
+               settings.home / "demo")  # fmt: skip
         line(scenario.end, final=True)
     finally:
         ledger.close()
         guard.close()
         for probe in (worker, sink, stored, notifier):
             probe.consumer.close()
+        enriched.close()
+
+
+def _through_the_gateway(raw: dict[str, Any], guard: BudgetGuard, ledger: Ledger,
+                         refused: set[str], result: DemoResult) -> bool:  # fmt: skip
+    """What a tenant's gateway does with one call: ask the guard (first attempts), and if
+    it may pass, report its usage and its task's outcome. True when it was emitted."""
+    request = raw["request_id"]
+    if raw["attempt"] == 1:
+        decision = guard.check(raw["tenant_id"], raw["feature"])
+        if not decision.allowed:
+            refused.add(request)
+            result.blocked[raw["tenant_id"]] += 1
+            result.block_reasons[raw["tenant_id"]] = decision.reason
+    if request in refused:
+        return False
+    event = UsageEvent.model_validate_json(json.dumps(raw))
+    ledger.emit(event)
+    result.emitted.append(event)
+    if raw["success"]:
+        ledger.outcome(raw["task_id"], _success(request), tenant_id=raw["tenant_id"],
+                       feature=raw["feature"], request_id=request)  # fmt: skip
+    return True
+
+
+def _drain(timeout_s: float, stack: Stack, probes: tuple[Probe, ...],
+           show: Callable[[], None], logs: Path) -> None:  # fmt: skip
+    """Until every probe's group has consumed everything (the worker first: its outputs are
+    the others' inputs)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stack.check()
+        show()
+        if all(probe.caught_up() for probe in probes):
+            return
+        time.sleep(0.5)  # pacing: each check reads committed offsets
+    raise ServiceUnavailableError(
+        f"the pipeline did not catch up within {timeout_s:.0f}s; logs in {logs}"
+    )
+
+
+def _status_text(sim: datetime, result: DemoResult, worker: Probe, stored: Probe,
+                 enriched: RecordCount, alerts_file: Path) -> str:  # fmt: skip
+    """emitted: usage events sent; processed: usage events the worker committed; stored:
+    enriched usage events the sink committed (records, not offsets: the enriched topic is
+    transactional, its offsets also count commit markers)."""
+    alerts = len(alerts_file.read_text().splitlines()) if alerts_file.exists() else 0
+    sink_at = stored.committed_by_partition() or {}
+    return (f"  {sim:%a %H:%M} sim | emitted {len(result.emitted):>7,} | processed "
+            f"{max(worker.committed(), 0):>7,} | stored {enriched.before(sink_at):>7,} | "
+            f"blocked {sum(result.blocked.values()):>5,} | alerts {alerts}")  # fmt: skip

@@ -66,17 +66,22 @@ ROW_ERRORS = (ValueError, OverflowError, TypeError, struct.error)
 @dataclass
 class Batch:
     rows: dict[str, list[list[Any]]] = field(default_factory=dict)  # topic -> row values
+    sources: dict[str, list[tuple[bytes | None, bytes]]] = field(default_factory=dict)
+    """topic -> (key, message bytes) of each row: a row ClickHouse refuses goes to the DLQ
+    with the bytes it came from."""
     ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
     started: float = 0.0
     count: int = 0
 
-    def add(self, topic: str, partition: int, offset: int, values: list[Any] | None) -> None:
+    def add(self, topic: str, partition: int, offset: int, values: list[Any] | None,
+            source: tuple[bytes | None, bytes] = (None, b"")) -> None:  # fmt: skip
         if not self.count and not self.ranges:
             self.started = time.monotonic()
         first, _ = self.ranges.get((topic, partition), (offset, offset))
         self.ranges[(topic, partition)] = (first, offset)
         if values is not None:
             self.rows.setdefault(topic, []).append(values)
+            self.sources.setdefault(topic, []).append(source)
             self.count += 1
 
     def token(self, topic: str) -> str:
@@ -213,21 +218,77 @@ class Sink:
             self._reject(topic, partition, offset, m.key(), raw, "invalid_fields",
                          exc.errors()[0]["msg"])  # fmt: skip
             return
-        batch.add(topic, partition, offset, [*row.values(), partition, offset])
+        batch.add(topic, partition, offset, [*row.values(), partition, offset], (m.key(), raw))
 
     def _flush(self, batch: Batch) -> None:
         for topic, rows in batch.rows.items():
             row_type = self.table_of[topic][1]
-            self._insert(topic, row_type, rows, batch.token(topic), batch)
-        self._producer.flush(30)  # rejections are in the DLQ before offsets move
+            self._insert(topic, row_type, rows, batch.token(topic), batch.sources[topic])
         from confluent_kafka import TopicPartition
 
         offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in batch.ranges.items()]
-        self._consumer.commit(offsets=offsets, asynchronous=False)
-        self.counters["batches"] += 1
+        if self._kafka_retries(self._flush_dlq, "delivering DLQ records") and self._kafka_retries(
+            lambda: self._consumer.commit(offsets=offsets, asynchronous=False), "committing offsets"
+        ):
+            self.counters["batches"] += 1
+
+    def _idle_poll(self) -> None:
+        """Serve the group while paused; a message fetched before the pause is put back
+        (seek) so the next batch reads it: nothing is skipped."""
+        from confluent_kafka import TopicPartition
+
+        m = self._consumer.poll(0)
+        if m is not None and m.error() is None:
+            self._consumer.seek(TopicPartition(m.topic(), m.partition(), m.offset()))
+
+    def _flush_dlq(self) -> None:
+        """Rejections are in the DLQ before the offsets move past them."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        left = self._producer.flush(10)
+        if left:
+            raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT,
+                                            f"{left} DLQ records not yet delivered"))  # fmt: skip
+
+    def _kafka_retries(self, action: Callable[[], Any], what: str) -> bool:
+        """Run ``action`` until it succeeds while Kafka is away (bounded waits); False when
+        the sink is stopping or its partitions moved meanwhile. Either way the rows are
+        stored: whoever consumes next resumes after the largest stored offset."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        moved = {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
+                 KafkaError.REBALANCE_IN_PROGRESS, KafkaError.FENCED_INSTANCE_ID}  # fmt: skip
+        delay = 0.5
+        paused: list[Any] = []
+        try:
+            while True:
+                try:
+                    action()
+                    return True
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if error.code() in moved or self._stop.is_set():
+                        log.warning("%s failed (%s); the next owner resumes after the stored "
+                                    "rows", what, error.str())  # fmt: skip
+                        return False
+                    if error.fatal():
+                        raise
+                    self.counters["kafka_retries"] += 1
+                    log.warning("%s failed (%s); retrying in %.1fs", what, error.str(), delay)
+                    if not paused:  # nothing new is read while this batch is unfinished
+                        paused = self._consumer.assignment()
+                        self._consumer.pause(paused)
+                    deadline = time.monotonic() + delay
+                    while time.monotonic() < deadline:
+                        self._idle_poll()
+                        time.sleep(0.05)
+                    delay = min(delay * 2, self.retry_max_s)
+        finally:
+            if paused:
+                self._consumer.resume(paused)
 
     def _insert(self, topic: str, row_type: type[Row], rows: list[list[Any]], token: str,
-                batch: Batch) -> None:  # fmt: skip
+                sources: list[tuple[bytes | None, bytes]]) -> None:  # fmt: skip
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
         columns = row_type.insert_columns()
@@ -241,18 +302,19 @@ class Sink:
         except (DatabaseError, *ROW_ERRORS) as exc:
             if isinstance(exc, OperationalError):
                 raise
-            self._insert_one_by_one(topic, row_type, rows, token, str(exc))
+            self._insert_one_by_one(topic, row_type, rows, sources, token, str(exc))
             return
         self.counters[f"rows.{row_type.table}"] += len(rows)
 
     def _insert_one_by_one(self, topic: str, row_type: type[Row], rows: list[list[Any]],
-                           token: str, why: str) -> None:  # fmt: skip
+                           sources: list[tuple[bytes | None, bytes]], token: str,
+                           why: str) -> None:  # fmt: skip
         """ClickHouse refused the batch: store what it accepts, dead-letter the rest."""
         from clickhouse_connect.driver.exceptions import DatabaseError
 
         log.warning("%s refused a batch (%s); inserting row by row", row_type.table, why[:200])
         columns = row_type.insert_columns()
-        for values in rows:
+        for values, (key, raw) in zip(rows, sources, strict=True):
             partition, offset = values[-2], values[-1]
             one = {**INSERT_SETTINGS, "insert_deduplication_token": f"{token}:{offset}"}
 
@@ -263,7 +325,7 @@ class Sink:
                 self._with_retries(insert)
                 self.counters[f"rows.{row_type.table}"] += 1
             except (DatabaseError, *ROW_ERRORS) as exc:
-                self._reject(topic, partition, offset, None, None, "rejected_by_storage",
+                self._reject(topic, partition, offset, key, raw, "rejected_by_storage",
                              str(exc).strip().splitlines()[0][:500])  # fmt: skip
 
     def _with_retries(self, action: Callable[[], Any]) -> Any:
@@ -287,7 +349,7 @@ class Sink:
                 deadline = time.monotonic() + delay
                 while time.monotonic() < deadline:
                     if self._consumer is not None:
-                        self._consumer.poll(0)  # stay in the group while paused
+                        self._idle_poll()
                     time.sleep(0.05)
                 delay = min(delay * 2, self.retry_max_s)
                 continue

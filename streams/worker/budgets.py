@@ -117,12 +117,6 @@ class BudgetBook:
         self.by_scope[budget.scope] = budget
         self.changed.add(budget.scope)
 
-    def for_event(self, tenant_id: str, feature: str) -> Iterable[Budget]:
-        for scope in (budget_scope(tenant_id, None), budget_scope(tenant_id, feature)):
-            budget = self.by_scope.get(scope)
-            if budget is not None:
-                yield budget
-
 
 @dataclass(frozen=True)
 class Reservation:

@@ -73,6 +73,12 @@ class TransactionalEngine:
         self.factory = factory
         self.kafka_config = kafka_config or {}
         self.tasks: dict[int, Task] = {}
+        self._retired: Counter[str] = Counter()
+        """Counters of tasks whose partitions this engine no longer holds."""
+        self._at_commit: Counter[str] = Counter()
+        """counters() as of the last committed transaction (what a recovery goes back to)."""
+        self.recoveries = 0
+        """Failed transactions this engine recovered from."""
         self.batches = 0
         self.records = 0
         self.hooks: list[Callable[[], None]] = []
@@ -85,7 +91,8 @@ class TransactionalEngine:
         self._stop.set()
 
     def counters(self) -> Counter[str]:
-        total: Counter[str] = Counter()
+        """What this engine counted over its life, including partitions it handed over."""
+        total: Counter[str] = Counter(self._retired)
         for task in self.tasks.values():
             total.update(task.counters)
         return total
@@ -95,19 +102,11 @@ class TransactionalEngine:
             signal.signal(sig, lambda *_: self.stop())
 
     def run(self) -> None:
-        from confluent_kafka import Consumer, KafkaException, Producer
+        from confluent_kafka import Consumer, KafkaException
 
         cfg = self.config
-        producer = Producer(client_config(cfg.bootstrap, {
-            "transactional.id": f"{cfg.group_id}-{cfg.instance_id}",
-            "enable.idempotence": True,
-            "transaction.timeout.ms": cfg.transaction_timeout_ms,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            **self.kafka_config,
-        }))  # fmt: skip
         try:
-            producer.init_transactions(30)  # fences and aborts a previous incarnation's txn
+            producer = self._producer()
         except KafkaException as exc:
             raise ServiceUnavailableError(
                 f"cannot start transactions: {exc.args[0].str()}"
@@ -132,7 +131,10 @@ class TransactionalEngine:
                 for hook in self.hooks:
                     hook()
                 messages = consumer.consume(cfg.max_batch, cfg.batch_timeout_s)
-                self._transact(producer, consumer, messages)
+                try:
+                    self._transact(producer, consumer, messages)
+                except KafkaException as exc:
+                    producer = self._recover(producer, consumer, exc)
         finally:
             consumer.close()
             producer.flush(10)
@@ -172,9 +174,86 @@ class TransactionalEngine:
                 [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                 consumer.consumer_group_metadata(), 30,
             )  # fmt: skip
-        producer.commit_transaction(60)
+        self._commit(producer)
         self.batches += 1
         self.records += len(messages)
+        self._at_commit = self.counters()
+
+    def _producer(self) -> Any:
+        """The transactional producer of this instance, its transactions initialised: that
+        fences and aborts whatever a previous incarnation (or producer) left open."""
+        from confluent_kafka import Producer
+
+        cfg = self.config
+        producer = Producer(client_config(cfg.bootstrap, {
+            "transactional.id": f"{cfg.group_id}-{cfg.instance_id}",
+            "enable.idempotence": True,
+            "transaction.timeout.ms": cfg.transaction_timeout_ms,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            **self.kafka_config,
+        }))  # fmt: skip
+        producer.init_transactions(30)
+        return producer
+
+    def _commit(self, producer: Any) -> None:
+        """Commit the open transaction. A retriable failure leaves its outcome unknown, and
+        librdkafka's answer is to call commit again (it completes the same transaction);
+        anything else goes to _recover."""
+        from confluent_kafka import KafkaException
+
+        while True:
+            try:
+                producer.commit_transaction(60)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or error.txn_requires_abort() or self._stop.is_set():
+                    raise
+                log.warning("committing the transaction again (%s)", error.str())
+
+    def _recover(self, producer: Any, consumer: Any, exc: Exception) -> Any:
+        """A transaction failed (e.g. the broker went away): go back to the last commit,
+        state and positions alike, with a new producer, retrying while the broker is away.
+        The new producer's init_transactions fences the old one and aborts its transaction;
+        a fresh producer also sheds coordinator state that librdkafka can keep stale after
+        an outage (a send_offsets_to_transaction that then never returns). Only a fatal
+        error (this instance was fenced by another) ends the worker. Returns the producer."""
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+        def fatal(error: Any) -> None:
+            if error.fatal():
+                raise ServiceUnavailableError(
+                    f"the worker's transactions failed for good ({error.str()}); is another "
+                    "worker running with the same --instance name?"
+                ) from None
+
+        fatal(exc.args[0])
+        log.warning("a transaction failed (%s); resuming from the last commit",
+                    exc.args[0].str())  # fmt: skip
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                fresh = self._producer()
+                positions = consumer.committed(consumer.assignment(), timeout=30)
+                states = self._restore(sorted(self.tasks))
+                break
+            except (KafkaException, ServiceUnavailableError) as again:
+                if isinstance(again, KafkaException):
+                    fatal(again.args[0])
+                log.warning("still recovering (%s); retrying in %.1fs", str(again)[:200], delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+        else:
+            return producer  # stopping: the next start resumes from the last commit anyway
+        for tp in positions:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+        self._retired = Counter(self._at_commit)
+        self.tasks = {p: self.factory(p, states[p]) for p in states}
+        self.recoveries += 1
+        log.warning("recovered: partitions %s back at their last commit", sorted(states))
+        return fresh
 
     @staticmethod
     def _produce(producer: Any, topic: str, key: bytes | None, value: bytes | None,
@@ -202,7 +281,9 @@ class TransactionalEngine:
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         for tp in partitions:
-            self.tasks.pop(tp.partition, None)
+            task = self.tasks.pop(tp.partition, None)
+            if task is not None:
+                self._retired.update(task.counters)
 
     def _restore(self, partitions: list[int]) -> dict[int, ChangelogState]:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition

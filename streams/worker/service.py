@@ -95,7 +95,6 @@ def build(
         options["dedup_retention"] = dedup_retention
     if allowed_lateness is not None:
         options["allowed_lateness"] = allowed_lateness
-    table = prices
     try:
         secret = signing_key()
     except SigningKeyError as exc:
@@ -106,7 +105,7 @@ def build(
     book.changed.clear()
 
     def factory(partition: int, state: ChangelogState) -> PartitionTask:
-        return partition_task(state, table, book, names, reservation_timeout=reservation_timeout,
+        return partition_task(state, prices, book, names, reservation_timeout=reservation_timeout,
                               detectors=detectors, signing_key=secret, **options)  # fmt: skip
 
     config = EngineConfig(

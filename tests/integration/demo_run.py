@@ -20,7 +20,7 @@ from streams.sink.client import get_client
 def main() -> int:
     settings = Settings.from_env()
     plan = demo.DemoPlan(requests_per_day=int(sys.argv[1]), seconds=float(sys.argv[2]))
-    result = demo.run(settings, plan, progress=lambda line: print(line, file=sys.stderr))
+    result = demo.run(settings, plan)
     client = get_client(settings.clickhouse, result.database)
 
     def rows(sql: str) -> list[list[Any]]:
@@ -35,6 +35,8 @@ def main() -> int:
         "alerts": result.alerts,
         "budgets": [b.model_dump(mode="json") for b in result.budgets],
         "summary": result.summary,
+        "start": result.start.isoformat(),
+        "end": result.end.isoformat(),
         "report": str(result.report),
         "report_tables": {name: t.dicts() for name, t in data.tables.items()},
         "raw": {

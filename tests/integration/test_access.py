@@ -1,5 +1,6 @@
 """ClickHouse access control SQL: parsed by the real engine; one tenant's policy names only
-that tenant; the embedded engine is reported as skipped, not silently ignored."""
+that tenant; on a server (TOKENLEDGER_TEST_CONTAINERS=1) a tenant analyst sees only its
+rows; the embedded engine refuses access control, and the CLI says it skipped it."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import clickhouse_connect
 import pytest
 
+from schemas.rows import UsageRow
 from streams.analytics import access
 from streams.errors import UserError
+from streams.sink import migrations
+from tests.helpers import factories
+from tests.helpers.backends import Backends
 
 pytestmark = pytest.mark.integration
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
@@ -64,3 +71,46 @@ def test_the_embedded_engine_says_it_skips_access_control(cli_env: dict[str, str
     shown = subprocess.run([TOKENLEDGER, "access", "grant", "--tenant", "acme", "--print"],
                            env=cli_env, capture_output=True, text=True, check=True)  # fmt: skip
     assert shown.stdout.count(";\n") == 8 and "USING tenant_id = 'acme'" in shown.stdout
+
+
+def test_row_policies_confine_a_tenant_analyst_to_its_rows(
+    ch: Any, clickhouse_dsn: str, backends: Backends
+) -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    migrations.migrate(ch)
+    database = ch.query("SELECT currentDatabase()").result_rows[0][0]
+    role = f"tl_analyst_acme_{database[-6:]}"
+    statements = access.render("tenant_analyst", database=database, tenant="acme")
+    statements = [s.replace("tl_analyst_acme", role) for s in statements]
+    if not backends.containers:
+        # The embedded engine has no access control: it refuses the first statement, which
+        # is why `tokenledger access grant` only parses them there.
+        with pytest.raises(DatabaseError, match="ACCESS_DENIED"):
+            access.apply(ch, statements)
+        return
+    rows = [UsageRow.from_message(factories.enriched(tenant_id=t, event_id=f"{t}-{i}"))
+            for i, t in enumerate(["acme", "globex", "acme", "initech"])]  # fmt: skip
+    ch.insert(UsageRow.table, [[*r.values(), 0, i] for i, r in enumerate(rows)],
+              column_names=UsageRow.insert_columns())  # fmt: skip
+    access.apply(ch, statements)
+    user = f"u_{database}"
+    ch.command(f"CREATE USER `{user}` IDENTIFIED WITH plaintext_password BY 'pw-{user}'")
+    ch.command(f"GRANT `{role}` TO `{user}`")
+    ch.command(f"ALTER USER `{user}` DEFAULT ROLE `{role}`")
+    try:
+        parts = urlsplit(clickhouse_dsn)
+        analyst = clickhouse_connect.get_client(host=parts.hostname, port=parts.port,
+                                                username=user, password=f"pw-{user}",
+                                                database=database)  # fmt: skip
+        seen = analyst.query("SELECT tenant_id, count() FROM usage_events GROUP BY tenant_id")
+        assert seen.result_rows == [("acme", 2)]
+        rollup = analyst.query("SELECT DISTINCT tenant_id FROM spend_by_minute").result_rows
+        assert rollup == [("acme",)]
+        with pytest.raises(DatabaseError, match="readonly|READONLY|ACCESS_DENIED"):
+            analyst.command("INSERT INTO usage_events (tenant_id) VALUES ('acme')")
+    finally:
+        ch.command(f"DROP USER IF EXISTS `{user}`")
+        on = ", ".join(f"`{database}`.{table}" for table in sorted(TABLES))
+        ch.command(f"DROP ROW POLICY IF EXISTS `tl_rows_acme` ON {on}")
+        ch.command(f"DROP ROLE IF EXISTS `{role}`")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,8 @@ def demo_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
     done = subprocess.run([sys.executable, "-m", "tests.integration.demo_run", "8000", "25"],
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "emitted" in done.stderr and "processed" in done.stderr  # progress was shown
     out: dict[str, Any] = json.loads(done.stdout)
+    out["progress"] = [line for line in done.stderr.splitlines() if " sim | emitted " in line]
     out["home"] = home
     return out
 
@@ -75,6 +77,38 @@ def test_the_summary_equals_clickhouse_and_the_traffic_to_the_nano_dollar(
     assert f"${total / 10**9:,.2f}" in text.splitlines()[0]
     for tenant in expected:
         assert tenant in text
+
+
+def test_progress_counts_usage_events_and_ends_with_all_of_them_stored(
+    demo_run: dict[str, Any],
+) -> None:
+    """Not a terminal here, so plain lines; "stored" counts enriched usage events the sink
+    committed (never offsets: those also count transaction markers)."""
+    assert len(demo_run["progress"]) >= 3
+    figures = [{k.strip(): int(v.replace(",", "")) for k, v in
+                (part.rsplit(" ", 1) for part in line.split(" | ")[1:])}
+               for line in demo_run["progress"]]  # fmt: skip
+    for f in figures:
+        assert f["stored"] <= f["processed"] <= f["emitted"], f
+    last = figures[-1]
+    assert last["emitted"] == last["processed"] == last["stored"] == len(demo_run["emitted"])
+
+
+def test_the_report_speaks_money_and_one_clock(demo_run: dict[str, Any]) -> None:
+    page = Path(demo_run["report"]).read_text()
+    text = demo_run["summary"]
+    for shown in (page, text):
+        assert "None" not in shown and "nusd" not in shown
+        assert not re.search(r"(?<![\d.,])\d{7,}(?![\d.,])", shown), "a raw nano-USD figure"
+    assert "<th>Cost</th>" in page and "<th>Issued</th>" in page and "still firing" not in text
+    # Signal issue times are on the simulated day's clock, like everything else.
+    start, end = (datetime.fromisoformat(demo_run[k]) for k in ("start", "end"))
+    issued = re.findall(r"<tr><td>(\d{4}-\d\d-\d\d \d\d:\d\d)</td><td>tenant/", page)
+    assert issued, "no budget signal in the report"
+    for at in issued:
+        assert (
+            start <= datetime.fromisoformat(at).replace(tzinfo=UTC) <= end + timedelta(minutes=15)
+        ), at
 
 
 def test_the_over_budget_tenant_is_blocked_at_its_gateway_and_the_anomaly_is_paged(

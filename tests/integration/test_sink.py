@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from base64 import b64decode
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,7 +69,7 @@ def usage_events(n: int, base: datetime) -> list[EnrichedUsage]:
     return out
 
 
-def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, chdb_dsn: str,
+def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, clickhouse_dsn: str,
                                                            ch: Any) -> None:  # fmt: skip
     settings = namespace_settings(kafka_bootstrap)
     make_topics(settings)
@@ -101,7 +102,9 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     for topic, values in others.items():
         produce(kafka_bootstrap, settings.topic(topic), [(b"k", v) for v in values])
 
-    sink = Sink(settings, lambda: get_client(chdb_dsn, database), max_rows=100, max_wait_s=0.2)
+    sink = Sink(
+        settings, lambda: get_client(clickhouse_dsn, database), max_rows=100, max_wait_s=0.2
+    )
     thread = threading.Thread(target=sink.run, daemon=True)
     thread.start()
     counts = {"usage_events": 600, "request_events": 7, "outcome_events": 40, "signals": 2,
@@ -127,10 +130,13 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
         sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation),
         sum(e.table_cost_nusd or 0 for e in usage if e.cache != "none"),
     )  # fmt: skip
-    rejected = ch.query("SELECT reason, source_topic FROM dlq_events WHERE component = "
-                        "'clickhouse-sink' ORDER BY reason").result_rows  # fmt: skip
-    assert rejected == [("invalid_fields", settings.topic(topics.USAGE_ENRICHED)),
-                        ("rejected_by_storage", settings.topic(topics.ALERTS))]  # fmt: skip
+    rejected = ch.query("SELECT reason, source_topic, key_b64, raw_b64 FROM dlq_events "
+                        "WHERE component = 'clickhouse-sink' ORDER BY reason").result_rows  # fmt: skip
+    # Each with the key and the exact bytes of the message it came from.
+    assert [(r[0], r[1], b64decode(r[2]), b64decode(r[3])) for r in rejected] == [
+        ("invalid_fields", settings.topic(topics.USAGE_ENRICHED), b"k", b"{bad"),
+        ("rejected_by_storage", settings.topic(topics.ALERTS), b"k", huge.model_dump_json().encode()),
+    ]  # fmt: skip
 
     def run(name: str, **params: str) -> list[tuple[Any, ...]]:
         query = queries.get(name)

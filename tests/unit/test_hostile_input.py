@@ -21,8 +21,8 @@ from schemas.pricing import load_price_table
 from streams.demo.offline import NAMES
 from streams.records import Rejection, parse_message
 from streams.worker.budgets import BudgetBook, BudgetTracker
-from streams.worker.service import partition_task
 from streams.worker.state import ChangelogState
+from streams.worker.task import partition_task
 from tests.helpers import factories
 from tokenledger.guard import BudgetGuard
 

@@ -1,0 +1,121 @@
+"""Every command the README shows, run as a user would on a fresh stack of its own: make up,
+topics, budgets, migrations, prices, the sink, the query formats, make down."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import topics
+from streams.sink.migrations import discover
+from tests.helpers import factories
+from tests.helpers.cli import TOKENLEDGER, tl
+from tests.helpers.clock import recent
+from tests.helpers.kafka_io import committed_total, produce
+from tests.helpers.paths import ROOT
+from tests.helpers.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def make(env: dict[str, str], target: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-s", target], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+
+
+@pytest.fixture
+def stack(cli_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """`make up` with a home and ports of its own; `make down` whatever the test did."""
+    env = {**cli_env, "TOKENLEDGER_PARTITIONS": "2"}
+    up = make(env, "up")
+    assert up.returncode == 0, up.stderr
+    yield env
+    down = make(env, "down")
+    assert (down.returncode, down.stdout.strip()) == (0, "kafka stopped"), down.stderr
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    done = tl(env, *args)
+    assert done.returncode == 0, (args, done.stderr)
+    return done.stdout
+
+
+def test_setup_and_kafka_fetch_are_idempotent(cli_env: dict[str, str]) -> None:
+    cache = Path(cli_env["TOKENLEDGER_CACHE"])
+    setup = ok(cli_env, "setup")
+    assert setup.splitlines() == [f"tiktoken ranks: {cache / 'tiktoken'}",
+                                  f"kafka jars: {next(cache.glob('kafka-*/libs'))}"]  # fmt: skip
+    assert ok(cli_env, "setup", "--only", "tiktoken") == setup.splitlines()[0] + "\n"
+    assert ok(cli_env, "kafka", "fetch") == setup.splitlines()[1] + "\n"
+
+
+def test_the_readme_commands_on_a_stack_of_their_own(
+    stack: dict[str, str], spawn: Callable[..., subprocess.Popen[Any]], tmp_path: Path
+) -> None:
+    env = stack
+    bootstrap = f"127.0.0.1:{env['TOKENLEDGER_KAFKA_PORT']}"
+    listed = ok(env, "topics", "list").splitlines()
+    assert [line.split()[0] for line in listed] == [t.name for t in topics.TOPICS]
+    assert all(" partitions=2" in line for line in listed)
+
+    ok(env, "budget", "set", "--tenant", "acme", "--limit-usd", "50", "--tz", "Europe/Berlin",
+       "--warn", "50,80")  # fmt: skip
+    ok(env, "budget", "set", "--tenant", "acme", "--feature", "answer", "--limit-usd", "5",
+       "--window", "hour")  # fmt: skip
+    assert ok(env, "budget", "list").splitlines() == [
+        "tenant/acme: $50.00 per day (Europe/Berlin), warn at 50%, 80%",
+        "tenant/acme/feature/answer: $5.00 per hour (UTC), warn at 50%, 80%",
+    ]
+    assert ok(env, "budget", "rm", "--tenant", "acme", "--feature", "answer") == (
+        "removed the budget of tenant/acme/feature/answer\n"
+    )
+    assert ok(env, "budget", "list").splitlines() == [
+        "tenant/acme: $50.00 per day (Europe/Berlin), warn at 50%, 80%"
+    ]
+
+    status = ok(env, "migrate", "--status").splitlines()
+    assert status == [f"applied  {m.path.name}" for m in discover()]
+    assert "gpt-4o" in ok(env, "prices", "list").splitlines()
+    assert ok(env, "prices", "check").endswith("model names, valid\n")
+
+    # Enriched usage through the real sink, then the library in each format.
+    base = recent(minutes=30)
+    events = [factories.enriched(tenant_id=t, feature=f, ts=base + timedelta(seconds=i),
+                                 cost_nusd=1_000_003 * (i + 1))
+              for i, (t, f) in enumerate([("acme", "answer"), ("acme", "answer"),
+                                          ("acme", "search"), ("globex", "answer")])]  # fmt: skip
+    produce(bootstrap, topics.USAGE_ENRICHED,
+            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    log = (tmp_path / "sink.log").open("wb")
+    sink = spawn([TOKENLEDGER, "sink", "--max-wait", "0.2"], env=env, stdout=log, stderr=log)
+    wait_for(lambda: committed_total(bootstrap, "tokenledger-sink", topics.USAGE_ENRICHED, 2)
+             == len(events), 60, "the sink to store the events")  # fmt: skip
+    sink.send_signal(signal.SIGTERM)
+    assert sink.wait(60) == 0
+
+    args = ["query", "cost_by_feature", "--param", "start=-1d", "--param", "tenant=acme"]
+    rows = list(csv.reader(io.StringIO(ok(env, *args, "--format", "csv"))))
+    assert rows == [
+        ["tenant_id", "feature", "events", "cost_nusd", "cost_usd", "unpriced_events"],
+        ["acme", "answer", "2", "3000009", "0.003000009", "0"],
+        ["acme", "search", "1", "3000009", "0.003000009", "0"],
+    ]
+    as_json = json.loads(ok(env, *args, "--format", "json"))
+    assert [(r["feature"], r["cost_nusd"], r["cost_usd"]) for r in as_json] == [
+        ("answer", 3000009, "0.003000009"), ("search", 3000009, "0.003000009")]  # fmt: skip
+    table = ok(env, *args).splitlines()
+    assert table[0].split() == rows[0] and table[-1] == "(2 rows)"
+    assert [line.split()[:4] for line in table[1:-1]] == [r[:4] for r in rows[1:]]
+    names = [line.split()[0] for line in ok(env, "query", "--list").splitlines()]
+    assert names == sorted(p.stem for p in (ROOT / "clickhouse" / "queries").glob("*.sql"))
+    assert os.path.isdir(Path(env["TOKENLEDGER_HOME"]) / "clickhouse")
