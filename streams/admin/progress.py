@@ -100,13 +100,21 @@ class RecordCount:
         self.consumer.assign(partitions)
         self.offsets: dict[tuple[str, int], list[int]] = {}
 
-    def before(self, offsets: dict[tuple[str, int], int]) -> int:
-        """Records before ``offsets`` (e.g. a group's committed ones) that are readable now."""
-        while batch := self.consumer.consume(10_000, 0.05):
-            for m in batch:
+    def before(self, offsets: dict[tuple[str, int], int], budget_s: float = 0.1) -> int:
+        """Records before ``offsets`` (e.g. a group's committed ones), reading for at most
+        ``budget_s`` first: a progress line stays cheap while traffic flows; give a longer
+        budget for an exact final count."""
+        from confluent_kafka import TopicPartition
+
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            for m in self.consumer.consume(10_000, 0.02):
                 if m.error() is None:
                     where = (m.topic() or "", m.partition() or 0)
                     self.offsets.setdefault(where, []).append(m.offset() or 0)
+            positions = self.consumer.position([TopicPartition(t, p) for t, p in offsets])
+            if all(tp.offset >= offsets[(tp.topic, tp.partition)] for tp in positions):
+                break  # read up to every target: markers included, the count is exact
         return sum(bisect_left(self.offsets.get(tp, []), at) for tp, at in offsets.items())
 
     def close(self) -> None:

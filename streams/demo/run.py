@@ -82,6 +82,8 @@ class SimClock:
     speed: float
 
     def __call__(self, wall: datetime) -> datetime:
+        if wall.tzinfo is None:  # ClickHouse's DateTime64(3, 'UTC') may come back naive
+            wall = wall.replace(tzinfo=UTC)
         return self.sim_start + (wall - self.wall_start) * self.speed
 
 
@@ -285,8 +287,9 @@ def _drive(settings: Settings, plan: DemoPlan, scenario: Scenario, stack: Stack,
     say = status.say
 
     def line(sim: datetime, final: bool = False) -> None:
-        status.status(_status_text(sim, result, worker, stored, enriched, alerts_file),
-                      force=final)  # fmt: skip
+        if final or status.due():
+            text = _status_text(sim, result, worker, stored, enriched, alerts_file, final)
+            status.status(text, force=final)
 
     try:
         say(f"replaying {scenario.start:%Y-%m-%d %H:%M} to {scenario.end:%H:%M} UTC in "
@@ -357,12 +360,13 @@ def _drain(timeout_s: float, stack: Stack, probes: tuple[Probe, ...],
 
 
 def _status_text(sim: datetime, result: DemoResult, worker: Probe, stored: Probe,
-                 enriched: RecordCount, alerts_file: Path) -> str:  # fmt: skip
+                 enriched: RecordCount, alerts_file: Path, final: bool) -> str:  # fmt: skip
     """emitted: usage events sent; processed: usage events the worker committed; stored:
     enriched usage events the sink committed (records, not offsets: the enriched topic is
     transactional, its offsets also count commit markers)."""
     alerts = len(alerts_file.read_text().splitlines()) if alerts_file.exists() else 0
     sink_at = stored.committed_by_partition() or {}
     return (f"  {sim:%a %H:%M} sim | emitted {len(result.emitted):>7,} | processed "
-            f"{max(worker.committed(), 0):>7,} | stored {enriched.before(sink_at):>7,} | "
+            f"{max(worker.committed(), 0):>7,} | stored "
+            f"{enriched.before(sink_at, budget_s=10.0 if final else 0.1):>7,} | "
             f"blocked {sum(result.blocked.values()):>5,} | alerts {alerts}")  # fmt: skip

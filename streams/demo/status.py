@@ -21,6 +21,10 @@ class StatusLine:
         self._end_status()
         print(message, file=self.stream, flush=True)
 
+    def due(self) -> bool:
+        """Whether a status() now would be shown (so callers can skip computing it)."""
+        return time.monotonic() - self._last >= self.every_s
+
     def status(self, text: str, *, force: bool = False) -> None:
         """Replace the status line; at most every ``every_s`` unless ``force``."""
         now = time.monotonic()

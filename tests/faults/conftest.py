@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.harness import FIGURES
+from tests.helpers.pipeline import FIGURES
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

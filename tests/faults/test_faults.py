@@ -20,9 +20,9 @@ from confluent_kafka import Producer
 from schemas import topics
 from schemas.messages import UsageEvent
 from streams.local.broker import LocalKafka, free_ports
-from tests.faults.harness import Pipeline
 from tests.helpers import factories
 from tests.helpers.clock import recent
+from tests.helpers.pipeline import Pipeline
 from tests.helpers.waiting import wait_for
 
 OUTAGE_S = float(os.environ.get("TOKENLEDGER_FAULT_OUTAGE_S", "60"))

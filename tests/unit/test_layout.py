@@ -63,3 +63,14 @@ def test_modules_stay_readable_in_one_sitting() -> None:
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert long == {}
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared test code lives in tests/helpers; test modules stand alone."""
+    offenders = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (ROOT / "tests").rglob("*.py")
+        for name in _imports(path)
+        if name.startswith("tests.") and not name.startswith("tests.helpers")
+    }
+    assert offenders == set()
