@@ -25,6 +25,7 @@ from schemas import topics
 from schemas.common import format_usd
 from schemas.messages import Signal
 from tokenledger import signing
+from tokenledger.freshness import Freshness
 from tokenledger.kafka_config import client_config
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,11 @@ class BudgetGuard:
         on_unavailable: Literal["open", "closed"] = "open",
         stale_after_s: float = 30.0,
         kafka_config: Mapping[str, Any] | None = None,
-        signing_key: bytes | None | Literal["env"] = "env",
+        signing_key: signing.Ring | Literal["env"] = "env",
     ) -> None:
-        """``signing_key``: only signals signed with it count (default: TOKENLEDGER_SIGNING_KEY
-        when set, see tokenledger.signing); None accepts unsigned signals."""
+        """``signing_key``: only signals signed with it (a key or a keyring) count; default:
+        TOKENLEDGER_SIGNING_KEY when set (tokenledger.signing); None accepts unsigned ones.
+        Per scope only a signal newer than the one held counts (a replay is ignored)."""
         if on_unavailable not in ("open", "closed"):
             raise ValueError("on_unavailable is 'open' or 'closed'")
         self.topic = topic
@@ -151,7 +153,8 @@ class BudgetGuard:
         self.signals_seen = 0
         self.invalid_signals = 0
         self.unauthorized_signals = 0
-        self.signing_key = signing.signing_key() if signing_key == "env" else signing_key
+        self.signing_key = signing.keyring() if signing_key == "env" else signing_key
+        self.freshness = Freshness("signal")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -230,16 +233,24 @@ class BudgetGuard:
 
     # -- the consumer thread -------------------------------------------------------------
 
+    @property
+    def replayed_signals(self) -> int:
+        """Signals ignored because they were not newer than the one held for their scope."""
+        return self.freshness.replayed
+
     def apply(self, key: bytes | None, value: bytes | None,
               headers: signing.Headers = None) -> None:  # fmt: skip
         """Apply one record of the signals topic (the consumer thread calls this)."""
-        if not signing.verify(self.signing_key, self.topic, key, value, headers):
+        verdict = signing.check(self.signing_key, self.topic, key, value, headers)
+        if not verdict.ok:
             self.unauthorized_signals += 1
             log.warning("ignoring a signal for %r without a valid signature", key)
             return
         if value is None:  # a tombstone: the scope no longer has a signal
-            parts = _scope_parts(key.decode()) if key else None
-            if parts is not None:
+            scope = key.decode(errors="replace") if key else ""
+            parts = _scope_parts(scope)
+            fresh = verdict.issued_ms is None or self.freshness.accept(scope, verdict.issued_ms)
+            if parts is not None and fresh:
                 self._forget(*parts)
             return
         try:
@@ -247,6 +258,8 @@ class BudgetGuard:
         except ValidationError as exc:
             self.invalid_signals += 1
             log.warning("ignoring an invalid signal: %s", exc.errors()[0]["msg"])
+            return
+        if not self.freshness.accept(signal.scope, int(signal.issued_at.timestamp() * 1000)):
             return
         self.signals_seen += 1
         if signal.state == "allow":

@@ -14,7 +14,9 @@ from schemas.messages import Budget, Window
 from streams.admin.topics import create_topics
 from streams.config import Settings
 from streams.errors import ServiceUnavailableError, UserError
+from streams.worker.budgets import BudgetBook
 from tokenledger.kafka_config import client_config
+from tokenledger.signing import Keyring, SigningKeyError, headers_for, keyring
 
 
 def parse_usd(text: str) -> int:
@@ -59,40 +61,64 @@ def _topic(settings: Settings) -> str:
     return name
 
 
-def _send(settings: Settings, key: str, value: bytes | None) -> None:
-    from confluent_kafka import Producer
-
-    from tokenledger.signing import SigningKeyError, headers_for, signing_key
-
+def _keys() -> Keyring | None:
     try:
-        secret = signing_key()
+        return keyring()
     except SigningKeyError as exc:
         raise UserError(str(exc)) from None
+
+
+def _send(settings: Settings, key: str, value: bytes | None, issued_ms: int) -> None:
+    from confluent_kafka import Producer
+
     topic = _topic(settings)
     producer = Producer(client_config(settings.kafka, {"enable.idempotence": True}))
     producer.produce(topic, value, key.encode(),
-                     headers=headers_for(secret, topic, key.encode(), value))  # fmt: skip
+                     headers=headers_for(_keys(), topic, key.encode(), value, issued_ms))  # fmt: skip
     if producer.flush(15) != 0:
         raise ServiceUnavailableError(f"the budget for {key} was not acknowledged by Kafka")
 
 
-def put(settings: Settings, budget: Budget) -> None:
-    _send(settings, budget.scope, budget.model_dump_json().encode())
+def put(settings: Settings, budget: Budget) -> Budget:
+    """Publish ``budget``, stamped newer than whatever the topic holds for its scope (so
+    readers, which accept only newer records, take it); the budget as published."""
+    book = read(settings)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    issued = book.freshness.next_after(budget.scope, now_ms)
+    stamped = budget.model_copy(update={"updated_at": datetime.fromtimestamp(issued / 1000, UTC)})
+    _send(settings, stamped.scope, stamped.model_dump_json().encode(), issued)
+    return stamped
 
 
 def remove(settings: Settings, scope: str) -> bool:
-    """Tombstone ``scope``; False when it had no budget."""
-    if scope not in {b.scope for b in current(settings)}:
+    """Tombstone ``scope`` (its signed issue time in the headers); False when it had no
+    budget."""
+    book = read(settings)
+    if scope not in book.by_scope:
         return False
-    _send(settings, scope, None)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    _send(settings, scope, None, book.freshness.next_after(scope, now_ms))
     return True
 
 
+def resign(settings: Settings) -> list[Budget]:
+    """Publish every budget in force again, signed with the current key: the step of a key
+    rotation after which the previous key can be retired (README: Security)."""
+    return [put(settings, budget) for budget in read(settings).by_scope.values()]
+
+
 def current(settings: Settings, timeout: float = 20.0) -> list[Budget]:
-    """Every budget in force, read from the start of the topic to its end."""
+    """Every budget in force, as the workers see it."""
+    return sorted(read(settings, timeout).by_scope.values(), key=lambda b: b.scope)
+
+
+def read(settings: Settings, timeout: float = 20.0) -> BudgetBook:
+    """The budgets topic read to its end through the workers' own book: signatures checked
+    and replays ignored, so what is listed is what is enforced."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     topic = _topic(settings)
+    book = BudgetBook(topic, _keys())
     consumer = Consumer(client_config(settings.kafka, {
         "group.id": "tokenledger-budget-list", "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -100,28 +126,20 @@ def current(settings: Settings, timeout: float = 20.0) -> list[Budget]:
     try:
         partitions = set(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        latest: dict[str, bytes | None] = {}
         at_end: set[int | None] = set()
         deadline = time.monotonic() + timeout
         while at_end != partitions:
             if time.monotonic() > deadline:
                 raise ServiceUnavailableError(f"could not read {topic} to its end")
             for m in consumer.consume(1000, 0.2):
-                err, key = m.error(), m.key()
-                if err is None and key is not None:
-                    latest[key.decode()] = m.value()
-                elif err is not None and err.code() == KafkaError._PARTITION_EOF:
+                err = m.error()
+                if err is None:
+                    book.apply(m.key(), m.value(), m.headers())
+                elif err.code() == KafkaError._PARTITION_EOF:
                     at_end.add(m.partition())
     finally:
         consumer.close()
-    budgets = []
-    for value in latest.values():
-        if value is not None:
-            try:
-                budgets.append(Budget.model_validate_json(value))
-            except ValidationError:
-                continue  # not ours to show; the workers ignore it too
-    return sorted(budgets, key=lambda b: b.scope)
+    return book
 
 
 def describe(budget: Budget) -> str:

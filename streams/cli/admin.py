@@ -102,6 +102,10 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
         if not budgets:
             print("no budgets (set one with `tokenledger budget set`)")
         return 0
+    if args.action == "resign":
+        signed = budget_admin.resign(settings)
+        print(f"published {len(signed)} budget(s) again, signed with the current key")
+        return 0
     if not args.tenant:
         raise UserError(f"budget {args.action} needs --tenant")
     if args.action == "rm":
@@ -135,7 +139,8 @@ def register(add: Add) -> None:
     p.add_argument("action", choices=["check", "list"])
     p.add_argument("file", nargs="?", help="default: TOKENLEDGER_PRICES or the bundled table")
     p = add("budget", cmd_budget, "set, list or remove tenant and feature budgets")
-    p.add_argument("action", choices=["set", "list", "rm"])
+    p.add_argument("action", choices=["set", "list", "rm", "resign"],
+                   help="resign: publish every budget again with the current signing key")  # fmt: skip
     p.add_argument("--tenant")
     p.add_argument("--feature")
     p.add_argument("--limit-usd", help="the limit per window in USD, e.g. 50 or 12.50")

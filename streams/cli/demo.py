@@ -18,7 +18,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     plan = demo.DemoPlan(requests_per_day=args.requests_per_day, seconds=args.seconds)
     result = demo.run(settings, plan)
     print(result.summary)
-    blocked = ", ".join(f"{t}: {n} requests ({result.block_reasons[t]})"
+    blocked = ", ".join(f"{t}: {n:,} requests ({result.block_reasons[t]})"
                         for t, n in sorted(result.blocked.items())) or "none"  # fmt: skip
     print(f"Refused at the gateway (BudgetGuard): {blocked}")
     paged = [f"{a['status']} {a['detector']} on {a['scope']}" for a in result.alerts]

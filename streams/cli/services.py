@@ -17,8 +17,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     if not 0 < args.dedup_hours <= 24 * 30:
         raise UserError("--dedup-hours must be above 0 and at most 720 (30 days)")
+    if not 1 <= args.signal_heartbeat <= 3600:
+        raise UserError("--signal-heartbeat must be 1 to 3600 seconds")
     engine = worker.build(settings, args.instance, max_batch=args.max_batch,
-                          dedup_retention=timedelta(hours=args.dedup_hours))  # fmt: skip
+                          dedup_retention=timedelta(hours=args.dedup_hours),
+                          heartbeat=timedelta(seconds=args.signal_heartbeat))  # fmt: skip
     engine.install_signal_handlers()
     engine.run()
     counters = engine.counters()
@@ -81,6 +84,9 @@ def register(add: Add) -> None:
     p.add_argument("--dedup-hours", type=float, default=48.0,
                    help="event-time hours an event_id is remembered (48); memory ~600 bytes "
                    "per event in that window")  # fmt: skip
+    p.add_argument("--signal-heartbeat", type=float, default=10.0,
+                   help="seconds between re-publishing every warn and block state with a new "
+                   "issue time (10): a replayed old signal stands at most this long")  # fmt: skip
     p = add("sink", cmd_sink, "run the ClickHouse sink (every topic into its table)")
     p.add_argument("--max-rows", type=int, default=5000, help="rows per INSERT batch")
     p.add_argument("--max-wait", type=float, default=1.0, help="seconds before a batch is flushed")

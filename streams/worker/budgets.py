@@ -29,13 +29,17 @@ from schemas.common import format_usd
 from schemas.messages import Budget, EnrichedUsage, RequestEvent, Signal, budget_scope
 from streams.worker.state import ChangelogState
 from streams.worker.windows import scope_dim
-from tokenledger.signing import Headers, verify
+from tokenledger.freshness import Freshness
+from tokenledger.signing import Headers, Ring, check
 
 log = logging.getLogger(__name__)
 
 SLOT_MS = 15 * 60_000
 SLOT_KEEP_MS = 33 * 86_400_000  # a month-long window and then some
 DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
+DEFAULT_HEARTBEAT = timedelta(seconds=10)
+"""How often every warn or block state is published again with a new issue time: a copied
+old record on the signals topic is overwritten within this interval (README: Security)."""
 ISSUER = "budgets-worker"
 
 
@@ -85,26 +89,40 @@ def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
 
 
 class BudgetBook:
-    """Every budget definition, read from the compacted budgets topic (a global table)."""
+    """Every budget definition, read from the compacted budgets topic (a global table).
 
-    def __init__(self, topic: str = "", signing_key: bytes | None = None) -> None:
+    With a keyring only signed records count, and per scope only a record newer than the
+    one held: a budget's time is its ``updated_at``, a removal's the signed issue time in
+    its headers. A replayed older definition or removal is ignored (``replayed``)."""
+
+    def __init__(self, topic: str = "", signing_key: Ring = None) -> None:
         self.by_scope: dict[str, Budget] = {}
         self.invalid = 0
         self.unauthorized = 0
         self.changed: set[str] = set()
         self.topic = topic
         self.signing_key = signing_key
+        self.freshness = Freshness("budget")
+
+    @property
+    def replayed(self) -> int:
+        return self.freshness.replayed
 
     def apply(self, key: bytes | None, value: bytes | None,
               headers: Headers = None) -> None:  # fmt: skip
         """Apply one record of the budgets topic; with a signing key, only signed ones."""
-        if not verify(self.signing_key, self.topic, key, value, headers):
+        verdict = check(self.signing_key, self.topic, key, value, headers)
+        if not verdict.ok:
             self.unauthorized += 1
             log.warning("ignoring a budget record for %r without a valid signature (written "
                         "by something other than tokenledger budget?)", key)  # fmt: skip
             return
-        scope = key.decode() if key else ""
+        scope = key.decode(errors="replace") if key else ""
         if value is None:
+            if verdict.issued_ms is not None and not self.freshness.accept(
+                scope, verdict.issued_ms
+            ):
+                return
             if self.by_scope.pop(scope, None) is not None:
                 self.changed.add(scope)
             return
@@ -114,8 +132,14 @@ class BudgetBook:
             self.invalid += 1
             log.warning("ignoring an invalid budget for %r: %s", scope, exc.errors()[0]["msg"])
             return
+        if not self.freshness.accept(budget.scope, _ms(budget.updated_at)):
+            return
         self.by_scope[budget.scope] = budget
         self.changed.add(budget.scope)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -143,10 +167,13 @@ class BudgetTracker:
         book: BudgetBook,
         *,
         reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
+        heartbeat: timedelta = DEFAULT_HEARTBEAT,
     ) -> None:
         self.state = state
         self.book = book
         self.timeout_ms = int(reservation_timeout.total_seconds() * 1000)
+        self.heartbeat_ms = int(heartbeat.total_seconds() * 1000)
+        self._next_heartbeat_ms = 0
         self.reservations: dict[str, Reservation] = {
             k: Reservation.decode(v) for k, v in state.items("r:")
         }
@@ -158,8 +185,11 @@ class BudgetTracker:
         self._dirty_scopes: set[str] = set()
         self._next_cleanup_ms = 0
         self._rollovers: list[tuple[int, str]] = []
+        self._asserting: set[str] = set()  # scopes whose published state is warn or block
         for key, value in state.items("g:"):
             heapq.heappush(self._rollovers, (int(value.split("|")[2]), key[2:]))
+            if not value.startswith("allow|"):
+                self._asserting.add(key[2:])
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -232,32 +262,50 @@ class BudgetTracker:
             self._dirty_scopes.add(scope)
         signals = [s for s in (self._evaluate(scope, now) for scope in
                                sorted(self._dirty_scopes)) if s is not None]  # fmt: skip
+        if now_ms >= self._next_heartbeat_ms:
+            self._next_heartbeat_ms = now_ms + self.heartbeat_ms
+            beating = sorted(self._asserting - self._dirty_scopes)
+            signals += [s for s in (self._evaluate(scope, now, again=True) for scope in beating)
+                        if s is not None]  # fmt: skip
         self._dirty_scopes.clear()
         return signals
 
-    def _evaluate(self, scope: str, now: datetime) -> Signal | None:
+    def _evaluate(self, scope: str, now: datetime, *, again: bool = False) -> Signal | None:
+        """The scope's signal when its state changed (or, ``again``, its current warn or
+        block state re-asserted), with an issue time newer than the last one published."""
         budget = self.book.by_scope.get(scope)
         last = self.state.get("g:" + scope)
+        last_state, _, rest = (last or "").partition("|")
+        last_issued = int(rest.split("|")[2]) if rest.count("|") >= 2 else 0
+        issued_ms = max(int(now.timestamp() * 1000), last_issued + 1)
+        issued = datetime.fromtimestamp(issued_ms / 1000, UTC)
         if budget is None:
-            if last is None or last.startswith("allow|"):
+            if last is None or last_state == "allow":
                 return None
-            self.state.put("g:" + scope, f"allow||{int(now.timestamp() * 1000)}")
+            self.state.put("g:" + scope, f"allow||{issued_ms}|{issued_ms}")
+            self._asserting.discard(scope)
             tenant, feature = parse_scope(scope)
             return Signal(scope=scope, tenant_id=tenant, feature=feature, state="allow",
                           reason="budget removed", spend_nusd=0, limit_nusd=0,
-                          window_start=now, window_end=now, issued_at=now, issuer=ISSUER)  # fmt: skip
+                          window_start=now, window_end=now, issued_at=issued, issuer=ISSUER)  # fmt: skip
         start, end = budget_window(now, budget.window, budget.tz)
         spend = self.spend(budget, start, end)
         state, pct, reason = evaluate(budget, spend)
         end_ms = int(end.timestamp() * 1000)
         current = f"{state}|{pct or ''}|{end_ms}"
-        if current == last or (state == "allow" and (last is None or last.startswith("allow|"))):
+        unchanged = last is not None and last.startswith(current + "|") or current == last
+        if (unchanged and not again) or (state == "allow" and last_state in ("", "allow")):
             return None  # unchanged; an allowed scope stays quiet across windows
-        self.state.put("g:" + scope, current)
-        heapq.heappush(self._rollovers, (end_ms, scope))
+        self.state.put("g:" + scope, f"{current}|{issued_ms}")
+        if state == "allow":
+            self._asserting.discard(scope)
+        else:
+            self._asserting.add(scope)
+        if not unchanged:
+            heapq.heappush(self._rollovers, (end_ms, scope))
         return Signal(scope=scope, tenant_id=budget.tenant_id, feature=budget.feature,
                       state=state, reason=reason, spend_nusd=spend, limit_nusd=budget.limit_nusd,
-                      threshold_pct=pct, window_start=start, window_end=end, issued_at=now,
+                      threshold_pct=pct, window_start=start, window_end=end, issued_at=issued,
                       issuer=ISSUER)  # fmt: skip
 
     def _expire(self, now_ms: int) -> None:

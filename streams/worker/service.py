@@ -18,12 +18,12 @@ from streams.admin.topics import create_topics, describe_topics
 from streams.config import Settings
 from streams.errors import ServiceUnavailableError, UserError
 from streams.worker.anomalies import DetectorConfig
-from streams.worker.budgets import DEFAULT_RESERVATION_TIMEOUT, BudgetBook
+from streams.worker.budgets import DEFAULT_HEARTBEAT, DEFAULT_RESERVATION_TIMEOUT, BudgetBook
 from streams.worker.engine import EngineConfig, TransactionalEngine
 from streams.worker.state import ChangelogState
 from streams.worker.task import PartitionTask, partition_task
 from tokenledger.kafka_config import client_config
-from tokenledger.signing import SigningKeyError, signing_key
+from tokenledger.signing import SigningKeyError, keyring
 
 GROUP = "tokenledger-worker"
 
@@ -76,6 +76,7 @@ def build(
     dedup_retention: timedelta | None = None,
     allowed_lateness: timedelta | None = None,
     reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
+    heartbeat: timedelta = DEFAULT_HEARTBEAT,
     max_batch: int = 2000,
     detectors: DetectorConfig | None = None,
 ) -> TransactionalEngine:
@@ -96,7 +97,7 @@ def build(
     if allowed_lateness is not None:
         options["allowed_lateness"] = allowed_lateness
     try:
-        secret = signing_key()
+        secret = keyring()
     except SigningKeyError as exc:
         raise UserError(str(exc)) from None
     book = BudgetBook(names[topics.BUDGETS], secret)
@@ -106,6 +107,7 @@ def build(
 
     def factory(partition: int, state: ChangelogState) -> PartitionTask:
         return partition_task(state, prices, book, names, reservation_timeout=reservation_timeout,
+                              heartbeat=heartbeat,
                               detectors=detectors, signing_key=secret, **options)  # fmt: skip
 
     config = EngineConfig(

@@ -18,11 +18,16 @@ from schemas.messages import EnrichedUsage
 from schemas.pricing import PriceTable
 from streams.records import Output
 from streams.worker.anomalies import AnomalyTask, DetectorConfig
-from streams.worker.budgets import DEFAULT_RESERVATION_TIMEOUT, BudgetBook, BudgetTracker
+from streams.worker.budgets import (
+    DEFAULT_HEARTBEAT,
+    DEFAULT_RESERVATION_TIMEOUT,
+    BudgetBook,
+    BudgetTracker,
+)
 from streams.worker.requests import RequestHandler
 from streams.worker.state import ChangelogState
 from streams.worker.usage import UsageTask, UsageTopics
-from tokenledger.signing import headers_for
+from tokenledger.signing import Ring, headers_for
 
 
 class PartitionTask:
@@ -30,7 +35,7 @@ class PartitionTask:
 
     def __init__(self, state: ChangelogState, usage: UsageTask, requests: RequestHandler,
                  budgets: BudgetTracker, anomalies: AnomalyTask, requests_topic: str,
-                 signals_topic: str, signing_key: bytes | None = None) -> None:  # fmt: skip
+                 signals_topic: str, signing_key: Ring = None) -> None:  # fmt: skip
         self.state = state
         self.usage = usage
         self.requests = requests
@@ -56,7 +61,8 @@ class PartitionTask:
         for signal in self.budgets.end_batch(now):
             self.usage.counters[f"signal.{signal.state}"] += 1
             key, value = signal.scope.encode(), signal.model_dump_json().encode()
-            headers = headers_for(self.signing_key, self.signals_topic, key, value)
+            issued_ms = int(signal.issued_at.timestamp() * 1000)
+            headers = headers_for(self.signing_key, self.signals_topic, key, value, issued_ms)
             outputs.append(Output(self.signals_topic, key, value, headers))
         return outputs + self.anomalies.end_batch(self.usage.watermark_ms, now)
 
@@ -68,14 +74,16 @@ def partition_task(
     names: dict[str, str],
     *,
     reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
+    heartbeat: timedelta = DEFAULT_HEARTBEAT,
     detectors: DetectorConfig | None = None,
-    signing_key: bytes | None = None,
+    signing_key: Ring = None,
     **options: Any,
 ) -> PartitionTask:
     """The processors of one input partition over ``state``; ``names`` maps each topic's
     name to the (namespaced) name to use. Also runs without Kafka (streams/offline.py)."""
     out = UsageTopics(enriched=names[topics.USAGE_ENRICHED], dlq=names[topics.DLQ])
-    budgets = BudgetTracker(state, book, reservation_timeout=reservation_timeout)
+    budgets = BudgetTracker(state, book, reservation_timeout=reservation_timeout,
+                            heartbeat=heartbeat)  # fmt: skip
     usage = UsageTask(state, prices, out, **options)
     anomalies = AnomalyTask(state, usage.windows, names[topics.ALERTS], budgets=budgets,
                             config=detectors)  # fmt: skip

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from schemas import topics
 from streams.config import Settings
@@ -35,11 +36,15 @@ class Workers:
     def topic(self, name: str) -> str:
         return f"{self.namespace}.{name}"
 
-    def start(self, instance: str, max_batch: int = 50) -> subprocess.Popen[bytes]:
+    def start(self, instance: str, max_batch: int = 50,
+              heartbeat_s: float = 3600) -> subprocess.Popen[bytes]:  # fmt: skip
+        """A worker; signal heartbeats an hour apart unless a test is about them, so that
+        every signal on the topic is a state change."""
         path = self.tmp / f"{instance}-{len(self.procs)}.log"
         log = open(path, "wb")  # noqa: SIM115
         proc = subprocess.Popen([TOKENLEDGER, "worker", "--instance", instance, "--max-batch",
-                                 str(max_batch)], env=self.env, stdout=log, stderr=log)  # fmt: skip
+                                 str(max_batch), "--signal-heartbeat", str(heartbeat_s)],
+                                env=self.env, stdout=log, stderr=log)  # fmt: skip
         self.procs.append(proc)
         self.logs[proc.pid] = path
         return proc
@@ -72,9 +77,11 @@ class Workers:
 
 
 @contextmanager
-def run_worker(settings: Settings, instance: str) -> Iterator[worker.TransactionalEngine]:
-    """A worker engine running in a thread of this process, stopped on the way out."""
-    engine = worker.build(settings, instance)
+def run_worker(settings: Settings, instance: str,
+               **options: Any) -> Iterator[worker.TransactionalEngine]:  # fmt: skip
+    """A worker engine (``worker.build`` with ``options``) running in a thread of this
+    process, stopped on the way out."""
+    engine = worker.build(settings, instance, **options)
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
     try:

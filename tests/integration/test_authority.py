@@ -39,14 +39,16 @@ def settings(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 @pytest.fixture
 def running(settings: Settings) -> Iterator[worker.TransactionalEngine]:
-    with run_worker(settings, "auth-1") as engine:
+    with run_worker(settings, "auth-1", heartbeat=timedelta(hours=1)) as engine:
         yield engine
 
 
 def _rogue(settings: Settings, topic: str, key: str, value: bytes, secret: bytes | None) -> None:
     producer = Producer({"bootstrap.servers": settings.kafka})
+    issued = int(datetime.now(UTC).timestamp() * 1000)
     producer.produce(settings.topic(topic), value, key.encode(),
-                     headers=headers_for(secret, settings.topic(topic), key.encode(), value))  # fmt: skip
+                     headers=headers_for(secret, settings.topic(topic), key.encode(), value,
+                                         issued))  # fmt: skip
     assert producer.flush(15) == 0
 
 

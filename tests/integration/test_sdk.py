@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -191,9 +193,13 @@ def test_budget_guard_follows_signals(
     topic = topic_factory(partitions=2, config={"cleanup.policy": "compact"})
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
 
+    issued = itertools.count()
+
     def publish(scope: str, **overrides: Any) -> None:
-        producer.produce(topic, key=scope.encode(),
-                         value=factories.signal(scope=scope, **overrides).model_dump_json())  # fmt: skip
+        """A signal issued after the ones before it (guards take only newer ones)."""
+        at = factories.now() + timedelta(seconds=next(issued))
+        producer.produce(topic, key=scope.encode(), value=factories.signal(
+            scope=scope, issued_at=at, **overrides).model_dump_json())  # fmt: skip
         assert producer.flush(10) == 0
 
     publish("tenant/acme")  # a block published before the guard starts: read from the start

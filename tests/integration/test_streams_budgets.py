@@ -38,7 +38,9 @@ def pipeline(settings: Settings) -> Iterator[tuple[worker.TransactionalEngine, B
     budget_admin.put(
         settings, budget_admin.make_budget("acme", None, "0.10", "day", midday_zone(), "50,80")
     )
-    engine = worker.build(settings, "w1", reservation_timeout=timedelta(seconds=3))
+    engine = worker.build(
+        settings, "w1", reservation_timeout=timedelta(seconds=3), heartbeat=timedelta(hours=1)
+    )  # every signal here is a state change
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
     guard = BudgetGuard(bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS)).start()

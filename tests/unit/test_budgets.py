@@ -52,11 +52,13 @@ def test_state_from_spend(spend: int, state: str, pct: int | None) -> None:
     assert "$10.00" in reason
 
 
-def tracker(*budgets: Budget, timeout_s: int = 600) -> BudgetTracker:
+def tracker(*budgets: Budget, timeout_s: int = 600, heartbeat_s: int = 86_400) -> BudgetTracker:
+    """A tracker over ``budgets``; heartbeats a day apart unless a test is about them."""
     book = BudgetBook()
     for b in budgets:
         book.apply(b.scope.encode(), b.model_dump_json().encode())
-    return BudgetTracker(ChangelogState(), book, reservation_timeout=timedelta(seconds=timeout_s))
+    return BudgetTracker(ChangelogState(), book, reservation_timeout=timedelta(seconds=timeout_s),
+                         heartbeat=timedelta(seconds=heartbeat_s))  # fmt: skip
 
 
 def usage_at(now: datetime, cost: int, **overrides: object) -> object:
@@ -158,3 +160,25 @@ def test_state_survives_a_restore() -> None:
     assert again.end_batch(now) == []  # re-evaluated: still block, already published
     again.on_usage(usage_at(now, 1, request_id="r1"))  # type: ignore[arg-type]  # settles r1
     assert [(s.state, s.spend_nusd) for s in again.end_batch(now)] == [("allow", 2 * NANO + 2)]
+
+
+def test_warn_and_block_are_reasserted_on_the_heartbeat_with_newer_issue_times() -> None:
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    t = tracker(budget(), budget(tenant_id="calm"), heartbeat_s=10)
+    t.on_usage(usage_at(now, 11 * NANO))  # type: ignore[arg-type]
+    t.on_usage(usage_at(now, 1 * NANO, tenant_id="calm"))  # type: ignore[arg-type]
+    (first,) = t.end_batch(now)
+    assert t.end_batch(now + timedelta(seconds=5)) == []  # not yet due
+    (again,) = t.end_batch(now + timedelta(seconds=10))  # only the blocked scope: calm is allowed
+    assert (again.scope, again.state, again.spend_nusd) == (first.scope, "block", 11 * NANO)
+    assert again.issued_at == now + timedelta(seconds=10) > first.issued_at
+
+
+def test_issue_times_survive_a_restore_and_stay_monotonic() -> None:
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    t = tracker(budget(), heartbeat_s=10)
+    t.on_usage(usage_at(now, 11 * NANO))  # type: ignore[arg-type]
+    (first,) = t.end_batch(now + timedelta(minutes=5))
+    restored = BudgetTracker(t.state, t.book, heartbeat=timedelta(seconds=10))
+    (beat,) = restored.end_batch(now)  # an earlier clock after a takeover
+    assert beat.state == "block" and beat.issued_at == first.issued_at + timedelta(milliseconds=1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from datetime import UTC, datetime, timedelta
+
 from tests.helpers import factories
 from tokenledger.guard import BudgetGuard, Guardrails
 
@@ -13,8 +16,13 @@ def healthy(guard: BudgetGuard) -> BudgetGuard:
     return guard
 
 
+ISSUED = itertools.count()
+
+
 def signal_bytes(**overrides: object) -> bytes:
-    return factories.signal(**overrides).model_dump_json().encode()
+    """A signal issued after every one made before it (the guard takes only newer ones)."""
+    issued = datetime(2026, 11, 26, 12, tzinfo=UTC) + timedelta(seconds=next(ISSUED))
+    return factories.signal(**{"issued_at": issued, **overrides}).model_dump_json().encode()
 
 
 def test_not_caught_up_follows_the_policy() -> None:

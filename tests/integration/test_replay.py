@@ -1,0 +1,244 @@
+"""Replayed and rotated authority on the real broker: a copied old signal, budget or removal
+changes nothing; a guard started after a replay converges within one heartbeat; a key
+rotation from A to B loses no signal and accepts no unsigned or A-only record after A is
+retired."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from schemas import topics
+from schemas.messages import Budget, Signal
+from streams.admin import budgets as budget_admin
+from streams.admin.topics import create_topics
+from streams.config import Settings
+from streams.worker import service as worker
+from streams.worker.budgets import BudgetBook
+from streams.worker.task import PartitionTask
+from tests.helpers import factories
+from tests.helpers.clock import midday_zone
+from tests.helpers.kafka_io import produce
+from tests.helpers.waiting import wait_for, wait_value
+from tests.helpers.workers import run_worker
+from tokenledger.guard import BudgetGuard, Decision
+from tokenledger.signing import Keyring, headers_for
+
+pytestmark = pytest.mark.integration
+A, B = "a" * 40, "b" * 40
+HEARTBEAT = timedelta(seconds=2)
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", A)
+    return Settings.from_env({"TOKENLEDGER_KAFKA": kafka_bootstrap,
+                              "TOKENLEDGER_TOPIC_NAMESPACE": f"r{uuid.uuid4().hex[:10]}",
+                              "TOKENLEDGER_PARTITIONS": "1"})  # fmt: skip
+
+
+def set_budget(settings: Settings, tenant: str, limit_usd: str) -> None:
+    budget_admin.put(settings, budget_admin.make_budget(tenant, None, limit_usd, "day",
+                                                        midday_zone(), "50"))  # fmt: skip
+
+
+def spend(settings: Settings, tenant: str, n: int = 2) -> None:
+    now = datetime.now(UTC) - timedelta(seconds=5)
+    events = [factories.usage(tenant_id=tenant, ts=now) for _ in range(n)]
+    produce(settings.kafka, settings.topic(topics.USAGE),
+            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+
+
+def records(settings: Settings, topic: str, key: str) -> list[tuple[bytes | None, list[Any]]]:
+    """Every committed record of ``key`` on ``topic``: value and headers, as a copier sees."""
+    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+    name = settings.topic(topic)
+    consumer = Consumer({"bootstrap.servers": settings.kafka, "group.id": uuid.uuid4().hex,
+                         "isolation.level": "read_committed", "enable.partition.eof": True})  # fmt: skip
+    consumer.assign([TopicPartition(name, 0, OFFSET_BEGINNING)])
+    out: list[tuple[bytes | None, list[Any]]] = []
+    try:
+        while True:
+            m = consumer.poll(10)
+            assert m is not None, f"{name} not read to its end"
+            err = m.error()
+            if err is not None:
+                assert err.code() == KafkaError._PARTITION_EOF
+                return out
+            if m.key() == key.encode():
+                out.append((m.value(), list(m.headers() or [])))
+    finally:
+        consumer.close()
+
+
+def replay(
+    settings: Settings, topic: str, key: str, value: bytes | None, headers: list[Any]
+) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka})
+    producer.produce(settings.topic(topic), value, key.encode(), headers=headers)
+    assert producer.flush(15) == 0
+
+
+def guard(settings: Settings, keys: str) -> BudgetGuard:
+    g = BudgetGuard(bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS),
+                    signing_key=Keyring(tuple(k.encode() for k in keys.split(","))))  # fmt: skip
+    g.start()
+    assert g.wait_ready(30)
+    return g
+
+
+def blocked(g: BudgetGuard, tenant: str, timeout: float = 30) -> Decision:
+    return wait_value(lambda: g.check(tenant), lambda d: not d.allowed, f"{tenant} blocked",
+                      timeout)  # fmt: skip
+
+
+def state(g: BudgetGuard, tenant: str, want: str) -> Decision:
+    return wait_value(lambda: g.check(tenant), lambda d: d.state == want, f"{tenant} {want}")
+
+
+def book_of(engine: worker.TransactionalEngine) -> BudgetBook:
+    """The budget book the engine's partition tasks share (empty until assigned)."""
+    wait_for(lambda: bool(engine.tasks), 30, "the worker's partitions")
+    task = next(iter(engine.tasks.values()))
+    return cast(PartitionTask, task).budgets.book
+
+
+@pytest.fixture
+def running(settings: Settings) -> Iterator[worker.TransactionalEngine]:
+    with run_worker(settings, "replay-1", heartbeat=HEARTBEAT) as engine:
+        yield engine
+
+
+def test_a_replayed_allow_is_ignored_and_a_later_guard_sees_the_block(
+    settings: Settings, running: worker.TransactionalEngine
+) -> None:
+    watching = guard(settings, A)
+    try:
+        set_budget(settings, "payer", "0.000001")
+        spend(settings, "payer")
+        blocked(watching, "payer")
+        set_budget(settings, "payer", "1000")  # raised: the worker publishes allow
+        state(watching, "payer", "allow")
+        set_budget(settings, "payer", "0.000001")  # lowered again: block
+        blocked(watching, "payer")
+        allows = [(v, h) for v, h in records(settings, topics.SIGNALS, "tenant/payer")
+                  if v is not None and Signal.model_validate_json(v).state == "allow"]  # fmt: skip
+        replay(settings, topics.SIGNALS, "tenant/payer", *allows[0])  # yesterday's allow
+        set_budget(settings, "marker", "0.000001")  # a marker after the replay
+        spend(settings, "marker")
+        blocked(watching, "marker")  # the running guard has read past the replay
+        assert not watching.check("payer").allowed
+        assert watching.replayed_signals >= 1
+        late = guard(settings, A)  # started after the replay
+        try:
+            blocked(late, "payer", timeout=HEARTBEAT.total_seconds() + 5)
+        finally:
+            late.close()
+    finally:
+        watching.close()
+
+
+def test_a_replayed_older_budget_or_removal_leaves_the_current_one_in_force(
+    settings: Settings, running: worker.TransactionalEngine
+) -> None:
+    watching = guard(settings, A)
+    try:
+        set_budget(settings, "lowered", "1000")
+        set_budget(settings, "lowered", "0.000001")
+        set_budget(settings, "kept", "1000")
+        budget_admin.remove(settings, "tenant/kept")
+        set_budget(settings, "kept", "0.000001")
+        high = [(v, h) for v, h in records(settings, topics.BUDGETS, "tenant/lowered")
+                if v is not None and Budget.model_validate_json(v).limit_nusd == 10**12]  # fmt: skip
+        removal = [(v, h) for v, h in records(settings, topics.BUDGETS, "tenant/kept") if v is None]
+        replay(settings, topics.BUDGETS, "tenant/lowered", *high[0])
+        replay(settings, topics.BUDGETS, "tenant/kept", *removal[0])
+        set_budget(settings, "marker", "0.000001")
+        book = book_of(running)
+        wait_for(
+            lambda: "tenant/marker" in book.by_scope, 30, "the worker to read past the replays"
+        )
+        spend(settings, "lowered")
+        spend(settings, "kept")
+        for tenant in ("lowered", "kept"):
+            decision = blocked(watching, tenant)
+            assert decision.reason.endswith("of $0.0000)"), decision.reason
+        assert book.replayed == 2
+        assert [b.limit_nusd for b in budget_admin.current(settings)
+                if b.tenant_id in ("lowered", "kept")] == [1000, 1000]  # fmt: skip
+    finally:
+        watching.close()
+
+
+def test_rotating_from_key_a_to_b_loses_no_signal(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    specs = [topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+             for t in topics.TOPICS]  # fmt: skip
+    create_topics(settings.kafka, specs, 1, 1)
+    old_only = guard(settings, A)  # a gateway that is never given B
+    try:
+        with run_worker(settings, "rot-1", heartbeat=HEARTBEAT):
+            set_budget(settings, "first", "0.000001")
+            spend(settings, "first")
+            blocked(old_only, "first")
+        # 1. everyone learns B, still signing with A
+        monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", f"{A},{B}")
+        learning = guard(settings, f"{A},{B}")
+        with run_worker(settings, "rot-1", heartbeat=HEARTBEAT):
+            blocked(learning, "first")
+            set_budget(settings, "second", "0.000001")
+            spend(settings, "second")
+            blocked(old_only, "second")  # the old-only gateway still verifies everything
+            blocked(learning, "second")
+        # 2. everyone signs with B; budgets re-signed; signals re-asserted by the heartbeat
+        monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", f"{B},{A}")
+        switched = guard(settings, f"{B},{A}")
+        with run_worker(settings, "rot-1", heartbeat=HEARTBEAT):
+            assert len(budget_admin.resign(settings)) == 2
+            for tenant in ("first", "second"):
+                blocked(switched, tenant)
+                blocked(learning, tenant)
+        # 3. A retired everywhere
+        monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", B)
+        with run_worker(settings, "rot-1", heartbeat=HEARTBEAT) as engine:
+            retired = guard(settings, B)
+            try:
+                for tenant in ("first", "second"):
+                    blocked(retired, tenant, timeout=HEARTBEAT.total_seconds() + 10)
+                # what it refused so far: the history signed with A
+                refused_signals = retired.unauthorized_signals
+                book = book_of(engine)
+                refused_budgets = book.unauthorized
+                now = datetime.now(UTC)
+                forged = factories.signal(scope="tenant/victim", tenant_id="victim",
+                                          issued_at=now).model_dump_json().encode()  # fmt: skip
+                name = settings.topic(topics.SIGNALS)
+                replay(settings, topics.SIGNALS, "tenant/victim", forged,
+                       headers_for(A.encode(), name, b"tenant/victim", forged,
+                                   int(now.timestamp() * 1000)) or [])  # fmt: skip
+                replay(settings, topics.SIGNALS, "tenant/victim", forged, [])
+                budget = Budget(tenant_id="victim", limit_nusd=1, updated_at=now)
+                value = budget.model_dump_json().encode()
+                replay(settings, topics.BUDGETS, "tenant/victim", value,
+                       headers_for(A.encode(), settings.topic(topics.BUDGETS), b"tenant/victim",
+                                   value, int(now.timestamp() * 1000)) or [])  # fmt: skip
+                spend(settings, "victim")
+                wait_for(lambda: retired.unauthorized_signals == refused_signals + 2, 30,
+                         "both forged signals read and refused")  # fmt: skip
+                assert retired.check("victim").allowed
+                wait_for(lambda: book.unauthorized == refused_budgets + 1, 30,
+                         "the A-signed budget read and refused")  # fmt: skip
+                assert "tenant/victim" not in book.by_scope
+            finally:
+                retired.close()
+        switched.close()
+        learning.close()
+    finally:
+        old_only.close()
