@@ -262,7 +262,9 @@ class BudgetTracker:
             self._dirty_scopes.add(scope)
         signals = [s for s in (self._evaluate(scope, now) for scope in
                                sorted(self._dirty_scopes)) if s is not None]  # fmt: skip
-        if now_ms >= self._next_heartbeat_ms:
+        if not self._next_heartbeat_ms:  # the first beat one interval after (re)start:
+            self._next_heartbeat_ms = now_ms + self.heartbeat_ms  # what was published stands
+        elif now_ms >= self._next_heartbeat_ms:
             self._next_heartbeat_ms = now_ms + self.heartbeat_ms
             beating = sorted(self._asserting - self._dirty_scopes)
             signals += [s for s in (self._evaluate(scope, now, again=True) for scope in beating)
