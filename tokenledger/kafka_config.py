@@ -29,9 +29,13 @@ def bootstrap_servers(env: Mapping[str, str] | None = None) -> str:
 
 def committed_reader(group: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Overrides for a consumer that reads only committed transactions from the earliest
-    offset and commits by hand, after its work is done (the sink, the notifier)."""
+    offset and commits by hand, after its work is done (the sink, the notifier). A 10 s
+    session (librdkafka's default is 45 s): partitions of a crashed instance move to the
+    others that soon; heartbeats come from librdkafka's own thread, so a long insert does
+    not end the session."""
     return {"group.id": group, "isolation.level": "read_committed",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest", **(extra or {})}  # fmt: skip
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000, **(extra or {})}  # fmt: skip
 
 
 def env_options(env: Mapping[str, str] | None = None) -> dict[str, str]:

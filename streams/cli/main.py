@@ -36,12 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(quiet: bool) -> None:
+def _configure_logging(quiet: bool, service: bool) -> None:
     """Our progress lines on stderr; libraries' own log lines (retries, driver errors) stay
-    out of the terminal: failures reach the user as one error line instead."""
+    out of the terminal: failures reach the user as one error line instead. A long-running
+    stage (worker, sink, notifier) stamps each line with the time, for its operators."""
     logging.getLogger().addHandler(logging.NullHandler())
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s" if service else "%(message)s"))
     for name in ("tokenledger", "streams", "schemas"):
         ours = logging.getLogger(name)
         ours.handlers[:] = [handler]
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        _configure_logging(quiet=args.quiet)
+        _configure_logging(quiet=args.quiet, service=args.handler.__module__ == services.__name__)
         for option in ("partitions", "replication_factor", "max_batch", "max_rows"):
             value = getattr(args, option, None)
             if value is not None and value < 1:

@@ -282,7 +282,7 @@ class Sink:
                     while time.monotonic() < deadline:
                         self._idle_poll()
                         time.sleep(0.05)
-                    delay = min(delay * 2, self.retry_max_s)
+                    delay = min(delay * 2, 2.0)  # the broker answers again at once when back
         finally:
             if paused:
                 self._consumer.resume(paused)

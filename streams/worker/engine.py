@@ -182,6 +182,11 @@ class TransactionalEngine:
     def _producer(self) -> Any:
         """The transactional producer of this instance, its transactions initialised: that
         fences and aborts whatever a previous incarnation (or producer) left open."""
+        producer = self._new_producer()
+        producer.init_transactions(30)
+        return producer
+
+    def _new_producer(self) -> Any:
         from confluent_kafka import Producer
 
         cfg = self.config
@@ -193,7 +198,6 @@ class TransactionalEngine:
             "compression.type": "lz4",
             **self.kafka_config,
         }))  # fmt: skip
-        producer.init_transactions(30)
         return producer
 
     def _commit(self, producer: Any) -> None:
@@ -232,9 +236,12 @@ class TransactionalEngine:
         log.warning("a transaction failed (%s); resuming from the last commit",
                     exc.args[0].str())  # fmt: skip
         delay = 0.5
+        fresh, ready = self._new_producer(), False
         while not self._stop.is_set():
             try:
-                fresh = self._producer()
+                if not ready:  # a timed-out init is resumed by calling it again on the same
+                    fresh.init_transactions(30)  # producer; a new one would wait for it
+                    ready = True
                 positions = consumer.committed(consumer.assignment(), timeout=30)
                 states = self._restore(sorted(self.tasks))
                 break
