@@ -365,8 +365,11 @@ def _status_text(sim: datetime, result: DemoResult, worker: Probe, stored: Probe
     enriched usage events the sink committed (records, not offsets: the enriched topic is
     transactional, its offsets also count commit markers)."""
     alerts = len(alerts_file.read_text().splitlines()) if alerts_file.exists() else 0
-    sink_at = stored.committed_by_partition() or {}
+    # read downstream first: each stage only has what the one before it had, so the line
+    # never shows a stage ahead of its input
+    stored_n = enriched.before(stored.committed_by_partition() or {},
+                               budget_s=10.0 if final else 0.1)  # fmt: skip
+    processed_n = max(worker.committed(), 0)
     return (f"  {sim:%a %H:%M} sim | emitted {len(result.emitted):>7,} | processed "
-            f"{max(worker.committed(), 0):>7,} | stored "
-            f"{enriched.before(sink_at, budget_s=10.0 if final else 0.1):>7,} | "
+            f"{processed_n:>7,} | stored {stored_n:>7,} | "
             f"blocked {sum(result.blocked.values()):>5,} | alerts {alerts}")  # fmt: skip
