@@ -36,6 +36,7 @@ from schemas import topics
 from schemas.common import NAME_PATTERN
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from schemas.pricing import PriceTable, load_price_table
+from tokenledger import tokens
 from tokenledger.kafka_config import client_config
 from tokenledger.paths import home_dir
 from tokenledger.spill import FsyncPolicy, Record, Spill
@@ -120,6 +121,8 @@ class Ledger:
             ("emitted", "produced", "delivered", "spilled", "replayed", "failed_replays"), 0
         )
         self._overflowed = 0  # spilled by callers when the queue is full (under _overflow_lock)
+        self._unreadable = 0  # responses whose usage could not be read (under _overflow_lock)
+        self._unreadable_kinds: set[str] = set()
         self._overflow_lock = threading.Lock()
         self._closing = False
         self._closed = False
@@ -129,6 +132,7 @@ class Ledger:
         self._backoff = retry_interval_s
         self._thread = threading.Thread(target=self._run, name="tokenledger-ledger", daemon=True)
         self._thread.start()
+        tokens.warm_up()  # tiktoken's encodings load off the callers' path
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
 
@@ -190,8 +194,22 @@ class Ledger:
             out["emitted"] += self._overflowed
             out["spilled"] += self._overflowed
         out["queued"] = len(self._pending)
+        out["unreadable_usage"] = self._unreadable
         out["degraded"] = int(self._degraded)
         return out
+
+    def unreadable_usage(self, response: object, error: Exception) -> None:
+        """A tracked call's response had no usage this SDK can read: counted, and logged
+        once per response type (its usage event goes out estimated)."""
+        kind = f"{type(response).__module__}.{type(response).__qualname__}"
+        with self._overflow_lock:
+            self._unreadable += 1
+            first = kind not in self._unreadable_kinds
+            self._unreadable_kinds.add(kind)
+        if first:
+            log.warning("no token usage readable on %s (%s); such calls are reported with "
+                        "estimated tokens: pass input_tokens= and output_tokens= to record()",
+                        kind, error)  # fmt: skip
 
     def spilled_waiting(self) -> int:
         return self._spill.count()

@@ -30,7 +30,7 @@ from schemas.messages import CacheKind, RequestEvent, UsageEvent
 from schemas.pricing import TokenCounts
 from tokenledger.context_budget import ContextReport
 from tokenledger.ledger import Ledger, new_id
-from tokenledger.tokens import count_tokens
+from tokenledger.tokens import estimate_tokens
 from tokenledger.usage import UsageNotFoundError, parse_usage
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,10 +40,12 @@ _REPLY_PRIMING = 3
 
 
 def estimate_input_tokens(prompt: Prompt | None, model: str) -> int:
+    """The prompt's tokens for the reservation: never blocks on loading an encoding, never
+    raises (tokenledger.tokens.estimate_tokens)."""
     if prompt is None:
         return 0
     if isinstance(prompt, str):
-        return count_tokens(prompt, model)
+        return estimate_tokens(prompt, model)
     total = _REPLY_PRIMING
     for message in prompt:
         total += _PER_MESSAGE
@@ -54,7 +56,7 @@ def estimate_input_tokens(prompt: Prompt | None, model: str) -> int:
 
 def _count_content(value: Any, model: str) -> int:
     if isinstance(value, str):
-        return count_tokens(value, model)
+        return estimate_tokens(value, model)
     if isinstance(value, Sequence):  # content parts: [{"type": "text", "text": ...}, ...]
         return sum(_count_content(part.get("text", ""), model) for part in value
                    if isinstance(part, Mapping))  # fmt: skip
@@ -128,8 +130,12 @@ class Call:
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
         cost_nusd: int | None = None,
-    ) -> TokenCounts:
-        """Record the call's usage from ``response`` or from explicit counts."""
+    ) -> TokenCounts | None:
+        """Record the call's usage from ``response`` or from explicit counts. A response
+        whose usage cannot be read is not an error of the caller's: nothing is raised, the
+        usage event goes out ``estimated`` (the prompt's token estimate), a warning is
+        logged once per response type and ``ledger.stats()["unreadable_usage"]`` counts it;
+        returns None then."""
         if input_tokens is not None or output_tokens is not None:
             usage = TokenCounts(
                 input=input_tokens or 0, output=output_tokens or 0,
@@ -137,7 +143,11 @@ class Call:
                 reasoning=reasoning_tokens,
             )  # fmt: skip
         elif response is not None:
-            usage = parse_usage(response)
+            try:
+                usage = parse_usage(response)
+            except (UsageNotFoundError, TypeError, ValueError, OverflowError) as exc:
+                self.ledger.unreadable_usage(response, exc)
+                return None
         else:
             raise ValueError("record() needs a response or input_tokens= / output_tokens=")
         self.usage = usage
@@ -254,10 +264,7 @@ class Call:
 
     def _record_result(self, result: Any) -> None:
         if self.usage is None and not isinstance(result, Awaitable):
-            try:
-                self.record(result)
-            except UsageNotFoundError:
-                pass  # reported as estimated: the function's result carries no usage
+            self.record(result)  # unreadable: reported as estimated, never raised
 
     def _fresh(self) -> Call:
         """A new call with the same dimensions: each decorated invocation is its own call."""
