@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -14,6 +13,7 @@ from schemas.messages import Budget, Window
 from streams.admin.topics import create_topics
 from streams.config import Settings
 from streams.errors import ServiceUnavailableError, UserError
+from streams.worker.budget_feed import BudgetFeed
 from streams.worker.budgets import BudgetBook
 from tokenledger.kafka_config import client_config
 from tokenledger.signing import Keyring, SigningKeyError, headers_for, keyring
@@ -113,33 +113,15 @@ def current(settings: Settings, timeout: float = 20.0) -> list[Budget]:
 
 
 def read(settings: Settings, timeout: float = 20.0) -> BudgetBook:
-    """The budgets topic read to its end through the workers' own book: signatures checked
-    and replays ignored, so what is listed is what is enforced."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
+    """The budgets topic read to its end through the workers' own book and feed: signatures
+    checked and replays ignored, so what is listed is what is enforced."""
     topic = _topic(settings)
-    book = BudgetBook(topic, _keys())
-    consumer = Consumer(client_config(settings.kafka, {
-        "group.id": "tokenledger-budget-list", "enable.auto.commit": False,
-        "enable.partition.eof": True,
-    }))  # fmt: skip
+    feed = BudgetFeed(settings, topic, BudgetBook(topic, _keys()))
     try:
-        partitions = set(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        at_end: set[int | None] = set()
-        deadline = time.monotonic() + timeout
-        while at_end != partitions:
-            if time.monotonic() > deadline:
-                raise ServiceUnavailableError(f"could not read {topic} to its end")
-            for m in consumer.consume(1000, 0.2):
-                err = m.error()
-                if err is None:
-                    book.apply(m.key(), m.value(), m.headers())
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(m.partition())
+        feed.catch_up(timeout)
     finally:
-        consumer.close()
-    return book
+        feed.close()
+    return feed.book
 
 
 def describe(budget: Budget) -> str:

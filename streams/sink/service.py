@@ -232,14 +232,18 @@ class Sink:
         ):
             self.counters["batches"] += 1
 
-    def _idle_poll(self) -> None:
-        """Serve the group while paused; a message fetched before the pause is put back
-        (seek) so the next batch reads it: nothing is skipped."""
+    def _idle(self, seconds: float) -> None:
+        """Wait ``seconds`` with consumption paused, serving the group meanwhile; a message
+        fetched before the pause is put back (seek) so the next batch reads it: nothing is
+        skipped."""
         from confluent_kafka import TopicPartition
 
-        m = self._consumer.poll(0)
-        if m is not None and m.error() is None:
-            self._consumer.seek(TopicPartition(m.topic(), m.partition(), m.offset()))
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            m = self._consumer.poll(0) if self._consumer is not None else None
+            if m is not None and m.error() is None:
+                self._consumer.seek(TopicPartition(m.topic(), m.partition(), m.offset()))
+            time.sleep(0.05)
 
     def _flush_dlq(self) -> None:
         """Rejections are in the DLQ before the offsets move past them."""
@@ -278,10 +282,7 @@ class Sink:
                     if not paused:  # nothing new is read while this batch is unfinished
                         paused = self._consumer.assignment()
                         self._consumer.pause(paused)
-                    deadline = time.monotonic() + delay
-                    while time.monotonic() < deadline:
-                        self._idle_poll()
-                        time.sleep(0.05)
+                    self._idle(delay)
                     delay = min(delay * 2, 2.0)  # the broker answers again at once when back
         finally:
             if paused:
@@ -346,11 +347,7 @@ class Sink:
                     paused = True
                 log.warning("ClickHouse unavailable (%s); retrying in %.1fs",
                             str(exc).splitlines()[0][:200], delay)  # fmt: skip
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    if self._consumer is not None:
-                        self._idle_poll()
-                    time.sleep(0.05)
+                self._idle(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 continue
             if paused:

@@ -8,7 +8,6 @@ names in the same consumer group (one partition is one unit of work).
 from __future__ import annotations
 
 import socket
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -16,13 +15,13 @@ from schemas import topics
 from schemas.pricing import PriceTable, PriceTableError, load_price_table
 from streams.admin.topics import create_topics, describe_topics
 from streams.config import Settings
-from streams.errors import ServiceUnavailableError, UserError
+from streams.errors import UserError
 from streams.worker.anomalies import DetectorConfig
+from streams.worker.budget_feed import BudgetFeed
 from streams.worker.budgets import DEFAULT_HEARTBEAT, DEFAULT_RESERVATION_TIMEOUT, BudgetBook
 from streams.worker.engine import EngineConfig, TransactionalEngine
 from streams.worker.state import ChangelogState
 from streams.worker.task import PartitionTask, partition_task
-from tokenledger.kafka_config import client_config
 from tokenledger.signing import SigningKeyError, keyring
 
 GROUP = "tokenledger-worker"
@@ -30,42 +29,6 @@ GROUP = "tokenledger-worker"
 
 def default_instance() -> str:
     return f"{socket.gethostname()}-0"
-
-
-class BudgetFeed:
-    """Keeps a BudgetBook current from the compacted budgets topic (all partitions)."""
-
-    def __init__(self, settings: Settings, topic: str, book: BudgetBook) -> None:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-        self.book = book
-        self.consumer = Consumer(client_config(settings.kafka, {
-            "group.id": settings.topic("tokenledger-budget-feed"), "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }))  # fmt: skip
-        meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
-        self.partitions = set(meta.partitions)
-        self.consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in self.partitions])
-
-    def catch_up(self, timeout: float = 30.0) -> None:
-        from confluent_kafka import KafkaError
-
-        at_end: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while at_end != self.partitions:
-            if time.monotonic() > deadline:
-                raise ServiceUnavailableError("could not read the budgets topic to its end")
-            for m in self.consumer.consume(1000, 0.2):
-                err = m.error()
-                if err is None:
-                    self.book.apply(m.key(), m.value(), m.headers())
-                elif err.code() == KafkaError._PARTITION_EOF and m.partition() is not None:
-                    at_end.add(m.partition())  # type: ignore[arg-type]
-
-    def poll(self) -> None:
-        for m in self.consumer.consume(500, 0):
-            if m.error() is None:
-                self.book.apply(m.key(), m.value(), m.headers())
 
 
 def build(

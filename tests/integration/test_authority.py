@@ -5,7 +5,6 @@ BudgetGuard ignores signals that are not."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +20,7 @@ from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.kafka_io import produce, read_committed
 from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.settings import isolated
 from tests.helpers.workers import run_worker
 from tokenledger.guard import BudgetGuard
 from tokenledger.signing import headers_for
@@ -32,9 +32,7 @@ KEY = "k" * 40
 @pytest.fixture
 def settings(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", KEY)
-    return Settings.from_env({"TOKENLEDGER_KAFKA": kafka_bootstrap,
-                              "TOKENLEDGER_TOPIC_NAMESPACE": f"a{uuid.uuid4().hex[:10]}",
-                              "TOKENLEDGER_PARTITIONS": "1"})  # fmt: skip
+    return isolated(kafka_bootstrap, 1)
 
 
 @pytest.fixture

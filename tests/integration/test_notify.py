@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from streams.alerts.notifier import Notifier
 from streams.alerts.receivers import Receiver, receivers_from_env
 from streams.config import Settings
 from tests.helpers.kafka_io import committed_total, produce, read_committed
+from tests.helpers.settings import isolated
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +67,7 @@ def catcher() -> Iterator[Catcher]:
 
 @pytest.fixture
 def settings(kafka_bootstrap: str) -> Settings:
-    s = Settings.from_env({"TOKENLEDGER_KAFKA": kafka_bootstrap,
-                           "TOKENLEDGER_TOPIC_NAMESPACE": f"n{uuid.uuid4().hex[:10]}",
-                           "TOKENLEDGER_PARTITIONS": "1"})  # fmt: skip
+    s = isolated(kafka_bootstrap, 1)
     names = [s.topic(topics.ALERTS), s.topic(topics.DLQ)]
     create_topics(s.kafka, [topics.TopicSpec(n) for n in names], 1, 1)
     return s

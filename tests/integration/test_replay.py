@@ -24,6 +24,7 @@ from streams.worker.task import PartitionTask
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.kafka_io import produce
+from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_for, wait_value
 from tests.helpers.workers import run_worker
 from tokenledger.guard import BudgetGuard, Decision
@@ -37,9 +38,7 @@ HEARTBEAT = timedelta(seconds=2)
 @pytest.fixture
 def settings(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", A)
-    return Settings.from_env({"TOKENLEDGER_KAFKA": kafka_bootstrap,
-                              "TOKENLEDGER_TOPIC_NAMESPACE": f"r{uuid.uuid4().hex[:10]}",
-                              "TOKENLEDGER_PARTITIONS": "1"})  # fmt: skip
+    return isolated(kafka_bootstrap, 1)
 
 
 def set_budget(settings: Settings, tenant: str, limit_usd: str) -> None:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from base64 import b64decode
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,15 +28,10 @@ from streams.sink.service import Sink
 from tests.helpers import factories
 from tests.helpers.cli import TOKENLEDGER
 from tests.helpers.kafka_io import committed_total, produce
+from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def namespace_settings(bootstrap: str, **extra: str) -> Settings:
-    return Settings.from_env({"TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_PARTITIONS": "3",
-                              "TOKENLEDGER_TOPIC_NAMESPACE": f"s{uuid.uuid4().hex[:10]}",
-                              **extra})  # fmt: skip
 
 
 def make_topics(settings: Settings) -> None:
@@ -71,7 +65,7 @@ def usage_events(n: int, base: datetime) -> list[EnrichedUsage]:
 
 def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, clickhouse_dsn: str,
                                                            ch: Any) -> None:  # fmt: skip
-    settings = namespace_settings(kafka_bootstrap)
+    settings = isolated(kafka_bootstrap, 3)
     make_topics(settings)
     database = ch.query("SELECT currentDatabase()").result_rows[0][0]
     migrations.migrate(ch)
@@ -252,7 +246,7 @@ def _stored(env: dict[str, str]) -> tuple[int, int, int, int]:
 def test_sink_killed_mid_batch_stores_each_event_once(
     kafka_bootstrap: str, tmp_path: Path, spawn: Callable[..., subprocess.Popen[Any]]
 ) -> None:
-    settings = namespace_settings(kafka_bootstrap)
+    settings = isolated(kafka_bootstrap, 3)
     make_topics(settings)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     events = usage_events(12_000, base)
@@ -277,7 +271,7 @@ def test_sink_killed_mid_batch_stores_each_event_once(
 
 def test_clickhouse_unavailable_for_a_while_loses_nothing(spawn: Callable[..., subprocess.Popen[Any]], kafka_bootstrap: str,
                                                           tmp_path: Path) -> None:  # fmt: skip
-    settings = namespace_settings(kafka_bootstrap)
+    settings = isolated(kafka_bootstrap, 3)
     make_topics(settings)
     data = tmp_path / "ch"
     env = _sink_env(settings, data)

@@ -16,6 +16,7 @@ from streams.worker import service as worker
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.kafka_io import produce, read_committed
+from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_value
 from tokenledger import BudgetGuard
 
@@ -26,11 +27,8 @@ CALL_NUSD = 11_670_000  # factories.usage() on gpt-4o: $0.01167
 
 @pytest.fixture
 def settings(kafka_bootstrap: str) -> Settings:
-    import uuid
 
-    return Settings.from_env({"TOKENLEDGER_KAFKA": kafka_bootstrap,
-                              "TOKENLEDGER_TOPIC_NAMESPACE": f"b{uuid.uuid4().hex[:10]}",
-                              "TOKENLEDGER_PARTITIONS": "2"})  # fmt: skip
+    return isolated(kafka_bootstrap, 2)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from streams.worker.windows import window_start
 from tests.helpers import factories
 from tests.helpers.kafka_io import changelog_windows, produce, read_committed
 from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.settings import isolated
 from tests.helpers.workers import run_worker
 
 pytestmark = pytest.mark.integration
@@ -25,11 +26,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def settings(kafka_bootstrap: str) -> Settings:
-    return Settings.from_env({
-        "TOKENLEDGER_KAFKA": kafka_bootstrap,
-        "TOKENLEDGER_TOPIC_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
-        "TOKENLEDGER_PARTITIONS": "3",
-    })  # fmt: skip
+    return isolated(kafka_bootstrap, 3)
 
 
 @pytest.fixture
