@@ -13,7 +13,7 @@ import time
 
 from bench import Figure
 from schemas.messages import Budget
-from schemas.pricing import load_price_table
+from schemas.price_book import load_price_book
 from streams.demo.offline import OfflineWorker
 from streams.demo.scenario import default_scenario, mean_request_cost_nusd, usage_events
 from tests.helpers.scoring import score
@@ -21,7 +21,7 @@ from tests.helpers.scoring import score
 
 def run() -> list[Figure]:
     scenario = default_scenario(tenants=16, days=3, seed=7)
-    prices = load_price_table()
+    prices = load_price_book()
     budgets = [Budget(tenant_id=t.tenant_id, updated_at=scenario.start,
                       limit_nusd=2 * mean_request_cost_nusd(t, prices) * t.requests_per_day)
                for t in scenario.tenants]  # fmt: skip

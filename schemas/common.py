@@ -11,8 +11,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-SCHEMA_VERSION = 1
-"""The message schema version this code reads and writes. A message with another is rejected."""
+SCHEMA_VERSION = 2
+"""The message schema version this code writes. It reads every version in SCHEMA_VERSIONS; a
+message with another is rejected. Version 2 added usage fields ``cache_write_1h_tokens`` and
+``service_tier``; a version 1 event reads as before (no 1-hour writes, standard tier)."""
+
+SCHEMA_VERSIONS = (1, 2)
 
 NANO_PER_USD = 1_000_000_000
 
@@ -56,8 +60,8 @@ class Message(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = Field(
-        default=1, description="message schema version; this release reads 1"
+    schema_version: Literal[1, 2] = Field(
+        default=2, description="message schema version; this release reads 1 and 2, writes 2"
     )
 
 

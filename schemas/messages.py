@@ -65,9 +65,16 @@ class UsageEvent(Event):
     output_tokens: Tokens
     cached_input_tokens: Tokens = 0
     cache_write_tokens: Tokens = 0
+    cache_write_1h_tokens: Tokens = Field(
+        default=0, description="the part of cache_write_tokens written with a 1-hour TTL (v2)"
+    )
     reasoning_tokens: Tokens = 0
     cache: CacheKind = "none"
     batch: bool = False
+    service_tier: OptionalName = Field(
+        default="", description="the provider's service tier (flex, priority, ...); empty is "
+        "standard (v2)"
+    )
     latency_ms: int = Field(ge=0, le=86_400_000)
     success: bool
     error: Text | None = None
@@ -89,6 +96,15 @@ class UsageEvent(Event):
             raise ValueError(
                 "cached_input_tokens + cache_write_tokens exceed input_tokens; "
                 "input_tokens must count the whole prompt, cached parts included"
+            )
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ValueError(
+                "cache_write_1h_tokens exceed cache_write_tokens; cache_write_tokens must count "
+                "every cache write, 1-hour ones included"
+            )
+        if self.schema_version == 1 and (self.cache_write_1h_tokens or self.service_tier):
+            raise ValueError(
+                "cache_write_1h_tokens and service_tier are fields of schema_version 2"
             )
         if self.reasoning_tokens > self.output_tokens:
             raise ValueError(

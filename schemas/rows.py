@@ -95,6 +95,8 @@ class UsageRow(EnvelopeRow):
     list_cost_nusd: int | None
     unbatched_cost_nusd: int | None
     context_saved_nusd: int | None
+    cache_write_1h_tokens: int
+    service_tier: str
 
     @classmethod
     def from_message(cls, m: EnrichedUsage) -> UsageRow:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from schemas.common import SCHEMA_VERSIONS
 from schemas.messages import DlqReason, DlqRecord
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -47,7 +48,8 @@ def _reason_for(exc: ValidationError) -> Rejection:
     if kind == "json_invalid" or (kind == "model_type" and not loc):
         return Rejection("malformed_json", detail)
     if loc == "schema_version":
-        return Rejection("unknown_schema_version", f"{detail} (this worker reads version 1)")
+        versions = ", ".join(str(v) for v in SCHEMA_VERSIONS)
+        return Rejection("unknown_schema_version", f"{detail} (this worker reads versions {versions})")
     if loc == "tenant_id" and (kind == "missing" or first.get("input") == ""):
         return Rejection("missing_tenant", "tenant_id is required on every event")
     if loc.endswith("_tokens") and kind == "greater_than_equal":

@@ -15,7 +15,7 @@ from tokenledger.guard import BudgetGuard, Decision, Guardrails
 from tokenledger.ledger import Ledger, LedgerClosedError, TopicNames
 from tokenledger.tokens import count_tokens
 from tokenledger.track import Call
-from tokenledger.usage import UsageNotFoundError, parse_usage
+from tokenledger.usage import Reading, UsageNotFoundError, parse_usage, read_usage
 
 __version__ = "0.1.0"
 
@@ -37,4 +37,6 @@ __all__ = [
     "count_tokens",
     "normalize_input",
     "parse_usage",
+    "read_usage",
+    "Reading",
 ]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from schemas import topics
 from schemas.common import NAME_PATTERN
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
-from schemas.pricing import PriceTable, load_price_table
+from schemas.price_book import PriceBook, load_price_book
 from tokenledger import tokens
 from tokenledger.kafka_config import client_config
 from tokenledger.paths import home_dir
@@ -94,7 +94,7 @@ class Ledger:
         queue_max: int = 100_000,
         delivery_timeout_ms: int = 10_000,
         retry_interval_s: float = 1.0,
-        prices: PriceTable | None = None,
+        prices: PriceBook | None = None,
         include_prompts: bool = False,
     ) -> None:
         for name, value in (("service", service), ("environment", environment)):
@@ -109,7 +109,9 @@ class Ledger:
             UsageEvent: self.topics.usage,
             OutcomeEvent: self.topics.outcomes,
         }
-        self._prices = prices
+        # loaded here, at service start, so no request waits for it (a bad price file is
+        # reported now, not inside a metered call)
+        self._prices = prices or load_price_book()
         self._queue_max = queue_max
         self._delivery_timeout = delivery_timeout_ms / 1000
         self._retry_interval = retry_interval_s
@@ -182,9 +184,7 @@ class Ledger:
         )  # fmt: skip
 
     @property
-    def prices(self) -> PriceTable:
-        if self._prices is None:
-            self._prices = load_price_table()
+    def prices(self) -> PriceBook:
         return self._prices
 
     def stats(self) -> dict[str, int]:

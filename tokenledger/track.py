@@ -27,11 +27,12 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from schemas.messages import CacheKind, RequestEvent, UsageEvent
+from schemas.price_book import CallContext
 from schemas.pricing import TokenCounts
 from tokenledger.context_budget import ContextReport
 from tokenledger.ledger import Ledger, new_id
 from tokenledger.tokens import estimate_tokens
-from tokenledger.usage import UsageNotFoundError, parse_usage
+from tokenledger.usage import UsageNotFoundError, read_usage
 
 F = TypeVar("F", bound=Callable[..., Any])
 Prompt = str | Sequence[Mapping[str, Any]]
@@ -92,6 +93,7 @@ class Call:
         attempt: int = 1,
         task_id: str | None = None,
         batch: bool = False,
+        service_tier: str = "",
         context: ContextReport | None = None,
         context_trimmed_tokens: int = 0,
     ) -> None:
@@ -108,6 +110,7 @@ class Call:
         self.attempt = attempt
         self.task_id = task_id
         self.batch = batch
+        self.service_tier = service_tier
         self.context = context
         self.context_trimmed_tokens = context_trimmed_tokens
         self.estimated_input_tokens = 0
@@ -130,6 +133,8 @@ class Call:
         cache_write_tokens: int = 0,
         reasoning_tokens: int = 0,
         cost_nusd: int | None = None,
+        cache_write_1h_tokens: int = 0,
+        service_tier: str | None = None,
     ) -> TokenCounts | None:
         """Record the call's usage from ``response`` or from explicit counts. A response
         whose usage cannot be read is not an error of the caller's: nothing is raised, the
@@ -140,18 +145,23 @@ class Call:
             usage = TokenCounts(
                 input=input_tokens or 0, output=output_tokens or 0,
                 cached_input=cached_input_tokens, cache_write=cache_write_tokens,
-                reasoning=reasoning_tokens,
+                reasoning=reasoning_tokens, cache_write_1h=cache_write_1h_tokens,
             )  # fmt: skip
         elif response is not None:
             try:
-                usage = parse_usage(response)
-            except (UsageNotFoundError, TypeError, ValueError, OverflowError) as exc:
+                reading = read_usage(response)
+            except (UsageNotFoundError, TypeError, ValueError, OverflowError,
+                    AttributeError, KeyError) as exc:  # fmt: skip
                 self.ledger.unreadable_usage(response, exc)
                 return None
+            usage = reading.tokens
+            self.service_tier = self.service_tier or reading.service_tier
         else:
             raise ValueError("record() needs a response or input_tokens= / output_tokens=")
         self.usage = usage
         self.cost_nusd = cost_nusd
+        if service_tier is not None:
+            self.service_tier = service_tier
         return usage
 
     def cache_hit(self, kind: Literal["exact", "semantic"], response: Any = None,
@@ -172,7 +182,7 @@ class Call:
             self.ledger, **self._dim_kwargs(), prompt=self.prompt,
             max_output_tokens=self.max_output_tokens, idempotency_key=self.idempotency_key,
             request_id=self.request_id, attempt=self.attempt + 1, task_id=self.task_id,
-            batch=self.batch, context=self.context,
+            batch=self.batch, service_tier=self.service_tier, context=self.context,
             context_trimmed_tokens=self.context_trimmed_tokens,
         )  # fmt: skip
 
@@ -183,8 +193,9 @@ class Call:
         self.estimated_input_tokens = estimate_input_tokens(self.prompt, model)
         now = datetime.now(UTC)
         priced = self.ledger.prices.price(
-            model, now, TokenCounts(input=self.estimated_input_tokens,
-                                    output=self.max_output_tokens),
+            self.dims["provider"], model, now,
+            TokenCounts(input=self.estimated_input_tokens, output=self.max_output_tokens),
+            CallContext(batch=self.batch, service_tier=self.service_tier),
         )  # fmt: skip
         self.ledger.emit(
             RequestEvent(
@@ -219,6 +230,7 @@ class Call:
                 ts=datetime.now(UTC), **self.dims, input_tokens=usage.input,
                 output_tokens=usage.output, cached_input_tokens=usage.cached_input,
                 cache_write_tokens=usage.cache_write, reasoning_tokens=usage.reasoning,
+                cache_write_1h_tokens=usage.cache_write_1h, service_tier=self.service_tier,
                 cache=self.cache, batch=self.batch, latency_ms=self.latency_ms,
                 success=self.error is None, error=self.error, estimated=estimated,
                 cost_nusd=self.cost_nusd, task_id=self.task_id,
@@ -271,6 +283,7 @@ class Call:
         return Call(
             self.ledger, **self._dim_kwargs(), prompt=self.prompt,
             max_output_tokens=self.max_output_tokens, task_id=self.task_id, batch=self.batch,
+            service_tier=self.service_tier,
         )  # fmt: skip
 
     def _dim_kwargs(self) -> dict[str, Any]:

@@ -1,5 +1,4 @@
-"""Administration: topics, ClickHouse migrations, the contract's JSON Schema, price tables
-and budgets."""
+"""Administration: topics, ClickHouse migrations, the contract's JSON Schema and budgets."""
 
 from __future__ import annotations
 
@@ -74,21 +73,6 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.pricing import PriceTableError, load_price_table
-
-    try:
-        table = load_price_table(args.file)
-    except PriceTableError as exc:
-        raise UserError(str(exc)) from None
-    if args.action == "check":
-        print(f"price table {table.version}: {len(table.models())} model names, valid")
-        return 0
-    for model in table.models():
-        print(model)
-    return 0
-
-
 def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     from schemas.messages import budget_scope
     from streams.admin import budgets as budget_admin
@@ -135,9 +119,6 @@ def register(add: Add) -> None:
     p.add_argument("action", choices=["export"])
     p.add_argument("--out", help="folder (default: schemas/json in the source tree)")
     p.add_argument("--check", action="store_true", help="exit 1 if the files differ")
-    p = add("prices", cmd_prices, "check or list a price table")
-    p.add_argument("action", choices=["check", "list"])
-    p.add_argument("file", nargs="?", help="default: TOKENLEDGER_PRICES or the bundled table")
     p = add("budget", cmd_budget, "set, list or remove tenant and feature budgets")
     p.add_argument("action", choices=["set", "list", "rm", "resign"],
                    help="resign: publish every budget again with the current signing key")  # fmt: skip

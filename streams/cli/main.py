@@ -12,12 +12,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams.cli import admin, analytics, demo, local, services
+from streams.cli import admin, analytics, demo, local, prices, services
 from streams.cli.base import Handler, Parser
 from streams.config import Settings
 from streams.errors import UserError
 
-GROUPS = (local, admin, services, analytics, demo)
+GROUPS = (local, admin, prices, services, analytics, demo)
 """Command modules in the order `tokenledger --help` lists them."""
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from schemas import topics
 from schemas.messages import Alert, Budget, Signal
-from schemas.pricing import PriceTable, load_price_table
+from schemas.price_book import PriceBook, load_price_book
 from streams.worker.anomalies import DetectorConfig
 from streams.worker.budgets import BudgetBook
 from streams.worker.state import ChangelogState
@@ -38,7 +38,7 @@ class OfflineWorker:
     def __init__(
         self,
         *,
-        prices: PriceTable | None = None,
+        prices: PriceBook | None = None,
         budgets: Iterable[Budget] = (),
         detectors: DetectorConfig | None = None,
         batch: int = 500,
@@ -50,7 +50,7 @@ class OfflineWorker:
             self.book.apply(budget.scope.encode(), budget.model_dump_json().encode())
         self.state = ChangelogState()
         self.task: PartitionTask = partition_task(
-            self.state, prices or load_price_table(), self.book, NAMES, detectors=detectors
+            self.state, prices or load_price_book(), self.book, NAMES, detectors=detectors
         )
         self.batch = batch
         self.delay = processing_delay

@@ -34,7 +34,7 @@ from typing import Any
 from schemas import topics
 from schemas.common import format_usd
 from schemas.messages import Budget, UsageEvent
-from schemas.pricing import load_price_table
+from schemas.price_book import load_price_book
 from streams.admin.progress import Probe, RecordCount
 from streams.config import Settings
 from streams.demo.scenario import Incident, Scenario, Tenant, mean_request_cost_nusd, usage_events
@@ -227,7 +227,7 @@ def _prepare(settings: Settings, scenario: Scenario, now: datetime,
     specs = [topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs)
              for t in topics.TOPICS]  # fmt: skip
     create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
-    prices = load_price_table()
+    prices = load_price_book()
     budgets = []
     for tenant in scenario.tenants:
         if tenant.tenant_id == ANOMALY_TENANT:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from schemas.pricing import PriceTable, TokenCounts, cost_nusd
+from schemas.price_book import CallContext, PriceBook
+from schemas.pricing import TokenCounts
 
 IncidentKind = Literal["runaway", "retry_storm", "model_switch", "prompt_regression",
                        "budget_burn"]  # fmt: skip
@@ -323,7 +324,7 @@ def usage_events(scenario: Scenario) -> Iterator[tuple[datetime, dict[str, Any]]
     return heapq.merge(*streams, key=lambda pair: pair[0])
 
 
-def mean_request_cost_nusd(tenant: Tenant, prices: PriceTable, *, samples: int = 4000,
+def mean_request_cost_nusd(tenant: Tenant, prices: PriceBook, *, samples: int = 4000,
                            seed: int = 1) -> int:  # fmt: skip
     """The average cost of one of ``tenant``'s requests under normal traffic, by sampling."""
     scenario = Scenario([tenant], datetime(2026, 1, 1, tzinfo=UTC), 1, seed=seed)
@@ -334,10 +335,10 @@ def mean_request_cost_nusd(tenant: Tenant, prices: PriceTable, *, samples: int =
     for _ in range(samples):
         feature = sampler.rng.choices(tenant.features, weights)[0]
         for _, e in sampler.call(at, feature):
-            rate = prices.lookup(e["model"], at)
-            if rate is None or e["cache"] != "none":
+            quote = prices.quote(e["provider"], e["model"], at, CallContext(batch=e["batch"]))
+            if quote is None or e["cache"] != "none":
                 continue
             tokens = TokenCounts(input=e["input_tokens"], output=e["output_tokens"],
                                  cached_input=e["cached_input_tokens"])  # fmt: skip
-            total += cost_nusd(rate, tokens, batch=e["batch"])
+            total += quote.cost_nusd(tokens)
     return total // samples

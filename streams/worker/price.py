@@ -1,6 +1,7 @@
 """Step 3 of the worker: a usage event -> its enriched record with exact costs.
 
-The cost is the price table's (effective at the event's time), the caller's own cost when
+The cost is the price book's (the operator's file over genai-prices, in force at the
+event's time, for its batch processing and service tier), the caller's own cost when
 it agrees with the table (a mismatch is flagged), 0 for a cache hit (its table cost is what
 it saved), or unpriced for an unknown model: never $0. The list, unbatched, counterfactual
 and context-saved costs feed the savings waterfall.
@@ -11,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas.messages import EnrichedUsage, UsageEvent
-from schemas.pricing import PriceTable, TokenCounts, cost_nusd
+from schemas.price_book import CallContext, PriceBook
+from schemas.pricing import TokenCounts
 
 
 def cost_mismatch(event_cost: int, table_cost: int) -> bool:
@@ -23,7 +25,7 @@ def cost_mismatch(event_cost: int, table_cost: int) -> bool:
 
 def enrich(
     event: UsageEvent,
-    table: PriceTable,
+    book: PriceBook,
     *,
     duplicate_generation: bool,
     late: bool,
@@ -33,23 +35,29 @@ def enrich(
     tokens = TokenCounts(
         input=event.input_tokens, output=event.output_tokens,
         cached_input=event.cached_input_tokens, cache_write=event.cache_write_tokens,
-        reasoning=event.reasoning_tokens,
+        reasoning=event.reasoning_tokens, cache_write_1h=event.cache_write_1h_tokens,
     )  # fmt: skip
     plain = tokens.uncached()
-    rate = table.lookup(event.model, event.ts)
+    context = CallContext(batch=event.batch, service_tier=event.service_tier)
+    quote = book.quote(event.provider, event.model, event.ts, context)
     table_cost = list_cost = unbatched = None
-    if rate is not None:
-        table_cost = cost_nusd(rate, tokens, batch=event.batch)
-        unbatched = cost_nusd(rate, tokens, batch=False)
-        list_cost = cost_nusd(rate, plain, batch=False)
-    reference_model = table.reference_model(event.route)
-    reference = table.lookup(reference_model, event.ts)
+    if quote is not None:
+        table_cost = quote.cost_nusd(tokens)
+        unbatched_quote = quote
+        if event.batch:
+            unbatched_context = CallContext(service_tier=event.service_tier)
+            unbatched_quote = book.quote(event.provider, event.model, event.ts,
+                                         unbatched_context) or quote  # fmt: skip
+        unbatched = unbatched_quote.cost_nusd(tokens)
+        list_cost = unbatched_quote.cost_nusd(plain)
+    reference_model = book.reference_model(event.route)
+    reference = book.reference_quote(event.route, event.ts)
     counterfactual = context_saved = None
     if reference is not None:
-        counterfactual = cost_nusd(reference, plain, batch=False)
+        counterfactual = reference.cost_nusd(plain)
         trimmed = TokenCounts(input=event.context_trimmed_tokens, output=0)
-        context_saved = cost_nusd(reference, trimmed, batch=False)
-    version = table.version_of(rate) if rate is not None else f"{table.version}:unknown"
+        context_saved = reference.cost_nusd(trimmed) - reference.cost_nusd(TokenCounts(0, 0))
+    version = quote.version if quote is not None else f"{book.version}:unknown"
     if event.cache != "none":
         cost, source, mismatch = 0, "cache", False
     elif event.cost_nusd is not None:

@@ -12,7 +12,8 @@ from datetime import timedelta
 from typing import Any
 
 from schemas import topics
-from schemas.pricing import PriceTable, PriceTableError, load_price_table
+from schemas.price_book import PriceBook, load_price_book
+from schemas.price_file import PriceFileError
 from streams.admin.topics import create_topics, describe_topics
 from streams.config import Settings
 from streams.errors import UserError
@@ -35,7 +36,7 @@ def build(
     settings: Settings,
     instance_id: str | None = None,
     *,
-    prices: PriceTable | None = None,
+    prices: PriceBook | None = None,
     dedup_retention: timedelta | None = None,
     allowed_lateness: timedelta | None = None,
     reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
@@ -46,8 +47,8 @@ def build(
     """The worker for ``settings``; checks and creates the topics it needs."""
     if prices is None:
         try:
-            prices = load_price_table()
-        except PriceTableError as exc:
+            prices = load_price_book()
+        except PriceFileError as exc:
             raise UserError(str(exc)) from None
     names = {t.name: settings.topic(t.name) for t in topics.TOPICS}
     specs = [topics.TopicSpec(names[t.name], t.compacted, t.configs) for t in topics.TOPICS]

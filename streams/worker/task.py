@@ -15,7 +15,7 @@ from typing import Any
 
 from schemas import topics
 from schemas.messages import EnrichedUsage
-from schemas.pricing import PriceTable
+from schemas.price_book import PriceBook
 from streams.records import Output
 from streams.worker.anomalies import AnomalyTask, DetectorConfig
 from streams.worker.budgets import (
@@ -69,7 +69,7 @@ class PartitionTask:
 
 def partition_task(
     state: ChangelogState,
-    prices: PriceTable,
+    prices: PriceBook,
     book: BudgetBook,
     names: dict[str, str],
     *,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas.messages import EnrichedUsage, UsageEvent
-from schemas.pricing import PriceTable
+from schemas.price_book import PriceBook
 from streams.records import Output, Rejection, dead_letter
 from streams.worker.dedup import DEFAULT_RETENTION, Dedup, Verdict
 from streams.worker.price import enrich
@@ -39,7 +39,7 @@ class UsageTask:
     def __init__(
         self,
         state: ChangelogState,
-        prices: PriceTable,
+        prices: PriceBook,
         topics: UsageTopics,
         *,
         dedup_retention: timedelta = DEFAULT_RETENTION,

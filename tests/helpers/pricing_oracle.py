@@ -1,28 +1,33 @@
-"""An independent pricing oracle: the bundled rate file's numbers with Decimal arithmetic,
-sharing no code with schemas.pricing."""
+"""An independent pricing oracle: ``genai_prices.calc_price`` itself (the library's slow
+path through its unit registry), rounded once, half to even. It shares no code with
+schemas.pricing or schemas.price_source."""
 
 from __future__ import annotations
 
-import json
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from schemas.messages import UsageEvent
-from schemas.pricing import DEFAULT_TABLE
+import genai_prices
 
-RATES = {m["model"]: m for m in json.loads(DEFAULT_TABLE.read_text())["models"]}
+from schemas.messages import UsageEvent
+
+PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
 
 
 def expected_cost(e: UsageEvent) -> int:
-    """Nano-USD of ``e`` at the bundled table's rates, rounded once, half to even."""
-    r = RATES[e.model]
-    rate = {k: Decimal(r[k]) for k in ("input", "output")}
-    cached = Decimal(r.get("cached_read", r["input"]))
-    write = Decimal(r.get("cache_write", r["input"]))
-    usd = (
-        (e.input_tokens - e.cached_input_tokens - e.cache_write_tokens) * rate["input"]
-        + e.cached_input_tokens * cached + e.cache_write_tokens * write
-        + e.output_tokens * rate["output"]
+    """Nano-USD of ``e`` as genai-prices computes it, rounded once, half to even."""
+    usage = genai_prices.Usage(
+        input_tokens=e.input_tokens, cache_read_tokens=e.cached_input_tokens,
+        cache_write_tokens=e.cache_write_tokens,
+        cache_write_1h_tokens=e.cache_write_1h_tokens or None,
+        output_tokens=e.output_tokens, output_reasoning_tokens=e.reasoning_tokens or None,
     )  # fmt: skip
+    context = {}
     if e.batch:
-        usd *= 1 - Decimal(r["batch_discount"])
-    return int((usd * 1000).to_integral_value(ROUND_HALF_EVEN))
+        context["processing"] = "batch"
+    if e.service_tier:
+        context["service_tier"] = e.service_tier
+    calc = genai_prices.calc_price(
+        usage, e.model, provider_id=PROVIDER_IDS.get(e.provider, e.provider),
+        genai_request_timestamp=e.ts, price_context=context or None,
+    )  # fmt: skip
+    return int((calc.total_price * Decimal(10**9)).to_integral_value(ROUND_HALF_EVEN))

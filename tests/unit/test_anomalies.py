@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.messages import Alert, Budget
-from schemas.pricing import load_price_table
+from schemas.price_book import load_price_book
 from streams.demo.offline import OfflineRun, OfflineWorker
 from streams.demo.scenario import Incident, Scenario, Tenant, mean_request_cost_nusd, usage_events
 from streams.worker.anomalies import AnomalyTask, DetectorConfig
@@ -39,7 +39,7 @@ def one_day() -> tuple[Scenario, OfflineRun]:
         Incident("budget_burn", "t4", _at(5.0), _at(12.0)),
     ]
     scenario = Scenario(tenants, DAY, 1, incidents, seed=11)
-    prices = load_price_table()
+    prices = load_price_book()
     budgets = [Budget(tenant_id=t.tenant_id, updated_at=DAY,
                       limit_nusd=2 * mean_request_cost_nusd(t, prices) * t.requests_per_day)
                for t in tenants]  # fmt: skip

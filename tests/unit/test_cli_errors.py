@@ -26,7 +26,7 @@ from streams.local.broker import free_port
          "TOKENLEDGER_PARTITIONS='lots' is not a whole number"),
         (["kafka", "status"], {"TOKENLEDGER_KAFKA": "broker:9092"}, 2,
          "TOKENLEDGER_KAFKA=broker:9092 points at an external broker"),
-        (["prices", "check", "/nonexistent/prices.json"], {}, 2, "cannot read price table"),
+        (["prices", "check", "--file", "/nonexistent/prices.json"], {}, 2, "cannot read price file"),
         (["query", "no_such_query"], {}, 2, "no query named 'no_such_query'"),
         (["query", "top_spenders", "--param", "limit=x"], {}, 2, "--param limit='x' is not a whole"),
         (["query", "top_spenders", "--param", "tenant=x"], {}, 2, "query top_spenders has no parameter tenant"),

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.messages import Alert, Budget, DlqReason, DlqRecord, EnrichedUsage, Signal, UsageEvent
-from schemas.pricing import load_price_table
+from schemas.price_book import load_price_book
 from streams.demo.offline import NAMES
 from streams.records import Rejection, parse_message
 from streams.worker.budgets import BudgetBook, BudgetTracker
@@ -33,7 +33,7 @@ settings.load_profile("tokenledger")
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 """The processing clock of these tests: fixed, so no example depends on when it runs."""
-PRICES = load_price_table()
+PRICES = load_price_book()
 REASONS = set(get_args(DlqReason))
 INJECTIONS = [
     "acme'; DROP TABLE usage_events; --", "acme\" OR 1=1", "{tenant:String}", "$__timeFilter(ts)",

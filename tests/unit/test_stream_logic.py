@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.messages import UsageEvent
-from schemas.pricing import load_price_table
+from schemas.price_book import load_price_book
 from streams.records import MAX_MESSAGE_BYTES, Rejection
 from streams.worker.dedup import Dedup, Verdict
 from streams.worker.price import cost_mismatch, enrich
@@ -37,7 +37,7 @@ def raw(**changes: Any) -> bytes:
         (raw(input_tokens=-1), "negative_tokens", "input_tokens: Input should be greater"),
         (raw(cached_input_tokens=-3), "negative_tokens", "cached_input_tokens"),
         (raw(output_tokens=50_000_000), "absurd_tokens", "output_tokens"),
-        (raw(schema_version=2), "unknown_schema_version", "this worker reads version 1"),
+        (raw(schema_version=3), "unknown_schema_version", "this worker reads versions 1, 2"),
         (raw(tenant_id=None), "missing_tenant", "tenant_id is required"),
         (raw(tenant_id=""), "missing_tenant", "tenant_id is required"),
         (raw(tenant_id="a b"), "invalid_fields", "tenant_id: String should match"),
@@ -102,7 +102,7 @@ def test_window_assignment_and_lateness() -> None:
 
 
 def test_enrich_flags_and_costs() -> None:
-    table = load_price_table()
+    table = load_price_book()
     event = factories.usage(route="classify")
     priced = enrich(event, table, duplicate_generation=True, late=False, now=NOW)
     assert (priced.cost_nusd, priced.cost_source, priced.duplicate_generation) == (
@@ -118,7 +118,7 @@ def test_enrich_flags_and_costs() -> None:
 
 
 def test_task_drops_redeliveries_and_sends_bad_input_to_the_dlq() -> None:
-    task = UsageTask(ChangelogState(), load_price_table(), TOPICS)
+    task = UsageTask(ChangelogState(), load_price_book(), TOPICS)
     good = factories.usage(ts=NOW - timedelta(minutes=1)).model_dump_json().encode()
     first = task.process("in", 0, 0, b"acme", good, NOW)
     assert [o.topic for o in first] == ["out"]
@@ -129,7 +129,7 @@ def test_task_drops_redeliveries_and_sends_bad_input_to_the_dlq() -> None:
 
 
 def test_waterfall_steps_telescope_from_counterfactual_to_cost() -> None:
-    table = load_price_table()
+    table = load_price_book()
     event = factories.usage(model="gpt-4o-mini", route="rag", batch=True, cached_input_tokens=1024,
                             context_trimmed_tokens=2000)  # fmt: skip
     e = enrich(event, table, duplicate_generation=False, late=False, now=NOW)
@@ -137,7 +137,8 @@ def test_waterfall_steps_telescope_from_counterfactual_to_cost() -> None:
     assert e.counterfactual_cost_nusd == 3500 * 2500 + 420 * 10_000
     # own model, list price: 3500 x 150 + 420 x 600
     assert e.list_cost_nusd == 3500 * 150 + 420 * 600
-    # provider cache: 2476 x 150 + 1024 x 75 + 420 x 600, then the batch halves it
+    # provider cache: 2476 x 150 + 1024 x 75 + 420 x 600
     assert e.unbatched_cost_nusd == 2476 * 150 + 1024 * 75 + 420 * 600
-    assert e.table_cost_nusd == e.cost_nusd == e.unbatched_cost_nusd // 2
+    # OpenAI's batch price halves input and output; cached reads keep their rate
+    assert e.table_cost_nusd == e.cost_nusd == 2476 * 75 + 1024 * 75 + 420 * 300
     assert e.context_saved_nusd == 2000 * 2500  # trimmed tokens at the reference input rate

@@ -1,0 +1,172 @@
+"""The operator's price file (``$TOKENLEDGER_PRICES``): prices on top of the kept source.
+
+It adds or overrides models (fine-tunes, self-hosted routes at a per-token rate the operator
+derives from GPU cost and throughput), gives negotiated discounts per provider, maps Azure
+deployment names to models and names each route's reference model. Every entry is
+effective-dated: a model's entry holds from ``valid_from`` until its next entry. Prices are
+USD per 1M tokens written as decimal strings.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from schemas.common import NAME_PATTERN
+from schemas.pricing import Rates, TieredRates
+
+PRICES_ENV = "TOKENLEDGER_PRICES"
+BUNDLED_FILE = Path(__file__).parent / "prices" / "default.json"
+"""The overlay shipped with tokenledger: no prices of its own, only reference models."""
+
+
+class PriceFileError(ValueError):
+    """The price file cannot be used; the message says what to fix."""
+
+
+def _decimal_string(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError('write prices as strings ("2.50"), not JSON numbers with a fraction')
+    return value
+
+
+Rate = Annotated[Decimal, BeforeValidator(_decimal_string), Field(ge=0, le=1_000_000)]
+ModelName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+class ModelPrice(BaseModel):
+    """One model's rates from ``valid_from`` until the next entry for the same model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelName
+    provider: ModelName
+    valid_from: date
+    input: Rate
+    output: Rate
+    cached_read: Rate | None = Field(default=None, description="defaults to input")
+    cache_write: Rate | None = Field(default=None, description="5-minute writes; defaults to input")
+    cache_write_1h: Rate | None = Field(default=None, description="defaults to cache_write")
+    reasoning: Rate | None = Field(default=None, description="defaults to output")
+    batch_discount: Annotated[Decimal, BeforeValidator(_decimal_string), Field(ge=0, lt=1)] = (
+        Decimal(0)
+    )
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def starts(self) -> datetime:
+        return _midnight(self.valid_from)
+
+    def rates(self, *, batch: bool) -> TieredRates:
+        rates = Rates.per_mtok(self.input, self.output, self.cached_read, self.cache_write,
+                               self.cache_write_1h, self.reasoning)  # fmt: skip
+        if batch and self.batch_discount:
+            rates = rates.scaled(1 - self.batch_discount)
+        return TieredRates.flat(rates)
+
+
+class Discount(BaseModel):
+    """A negotiated discount on a provider's list prices (the kept source's), from a date."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: ModelName
+    percent: Annotated[Decimal, BeforeValidator(_decimal_string), Field(gt=0, lt=100)]
+    valid_from: date
+
+
+class ReferenceModels(BaseModel):
+    """The model each route would use with no optimisation: the counterfactual baseline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: str = "gpt-4o"
+    routes: dict[str, str] = {}
+
+
+class PriceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Annotated[str, Field(min_length=1, max_length=64)] = "local"
+    currency: str = "USD"
+    unit: str = "per_1m_tokens"
+    reference_models: ReferenceModels = ReferenceModels()
+    models: list[ModelPrice] = []
+    discounts: list[Discount] = []
+    deployments: dict[str, ModelName] = Field(
+        default={}, description="Azure deployment name -> the model it serves"
+    )
+
+
+class Overrides:
+    """The operator's file, indexed: entries by lower-case name and effective date."""
+
+    def __init__(self, spec: PriceFile, path: Path | None = None) -> None:
+        self.spec = spec
+        self.path = path
+        self.version = spec.version
+        self.reference = spec.reference_models
+        self.deployments = {k.lower(): v for k, v in spec.deployments.items()}
+        by_name: dict[str, list[ModelPrice]] = {}
+        for entry in spec.models:
+            for name in {entry.model.lower(), *(a.lower() for a in entry.aliases)}:
+                by_name.setdefault(name, []).append(entry)
+        self._entries: dict[str, list[ModelPrice]] = {}
+        self._starts: dict[str, list[datetime]] = {}
+        for name, entries in by_name.items():
+            entries.sort(key=lambda e: e.valid_from)
+            starts = [e.starts for e in entries]
+            if len(set(starts)) != len(starts):
+                raise PriceFileError(f"model {name!r} has two entries with the same valid_from")
+            self._entries[name] = entries
+            self._starts[name] = starts
+        self._discounts: dict[str, list[Discount]] = {}
+        for d in sorted(spec.discounts, key=lambda d: d.valid_from):
+            self._discounts.setdefault(d.provider.lower(), []).append(d)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def lookup(self, model: str, at: datetime) -> ModelPrice | None:
+        """The entry in force for ``model`` at ``at``; None when absent or not yet valid."""
+        starts = self._starts.get(model.lower())
+        if starts is None:
+            return None
+        i = bisect.bisect_right(starts, at) - 1
+        return self._entries[model.lower()][i] if i >= 0 else None
+
+    def discount(self, provider: str, at: datetime) -> Discount | None:
+        chosen = None
+        for d in self._discounts.get(provider.lower(), ()):
+            if _midnight(d.valid_from) <= at:
+                chosen = d
+        return chosen
+
+
+def read_price_file(path: str | Path | None = None) -> Overrides:
+    """Load ``path``, else ``$TOKENLEDGER_PRICES``, else the bundled overlay."""
+    chosen = Path(path or os.environ.get(PRICES_ENV) or BUNDLED_FILE)
+    try:
+        raw = chosen.read_bytes()
+    except OSError as exc:
+        raise PriceFileError(f"cannot read price file {chosen}: {exc.strerror}") from None
+    try:
+        spec = PriceFile.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise PriceFileError(f"price file {chosen} is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PriceFileError(f"price file {chosen}: {where}: {first['msg']}") from None
+    return Overrides(spec, chosen)

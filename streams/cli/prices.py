@@ -1,0 +1,88 @@
+"""Prices: which source prices a model and why, the operator's file, genai-prices upgrades,
+and reconciling the ledger with the providers' own cost reports."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+from streams.cli.base import Add
+from streams.config import Settings
+from streams.errors import UserError
+
+
+def _book(args: argparse.Namespace):  # noqa: ANN202 - PriceBook, imported late
+    from schemas.price_book import load_price_book
+    from schemas.price_file import PriceFileError
+
+    try:
+        return load_price_book(getattr(args, "file", None))
+    except PriceFileError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _at(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--at {text!r} is not a date; write e.g. 2025-06-01") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.price_book import CallContext
+    from streams.admin import prices
+
+    if args.action == "diff":
+        return _diff(args)
+    book = _book(args)
+    at = _at(args.at)
+    if args.action == "check":
+        print(prices.check(book))
+    elif args.action == "list":
+        for row in prices.list_rows(book, at, args.provider):
+            print(row)
+    else:
+        if not args.model:
+            raise UserError("prices show needs a MODEL, e.g. `tokenledger prices show gpt-4o`")
+        context = CallContext(batch=args.batch, service_tier=args.service_tier or "")
+        lines = prices.show(book, args.provider or "", args.model, at, context)
+        print("\n".join(lines))
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from schemas.price_source import PriceSource
+    from streams.admin import prices
+
+    if not args.model:
+        raise UserError("prices diff needs a genai-prices data file (data.json of the "
+                        "release to compare with)")  # fmt: skip
+    try:
+        other = PriceSource(prices.load_snapshot(Path(args.model)))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    changes = prices.diff(prices.installed_source(), other, _at(args.at))
+    for change in changes:
+        print(f"{change.kind:8} {change.model}  {change.detail}")
+    counts = {k: sum(c.kind == k for c in changes) for k in ("added", "removed", "changed")}
+    print(f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed "
+          f"against the installed {other.version.split()[0]} "
+          f"{prices.installed_source().version.split()[1]}")  # fmt: skip
+    return 0
+
+
+def register(add: Add) -> None:
+    p = add("prices", cmd_prices, "list, show, check or diff the prices tokenledger applies")
+    p.add_argument("action", choices=["list", "show", "check", "diff"],
+                   help="show MODEL: which source prices it and why; diff DATA_JSON: what a "
+                   "genai-prices upgrade to that data changes")  # fmt: skip
+    p.add_argument("model", nargs="?", help="show: the model as events name it; diff: a file")
+    p.add_argument("--provider", help="the event's provider (openai, anthropic, bedrock, ...)")
+    p.add_argument("--at", help="the date prices are read at (default: now), e.g. 2025-06-01")
+    p.add_argument("--batch", action="store_true", help="show: batch processing prices")
+    p.add_argument("--service-tier", help="show: flex, priority, ...")
+    p.add_argument("--file", help="the price file (default: TOKENLEDGER_PRICES or bundled)")
