@@ -86,3 +86,44 @@ def register(add: Add) -> None:
     p.add_argument("--batch", action="store_true", help="show: batch processing prices")
     p.add_argument("--service-tier", help="show: flex, priority, ...")
     p.add_argument("--file", help="the price file (default: TOKENLEDGER_PRICES or bundled)")
+    register_reconcile(add)
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.analytics import queries, reconcile
+    from streams.analytics.provider_reports import ReportError, read_report
+    from streams.sink import migrations
+    from streams.sink.client import get_client
+
+    rows = []
+    for name in args.files:
+        try:
+            read = read_report(args.provider, Path(name))
+        except ReportError as exc:
+            raise UserError(str(exc)) from None
+        rows.append((name, read))
+    book = _book(args)
+    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    migrations.migrate(client)
+    for name, read in rows:
+        reconcile.store(client, read, Path(name).name)
+        kinds = sorted({r.report for r in read})
+        print(f"stored {len(read)} {args.provider} {'/'.join(kinds)} rows from {name}")
+    reconcile.refresh_model_keys(client, book)
+    days = [r.day for _, read in rows for r in read]
+    query = queries.get("reconciliation")
+    bound = query.bind({"start": min(days).isoformat(), "end": max(days).isoformat(),
+                        "provider": args.provider})  # fmt: skip
+    columns, table = queries.run(client, query, bound)
+    print(reconcile.render(columns, table))
+    return 0
+
+
+def register_reconcile(add: Add) -> None:
+    p = add("reconcile", cmd_reconcile,
+            "compare the ledger with a provider's own cost or usage report")  # fmt: skip
+    p.add_argument("--provider", required=True, choices=["openai", "anthropic"])
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="OpenAI Costs / Usage API pages, Anthropic cost / usage report pages "
+                   "(JSON, a list of pages, or one page per line)")  # fmt: skip
+    p.add_argument("--file", help="the price file (default: TOKENLEDGER_PRICES or bundled)")
