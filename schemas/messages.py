@@ -72,8 +72,8 @@ class UsageEvent(Event):
     cache: CacheKind = "none"
     batch: bool = False
     service_tier: OptionalName = Field(
-        default="", description="the provider's service tier (flex, priority, ...); empty is "
-        "standard (v2)"
+        default="",
+        description="the provider's service tier (flex, priority, ...); empty is standard (v2)",
     )
     latency_ms: int = Field(ge=0, le=86_400_000)
     success: bool

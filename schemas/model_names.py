@@ -62,7 +62,7 @@ def split_name(provider: str | None, model: str) -> tuple[str | None, str]:
     hint = source_provider(provider)
     for prefix in _PATH_PREFIXES:
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
     while "/" in name:
         head, rest = name.split("/", 1)
         if head not in PROVIDERS:
@@ -71,7 +71,7 @@ def split_name(provider: str | None, model: str) -> tuple[str | None, str]:
         name = rest
         for prefix in _PATH_PREFIXES:
             if name.startswith(prefix):
-                name = name[len(prefix):]
+                name = name[len(prefix) :]
     return hint, name
 
 

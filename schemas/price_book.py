@@ -59,7 +59,9 @@ class PriceBook:
         self._names: dict[tuple[str, str], tuple[str, SourceModel | None]] = {}
         for model in (self.overrides.reference.default, *self.overrides.reference.routes.values()):
             if self.resolve("", model)[1] is None and not self._in_file(model):
-                raise PriceFileError(f"reference model {model!r} has no price in the price file or genai-prices")
+                raise PriceFileError(
+                    f"reference model {model!r} has no price in the price file or genai-prices"
+                )
 
     # -- names ---------------------------------------------------------------------------
 
@@ -122,7 +124,6 @@ class PriceBook:
 
     def reference_quote(self, route: str, at: datetime) -> Quote | None:
         return self.quote("", self.reference_model(route), at)
-
 
 
 def load_price_book(path: str | Path | None = None) -> PriceBook:

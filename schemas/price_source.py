@@ -99,15 +99,13 @@ class SourceModel:
     starts: list[datetime] = field(init=False)
     by_time_of_day: bool = field(init=False)
     native: bool = field(init=False)
-    _cache: dict[tuple[object, tuple[tuple[str, str], ...]], tuple[TieredRates, datetime]] = (
-        field(init=False, default_factory=dict)
+    _cache: dict[tuple[object, tuple[tuple[str, str], ...]], tuple[TieredRates, datetime]] = field(
+        init=False, default_factory=dict
     )
 
     def __post_init__(self) -> None:
         constraints = _constraints(self.info)
-        self.by_time_of_day = any(
-            isinstance(c, types.TimeOfDateConstraint) for c in constraints
-        )
+        self.by_time_of_day = any(isinstance(c, types.TimeOfDateConstraint) for c in constraints)
         days = {c.start_date for c in constraints if isinstance(c, types.StartDateConstraint)}
         self.starts = sorted(datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days)
         # a model found through a provider's fallback is priced without request variants,

@@ -49,7 +49,9 @@ def _reason_for(exc: ValidationError) -> Rejection:
         return Rejection("malformed_json", detail)
     if loc == "schema_version":
         versions = ", ".join(str(v) for v in SCHEMA_VERSIONS)
-        return Rejection("unknown_schema_version", f"{detail} (this worker reads versions {versions})")
+        return Rejection(
+            "unknown_schema_version", f"{detail} (this worker reads versions {versions})"
+        )
     if loc == "tenant_id" and (kind == "missing" or first.get("input") == ""):
         return Rejection("missing_tenant", "tenant_id is required on every event")
     if loc.endswith("_tokens") and kind == "greater_than_equal":

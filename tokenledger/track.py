@@ -170,7 +170,7 @@ class Call:
         Pass the cached answer (or its token counts) so the savings can be priced."""
         self.cache = kind
         if response is not None or counts:
-            self.record(response, **counts)
+            self.record(response, **counts)  # type: ignore[arg-type]
 
     def fail(self, error: str) -> None:
         """Mark the call failed without raising (e.g. the answer was unusable)."""

@@ -146,4 +146,3 @@ def diff(old: PriceSource, new: PriceSource, at: datetime | None = None) -> list
 
 def installed_source() -> PriceSource:
     return PriceSource(data_snapshot.get_snapshot())
-

@@ -54,6 +54,9 @@ DASHBOARDS = (
         Panel("Cost by model", "cost_by", fixed={"dimension": "model"}),
         Panel("Top spenders", "top_spenders", fixed={"limit": "10"}),
         Panel("Cost by route", "cost_by", fixed={"dimension": "route"}),
+        Panel("Unpriced models (add a price)", "unpriced_models", fixed={"tenant": ""}),
+        Panel("Ledger vs the providers' reports (tokenledger reconcile)", "reconciliation",
+              fixed={"provider": ""}, width=24),
     )),
     Dashboard("tokenledger-tenant", "tokenledger: tenant drill-down", (
         Panel("Cost over time by feature", "cost_over_time", "timeseries", {"dimension": "feature"}, 24),

@@ -118,8 +118,8 @@ def _openai(page: Mapping[str, Any]) -> Iterable[ProviderCost]:
 
 def _anthropic(page: Mapping[str, Any]) -> Iterable[ProviderCost]:
     for bucket in page.get("data") or ():
-        day = datetime.fromisoformat(str(bucket["starting_at"]).replace("Z", "+00:00"))
-        day = day.astimezone(UTC).date()
+        starts = datetime.fromisoformat(str(bucket["starting_at"]).replace("Z", "+00:00"))
+        day = starts.astimezone(UTC).date()
         for r in bucket.get("results") or ():
             project = r.get("workspace_id") or ""
             model = r.get("model") or ""
@@ -135,7 +135,8 @@ def _anthropic(page: Mapping[str, Any]) -> Iterable[ProviderCost]:
             else:
                 creation = r.get("cache_creation") or {}
                 writes = _int(creation, "ephemeral_5m_input_tokens") + _int(
-                    creation, "ephemeral_1h_input_tokens")
+                    creation, "ephemeral_1h_input_tokens"
+                )
                 cached = _int(r, "cache_read_input_tokens")
                 yield ProviderCost(
                     "anthropic", "usage", day, model, project, r.get("service_tier") or "",

@@ -47,35 +47,3 @@ def refresh_model_keys(client: Any, book: PriceBook) -> int:
         client.insert("model_keys", values,
                       column_names=["provider", "model", "model_key", "updated_at"])  # fmt: skip
     return len(values)
-
-
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """The reconciliation table for a terminal: tokens and dollars side by side."""
-    from schemas.common import format_usd
-
-    if not rows:
-        return "nothing to compare: no ledger calls and no report rows in those days"
-    head = ["Day", "Model", "Calls", "Input (ledger / bill)", "Output (ledger / bill)",
-            "Ledger", "Bill", "Difference", "Unpriced calls", "Estimated calls"]  # fmt: skip
-
-    def n(v: Any) -> str:
-        return "-" if v is None else f"{int(v):,}"
-
-    def usd(v: Any) -> str:
-        return "-" if v is None else format_usd(int(v), exact=True)
-
-    lines = []
-    for raw in rows:
-        r = dict(zip(columns, raw, strict=True))
-        pct = "" if r["difference_pct"] is None else f" ({float(r['difference_pct']):+.2f}%)"
-        lines.append([
-            str(r["day"]), r["model_key"], n(r["ledger_calls"]),
-            f"{n(r['ledger_input_tokens'])} / {n(r['provider_input_tokens'])}",
-            f"{n(r['ledger_output_tokens'])} / {n(r['provider_output_tokens'])}",
-            usd(r["ledger_cost_nusd"]), usd(r["provider_cost_nusd"]),
-            usd(r["difference_nusd"]) + pct, n(r["unpriced_calls"]), n(r["estimated_calls"]),
-        ])  # fmt: skip
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
-    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
-    return "\n".join(out)

@@ -76,6 +76,7 @@ def collect(client: Any, start: datetime, end: datetime, *, bucket_s: int = 3600
     data.tables["savings_waterfall"] = _run(client, "savings_waterfall", **span)
     data.tables["signals"] = _run(client, "signal_history", **span)
     data.tables["alerts"] = _run(client, "alerts", **span)
+    data.tables["reconciliation"] = _run(client, "reconciliation", provider="", **span)
     for dimension in DIMENSIONS:
         data.over_time[dimension] = _run(client, "cost_over_time", dimension=dimension,
                                          bucket_s=bucket_s, **span)  # fmt: skip
@@ -125,6 +126,20 @@ class Column:
 
 
 COLUMNS: dict[str, tuple[Column, ...]] = {
+    "reconciliation": (
+        Column("day", "Day"), Column("model_key", "Model"),
+        Column("ledger_calls", "Calls", "count"),
+        Column("ledger_input_tokens", "Input (ledger)", "count"),
+        Column("provider_input_tokens", "Input (bill)", "count"),
+        Column("ledger_output_tokens", "Output (ledger)", "count"),
+        Column("provider_output_tokens", "Output (bill)", "count"),
+        Column("ledger_cost_nusd", "Ledger", "usd_exact"),
+        Column("provider_cost_nusd", "Bill", "usd_exact"),
+        Column("difference_nusd", "Difference", "usd_exact"),
+        Column("difference_pct", "%", "pct"),
+        Column("unpriced_calls", "Unpriced calls", "count"),
+        Column("estimated_calls", "Estimated calls", "count"),
+    ),
     "cost_by_feature": (
         Column("tenant_id", "Tenant"), Column("feature", "Feature"),
         Column("events", "Calls", "count"), Column("cost_nusd", "Cost", "usd"),
@@ -172,6 +187,10 @@ def cell(column: Column, row: dict[str, Any], clock: Clock | None = None) -> str
         return "-"
     if column.kind == "usd":
         return format_usd(int(value))
+    if column.kind == "usd_exact":
+        return format_usd(int(value), exact=True)
+    if column.kind == "pct":
+        return f"{float(value):+.2f}%"
     if column.kind == "usd_decimal":
         return format_usd(int((Decimal(value) * 10**9).to_integral_value()))
     if column.kind == "count":
@@ -193,7 +212,7 @@ def cells(name: str, table: Table, clock: Clock | None = None) -> tuple[list[str
 # -- terminal --------------------------------------------------------------------------------
 
 
-def _fmt_table(headers: list[str], rows: list[list[str]]) -> str:
+def fmt_table(headers: list[str], rows: list[list[str]]) -> str:
     if not rows:
         return "  none"
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -213,7 +232,7 @@ def render_text(data: ReportData, clock: Clock | None = None) -> str:
              f"{format_usd(data.total_nusd)} exactly {format_usd(data.total_nusd, exact=True)}"]  # fmt: skip
     for name, title in (("cost_by_feature", "Cost by tenant and feature"),
                         ("cost_per_successful_task", "Cost per successful task")):  # fmt: skip
-        parts += [f"\n{title}", _fmt_table(*cells(name, t[name]))]
+        parts += [f"\n{title}", fmt_table(*cells(name, t[name]))]
     retry = t["retry_cost"].dicts()
     parts.append(f"\nRetry cost (repeated generations): "
                  f"{format_usd(sum(int(r['retry_cost_nusd']) for r in retry))} over "
@@ -222,11 +241,16 @@ def render_text(data: ReportData, clock: Clock | None = None) -> str:
     parts.append(f"Cache savings: {format_usd(sum(int(r['saved_nusd']) for r in cache))} over "
                  f"{sum(int(r['hits']) for r in cache):,} hits (exact and semantic)")  # fmt: skip
     parts.append("\nSavings waterfall")
-    parts.append(_fmt_table(["Step", "Amount"], [[r["step"], format_usd(int(r["amount_nusd"]))]
+    parts.append(fmt_table(["Step", "Amount"], [[r["step"], format_usd(int(r["amount_nusd"]))]
                             for r in t["savings_waterfall"].dicts()]))  # fmt: skip
     signals = Table(t["signals"].columns, [r for r in t["signals"].rows
                                            if r[t["signals"].columns.index("state")] != "allow"])  # fmt: skip
-    parts += ["\nBudget signals (warn and block)", _fmt_table(*cells("signals", signals, clock))]
+    parts += ["\nBudget signals (warn and block)", fmt_table(*cells("signals", signals, clock))]
+    parts.append("\nLedger vs the providers' reports (tokenledger reconcile)")
+    if t["reconciliation"].rows:
+        parts.append(fmt_table(*cells("reconciliation", t["reconciliation"])))
+    else:
+        parts.append("  no provider report imported for these days")
     headers, rows = cells("alerts", t["alerts"])
-    parts += ["\nAnomaly alerts", _fmt_table(headers, [r[:-1] + [r[-1][:90]] for r in rows])]
+    parts += ["\nAnomaly alerts", fmt_table(headers, [r[:-1] + [r[-1][:90]] for r in rows])]
     return "\n".join(parts) + "\n"

@@ -42,7 +42,8 @@ def render_html(data: ReportData, clock: Clock | None = None) -> str:
                         ("cost_by_feature", "Cost by tenant and feature"),
                         ("cost_per_successful_task", "Cost per successful task"),
                         ("retry_cost", "Retry cost (repeated generations)"),
-                        ("cache_savings", "Cache savings")):  # fmt: skip
+                        ("cache_savings", "Cache savings"),
+                        ("reconciliation", "Ledger vs the providers' reports")):  # fmt: skip
         sections.append(f"<h2>{title}</h2>" + _html_table(*cells(name, t[name], clock)))
     return (
         "<!doctype html><html><head><meta charset=utf-8><title>tokenledger report</title>"

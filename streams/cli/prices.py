@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streams.cli.base import Add
 from streams.config import Settings
 from streams.errors import UserError
 
+if TYPE_CHECKING:
+    from schemas.price_book import PriceBook
 
-def _book(args: argparse.Namespace):  # noqa: ANN202 - PriceBook, imported late
+
+def _book(args: argparse.Namespace) -> PriceBook:
     from schemas.price_book import load_price_book
     from schemas.price_file import PriceFileError
 
@@ -69,9 +73,9 @@ def _diff(args: argparse.Namespace) -> int:
     for change in changes:
         print(f"{change.kind:8} {change.model}  {change.detail}")
     counts = {k: sum(c.kind == k for c in changes) for k in ("added", "removed", "changed")}
-    print(f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed "
-          f"against the installed {other.version.split()[0]} "
-          f"{prices.installed_source().version.split()[1]}")  # fmt: skip
+    installed = prices.installed_source().version
+    print(f"moving from {installed} to {args.model}: {counts['added']} added, "
+          f"{counts['removed']} removed, {counts['changed']} changed")  # fmt: skip
     return 0
 
 
@@ -92,6 +96,7 @@ def register(add: Add) -> None:
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from streams.analytics import queries, reconcile
     from streams.analytics.provider_reports import ReportError, read_report
+    from streams.analytics.report import Table, cells, fmt_table
     from streams.sink import migrations
     from streams.sink.client import get_client
 
@@ -115,7 +120,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     bound = query.bind({"start": min(days).isoformat(), "end": max(days).isoformat(),
                         "provider": args.provider})  # fmt: skip
     columns, table = queries.run(client, query, bound)
-    print(reconcile.render(columns, table))
+    print(fmt_table(*cells("reconciliation", Table(columns, table))))
     return 0
 
 

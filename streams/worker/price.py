@@ -67,7 +67,7 @@ def enrich(
         cost, source, mismatch = table_cost, "table", False
     else:
         cost, source, mismatch = None, "unpriced", False
-    fields = event.model_dump(exclude={"kind"})
+    fields = event.model_dump(exclude={"kind", "schema_version"})  # written as this version
     fields.update(
         cost_nusd=cost,
         priced=cost is not None,

@@ -71,7 +71,10 @@ def test_openai_bill_matches_a_right_ledger_exactly(ch: Any) -> None:
     assert (day1["difference_nusd"], day1["ledger_calls"], day1["unpriced_calls"]) == (0, 2, 0)
     day2 = got[("2025-11-02", "openai/gpt-4o-mini")]
     assert (day2["ledger_cost_nusd"], day2["provider_cost_nusd"], day2["difference_nusd"]) == (
-        360_000, 360_000, 0)
+        360_000,
+        360_000,
+        0,
+    )
 
 
 def test_a_missing_day_and_a_wrong_price_show_as_differences(ch: Any) -> None:
@@ -88,7 +91,10 @@ def test_a_missing_day_and_a_wrong_price_show_as_differences(ch: Any) -> None:
     assert day1["provider_input_tokens"] is None  # no usage report imported
     day2 = got[("2025-11-02", "openai/gpt-4o-mini")]
     assert (day2["ledger_calls"], day2["ledger_cost_nusd"], day2["difference_nusd"]) == (
-        0, 0, -360_000)
+        0,
+        0,
+        -360_000,
+    )
     assert float(day2["difference_pct"]) == -100.0
 
 
@@ -102,11 +108,17 @@ def test_anthropic_cost_and_usage_reports_match_with_one_hour_writes(ch: Any) ->
     row = got[("2025-11-01", "anthropic/claude-sonnet-4-5")]
     # 1,000 x $3 + 2,000 x $0.30 + 1,000 x $3.75 (5 min) + 1,000 x $6 (1 h) + 500 x $15 per 1M
     assert (row["ledger_cost_nusd"], row["provider_cost_nusd"], row["difference_nusd"]) == (
-        20_850_000, 20_850_000, 0)
+        20_850_000,
+        20_850_000,
+        0,
+    )
     assert (row["ledger_input_tokens"], row["provider_input_tokens"]) == (5000, 5000)
     gap = got[("2025-11-01", "anthropic/claude-internal-preview")]
     assert (gap["unpriced_calls"], gap["unpriced_tokens"], gap["provider_cost_nusd"]) == (
-        1, 7010, None)
+        1,
+        7010,
+        None,
+    )
 
 
 def test_reports_of_other_shapes_are_refused_clearly(tmp_path: Path) -> None:
@@ -133,9 +145,22 @@ def test_reconcile_command(cli_env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == f"stored 4 openai cost rows from {FIXTURES / 'openai_costs.json'}"
-    assert lines[1].split()[:2] == ["Day", "Model"]
+    assert lines[1].split()[:3] == ["Day", "Model", "Calls"]
     # an empty ledger: the whole bill is the difference
-    assert lines[2].split()[:2] == ["2025-11-01", "openai/gpt-4o"]
-    assert "$0.01922" in lines[2] and "-$0.01922 (-100.00%)" in lines[2]
+    assert lines[2].split() == [
+        "2025-11-01",
+        "openai/gpt-4o",
+        "0",
+        "0",
+        "-",
+        "0",
+        "-",
+        "$0.00",
+        "$0.01922",
+        "-$0.01922",
+        "-100.00%",
+        "0",
+        "0",
+    ]
     one_line_error(tl(cli_env, "reconcile", "--provider", "openai", "/nope.json"), 2,
                    "cannot read /nope.json")  # fmt: skip

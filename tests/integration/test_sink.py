@@ -156,6 +156,14 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
         sum(e.cost_nusd or 0 for e in usage if (e.tenant_id, e.feature) == key)
         for key in {(e.tenant_id, e.feature) for e in usage}
     )  # fmt: skip
+    unpriced = {(r[0], r[1]): (r[2], r[4], r[5]) for r in run("unpriced_models")}
+    expected_unpriced: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for e in usage:
+        if not e.priced and e.cache == "none":
+            n, tin, tout = expected_unpriced.get((e.provider, e.model), (0, 0, 0))
+            expected_unpriced[(e.provider, e.model)] = (n + 1, tin + e.input_tokens,
+                                                        tout + e.output_tokens)  # fmt: skip
+    assert unpriced == expected_unpriced and sum(n for n, _, _ in unpriced.values()) == 36
     retries = sum(r[3] for r in run("retry_cost"))
     assert retries == sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation)
     saved = {(r[0], r[1]): r[3] for r in run("cache_savings")}

@@ -97,11 +97,16 @@ def test_a_call_before_a_price_change_pays_the_old_price() -> None:
 
 def test_long_prompts_pay_the_tier_rate_for_the_whole_call() -> None:
     # gemini-2.5-pro: $1.25 / $10 up to 200k prompt tokens, $2.50 / $15 above, for all tokens
-    small, large = TokenCounts(input=200_000, output=1_000), TokenCounts(input=250_000, output=1_000)
+    small, large = (
+        TokenCounts(input=200_000, output=1_000),
+        TokenCounts(input=250_000, output=1_000),
+    )
     assert BOOK.price("google", "gemini-2.5-pro", LATER, small).cost_nusd == (  # type: ignore[union-attr]
-        200_000 * 1250 + 1_000 * 10_000)
+        200_000 * 1250 + 1_000 * 10_000
+    )
     assert BOOK.price("google", "gemini-2.5-pro", LATER, large).cost_nusd == (  # type: ignore[union-attr]
-        250_000 * 2500 + 1_000 * 15_000)
+        250_000 * 2500 + 1_000 * 15_000
+    )
 
 
 def test_anthropic_one_hour_cache_writes_cost_twice_the_input_rate() -> None:
@@ -137,8 +142,11 @@ def test_batch_and_service_tiers_price_as_the_provider_defines_them() -> None:
         ("anthropic", "anthropic/claude-sonnet-4-5", "anthropic/claude-sonnet-4-5"),
         ("vertex_ai", "claude-sonnet-4-5@20250929", "google/claude-sonnet-4-5"),
         ("anthropic", "claude-sonnet-4-5@20250929", "anthropic/claude-sonnet-4-5"),
-        ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
-         "aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        (
+            "bedrock",
+            "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "aws/regional.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
         ("google", "models/gemini-2.5-flash", "google/gemini-2.5-flash"),
         ("gemini", "gemini/gemini-2.5-flash", "google/gemini-2.5-flash"),
         ("google", "gemini-2.5-flash-preview-09-2025", "google/gemini-2.5-flash"),
@@ -179,7 +187,9 @@ def test_the_operators_file_overrides_adds_and_discounts() -> None:
     })  # fmt: skip
     tokens = TokenCounts(input=1000, output=100)
     ft = b.quote("openai", "ft:gpt-4o-mini:acme::x1", AT)
-    assert ft is not None and ft.source == "file" and ft.cost_nusd(tokens) == 1000 * 300 + 100 * 1200
+    assert (
+        ft is not None and ft.source == "file" and ft.cost_nusd(tokens) == 1000 * 300 + 100 * 1200
+    )
     # the file's gpt-4o holds from 2026-06-01; before, the source's price applies
     assert b.price("openai", "gpt-4o", AT, tokens).cost_nusd == 1000 * 2500 + 100 * 10_000  # type: ignore[union-attr]
     assert b.price("openai", "gpt-4o", LATER, tokens).cost_nusd == 1000 * 2000 + 100 * 8000  # type: ignore[union-attr]

@@ -117,3 +117,39 @@ def test_with_the_ranks_the_estimate_becomes_exact_once_loaded() -> None:
     assert tokens._loader is not None
     tokens._loader.join(30)
     assert estimate_tokens("hello world", "gpt-4o") == 2  # tiktoken, not 11 / 4
+
+
+def test_track_records_one_hour_writes_and_the_service_tier_of_the_response(
+    tmp_path: Path,
+) -> None:
+    from anthropic.types import Message
+    from openai.types.chat import ChatCompletion
+
+    ledger, events = captured_ledger(tmp_path)
+    try:
+        message = Message.model_validate({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": 0,
+                      "cache_creation_input_tokens": 3000,
+                      "cache_creation": {"ephemeral_5m_input_tokens": 1000,
+                                         "ephemeral_1h_input_tokens": 2000}},
+        })  # fmt: skip
+        with ledger.track(tenant_id="acme", feature="answer", model="claude-sonnet-4-5",
+                          provider="anthropic") as call:  # fmt: skip
+            call.record(message)
+        completion = ChatCompletion.model_validate({
+            "id": "c1", "object": "chat.completion", "created": 1764000000, "model": "gpt-4o",
+            "choices": [], "service_tier": "priority",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+        })  # fmt: skip
+        with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
+                          provider="openai") as call:  # fmt: skip
+            call.record(completion)
+        anthropic, openai = events[1], events[3]
+        assert (anthropic.input_tokens, anthropic.cache_write_tokens,
+                anthropic.cache_write_1h_tokens) == (3100, 3000, 2000)  # fmt: skip
+        assert (openai.service_tier, openai.input_tokens, openai.estimated) == ("priority", 10,
+                                                                                 False)  # fmt: skip
+    finally:
+        ledger.close(timeout=1)

@@ -38,7 +38,7 @@ RESPONSES_JSON = {
               "input_tokens_details": {"cached_tokens": 1000, "cache_write_tokens": 2000},
               "output_tokens_details": {"reasoning_tokens": 300}},
 }  # fmt: skip
-ANTHROPIC_JSON = {
+ANTHROPIC_JSON: dict[str, Any] = {
     "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
     "content": [], "stop_reason": "end_turn", "stop_sequence": None,
     "usage": {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": 2000,
@@ -141,8 +141,9 @@ def test_each_shape_reads_exactly_and_prices_like_calc_price(
     context = CallContext(service_tier=reading.service_tier)
     priced = BOOK.price(provider, model, AT, reading.tokens, context)
     assert priced is not None
-    provider_id = {"vertex_ai": "google", "gemini": "google", "bedrock": "aws"}.get(provider,
-                                                                                    provider)
+    provider_id = {"vertex_ai": "google", "gemini": "google", "bedrock": "aws"}.get(
+        provider, provider
+    )
     ref = model.removeprefix("models/")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
