@@ -78,7 +78,8 @@ def split_name(provider: str | None, model: str) -> tuple[str | None, str]:
 def candidates(provider: str | None, model: str) -> list[tuple[str | None, str]]:
     """(provider, name) pairs to try in order: the name as written at the event's provider,
     then prefixes stripped, then a Vertex ``@version`` written as a dated suffix, then any
-    provider whose models match."""
+    provider whose models match (the price book tries that last one only for a provider
+    the source does not know, such as a gateway's own name)."""
     hint, name = split_name(provider, model)
     prefixed = model.strip().lower()
     order: list[tuple[str | None, str]] = [(source_provider(provider), prefixed), (hint, name)]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from genai_prices.data_snapshot import find_provider_by_id
 
-from schemas.model_names import candidates
+from schemas.model_names import candidates, source_provider
 from schemas.price_file import Overrides, PriceFileError, read_price_file
 from schemas.price_source import EPOCH, PriceSource, SourceModel
 from schemas.pricing import Priced, Quote, TokenCounts
@@ -75,11 +75,15 @@ class PriceBook:
         if hit is not None:
             return hit
         name = self.overrides.deployments.get(model.lower(), model)
+        providers = self.source.snapshot.providers
+        stated = source_provider(provider)
+        known = stated is not None and find_provider_by_id(providers, stated) is not None
         found = None
         for hint, ref in candidates(provider, name):
-            if hint is not None and find_provider_by_id(self.source.snapshot.providers,
-                                                        hint) is None:  # fmt: skip
+            if hint is not None and find_provider_by_id(providers, hint) is None:
                 hint = None  # a gateway's own name: let the model name find its provider
+            if hint is None and known:
+                continue  # a provider the source knows and that does not sell the model
             found = self.source.find(hint, ref)
             if found is not None:
                 break

@@ -20,6 +20,7 @@ CREATE TABLE IF NOT EXISTS provider_costs
     imported_at DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(imported_at)
+-- one row per report line and day: a re-import replaces it (the latest imported_at wins)
 ORDER BY (provider, report, day, model, project, line_item);
 
 -- The model a (provider, model name) pair is priced as (the price book's resolution, e.g.
@@ -33,4 +34,5 @@ CREATE TABLE IF NOT EXISTS model_keys
     updated_at DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(updated_at)
+-- one key per name pair: the latest resolution wins
 ORDER BY (provider, model);

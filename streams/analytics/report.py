@@ -136,7 +136,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("ledger_cost_nusd", "Ledger", "usd_exact"),
         Column("provider_cost_nusd", "Bill", "usd_exact"),
         Column("difference_nusd", "Difference", "usd_exact"),
-        Column("difference_pct", "%", "pct"),
+        Column("difference_pct", "Difference %", "pct"),
         Column("unpriced_calls", "Unpriced calls", "count"),
         Column("estimated_calls", "Estimated calls", "count"),
     ),

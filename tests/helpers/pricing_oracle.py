@@ -7,10 +7,15 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 
 import genai_prices
+from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
 
 from schemas.messages import UsageEvent
 
-PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "google": "google"}
+
+def _provider_id(provider: str) -> str | None:
+    """The event's provider when the library knows it; else (a gateway's own name) none,
+    and the library finds the provider by the model name."""
+    return provider if find_provider_by_id(get_snapshot().providers, provider) else None
 
 
 def expected_cost(e: UsageEvent) -> int:
@@ -27,7 +32,7 @@ def expected_cost(e: UsageEvent) -> int:
     if e.service_tier:
         context["service_tier"] = e.service_tier
     calc = genai_prices.calc_price(
-        usage, e.model, provider_id=PROVIDER_IDS.get(e.provider, e.provider),
+        usage, e.model, provider_id=_provider_id(e.provider),
         genai_request_timestamp=e.ts, price_context=context or None,
     )  # fmt: skip
     return int((calc.total_price * Decimal(10**9)).to_integral_value(ROUND_HALF_EVEN))

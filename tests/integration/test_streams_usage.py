@@ -54,7 +54,8 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
     unknown = factories.usage(tenant_id="globex", model="in-house-7b", ts=base,
                               idempotency_key="c3")  # fmt: skip
     retries = [factories.usage(tenant_id=g.tenant_id, idempotency_key=g.idempotency_key,
-                               attempt=2, ts=g.ts, model=g.model) for g in good[:3]]  # fmt: skip
+                               attempt=2, ts=g.ts, model=g.model, provider=g.provider)
+               for g in good[:3]]  # fmt: skip
     late = factories.usage(tenant_id="acme", ts=base - timedelta(minutes=30), idempotency_key="l1")
     bad: list[tuple[str, bytes]] = [
         ("malformed_json", b"{not json"),

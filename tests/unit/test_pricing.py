@@ -278,3 +278,11 @@ def test_env_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
         {"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": "1", "output": "2"}]}  # fmt: skip
     monkeypatch.setenv("TOKENLEDGER_PRICES", str(write(tmp_path, doc)))
     assert load_price_book().overrides.version == "mine"
+
+
+def test_a_known_provider_that_does_not_sell_the_model_leaves_it_unpriced() -> None:
+    # mislabelled: OpenAI does not sell Claude; pricing it at Anthropic's would hide the error
+    assert BOOK.quote("openai", "claude-sonnet-4-5", LATER) is None
+    # a gateway's own provider name: the model name finds the provider
+    quote = BOOK.quote("my-gateway", "claude-sonnet-4-5", LATER)
+    assert quote is not None and quote.provider == "anthropic"
