@@ -88,7 +88,8 @@ def test_the_readme_commands_on_a_stack_of_their_own(
     assert any(line.split()[:2] == ["genai-prices", "openai/gpt-4o"]
                for line in ok(env, "prices", "list").splitlines())  # fmt: skip
     assert " 0 model entries, 0 discounts, 0 deployments, valid; on genai-prices " in ok(
-        env, "prices", "check")
+        env, "prices", "check"
+    )
 
     # Enriched usage through the real sink, then the library in each format.
     base = recent(minutes=30)

@@ -35,8 +35,11 @@ def test_a_version_1_event_prices_as_before() -> None:
     assert (out.topic, v1.schema_version, enriched["schema_version"]) == ("out", 1, 2)
     # every cache write at the 5-minute rate, standard tier: what version 1 meant
     assert (enriched["cache_write_1h_tokens"], enriched["service_tier"]) == (0, "")
-    assert enriched["cost_nusd"] == expected_cost(v1) == (
-        (3500 - 1024 - 600) * 3000 + 1024 * 300 + 600 * 3750 + 420 * 15000)
+    assert (
+        enriched["cost_nusd"]
+        == expected_cost(v1)
+        == ((3500 - 1024 - 600) * 3000 + 1024 * 300 + 600 * 3750 + 420 * 15000)
+    )
 
 
 def test_version_2_fields_on_a_version_1_event_are_refused() -> None:
@@ -58,8 +61,14 @@ def test_a_version_2_event_with_one_hour_writes_and_a_tier() -> None:
     (a,) = task.process("in", 0, 0, b"acme", writes.model_dump_json().encode(), NOW)
     (b,) = task.process("in", 0, 1, b"acme", priority.model_dump_json().encode(), NOW)
     # 400 of the 600 written tokens at the 1-hour rate ($6), 200 at the 5-minute ($3.75)
-    assert json.loads(a.value)["cost_nusd"] == expected_cost(writes) == (
-        (3500 - 1024 - 600) * 3000 + 1024 * 300 + 200 * 3750 + 400 * 6000 + 420 * 15000)
+    assert (
+        json.loads(a.value)["cost_nusd"]
+        == expected_cost(writes)
+        == ((3500 - 1024 - 600) * 3000 + 1024 * 300 + 200 * 3750 + 400 * 6000 + 420 * 15000)
+    )
     # OpenAI's priority tier: $4.25 / $2.125 / $17 instead of $2.50 / $1.25 / $10
-    assert json.loads(b.value)["cost_nusd"] == expected_cost(priority) == (
-        (3500 - 1024) * 4250 + 1024 * 2125 + 420 * 17000)
+    assert (
+        json.loads(b.value)["cost_nusd"]
+        == expected_cost(priority)
+        == ((3500 - 1024) * 4250 + 1024 * 2125 + 420 * 17000)
+    )
