@@ -46,6 +46,7 @@ class CallContext:
 
 
 STANDARD = CallContext()
+_MISS = object()
 
 
 class PriceBook:
@@ -57,6 +58,7 @@ class PriceBook:
         self.source = source or PriceSource()
         self.version = f"{self.source.version}+{self.overrides.version}"
         self._names: dict[tuple[str, str], tuple[str, SourceModel | None]] = {}
+        self._quotes: dict[tuple[str, str, CallContext, int], Quote | None] = {}
         for model in (self.overrides.reference.default, *self.overrides.reference.routes.values()):
             if self.resolve("", model)[1] is None and not self._in_file(model):
                 raise PriceFileError(
@@ -96,16 +98,31 @@ class PriceBook:
 
     def quote(self, provider: str, model: str, at: datetime,
               context: CallContext = STANDARD) -> Quote | None:  # fmt: skip
-        """The rates in force for the call, or None when nobody prices the model."""
+        """The rates in force for the call (``at`` in UTC), or None when nobody prices the
+        model. Every price source changes at UTC midnight (file entries, discounts and the
+        source's start dates), so a quote is kept for its day; the source's rare
+        time-of-day prices are resolved per call."""
+        key = (provider, model, context, at.toordinal())
+        hit = self._quotes.get(key, _MISS)
+        if hit is not _MISS:
+            return hit
+        quote, daily = self._quote(provider, model, at, context)
+        if daily:
+            if len(self._quotes) >= _MAX_NAMES:
+                self._quotes.clear()
+            self._quotes[key] = quote
+        return quote
+
+    def _quote(self, provider: str, model: str, at: datetime,
+               context: CallContext) -> tuple[Quote | None, bool]:  # fmt: skip
         name, found = self.resolve(provider, model)
         entry = self.overrides.lookup(name, at)
         if entry is not None:
-            return Quote(
-                entry.rates(batch=context.batch), "file", entry.model, entry.provider,
-                f"file {self.overrides.version}:{entry.model}@{entry.valid_from.isoformat()}"[:128],
-            )  # fmt: skip
+            version = f"file {self.overrides.version}:{entry.model}@{entry.valid_from}"
+            rates = entry.rates(batch=context.batch)
+            return Quote(rates, "file", entry.model, entry.provider, version[:128]), True
         if found is None:
-            return None
+            return None, True
         rates, since = found.rates(at, context.source_context())
         version = f"{self.source.version}:{found.provider.id}/{found.info.id}"
         if since > EPOCH:
@@ -114,7 +131,8 @@ class PriceBook:
         if discount is not None:
             rates = rates.scaled(1 - discount.percent / Decimal(100))
             version += f"-{discount.percent}%"
-        return Quote(rates, "genai-prices", found.info.id, found.provider.id, version[:128])
+        quote = Quote(rates, "genai-prices", found.info.id, found.provider.id, version[:128])
+        return quote, not found.by_time_of_day
 
     def price(self, provider: str, model: str, at: datetime, tokens: TokenCounts,
               context: CallContext = STANDARD) -> Priced | None:  # fmt: skip

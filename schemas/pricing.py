@@ -10,8 +10,8 @@ Where the rates come from is ``schemas.price_book`` (the operator's file on top 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 NANO_PER_USD_PER_MTOK = Decimal(1000)  # 1e9 nano-USD / 1e6 tokens
 
@@ -51,17 +51,51 @@ TOKEN_CLASSES = ("input", "cached_read", "cache_write_5m", "cache_write_1h", "ou
 
 @dataclass(frozen=True)
 class Rates:
-    """Flat rates: nano-USD per token of each class, plus a fee per request."""
+    """Flat rates: nano-USD per token of each class, plus a fee per request.
+
+    The hot path works in integers: every rate times one power of ten (``_scale``) is a
+    whole number, so a cost is an exact integer sum divided once, half to even. That is
+    the same number as the Decimal sum, without Decimal's cost per operation."""
 
     per_token: tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal]
     per_request: Decimal = Decimal(0)
+    _ints: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _request: int = field(init=False, repr=False, compare=False)
+    _scale: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = (*self.per_token, self.per_request)
+        places = max(0, *(-int(v.as_tuple().exponent) for v in values))  # type: ignore[operator]
+        scale = 10**places
+        ints = [int(v * scale) for v in values]
+        if any(Decimal(i) != v * scale for i, v in zip(ints, values, strict=True)):
+            raise ValueError("rates must be finite decimals")
+        object.__setattr__(self, "_ints", tuple(ints[:6]))
+        object.__setattr__(self, "_request", ints[6])
+        object.__setattr__(self, "_scale", scale)
 
     def exact_nusd(self, tokens: TokenCounts) -> Decimal:
+        """The cost before rounding, in Decimal: what ``cost_nusd`` rounds."""
         total = self.per_request
         for count, rate in zip(tokens.parts(), self.per_token, strict=True):
             if count:
                 total += count * rate
         return total
+
+    def cost_nusd(self, tokens: TokenCounts) -> int:
+        """Exact cost in nano-USD, rounded once, half to even."""
+        a, b, c, d, e, f = self._ints
+        p = tokens.parts()
+        total = (self._request + p[0] * a + p[1] * b + p[2] * c + p[3] * d + p[4] * e
+                 + p[5] * f)  # fmt: skip
+        scale = self._scale
+        if scale == 1:
+            return total
+        q, r = divmod(total, scale)
+        twice = 2 * r
+        if twice > scale or (twice == scale and q % 2):
+            q += 1
+        return q
 
     def scaled(self, factor: Decimal) -> Rates:
         return Rates(
@@ -106,8 +140,7 @@ class TieredRates:
 
     def cost_nusd(self, tokens: TokenCounts) -> int:
         """Exact cost of ``tokens`` in nano-USD, rounded once, half-to-even."""
-        exact = self.for_input(tokens.input).exact_nusd(tokens)
-        return int(exact.to_integral_value(ROUND_HALF_EVEN))
+        return self.for_input(tokens.input).cost_nusd(tokens)
 
     def scaled(self, factor: Decimal) -> TieredRates:
         return TieredRates(tuple((t, r.scaled(factor)) for t, r in self.tiers))

@@ -12,11 +12,13 @@ from typing import Any
 
 import genai_prices
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.price_book import CallContext, PriceBook, load_price_book
 from schemas.price_file import Overrides, PriceFile, PriceFileError
 from schemas.price_source import PriceSource, genai_usage
-from schemas.pricing import TokenCounts
+from schemas.pricing import Rates, TokenCounts
 
 AT = datetime(2026, 1, 15, tzinfo=UTC)
 LATER = datetime(2026, 11, 1, tzinfo=UTC)  # after the source's 2026-10-14 variants
@@ -286,3 +288,24 @@ def test_a_known_provider_that_does_not_sell_the_model_leaves_it_unpriced() -> N
     # a gateway's own provider name: the model name finds the provider
     quote = BOOK.quote("my-gateway", "claude-sonnet-4-5", LATER)
     assert quote is not None and quote.provider == "anthropic"
+
+
+@given(
+    rates=st.lists(
+        st.decimals(
+            min_value=0, max_value=100_000, places=6, allow_nan=False, allow_infinity=False
+        ),
+        min_size=7,
+        max_size=7,
+    ),  # fmt: skip
+    counts=st.lists(st.integers(0, 2_000_000), min_size=6, max_size=6),
+)
+def test_integer_costs_equal_the_decimal_sum_rounded_half_even(
+    rates: list[Decimal], counts: list[int]
+) -> None:
+    r = Rates(tuple(rates[:6]), rates[6])  # type: ignore[arg-type]
+    uncached, cached, w5, w1h, visible, reasoning = counts
+    tokens = TokenCounts(input=uncached + cached + w5 + w1h, output=visible + reasoning,
+                         cached_input=cached, cache_write=w5 + w1h, cache_write_1h=w1h,
+                         reasoning=reasoning)  # fmt: skip
+    assert r.cost_nusd(tokens) == int(r.exact_nusd(tokens).to_integral_value(ROUND_HALF_EVEN))
