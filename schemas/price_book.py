@@ -46,7 +46,6 @@ class CallContext:
 
 
 STANDARD = CallContext()
-_MISS = object()
 
 
 class PriceBook:
@@ -103,9 +102,10 @@ class PriceBook:
         source's start dates), so a quote is kept for its day; the source's rare
         time-of-day prices are resolved per call."""
         key = (provider, model, context, at.toordinal())
-        hit = self._quotes.get(key, _MISS)
-        if hit is not _MISS:
-            return hit
+        try:
+            return self._quotes[key]
+        except KeyError:
+            pass
         quote, daily = self._quote(provider, model, at, context)
         if daily:
             if len(self._quotes) >= _MAX_NAMES:

@@ -65,7 +65,7 @@ class Rates:
 
     def __post_init__(self) -> None:
         values = (*self.per_token, self.per_request)
-        places = max(0, *(-int(v.as_tuple().exponent) for v in values))  # type: ignore[operator]
+        places = max(0, *(-int(v.as_tuple().exponent) for v in values))
         scale = 10**places
         ints = [int(v * scale) for v in values]
         if any(Decimal(i) != v * scale for i, v in zip(ints, values, strict=True)):
