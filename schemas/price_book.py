@@ -46,6 +46,7 @@ class CallContext:
 
 
 STANDARD = CallContext()
+BATCH = (("processing", "batch"),)
 
 
 class PriceBook:
@@ -127,6 +128,10 @@ class PriceBook:
         version = f"{self.source.version}:{found.provider.id}/{found.info.id}"
         if since > EPOCH:
             version += f"@{since.date()}"
+        batch_off = self.overrides.batch_discounts.get(found.provider.id)
+        if context.batch and batch_off and not found.has_variant(BATCH, at):
+            rates = rates.scaled(1 - batch_off / Decimal(100))
+            version += f"-batch{batch_off}%"
         discount = self.overrides.discount(found.provider.id, at)
         if discount is not None:
             rates = rates.scaled(1 - discount.percent / Decimal(100))

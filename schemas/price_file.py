@@ -76,13 +76,16 @@ class ModelPrice(BaseModel):
         return TieredRates.flat(rates)
 
 
+Percent = Annotated[Decimal, BeforeValidator(_decimal_string), Field(gt=0, lt=100)]
+
+
 class Discount(BaseModel):
     """A negotiated discount on a provider's list prices (the kept source's), from a date."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: ModelName
-    percent: Annotated[Decimal, BeforeValidator(_decimal_string), Field(gt=0, lt=100)]
+    percent: Percent
     valid_from: date
 
 
@@ -107,6 +110,11 @@ class PriceFile(BaseModel):
     deployments: dict[str, ModelName] = Field(
         default={}, description="Azure deployment name -> the model it serves"
     )
+    batch_discounts: dict[str, Percent] = Field(
+        default={},
+        description="provider -> percent off list prices for batch calls the "
+        "source has no batch price for (e.g. before its batch history starts)",
+    )
 
 
 class Overrides:
@@ -118,6 +126,7 @@ class Overrides:
         self.version = spec.version
         self.reference = spec.reference_models
         self.deployments = {k.lower(): v for k, v in spec.deployments.items()}
+        self.batch_discounts = {k.lower(): v for k, v in spec.batch_discounts.items()}
         by_name: dict[str, list[ModelPrice]] = {}
         for entry in spec.models:
             for name in {entry.model.lower(), *(a.lower() for a in entry.aliases)}:

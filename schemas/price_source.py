@@ -112,6 +112,16 @@ class SourceModel:
         # as the library does
         self.native = any(self.info is m for m in self.provider.models)
 
+    def has_variant(self, when: tuple[tuple[str, str], ...], at: datetime) -> bool:
+        """Whether the source has a price variant for this request context at ``at`` (e.g.
+        a batch price: its batch history starts where its data says)."""
+        wanted = dict(when)
+        return self.native and any(
+            all(wanted.get(k) == v for k, v in variant.when.items())
+            and (variant.constraint is None or variant.constraint.active(at))
+            for variant in self.info.price_variants or ()
+        )
+
     def rates(self, at: datetime, context: tuple[tuple[str, str], ...]) -> tuple[TieredRates,
                                                                                   datetime]:  # fmt: skip
         """The rates in force at ``at`` for the request context, and since when."""

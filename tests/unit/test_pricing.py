@@ -309,3 +309,18 @@ def test_integer_costs_equal_the_decimal_sum_rounded_half_even(
                          cached_input=cached, cache_write=w5 + w1h, cache_write_1h=w1h,
                          reasoning=reasoning)  # fmt: skip
     assert r.cost_nusd(tokens) == int(r.exact_nusd(tokens).to_integral_value(ROUND_HALF_EVEN))
+
+
+def test_batch_discounts_fill_in_where_the_source_has_no_batch_price() -> None:
+    # genai-prices has OpenAI's batch prices from 2026-10-14; before, the operator's 50%
+    b = book({"batch_discounts": {"openai": "50"}})
+    tokens = TokenCounts(input=1000, output=100)
+    early = b.price("openai", "gpt-4o", AT, tokens, CallContext(batch=True))
+    late = b.price("openai", "gpt-4o", LATER, tokens, CallContext(batch=True))
+    assert early is not None and early.cost_nusd == (1000 * 2500 + 100 * 10_000) // 2
+    assert early.pricing_version.endswith("-batch50%")
+    # from the source's batch price on, that price alone (not halved twice)
+    assert late is not None and late.cost_nusd == 1000 * 1250 + 100 * 5000
+    assert BOOK.price("openai", "gpt-4o", AT, tokens, CallContext(batch=True)).cost_nusd == (  # type: ignore[union-attr]
+        1000 * 2500 + 100 * 10_000
+    )  # without the file: the list price, as the source says
