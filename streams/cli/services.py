@@ -21,7 +21,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--signal-heartbeat must be 1 to 3600 seconds")
     engine = worker.build(settings, args.instance, max_batch=args.max_batch,
                           dedup_retention=timedelta(hours=args.dedup_hours),
-                          heartbeat=timedelta(seconds=args.signal_heartbeat))  # fmt: skip
+                          heartbeat=timedelta(seconds=args.signal_heartbeat),
+                          state=args.state)  # fmt: skip
     engine.install_signal_handlers()
     engine.run()
     counters = engine.counters()
@@ -81,6 +82,9 @@ def register(add: Add) -> None:
     p.add_argument("--instance", help="stable name of this worker (default: <host>-0); "
                    "restarts must reuse it")  # fmt: skip
     p.add_argument("--max-batch", type=int, default=2000, help="records per transaction")
+    p.add_argument("--state", choices=["disk", "memory"], default="disk",
+                   help="disk: RocksDB under $TOKENLEDGER_HOME/state, a restart replays only "
+                   "the changelog tail (default); memory: replay the whole changelog")  # fmt: skip
     p.add_argument("--dedup-hours", type=float, default=48.0,
                    help="event-time hours an event_id is remembered (48); memory ~600 bytes "
                    "per event in that window")  # fmt: skip

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from schemas.common import format_usd
 from schemas.messages import Budget, EnrichedUsage, RequestEvent, Signal, budget_scope
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 from streams.worker.windows import scope_dim
 from tokenledger.freshness import Freshness
 from tokenledger.signing import Headers, Ring, check
@@ -163,7 +163,7 @@ class BudgetTracker:
 
     def __init__(
         self,
-        state: ChangelogState,
+        state: State,
         book: BudgetBook,
         *,
         reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,

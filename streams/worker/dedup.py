@@ -4,18 +4,19 @@
 - A repeated generation (an ``idempotency_key`` seen before, under a new ``event_id``) is
   real money: kept, and flagged ``duplicate_generation`` (retry cost).
 
-Entries expire once the partition's event-time watermark (the largest event time seen) is
-``retention`` past them, so memory is bounded by the traffic of one retention window.
-Decisions depend only on the input order, so replaying a partition reproduces them.
+Ids are remembered as fixed-size keys (16-byte BLAKE2b digests, ``E:`` and ``K:``) whose
+value is the event time; the state indexes them by that time, so entries expire once the
+partition's event-time watermark (the largest event time seen) is ``retention`` past them,
+oldest first, without holding the ids in memory. Decisions depend only on the input order,
+so replaying a partition reproduces them.
 """
 
 from __future__ import annotations
 
-import heapq
 from datetime import timedelta
 from enum import Enum
 
-from streams.worker.state import ChangelogState
+from streams.worker.state import State, digest_key
 
 
 class Verdict(Enum):
@@ -28,41 +29,33 @@ DEFAULT_RETENTION = timedelta(hours=48)
 
 
 class Dedup:
-    def __init__(self, state: ChangelogState, retention: timedelta = DEFAULT_RETENTION) -> None:
+    def __init__(self, state: State, retention: timedelta = DEFAULT_RETENTION) -> None:
         self.state = state
         self.retention_ms = int(retention.total_seconds() * 1000)
-        self._expiry: list[tuple[int, str]] = []
-        for key, value in state.items("d:"):
-            self._expiry.append((int(value), key))
-        for key, value in state.items("i:"):
-            self._expiry.append((int(value.rsplit("|", 1)[1]), key))
-        heapq.heapify(self._expiry)
 
     def decide(self, event_id: str, idempotency_key: str) -> Verdict:
-        if self.state.get("d:" + event_id) is not None:
+        if self.state.get(digest_key("E:", event_id)) is not None:
             return Verdict.REDELIVERY
-        if self.state.get("i:" + idempotency_key) is not None:
+        if self.state.get(digest_key("K:", idempotency_key)) is not None:
             return Verdict.DUPLICATE_GENERATION
         return Verdict.FIRST
 
     def remember(self, event_id: str, idempotency_key: str, ts_ms: int) -> None:
         """Mark seen; the engine commits this with the event's output, atomically."""
-        self.state.put("d:" + event_id, str(ts_ms))
-        heapq.heappush(self._expiry, (ts_ms, "d:" + event_id))
-        key = "i:" + idempotency_key
+        key = digest_key("E:", event_id)
+        self.state.put(key, str(ts_ms))
+        self.state.expire_later(key, ts_ms)
+        key = digest_key("K:", idempotency_key)
         if self.state.get(key) is None:
-            self.state.put(key, f"{event_id}|{ts_ms}")
-            heapq.heappush(self._expiry, (ts_ms, key))
+            self.state.put(key, str(ts_ms))
+            self.state.expire_later(key, ts_ms)
 
     def expire(self, watermark_ms: int) -> int:
         """Forget entries older than the retention behind ``watermark_ms``; how many."""
-        horizon = watermark_ms - self.retention_ms
-        dropped = 0
-        while self._expiry and self._expiry[0][0] < horizon:
-            _, key = heapq.heappop(self._expiry)
+        expired = self.state.pop_expired(watermark_ms - self.retention_ms)
+        for key in expired:
             self.state.delete(key)
-            dropped += 1
-        return dropped
+        return len(expired)
 
     def __len__(self) -> int:
-        return len(self._expiry)
+        return self.state.remembered()

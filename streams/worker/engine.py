@@ -6,7 +6,9 @@ ONE transaction, produce the outputs, the changed state keys to the compacted ch
 (partition = the task's partition), and the input offsets. Either all of it is visible to
 ``read_committed`` readers or none of it is.
 
-On assignment a task's state is rebuilt from its changelog partition. A worker killed
+On assignment a task's state comes back from its changelog partition: from the start into
+memory, or (with ``state_dir``) into a RocksDB store that keeps what was committed, so only
+the changelog tail after the store's last applied offset is replayed. A worker killed
 mid-batch leaves an open transaction that the restarted worker (same ``instance_id``,
 hence the same transactional.id) aborts on start, or that the broker aborts after
 ``transaction.timeout.ms``; its partitions resume from the last committed offsets with the
@@ -20,7 +22,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,14 +30,15 @@ from typing import Any, Protocol
 
 from streams.errors import ServiceUnavailableError
 from streams.records import Output
-from streams.worker.state import ChangelogState
+from streams.worker import restore
+from streams.worker.state import State
 from tokenledger.kafka_config import client_config
 
 log = logging.getLogger(__name__)
 
 
 class Task(Protocol):
-    state: ChangelogState
+    state: State
 
     @property
     def counters(self) -> Counter[str]: ...
@@ -49,7 +51,7 @@ class Task(Protocol):
     def end_batch(self, now: datetime) -> list[Output]: ...
 
 
-TaskFactory = Callable[[int, ChangelogState], Task]
+TaskFactory = Callable[[int, State], Task]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class EngineConfig:
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
     restore_timeout_s: float = 60.0
+    state_dir: str | None = None
+    """Keep each partition's state in RocksDB under this folder (else in memory)."""
 
 
 class TransactionalEngine:
@@ -81,6 +85,9 @@ class TransactionalEngine:
         """Failed transactions this engine recovered from."""
         self.batches = 0
         self.records = 0
+        self.restores: Counter[str] = Counter()
+        """state.* counters: partitions reused or rebuilt, changelog records replayed."""
+        self._changelog_next: dict[int, int] = {}
         self.hooks: list[Callable[[], None]] = []
         """Called before every batch, on the engine's thread (e.g. to follow budgets)."""
         self._stop = threading.Event()
@@ -95,6 +102,7 @@ class TransactionalEngine:
         total: Counter[str] = Counter(self._retired)
         for task in self.tasks.values():
             total.update(task.counters)
+        total.update(self.restores)
         return total
 
     def install_signal_handlers(self) -> None:
@@ -138,6 +146,8 @@ class TransactionalEngine:
         finally:
             consumer.close()
             producer.flush(10)
+            for task in self.tasks.values():
+                task.state.close()
 
     # -- the transaction -----------------------------------------------------------------
 
@@ -166,18 +176,28 @@ class TransactionalEngine:
         producer.begin_transaction()
         for out in outputs:
             self._produce(producer, out.topic, out.key, out.value, None, out.headers)
+        self._changelog_next.clear()
         for partition, key, value in changes:
             self._produce(producer, self.config.changelog, key.encode(),
-                          value.encode() if value is not None else None, partition)  # fmt: skip
+                          value.encode() if value is not None else None, partition,
+                          on_delivery=self._delivered)  # fmt: skip
         if offsets:
             producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                 consumer.consumer_group_metadata(), 30,
             )  # fmt: skip
         self._commit(producer)
+        producer.poll(0)  # delivery reports: where this transaction's changelog records are
+        for partition, task in self.tasks.items():
+            task.state.applied(self._changelog_next.get(partition))
         self.batches += 1
         self.records += len(messages)
         self._at_commit = self.counters()
+
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is None:
+            p = msg.partition()
+            self._changelog_next[p] = max(self._changelog_next.get(p, 0), msg.offset() + 1)
 
     def _producer(self) -> Any:
         """The transactional producer of this instance, its transactions initialised: that
@@ -243,6 +263,8 @@ class TransactionalEngine:
                     fresh.init_transactions(30)  # producer; a new one would wait for it
                     ready = True
                 positions = consumer.committed(consumer.assignment(), timeout=30)
+                for task in self.tasks.values():
+                    task.state.close()  # back to what is committed: the store, or nothing
                 states = self._restore(sorted(self.tasks))
                 break
             except (KafkaException, ServiceUnavailableError) as again:
@@ -265,10 +287,12 @@ class TransactionalEngine:
     @staticmethod
     def _produce(producer: Any, topic: str, key: bytes | None, value: bytes | None,
                  partition: int | None, headers: list[tuple[str, str | bytes | None]] | None = None,
-                 ) -> None:  # fmt: skip
+                 on_delivery: Callable[[Any, Any], None] | None = None) -> None:  # fmt: skip
         kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
         if headers:
             kwargs["headers"] = headers
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
         while True:
             try:
                 producer.produce(topic, value, key, **kwargs)
@@ -291,41 +315,26 @@ class TransactionalEngine:
             task = self.tasks.pop(tp.partition, None)
             if task is not None:
                 self._retired.update(task.counters)
+                task.state.close()
 
-    def _restore(self, partitions: list[int]) -> dict[int, ChangelogState]:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    def _restore(self, partitions: list[int]) -> dict[int, State]:
+        """Each partition's committed state: a store reused and its changelog tail
+        replayed, or the whole changelog replayed into a new store (or into memory)."""
+        from confluent_kafka import Consumer, TopicPartition
 
         cfg = self.config
-        states = {p: ChangelogState() for p in partitions}
         restorer = Consumer(client_config(cfg.bootstrap, {
             "group.id": f"{cfg.group_id}-restore", "enable.auto.commit": False,
             "isolation.level": "read_committed", **self.kafka_config,
         }))  # fmt: skip
         try:
-            targets = {}
+            ends = {}
             for p in partitions:
-                _low, high = restorer.get_watermark_offsets(TopicPartition(cfg.changelog, p), 10)
-                targets[p] = high
-            pending = {p for p, high in targets.items() if high > 0}
-            restorer.assign([TopicPartition(cfg.changelog, p, OFFSET_BEGINNING) for p in pending])
-            deadline = time.monotonic() + cfg.restore_timeout_s
-            while pending:
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailableError(
-                        f"restoring state of partitions {sorted(pending)} took over "
-                        f"{cfg.restore_timeout_s:.0f}s; is a transaction stuck open?"
-                    )
-                for m in restorer.consume(5000, 0.2):
-                    partition = m.partition()
-                    if m.error() is None and partition is not None:
-                        key, value = m.key(), m.value()
-                        states[partition].restore(
-                            key.decode() if key else "", value.decode() if value else None
-                        )
-                for p in list(pending):
-                    position = restorer.position([TopicPartition(cfg.changelog, p)])[0].offset
-                    if position >= targets[p]:
-                        pending.discard(p)
+                ends[p] = restorer.get_watermark_offsets(TopicPartition(cfg.changelog, p), 10)
+            states, starts = restore.open_states(cfg.state_dir, ends, self.restores)
+            targets = {p: high for p, (_, high) in ends.items()}
+            restore.replay(restorer, cfg.changelog, states, starts, targets,
+                           cfg.restore_timeout_s, self.restores)  # fmt: skip
         finally:
             restorer.close()
         return states

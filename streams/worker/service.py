@@ -21,7 +21,7 @@ from streams.worker.anomalies import DetectorConfig
 from streams.worker.budget_feed import BudgetFeed
 from streams.worker.budgets import DEFAULT_HEARTBEAT, DEFAULT_RESERVATION_TIMEOUT, BudgetBook
 from streams.worker.engine import EngineConfig, TransactionalEngine
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 from streams.worker.task import PartitionTask, partition_task
 from tokenledger.signing import SigningKeyError, keyring
 
@@ -43,8 +43,12 @@ def build(
     heartbeat: timedelta = DEFAULT_HEARTBEAT,
     max_batch: int = 2000,
     detectors: DetectorConfig | None = None,
+    state: str = "disk",
 ) -> TransactionalEngine:
-    """The worker for ``settings``; checks and creates the topics it needs."""
+    """The worker for ``settings``; checks and creates the topics it needs. ``state``:
+    ``disk`` keeps each partition's state in RocksDB under
+    ``$TOKENLEDGER_HOME/state/<group>/<instance>/``; ``memory`` rebuilds it from the whole
+    changelog at every start."""
     if prices is None:
         try:
             prices = load_price_book()
@@ -69,18 +73,21 @@ def build(
     feed.catch_up()
     book.changed.clear()
 
-    def factory(partition: int, state: ChangelogState) -> PartitionTask:
+    def factory(partition: int, state: State) -> PartitionTask:
         return partition_task(state, prices, book, names, reservation_timeout=reservation_timeout,
                               heartbeat=heartbeat,
                               detectors=detectors, signing_key=secret, **options)  # fmt: skip
 
+    instance = instance_id or default_instance()
+    state_dir = settings.home / "state" / settings.topic(GROUP) / instance
     config = EngineConfig(
         group_id=settings.topic(GROUP),
         inputs=(names[topics.USAGE], names[topics.REQUESTS]),
         changelog=names[topics.WORKER_CHANGELOG],
-        instance_id=instance_id or default_instance(),
+        instance_id=instance,
         bootstrap=settings.kafka,
         max_batch=max_batch,
+        state_dir=str(state_dir) if state == "disk" else None,
     )
     engine = TransactionalEngine(config, factory)
 

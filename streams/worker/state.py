@@ -3,17 +3,66 @@
 The engine writes the changes to the compacted changelog topic in the same Kafka
 transaction as the outputs and the input offsets, and rebuilds the state from the
 changelog when a partition is assigned: state and outputs never disagree.
+
+Two implementations share one interface: ``ChangelogState`` keeps everything in memory (the
+offline demo, tests); ``streams.worker.store.DiskState`` keeps it in RocksDB and only the
+uncommitted changes in memory (the worker).
+
+Keys under an expiring prefix (``EXPIRING``: the deduplication ids) hold the event time in
+milliseconds as their value; the state indexes them by that time so that forgetting the
+oldest is a range, not a scan (``expire_later`` / ``pop_expired``).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
+from hashlib import blake2b
+from typing import Protocol
+
+EXPIRING = ("E:", "K:")
+"""Prefixes of keys whose value is their event time in ms: remembered event ids (E:) and
+idempotency keys (K:), each a 16-byte BLAKE2b digest in hex."""
+
+LEGACY = {"d:": "E:", "i:": "K:"}
+"""Deduplication keys of releases before digests (``d:<event_id>`` = ts, ``i:<key>`` =
+``<event_id>|ts``): read from an old changelog, rewritten under their digest key."""
+
+
+def digest_key(prefix: str, value: str) -> str:
+    """The fixed-size state key of an id: prefix + 16-byte BLAKE2b in hex (34 chars)."""
+    return prefix + blake2b(value.encode(), digest_size=16).hexdigest()
+
+
+def legacy_entry(key: str, value: str) -> tuple[str, str] | None:
+    """(new key, ts) for an old-format dedup entry, else None."""
+    new_prefix = LEGACY.get(key[:2])
+    if new_prefix is None:
+        return None
+    return digest_key(new_prefix, key[2:]), value.rsplit("|", 1)[-1]
+
+
+class State(Protocol):
+    """What a processor needs of its partition's state."""
+
+    def get(self, key: str) -> str | None: ...
+    def put(self, key: str, value: str) -> None: ...
+    def delete(self, key: str) -> None: ...
+    def restore(self, key: str, value: str | None) -> None: ...
+    def changes(self) -> list[tuple[str, str | None]]: ...
+    def items(self, prefix: str) -> Iterator[tuple[str, str]]: ...
+    def expire_later(self, key: str, ts_ms: int) -> None: ...
+    def pop_expired(self, horizon_ms: int) -> list[str]: ...
+    def applied(self, next_offset: int | None) -> None: ...
+    def close(self) -> None: ...
+    def remembered(self) -> int: ...
 
 
 class ChangelogState:
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
         self._dirty: set[str] = set()
+        self._expiry: list[tuple[int, str]] = []
 
     def get(self, key: str) -> str | None:
         return self.data.get(key)
@@ -27,11 +76,23 @@ class ChangelogState:
             self._dirty.add(key)
 
     def restore(self, key: str, value: str | None) -> None:
-        """Apply a changelog record (None is a tombstone) without marking it dirty."""
+        """Apply a changelog record (None is a tombstone) without marking it dirty; an
+        old-format dedup entry is rewritten (dirty) under its digest key."""
+        if value is not None and (converted := legacy_entry(key, value)) is not None:
+            self.delete_restored(key)
+            self.put(*converted)
+            self.expire_later(converted[0], int(converted[1]))
+            return
         if value is None:
             self.data.pop(key, None)
         else:
             self.data[key] = value
+            if key[:2] in EXPIRING:
+                heapq.heappush(self._expiry, (int(value), key))
+
+    def delete_restored(self, key: str) -> None:
+        self.data.pop(key, None)
+        self._dirty.add(key)
 
     def changes(self) -> list[tuple[str, str | None]]:
         """Keys changed since the last call, with their current value (None: deleted)."""
@@ -41,3 +102,23 @@ class ChangelogState:
 
     def items(self, prefix: str) -> Iterator[tuple[str, str]]:
         return ((k, v) for k, v in self.data.items() if k.startswith(prefix))
+
+    def expire_later(self, key: str, ts_ms: int) -> None:
+        heapq.heappush(self._expiry, (ts_ms, key))
+
+    def pop_expired(self, horizon_ms: int) -> list[str]:
+        """Keys indexed with an event time before ``horizon_ms``, once each."""
+        out = []
+        while self._expiry and self._expiry[0][0] < horizon_ms:
+            out.append(heapq.heappop(self._expiry)[1])
+        return out
+
+    def applied(self, next_offset: int | None) -> None:
+        """The changes last returned are committed up to this changelog offset (memory:
+        nothing to do)."""
+
+    def close(self) -> None:
+        """Nothing to release in memory."""
+
+    def remembered(self) -> int:
+        return len(self._expiry)

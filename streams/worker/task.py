@@ -25,7 +25,7 @@ from streams.worker.budgets import (
     BudgetTracker,
 )
 from streams.worker.requests import RequestHandler
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 from streams.worker.usage import UsageTask, UsageTopics
 from tokenledger.signing import Ring, headers_for
 
@@ -33,7 +33,7 @@ from tokenledger.signing import Ring, headers_for
 class PartitionTask:
     """Everything one partition of the (co-partitioned) usage and request topics needs."""
 
-    def __init__(self, state: ChangelogState, usage: UsageTask, requests: RequestHandler,
+    def __init__(self, state: State, usage: UsageTask, requests: RequestHandler,
                  budgets: BudgetTracker, anomalies: AnomalyTask, requests_topic: str,
                  signals_topic: str, signing_key: Ring = None) -> None:  # fmt: skip
         self.state = state
@@ -68,7 +68,7 @@ class PartitionTask:
 
 
 def partition_task(
-    state: ChangelogState,
+    state: State,
     prices: PriceBook,
     book: BudgetBook,
     names: dict[str, str],

@@ -19,7 +19,7 @@ from schemas.price_book import PriceBook
 from streams.records import Output, Rejection, dead_letter
 from streams.worker.dedup import DEFAULT_RETENTION, Dedup, Verdict
 from streams.worker.price import enrich
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 from streams.worker.validate import parse
 from streams.worker.windows import DEFAULT_LATENESS, SpendWindows
 
@@ -38,7 +38,7 @@ class UsageTask:
 
     def __init__(
         self,
-        state: ChangelogState,
+        state: State,
         prices: PriceBook,
         topics: UsageTopics,
         *,

@@ -16,7 +16,7 @@ import heapq
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 
 GRAINS_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 KEEP_MS = {"minute": 2 * 3_600_000, "hour": 2 * 86_400_000, "day": 40 * 86_400_000}
@@ -52,7 +52,7 @@ class SpendWindows:
     """Totals live as integers in memory; ``flush()`` writes the changed ones to the state
     once per batch (the engine commits them with the batch's outputs)."""
 
-    def __init__(self, state: ChangelogState, allowed_lateness: timedelta = DEFAULT_LATENESS):
+    def __init__(self, state: State, allowed_lateness: timedelta = DEFAULT_LATENESS):
         self.state = state
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
         self.totals: dict[str, list[int]] = {

@@ -27,7 +27,9 @@ class Workers:
         self.namespace = f"x{uuid.uuid4().hex[:10]}"
         self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap,
                     "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
-                    "TOKENLEDGER_PARTITIONS": str(partitions)}  # fmt: skip
+                    "TOKENLEDGER_PARTITIONS": str(partitions),
+                    "TOKENLEDGER_HOME": str(tmp / "home")}  # fmt: skip
+        self.settings = Settings.from_env(self.env)
         self.bootstrap = bootstrap
         self.tmp = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -35,6 +37,10 @@ class Workers:
 
     def topic(self, name: str) -> str:
         return f"{self.namespace}.{name}"
+
+    def state_dir(self, instance: str) -> Path:
+        """Where worker ``instance`` keeps its partitions' RocksDB stores."""
+        return self.settings.home / "state" / self.topic("tokenledger-worker") / instance
 
     def start(self, instance: str, max_batch: int = 50,
               heartbeat_s: float = 3600) -> subprocess.Popen[bytes]:  # fmt: skip

@@ -13,7 +13,7 @@ from schemas.price_book import load_price_book
 from streams.records import MAX_MESSAGE_BYTES, Rejection
 from streams.worker.dedup import Dedup, Verdict
 from streams.worker.price import cost_mismatch, enrich
-from streams.worker.state import ChangelogState
+from streams.worker.state import ChangelogState, digest_key
 from streams.worker.usage import UsageTask, UsageTopics
 from streams.worker.validate import parse
 from streams.worker.windows import SpendWindows, parse_window, window_start
@@ -66,7 +66,8 @@ def test_dedup_decisions_and_bounded_state() -> None:
     assert dedup.decide("e1", "k1") is Verdict.REDELIVERY
     assert dedup.decide("e2", "k1") is Verdict.DUPLICATE_GENERATION
     dedup.remember("e2", "k1", 2_000)
-    assert state.data["i:k1"] == "e1|1000"  # the first generation stays the reference
+    assert state.data[digest_key("K:", "k1")] == "1000"  # the first generation stays
+    assert all(len(k) == 34 for k in state.data)  # fixed-size keys, whatever the id
     restored = ChangelogState()
     for key, value in state.changes():
         restored.restore(key, value)
@@ -77,20 +78,35 @@ def test_dedup_decisions_and_bounded_state() -> None:
     assert again.decide("e1", "k1") is Verdict.FIRST and restored.data == {}
 
 
+def test_an_old_changelog_of_plain_ids_is_rewritten_under_digests() -> None:
+    restored = ChangelogState()
+    restored.restore("d:e1", "1000")
+    restored.restore("i:k1", "e1|1000")
+    dedup = Dedup(restored, retention=timedelta(hours=1))
+    assert dedup.decide("e1", "k9") is Verdict.REDELIVERY
+    assert dedup.decide("e2", "k1") is Verdict.DUPLICATE_GENERATION
+    # the next commit writes the digest keys and tombstones the old ones
+    assert dict(restored.changes()) == {"d:e1": None, "i:k1": None,
+                                        digest_key("E:", "e1"): "1000",
+                                        digest_key("K:", "k1"): "1000"}  # fmt: skip
+    assert dedup.expire(1_001 + 3_600_000) == 2
+
+
 def test_window_assignment_and_lateness() -> None:
     ts = int(datetime(2026, 11, 26, 13, 47, 31, 250_000, tzinfo=UTC).timestamp() * 1000)
     assert window_start(ts, "minute") == ts - 31_250
     assert window_start(ts, "hour") == ts - (47 * 60 + 31) * 1000 - 250
     assert window_start(ts, "day") == int(datetime(2026, 11, 26, tzinfo=UTC).timestamp() * 1000)
-    windows = SpendWindows(ChangelogState(), allowed_lateness=timedelta(minutes=5))
+    state = ChangelogState()
+    windows = SpendWindows(state, allowed_lateness=timedelta(minutes=5))
     minute_end = window_start(ts, "minute") + 60_000
     assert not windows.is_late(ts, minute_end + 300_000)
     assert windows.is_late(ts, minute_end + 300_001)
     windows.add(ts, "acme", "answer", "gpt-4o", 700)
     windows.add(ts, "acme", "search", "gpt-4o", None)
-    assert windows.state.data == {}  # written once per batch, by flush()
+    assert state.data == {}  # written once per batch, by flush()
     windows.flush()
-    totals = {k: parse_window(k, v) for k, v in windows.state.data.items()}
+    totals = {k: parse_window(k, v) for k, v in state.data.items()}
     day = window_start(ts, "day")
     assert (totals[f"w:day:t=acme:{day}"].cost_nusd, totals[f"w:day:t=acme:{day}"].events) == (
         700,

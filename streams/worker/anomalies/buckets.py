@@ -4,7 +4,7 @@ worker's changelog state so that a replay or a takeover reproduces it."""
 from __future__ import annotations
 
 from streams.worker.budgets import parse_scope
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -31,7 +31,7 @@ def human_scope(scope: str) -> tuple[str, str, str | None]:
 class Buckets:
     """Per-minute counters per scope, persisted under ``a:b:<scope>:<minute ms>``."""
 
-    def __init__(self, state: ChangelogState) -> None:
+    def __init__(self, state: State) -> None:
         self.state = state
         self.data: dict[tuple[str, int], list[int]] = {}
         self.active: dict[int, set[str]] = {}

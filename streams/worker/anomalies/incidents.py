@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from schemas.messages import Alert
 from streams.worker.anomalies.buckets import MINUTE_MS, human_scope
 from streams.worker.anomalies.detectors import SPEND_UNIT, DetectorConfig, Observation
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Incidents:
     ``a:f:<detector>:<scope>``; ``judge(detector, observed, expected)`` says whether an
     observation is anomalous."""
 
-    def __init__(self, state: ChangelogState, config: DetectorConfig,
+    def __init__(self, state: State, config: DetectorConfig,
                  judge: Callable[[str, int, int], bool]) -> None:  # fmt: skip
         self.state = state
         self.cfg = config

@@ -18,7 +18,7 @@ from streams.worker.anomalies.buckets import (
 from streams.worker.anomalies.detectors import DetectorConfig, Detectors
 from streams.worker.anomalies.incidents import Incidents
 from streams.worker.budgets import BudgetTracker, budget_window
-from streams.worker.state import ChangelogState
+from streams.worker.state import State
 from streams.worker.windows import SpendWindows
 
 
@@ -27,7 +27,7 @@ class AnomalyTask:
 
     def __init__(
         self,
-        state: ChangelogState,
+        state: State,
         windows: SpendWindows,
         alerts_topic: str,
         *,

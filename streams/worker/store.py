@@ -1,0 +1,209 @@
+"""A partition's state on disk (RocksDB, via rocksdict), the changelog still the truth.
+
+Only committed state reaches the store: changes of the running batch stay in memory until
+the engine's Kafka transaction has committed, then go to RocksDB in one write batch with
+the changelog offset they are applied up to (``~applied``). A restarted worker replays only
+the changelog tail after that offset. A store that is missing, unreadable, ahead of the
+changelog (``~applied`` past its end: recreated topic, a copy from elsewhere) or older than
+tombstones are kept (they may have been compacted away) is rebuilt from the changelog,
+never trusted. Memory holds one batch of changes, whatever the retention window.
+
+Besides the state keys, the store keeps an index of the expiring keys by event time
+(``X:<ts hex>:<key>``, not in the changelog: it is derived from the values), so forgetting
+everything older than a horizon is one range delete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from streams.worker.state import EXPIRING, legacy_entry
+
+APPLIED = b"~applied"
+APPLIED_AT = b"~applied_at_ms"
+INDEX = b"X:"
+MAX_AGE_MS = 12 * 3600 * 1000
+"""A store last applied longer ago than this is rebuilt: the changelog's tombstones are
+kept 24 h (delete.retention.ms), so a tail older than that may have lost deletions."""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or read; the engine rebuilds it."""
+
+
+def _index_key(ts_ms: int, key: str) -> bytes:
+    return INDEX + b"%016x:" % max(ts_ms, 0) + key.encode()
+
+
+def _options() -> Any:
+    from rocksdict import Options
+
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_write_buffer_size(16 * 1024 * 1024)
+    options.set_max_write_buffer_number(2)
+    return options
+
+
+class DiskState:
+    """The ChangelogState interface over RocksDB (see streams.worker.state)."""
+
+    def __init__(self, path: Path) -> None:
+        from rocksdict import Rdict
+
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db: Any = Rdict(str(path), _options())
+        except Exception as exc:  # noqa: BLE001 - any open failure means: rebuild
+            raise StoreError(f"cannot open the state store {path}: {exc}") from None
+        self._pending: dict[str, str | None] = {}
+        self._index_add: list[tuple[int, str]] = []
+        self._expired_to = 0
+        self._index_delete_to: int | None = None
+        self._replay: Any = None
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def rebuild(cls, path: Path) -> DiskState:
+        """An empty store at ``path``, whatever was there."""
+        shutil.rmtree(path, ignore_errors=True)
+        return cls(path)
+
+    def applied_offset(self) -> int | None:
+        """The changelog offset this store is applied up to; None for a new store."""
+        try:
+            raw = self.db.get(APPLIED)
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"cannot read the state store {self.path}: {exc}") from None
+        return None if raw is None else int(raw)
+
+    def applied_age_ms(self) -> int:
+        raw = self.db.get(APPLIED_AT)
+        return int(time.time() * 1000) - int(raw) if raw is not None else 1 << 62
+
+    # -- the ChangelogState interface ----------------------------------------------------
+
+    def get(self, key: str) -> str | None:
+        if key in self._pending:
+            return self._pending[key]
+        raw = self.db.get(key.encode())
+        return None if raw is None else raw.decode()
+
+    def put(self, key: str, value: str) -> None:
+        self._pending[key] = value
+
+    def delete(self, key: str) -> None:
+        if self.get(key) is not None:
+            self._pending[key] = None
+
+    def restore(self, key: str, value: str | None) -> None:
+        """Apply a changelog record while replaying (written by ``finish_restore``)."""
+        from rocksdict import WriteBatch
+
+        if self._replay is None:
+            self._replay = WriteBatch(raw_mode=True)
+        if value is not None and (converted := legacy_entry(key, value)) is not None:
+            self._replay.delete(key.encode())
+            self._pending[key] = None  # the next commit tombstones the old key
+            self.put(*converted)
+            self.expire_later(converted[0], int(converted[1]))
+            return
+        if value is None:
+            self._replay.delete(key.encode())
+            return
+        self._replay.put(key.encode(), value.encode())
+        if key[:2] in EXPIRING:
+            self._replay.put(_index_key(int(value), key), b"")
+        if self._replay.len() >= 50_000:
+            self.db.write(self._replay)
+            self._replay = None
+
+    def finish_restore(self, next_offset: int) -> None:
+        """Everything up to ``next_offset`` of the changelog is in the store."""
+        from rocksdict import WriteBatch
+
+        batch = self._replay if self._replay is not None else WriteBatch(raw_mode=True)
+        self._replay = None
+        batch.put(APPLIED, str(next_offset).encode())
+        batch.put(APPLIED_AT, str(int(time.time() * 1000)).encode())
+        self.db.write(batch)
+
+    def changes(self) -> list[tuple[str, str | None]]:
+        return sorted(self._pending.items())
+
+    def items(self, prefix: str) -> Iterator[tuple[str, str]]:
+        seen = set()
+        start = prefix.encode()
+        for raw_key, raw_value in self.db.items(from_key=start):
+            if not raw_key.startswith(start):
+                break
+            key = raw_key.decode()
+            seen.add(key)
+            value = self._pending.get(key, raw_value.decode())
+            if value is not None:
+                yield key, value
+        for key, value in list(self._pending.items()):
+            if key.startswith(prefix) and key not in seen and value is not None:
+                yield key, value
+
+    def expire_later(self, key: str, ts_ms: int) -> None:
+        self._index_add.append((ts_ms, key))
+
+    def pop_expired(self, horizon_ms: int) -> list[str]:
+        """Keys indexed with an event time before ``horizon_ms``, once each: a range of the
+        on-disk index (deleted at the next commit) plus this batch's own."""
+        out: list[str] = []
+        if horizon_ms > self._expired_to:
+            end = _index_key(horizon_ms, "")
+            for raw_key in self.db.keys(from_key=_index_key(self._expired_to, "")):
+                if raw_key >= end or not raw_key.startswith(INDEX):
+                    break
+                out.append(raw_key[19:].decode())  # X: + 16 hex + ':'
+            self._expired_to = horizon_ms
+            self._index_delete_to = horizon_ms
+        keep: list[tuple[int, str]] = []
+        for ts_ms, key in self._index_add:
+            if ts_ms < horizon_ms:
+                out.append(key)
+            else:
+                keep.append((ts_ms, key))
+        self._index_add = keep
+        return out
+
+    def applied(self, next_offset: int | None) -> None:
+        """The changes last returned are committed; write them, and (when known) the
+        changelog offset they reach. Without an offset the marker stays where it was: the
+        next start replays a little more, which rewrites the same values."""
+        from rocksdict import WriteBatch
+
+        if not self._pending and not self._index_add and self._index_delete_to is None:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in self._pending.items():
+            if value is None:
+                batch.delete(key.encode())
+            else:
+                batch.put(key.encode(), value.encode())
+        for ts_ms, key in self._index_add:
+            batch.put(_index_key(ts_ms, key), b"")
+        if self._index_delete_to is not None:
+            batch.delete_range(INDEX, _index_key(self._index_delete_to, ""))
+        if next_offset is not None:
+            batch.put(APPLIED, str(next_offset).encode())
+            batch.put(APPLIED_AT, str(int(time.time() * 1000)).encode())
+        self.db.write(batch)
+        self._pending.clear()
+        self._index_add.clear()
+        self._index_delete_to = None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def remembered(self) -> int:
+        return int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)

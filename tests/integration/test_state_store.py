@@ -1,0 +1,130 @@
+"""The worker's RocksDB state store: a restart replays only the changelog tail; a store
+that is missing, unreadable or ahead of the changelog is rebuilt from it, never trusted;
+the totals are those of an uninterrupted run either way."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from schemas import topics
+from schemas.messages import EnrichedUsage, UsageEvent
+from streams.worker.store import DiskState
+from streams.worker.windows import window_start
+from tests.helpers import factories
+from tests.helpers.clock import recent
+from tests.helpers.kafka_io import changelog_windows, produce, read_committed, wait_visible
+from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.workers import Workers
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 3
+
+
+@pytest.fixture
+def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(kafka_bootstrap, PARTITIONS, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+def events(n: int, base: datetime, start: int = 0) -> list[UsageEvent]:
+    return [factories.usage(tenant_id=f"tenant-{i % 9}", model=("gpt-4o", "gpt-4o-mini")[i % 2],
+                            provider="openai", input_tokens=400 + i % 991, cached_input_tokens=0,
+                            output_tokens=40 + i % 211, reasoning_tokens=0,
+                            ts=base + timedelta(milliseconds=i), idempotency_key=f"k-{i}")
+            for i in range(start, start + n)]  # fmt: skip
+
+
+def send(workers: Workers, batch: list[UsageEvent]) -> None:
+    produce(workers.bootstrap, workers.topic(topics.USAGE),
+            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in batch])  # fmt: skip
+
+
+def stop(workers: Workers, proc: object) -> dict[str, int]:
+    proc.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+    assert proc.wait(30) == 0  # type: ignore[attr-defined]
+    return workers.counters(proc)  # type: ignore[arg-type]
+
+
+def check_totals(workers: Workers, sent: list[UsageEvent], base: datetime) -> None:
+    out = [EnrichedUsage.model_validate_json(m.value()) for m in
+           read_committed(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), len(sent))]  # fmt: skip
+    ids = Counter(e.event_id for e in out)
+    assert len(out) == len(sent) and set(ids) == {e.event_id for e in sent}
+    assert sum(e.cost_nusd or 0 for e in out) == sum(map(expected_cost, sent))
+    windows = changelog_windows(workers.bootstrap, workers.topic(topics.WORKER_CHANGELOG))
+    day = window_start(int(base.timestamp() * 1000), "day")
+    for tenant in sorted({e.tenant_id for e in sent}):
+        mine = [e for e in sent if e.tenant_id == tenant]
+        assert windows[f"w:day:t={tenant}:{day}"] == (sum(map(expected_cost, mine)), len(mine), 0)
+
+
+def test_a_killed_worker_restarts_from_its_store_replaying_only_the_tail(
+    workers: Workers,
+) -> None:
+    base = recent()
+    first = events(4000, base)
+    proc = workers.start("w1")
+    workers.wait_topics()
+    send(workers, first)
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 1500)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(10) == -signal.SIGKILL
+    later = events(2000, base, start=4000)
+    send(workers, later + first[:300])  # with redeliveries: the store must know their ids
+    restarted = workers.start("w1")
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 6000)
+    counters = stop(workers, restarted)
+    assert counters["state.reused_partitions"] == PARTITIONS
+    assert "state.rebuilt_partitions" not in counters and "state.replayed_records" not in counters
+    # the tail: what the killed worker committed after its stores' last applied offset
+    # (here at most one transaction per partition), not the changelog
+    assert 0 <= counters.get("state.tail_records", 0) < 3 * 50 * 3
+    assert counters["redelivered"] == 300
+    check_totals(workers, first + later, base)
+
+
+def test_missing_unreadable_and_ahead_stores_are_rebuilt_with_the_same_totals(
+    workers: Workers,
+) -> None:
+    base = recent()
+    first = events(3000, base)
+    proc = workers.start("w1")
+    workers.wait_topics()
+    send(workers, first)
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 3000)
+    stop(workers, proc)
+    stores = workers.state_dir("w1")
+    assert sorted(p.name for p in stores.iterdir()) == ["0", "1", "2"]
+    for p in stores.iterdir():  # a clean stop leaves every store applied
+        state = DiskState(p)
+        assert state.applied_offset() is not None
+        state.close()
+    # partition 0: deleted; 1: unreadable; 2: applied past the changelog's end
+    import shutil
+
+    shutil.rmtree(stores / "0")
+    for f in (stores / "1").iterdir():
+        if f.name.startswith(("MANIFEST", "CURRENT")):
+            f.write_bytes(b"not a rocksdb manifest")
+    ahead = DiskState(stores / "2")
+    ahead.finish_restore(10**9)
+    ahead.close()
+    later = events(1500, base, start=3000)
+    send(workers, later + first[:200])
+    restarted = workers.start("w1")
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 4500)
+    counters = stop(workers, restarted)
+    assert counters["state.rebuilt_partitions"] == PARTITIONS
+    assert counters["state.replayed_records"] > 3000  # every key of the changelog again
+    assert counters["redelivered"] == 200
+    log = workers.logs[restarted.pid].read_text()
+    assert "state of partition 1 cannot open the state store" in log
+    assert "state of partition 2 ahead of the changelog: rebuilding it" in log
+    check_totals(workers, first + later, base)
