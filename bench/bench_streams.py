@@ -79,15 +79,14 @@ def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> 
 
 
 def throughput(bootstrap: str) -> list[Figure]:
+    """The worker with its state on disk (the default) and in memory, each over EVENTS
+    events of its own topics, and a bare consume + parse loop over the first's."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    settings = _settings(bootstrap, 1)
+    with tempfile.TemporaryDirectory() as home:
+        settings = _loaded(bootstrap, Path(home))
+        rate = _worker_rate(settings, "disk")
     source = settings.topic(topics.USAGE)
-    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-                              for t in topics.TOPICS], 1, 1)  # fmt: skip
-    _produce(bootstrap, source, [(f"t{i % 50}".encode(), usage(f"t{i % 50}", i))
-                                 for i in range(EVENTS)])  # fmt: skip
-
     consumer = Consumer(client_config(bootstrap, {"group.id": "bare", "enable.auto.commit": False}))
     consumer.assign([TopicPartition(source, 0, OFFSET_BEGINNING)])
     seen, started = 0, time.perf_counter()
@@ -97,8 +96,32 @@ def throughput(bootstrap: str) -> list[Figure]:
             seen += 1
     bare = EVENTS / (time.perf_counter() - started)
     consumer.close()
+    with tempfile.TemporaryDirectory() as home:
+        memory = _worker_rate(_loaded(bootstrap, Path(home)), "memory")
+    return [
+        Figure("streams.events_per_s", rate, "ev/s", "one worker, whole chain, exactly once, "
+               "state in RocksDB"),
+        Figure("streams.bare_loop_events_per_s", bare, "ev/s", "consume + json.loads"),
+        Figure("streams.ratio_to_bare", rate / bare, "x", "whole chain / bare loop"),
+        Figure("streams.memory_state_events_per_s", memory, "ev/s", "the same, --state memory"),
+    ]  # fmt: skip
 
-    engine = worker.build(settings, "bench", max_batch=5000)
+
+def _loaded(bootstrap: str, home: Path) -> Settings:
+    """Settings of a fresh namespace whose usage topic holds EVENTS events."""
+    from dataclasses import replace
+
+    settings = replace(_settings(bootstrap, 1), home=home)
+    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+                              for t in topics.TOPICS], 1, 1)  # fmt: skip
+    _produce(bootstrap, settings.topic(topics.USAGE),
+             [(f"t{i % 50}".encode(), usage(f"t{i % 50}", i)) for i in range(EVENTS)])  # fmt: skip
+    return settings
+
+
+def _worker_rate(settings: Settings, state: str) -> float:
+    """Events per second of one worker through the settings' usage topic."""
+    engine = worker.build(settings, "bench", max_batch=5000, state=state)
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
     while engine.records == 0:
@@ -110,11 +133,7 @@ def throughput(bootstrap: str) -> list[Figure]:
     rate = (engine.records - first) / (time.perf_counter() - started)
     engine.stop()
     thread.join(30)
-    return [
-        Figure("streams.events_per_s", rate, "ev/s", "one worker, whole chain, exactly once"),
-        Figure("streams.bare_loop_events_per_s", bare, "ev/s", "consume + json.loads"),
-        Figure("streams.ratio_to_bare", rate / bare, "x", "whole chain / bare loop"),
-    ]
+    return rate
 
 
 def block_latency(bootstrap: str) -> list[Figure]:

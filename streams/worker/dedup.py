@@ -40,14 +40,19 @@ class Dedup:
             return Verdict.DUPLICATE_GENERATION
         return Verdict.FIRST
 
-    def remember(self, event_id: str, idempotency_key: str, ts_ms: int) -> None:
-        """Mark seen; the engine commits this with the event's output, atomically."""
+    def remember(self, event_id: str, idempotency_key: str, ts_ms: int,
+                 verdict: Verdict | None = None) -> None:  # fmt: skip
+        """Mark seen; the engine commits this with the event's output, atomically. The
+        verdict ``decide`` gave saves looking the idempotency key up again."""
+        value = str(ts_ms)
         key = digest_key("E:", event_id)
-        self.state.put(key, str(ts_ms))
+        self.state.put(key, value)
         self.state.expire_later(key, ts_ms)
+        if verdict is Verdict.DUPLICATE_GENERATION:
+            return  # the first generation stays the reference
         key = digest_key("K:", idempotency_key)
-        if self.state.get(key) is None:
-            self.state.put(key, str(ts_ms))
+        if verdict is Verdict.FIRST or self.state.get(key) is None:
+            self.state.put(key, value)
             self.state.expire_later(key, ts_ms)
 
     def expire(self, watermark_ms: int) -> int:

@@ -8,9 +8,11 @@ changelog (``~applied`` past its end: recreated topic, a copy from elsewhere) or
 tombstones are kept (they may have been compacted away) is rebuilt from the changelog,
 never trusted. Memory holds one batch of changes, whatever the retention window.
 
-Besides the state keys, the store keeps an index of the expiring keys by event time
-(``X:<ts hex>:<key>``, not in the changelog: it is derived from the values), so forgetting
-everything older than a horizon is one range delete.
+Besides the state keys, the store keeps an index of the expiring keys by event time, one
+record per committed batch (``X:<latest ts hex>:<seq>`` -> the batch's keys; not in the
+changelog: it is derived from the values), so forgetting everything older than a horizon
+is a short scan and one range delete. A key expires once its whole batch is past the
+horizon: at most one batch's spread of event times late.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ class StoreError(RuntimeError):
     """The store cannot be opened or read; the engine rebuilds it."""
 
 
-def _index_key(ts_ms: int, key: str) -> bytes:
-    return INDEX + b"%016x:" % max(ts_ms, 0) + key.encode()
+def _index_key(ts_ms: int, tail: str) -> bytes:
+    return INDEX + b"%016x:" % max(ts_ms, 0) + tail.encode()
 
 
 def _options() -> Any:
@@ -66,6 +68,7 @@ class DiskState:
         self._expired_to = 0
         self._index_delete_to: int | None = None
         self._replay: Any = None
+        self._seq = 0
 
     # -- opening -------------------------------------------------------------------------
 
@@ -90,10 +93,11 @@ class DiskState:
     # -- the ChangelogState interface ----------------------------------------------------
 
     def get(self, key: str) -> str | None:
-        if key in self._pending:
+        try:
             return self._pending[key]
-        raw = self.db.get(key.encode())
-        return None if raw is None else raw.decode()
+        except KeyError:
+            raw = self.db.get(key.encode())
+            return None if raw is None else raw.decode()
 
     def put(self, key: str, value: str) -> None:
         self._pending[key] = value
@@ -119,7 +123,9 @@ class DiskState:
             return
         self._replay.put(key.encode(), value.encode())
         if key[:2] in EXPIRING:
-            self._replay.put(_index_key(int(value), key), b"")
+            self._index_add.append((int(value), key))
+            if len(self._index_add) >= 5000:
+                self._write_index(self._replay)
         if self._replay.len() >= 50_000:
             self.db.write(self._replay)
             self._replay = None
@@ -130,6 +136,7 @@ class DiskState:
 
         batch = self._replay if self._replay is not None else WriteBatch(raw_mode=True)
         self._replay = None
+        self._write_index(batch)
         batch.put(APPLIED, str(next_offset).encode())
         batch.put(APPLIED_AT, str(int(time.time() * 1000)).encode())
         self.db.write(batch)
@@ -161,10 +168,10 @@ class DiskState:
         out: list[str] = []
         if horizon_ms > self._expired_to:
             end = _index_key(horizon_ms, "")
-            for raw_key in self.db.keys(from_key=_index_key(self._expired_to, "")):
+            for raw_key, raw_value in self.db.items(from_key=_index_key(self._expired_to, "")):
                 if raw_key >= end or not raw_key.startswith(INDEX):
                     break
-                out.append(raw_key[19:].decode())  # X: + 16 hex + ':'
+                out.extend(raw_value.decode().split("\n"))
             self._expired_to = horizon_ms
             self._index_delete_to = horizon_ms
         keep: list[tuple[int, str]] = []
@@ -190,8 +197,7 @@ class DiskState:
                 batch.delete(key.encode())
             else:
                 batch.put(key.encode(), value.encode())
-        for ts_ms, key in self._index_add:
-            batch.put(_index_key(ts_ms, key), b"")
+        self._write_index(batch)
         if self._index_delete_to is not None:
             batch.delete_range(INDEX, _index_key(self._index_delete_to, ""))
         if next_offset is not None:
@@ -201,6 +207,16 @@ class DiskState:
         self._pending.clear()
         self._index_add.clear()
         self._index_delete_to = None
+
+    def _write_index(self, batch: Any) -> None:
+        """One index record for the expiring keys added since the last one, under the
+        latest of their event times."""
+        if self._index_add:
+            self._seq += 1
+            latest = max(ts for ts, _ in self._index_add)
+            tail = "%x.%x" % (int(time.time() * 1000), self._seq)  # unique across restarts
+            batch.put(_index_key(latest, tail), "\n".join(k for _, k in self._index_add).encode())
+            self._index_add = []
 
     def close(self) -> None:
         self.db.close()

@@ -74,7 +74,7 @@ class UsageTask:
         late = self.windows.is_late(ts_ms, self.watermark_ms)
         enriched = enrich(event, self.prices, late=late, now=now,
                           duplicate_generation=verdict is Verdict.DUPLICATE_GENERATION)  # fmt: skip
-        self.dedup.remember(event.event_id, event.idempotency_key, ts_ms)
+        self.dedup.remember(event.event_id, event.idempotency_key, ts_ms, verdict)
         if late:
             self.counters["late"] += 1
         else:
