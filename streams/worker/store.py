@@ -214,7 +214,7 @@ class DiskState:
         if self._index_add:
             self._seq += 1
             latest = max(ts for ts, _ in self._index_add)
-            tail = "%x.%x" % (int(time.time() * 1000), self._seq)  # unique across restarts
+            tail = f"{int(time.time() * 1000):x}.{self._seq:x}"  # unique across restarts
             batch.put(_index_key(latest, tail), "\n".join(k for _, k in self._index_add).encode())
             self._index_add = []
 
