@@ -1,0 +1,198 @@
+"""The worker's state on disk: its size, the memory it takes, and how long a worker needs
+to be back after a SIGKILL (changelog tail) or with its store deleted (whole changelog).
+
+- ``streams.state_bytes_per_event``: RocksDB size per remembered event after compaction
+  (event id + idempotency key digests and their expiry index), 5M events of dedup state
+  written in batches of 5000, as the worker commits them (in a process of its own).
+- ``streams.rss_mb_after_5m_events`` / ``streams.rss_mb_after_1m_events``: that process's
+  resident memory after 1M and after 5M events: flat, it does not follow the state.
+- ``streams.memory_state_bytes_per_event``: the same in ``--state memory`` (a dict), from
+  its resident growth over 500k events: what a 48 h window cost before.
+- ``streams.restart_s``: a `tokenledger worker` SIGKILLed with RESTART_EVENTS events of
+  state, restarted: seconds from the restart until 1,000 new events are committed.
+- ``streams.rebuild_s``: the same with its store deleted (the whole changelog replayed);
+  ``streams.memory_restart_s``: the same restart with ``--state memory``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import Figure
+from schemas import topics
+from schemas.messages import UsageEvent
+from schemas.topics import TopicSpec
+from streams.admin.progress import Probe
+from streams.admin.topics import create_topics
+from streams.config import Settings
+from streams.local.broker import LocalKafka, free_ports
+
+RESTART_EVENTS = 200_000
+PARTITIONS = 3
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_disk(events: int, folder: str) -> dict[str, float]:
+    """In this process: ``events`` ids through Dedup on a DiskState, committed per 5000."""
+    from streams.worker.dedup import Dedup
+    from streams.worker.store import DiskState
+
+    state = DiskState(Path(folder) / "p")
+    dedup = Dedup(state)
+    base = int(time.time() * 1000)
+    out = {}
+    for start in range(0, events, 5000):
+        for i in range(start, start + 5000):
+            ident = f"{i:032x}"
+            dedup.remember(ident, ident, base + i)
+        state.changes()
+        state.applied(start)
+        if start + 5000 == 1_000_000:
+            out["rss_1m"] = _rss_mb()
+    out["rss"] = _rss_mb()
+    state.db.compact_range(None, None)
+    state.close()
+    size = sum(f.stat().st_size for f in (Path(folder) / "p").rglob("*") if f.is_file())
+    out["bytes_per_event"] = size / events
+    return out
+
+
+def measure_memory(events: int) -> dict[str, float]:
+    from streams.worker.dedup import Dedup
+    from streams.worker.state import ChangelogState
+
+    state = ChangelogState()
+    dedup = Dedup(state)
+    before = _rss_mb()
+    for i in range(events):
+        ident = f"{i:032x}"
+        dedup.remember(ident, ident, i)
+    state.changes()
+    return {"bytes_per_event": (_rss_mb() - before) * 1024 * 1024 / events}
+
+
+def _in_child(kind: str, events: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        done = subprocess.run([sys.executable, "-m", "bench.bench_state", kind, str(events),  # noqa: S603
+                               folder], capture_output=True, text=True, check=True)  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def _usage(i: int, base: datetime) -> bytes:
+    return UsageEvent(
+        event_id=uuid.uuid4().hex, request_id=f"r{i}", idempotency_key=uuid.uuid4().hex,
+        ts=base + timedelta(milliseconds=i % 60_000), tenant_id=f"t{i % 40}", service="bench",
+        feature=f"f{i % 4}", model="gpt-4o-mini", provider="openai", input_tokens=900,
+        output_tokens=90, latency_ms=500, success=True,
+    ).model_dump_json().encode()  # fmt: skip
+
+
+def _produce(bootstrap: str, topic: str, n: int) -> None:
+    from confluent_kafka import Producer
+
+    base = datetime.now(UTC) - timedelta(minutes=2)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                         "compression.type": "lz4"})  # fmt: skip
+    for i in range(n):
+        while True:
+            try:
+                producer.produce(topic, _usage(i, base), f"t{i % 40}".encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    producer.flush(120)
+
+
+def _back_after(settings: Settings, env: dict[str, str], state: str, probe: Probe) -> float:
+    """Seconds from starting the worker until 1,000 new events are committed."""
+    _produce(settings.kafka, settings.topic(topics.USAGE), 1000)
+    started = time.monotonic()
+    proc = _worker(env, state)
+    try:
+        while not probe.caught_up():
+            if time.monotonic() - started > 600 or proc.poll() is not None:
+                raise RuntimeError(f"worker not back (exit {proc.poll()})")
+            time.sleep(0.05)
+        return time.monotonic() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def _worker(env: dict[str, str], state: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "streams.cli", "worker", "--instance", "b1",
+               "--max-batch", "5000", "--state", state]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,  # noqa: S603
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def restarts(bootstrap: str, home: Path) -> list[Figure]:
+    env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_HOME": str(home),
+           "TOKENLEDGER_TOPIC_NAMESPACE": f"st{uuid.uuid4().hex[:6]}",
+           "TOKENLEDGER_PARTITIONS": str(PARTITIONS)}  # fmt: skip
+    settings = Settings.from_env(env)
+    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+                              for t in topics.TOPICS], PARTITIONS, 1)  # fmt: skip
+    _produce(bootstrap, settings.topic(topics.USAGE), RESTART_EVENTS)
+    probe = Probe(settings, settings.topic("tokenledger-worker"), settings.topic(topics.USAGE))
+    first = _worker(env, "disk")
+    while not probe.caught_up():
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    restart = _back_after(settings, env, "disk", probe)
+    shutil.rmtree(home / "state")
+    rebuild = _back_after(settings, env, "disk", probe)
+    memory = _back_after(settings, env, "memory", probe)
+    probe.consumer.close()
+    note = f"SIGKILL with {RESTART_EVENTS:,} events of state, back to processing"
+    return [
+        Figure("streams.restart_s", restart, "s", note + " (changelog tail)"),
+        Figure("streams.rebuild_s", rebuild, "s", "the same, store deleted (whole changelog)"),
+        Figure("streams.memory_restart_s", memory, "s", "the same, --state memory"),
+    ]
+
+
+def run() -> list[Figure]:
+    disk = _in_child("disk", 5_000_000)
+    memory = _in_child("memory", 500_000)
+    figures = [
+        Figure("streams.state_bytes_per_event", disk["bytes_per_event"], "B",
+               "RocksDB after compaction, 5M events of dedup state"),
+        Figure("streams.rss_mb_after_1m_events", disk["rss_1m"], "MB", "state process"),
+        Figure("streams.rss_mb_after_5m_events", disk["rss"], "MB", "the same after 5M"),
+        Figure("streams.memory_state_bytes_per_event", memory["bytes_per_event"], "B",
+               "--state memory: resident growth per event"),
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        port, controller = free_ports(2)
+        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache, port=port,
+                            controller_port=controller)  # fmt: skip
+        broker.start()
+        try:
+            figures += restarts(broker.bootstrap, Path(tmp) / "home")
+        finally:
+            broker.stop()
+    return figures
+
+
+if __name__ == "__main__":
+    kind, count, where = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    result = measure_disk(count, where) if kind == "disk" else measure_memory(count)
+    print(json.dumps(result))
