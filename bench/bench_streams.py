@@ -53,7 +53,11 @@ def run() -> list[Figure]:
                             controller_port=controller)  # fmt: skip
         broker.start()
         try:
-            return throughput(broker.bootstrap) + block_latency(broker.bootstrap)
+            return (
+                throughput(broker.bootstrap)
+                + two_workers(broker.bootstrap)
+                + block_latency(broker.bootstrap)
+            )
         finally:
             broker.stop()
 
@@ -134,6 +138,52 @@ def _worker_rate(settings: Settings, state: str) -> float:
     engine.stop()
     thread.join(30)
     return rate
+
+
+def two_workers(bootstrap: str) -> list[Figure]:
+    """Two `tokenledger worker` processes over six partitions, 2 x EVENTS events: from the
+    first committed batch to the last."""
+    import os
+    import subprocess
+    import sys
+
+    from streams.admin.progress import Probe
+
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_HOME": home,
+               "TOKENLEDGER_TOPIC_NAMESPACE": f"two{uuid.uuid4().hex[:6]}",
+               "TOKENLEDGER_PARTITIONS": "6"}  # fmt: skip
+        settings = Settings.from_env(env)
+        create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+                                  for t in topics.TOPICS], 6, 1)  # fmt: skip
+        total = 2 * EVENTS
+        _produce(bootstrap, settings.topic(topics.USAGE),
+                 [(f"t{i % 60}".encode(), usage(f"t{i % 60}", i)) for i in range(total)])  # fmt: skip
+        probe = Probe(settings, settings.topic(worker.GROUP), settings.topic(topics.USAGE))
+        procs = [subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--instance",  # noqa: S603
+                                   name, "--max-batch", "5000"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for name in ("w1", "w2")]  # fmt: skip
+        try:
+            while probe.committed() <= 0:
+                time.sleep(0.01)
+            first, started = probe.committed(), time.perf_counter()
+            while probe.committed() < total and time.perf_counter() - started < 600:
+                time.sleep(0.05)
+            rate = (probe.committed() - first) / (time.perf_counter() - started)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(60)
+            probe.consumer.close()
+    return [
+        Figure(
+            "streams.two_worker_events_per_s",
+            rate,
+            "ev/s",
+            "two worker processes, six partitions, state on disk",
+        )
+    ]
 
 
 def block_latency(bootstrap: str) -> list[Figure]:
