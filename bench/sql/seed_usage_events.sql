@@ -46,6 +46,8 @@ SELECT
     2000 + number % 55000 AS list_cost_nusd,
     1500 + number % 52000 AS unbatched_cost_nusd,
     0 AS context_saved_nusd,
+    0 AS cache_write_1h_tokens,
+    '' AS service_tier,
     0 AS kafka_partition,
     number AS kafka_offset
 FROM numbers({rows:UInt64})

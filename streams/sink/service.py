@@ -42,6 +42,7 @@ from schemas.rows import AlertRow, DlqRow, OutcomeRow, RequestRow, Row, SignalRo
 from streams.config import Settings, sql_root
 from streams.errors import ServiceUnavailableError
 from streams.records import Rejection, dlq_record
+from streams.sink.columns import usage_values
 from tokenledger.kafka_config import client_config, committed_reader
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,9 @@ class Sink:
         topic, partition, offset = m.topic(), m.partition(), m.offset()
         model, row_type = self.table_of[topic]
         raw = m.value()
+        if topic == self.usage_topic and (values := usage_values(raw)) is not None:
+            batch.add(topic, partition, offset, [*values, partition, offset], (m.key(), raw))
+            return
         try:
             message = model.model_validate_json(raw or b"")
             row = row_type.from_message(message)  # type: ignore[attr-defined]
