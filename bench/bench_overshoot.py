@@ -10,7 +10,6 @@ to guard). ``budgets.overshoot_pct_at_<rate>_rps``: (spend - limit) / limit.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from bench import Figure
+from bench import Figure, local_broker
 from schemas import topics
 from schemas.common import format_usd
 from schemas.messages import UsageEvent
@@ -27,7 +26,6 @@ from schemas.topics import TopicSpec
 from streams.admin import budgets as budget_admin
 from streams.admin.topics import create_topics
 from streams.config import Settings
-from streams.local.broker import LocalKafka, free_ports
 from streams.worker import service as worker
 from tokenledger import BudgetGuard, Ledger
 from tokenledger.ledger import TopicNames
@@ -93,17 +91,10 @@ def overshoot(bootstrap: str, home: Path, rate: int) -> tuple[float, int, int]:
 
 def run() -> list[Figure]:
     figures = []
-    with tempfile.TemporaryDirectory() as tmp:
-        port, controller = free_ports(2)
-        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache, port=port,
-                            controller_port=controller)  # fmt: skip
-        broker.start()
-        try:
-            for rate in RATES:
-                pct, spent, limit = overshoot(broker.bootstrap, Path(tmp) / f"h{rate}", rate)
-                figures.append(Figure(f"budgets.overshoot_pct_at_{rate}_rps", pct, "%",
-                                      f"{format_usd(spent - limit)} past a "
-                                      f"{format_usd(limit)} limit, {GATEWAYS} gateways"))  # fmt: skip
-        finally:
-            broker.stop()
+    with local_broker() as (bootstrap, tmp):
+        for rate in RATES:
+            pct, spent, limit = overshoot(bootstrap, tmp / f"h{rate}", rate)
+            figures.append(Figure(f"budgets.overshoot_pct_at_{rate}_rps", pct, "%",
+                                  f"{format_usd(spent - limit)} past a "
+                                  f"{format_usd(limit)} limit, {GATEWAYS} gateways"))  # fmt: skip
     return figures

@@ -3,17 +3,14 @@ bytes, track() overhead, and BudgetGuard.check()."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import Figure, median, p99, sample_us
+from bench import Figure, local_broker, median, p99, sample_us
 from schemas.messages import Signal, UsageEvent
 from schemas.topics import TopicSpec
 from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.local.broker import LocalKafka, free_ports
 from tokenledger import BudgetGuard, Guardrails, Ledger, TopicNames
 from tokenledger.kafka_config import client_config
 
@@ -38,15 +35,8 @@ def block(tenant_id: str) -> bytes:
 
 
 def run() -> list[Figure]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port, controller = free_ports(2)
-        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache,
-                            port=port, controller_port=controller)  # fmt: skip
-        broker.start()
-        try:
-            return _measure(broker.bootstrap, Path(tmp))
-        finally:
-            broker.stop()
+    with local_broker() as (bootstrap, tmp):
+        return _measure(bootstrap, tmp)
 
 
 def _measure(bootstrap: str, tmp: Path) -> list[Figure]:

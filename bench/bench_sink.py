@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import Figure
+from bench import Figure, local_broker
 from schemas import topics
 from schemas.messages import EnrichedUsage
 from schemas.rows import UsageRow
@@ -20,7 +20,6 @@ from schemas.topics import TopicSpec
 from streams.admin.topics import create_topics
 from streams.analytics import queries
 from streams.config import Settings
-from streams.local.broker import LocalKafka, free_ports
 from streams.sink import migrations
 from streams.sink.client import get_client
 from streams.sink.service import INSERT_SETTINGS, Sink
@@ -48,14 +47,8 @@ def enriched(i: int, now: datetime) -> EnrichedUsage:
 def run() -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
         dsn = f"chdb://{tmp}/ch"
-        port, controller = free_ports(2)
-        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache, port=port,
-                            controller_port=controller)  # fmt: skip
-        broker.start()
-        try:
-            figures = sink_throughput(broker.bootstrap, dsn)
-        finally:
-            broker.stop()
+        with local_broker() as (bootstrap, _):
+            figures = sink_throughput(bootstrap, dsn)
         return figures + query_latency(dsn)
 
 

@@ -25,17 +25,17 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench import Figure
+from bench import Figure, local_broker, produce
 from schemas import topics
 from schemas.messages import UsageEvent
 from schemas.topics import TopicSpec
 from streams.admin.progress import Probe
 from streams.admin.topics import create_topics
 from streams.config import Settings
-from streams.local.broker import LocalKafka, free_ports
 
 RESTART_EVENTS = 200_000
 PARTITIONS = 3
@@ -103,25 +103,14 @@ def _usage(i: int, base: datetime) -> bytes:
     ).model_dump_json().encode()  # fmt: skip
 
 
-def _produce(bootstrap: str, topic: str, n: int) -> None:
-    from confluent_kafka import Producer
-
+def _events(n: int) -> Iterator[tuple[bytes, bytes]]:
     base = datetime.now(UTC) - timedelta(minutes=2)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                         "compression.type": "lz4"})  # fmt: skip
-    for i in range(n):
-        while True:
-            try:
-                producer.produce(topic, _usage(i, base), f"t{i % 40}".encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.flush(120)
+    return ((f"t{i % 40}".encode(), _usage(i, base)) for i in range(n))
 
 
 def _back_after(settings: Settings, env: dict[str, str], state: str, probe: Probe) -> float:
     """Seconds from starting the worker until 1,000 new events are committed."""
-    _produce(settings.kafka, settings.topic(topics.USAGE), 1000)
+    produce(settings.kafka, settings.topic(topics.USAGE), _events(1000))
     started = time.monotonic()
     proc = _worker(env, state)
     try:
@@ -149,7 +138,7 @@ def restarts(bootstrap: str, home: Path) -> list[Figure]:
     settings = Settings.from_env(env)
     create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
                               for t in topics.TOPICS], PARTITIONS, 1)  # fmt: skip
-    _produce(bootstrap, settings.topic(topics.USAGE), RESTART_EVENTS)
+    produce(bootstrap, settings.topic(topics.USAGE), _events(RESTART_EVENTS))
     probe = Probe(settings, settings.topic("tokenledger-worker"), settings.topic(topics.USAGE))
     first = _worker(env, "disk")
     while not probe.caught_up():
@@ -180,15 +169,8 @@ def run() -> list[Figure]:
         Figure("streams.memory_state_bytes_per_event", memory["bytes_per_event"], "B",
                "--state memory: resident growth per event"),
     ]  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        port, controller = free_ports(2)
-        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache, port=port,
-                            controller_port=controller)  # fmt: skip
-        broker.start()
-        try:
-            figures += restarts(broker.bootstrap, Path(tmp) / "home")
-        finally:
-            broker.stop()
+    with local_broker() as (bootstrap, tmp):
+        figures += restarts(bootstrap, tmp / "home")
     return figures
 
 

@@ -18,14 +18,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench import Figure, median, p99
+from bench import Figure, local_broker, median, p99, produce
 from schemas import topics
 from schemas.messages import UsageEvent
 from schemas.topics import TopicSpec
 from streams.admin import budgets as budget_admin
 from streams.admin.topics import create_topics
 from streams.config import Settings
-from streams.local.broker import LocalKafka, free_ports
 from streams.worker import service as worker
 from tokenledger import BudgetGuard
 from tokenledger.kafka_config import client_config
@@ -47,39 +46,14 @@ def usage(tenant: str, i: int, model: str | None = None) -> bytes:
 
 
 def run() -> list[Figure]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port, controller = free_ports(2)
-        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache, port=port,
-                            controller_port=controller)  # fmt: skip
-        broker.start()
-        try:
-            return (
-                throughput(broker.bootstrap)
-                + two_workers(broker.bootstrap)
-                + block_latency(broker.bootstrap)
-            )
-        finally:
-            broker.stop()
+    with local_broker() as (bootstrap, _):
+        return throughput(bootstrap) + two_workers(bootstrap) + block_latency(bootstrap)
 
 
 def _settings(bootstrap: str, partitions: int) -> Settings:
     return Settings.from_env({"TOKENLEDGER_KAFKA": bootstrap,
                               "TOKENLEDGER_TOPIC_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}",
                               "TOKENLEDGER_PARTITIONS": str(partitions)})  # fmt: skip
-
-
-def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    from confluent_kafka import Producer
-
-    producer = Producer(client_config(bootstrap, {"linger.ms": 20, "compression.type": "lz4"}))
-    for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
-    producer.flush(60)
 
 
 def throughput(bootstrap: str) -> list[Figure]:
@@ -118,7 +92,7 @@ def _loaded(bootstrap: str, home: Path) -> Settings:
     settings = replace(_settings(bootstrap, 1), home=home)
     create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
                               for t in topics.TOPICS], 1, 1)  # fmt: skip
-    _produce(bootstrap, settings.topic(topics.USAGE),
+    produce(bootstrap, settings.topic(topics.USAGE),
              [(f"t{i % 50}".encode(), usage(f"t{i % 50}", i)) for i in range(EVENTS)])  # fmt: skip
     return settings
 
@@ -157,7 +131,7 @@ def two_workers(bootstrap: str) -> list[Figure]:
         create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
                                   for t in topics.TOPICS], 6, 1)  # fmt: skip
         total = 2 * EVENTS
-        _produce(bootstrap, settings.topic(topics.USAGE),
+        produce(bootstrap, settings.topic(topics.USAGE),
                  [(f"t{i % 60}".encode(), usage(f"t{i % 60}", i)) for i in range(total)])  # fmt: skip
         probe = Probe(settings, settings.topic(worker.GROUP), settings.topic(topics.USAGE))
         procs = [subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--instance",  # noqa: S603

@@ -60,15 +60,12 @@ class PriceBook:
         self._names: dict[tuple[str, str], tuple[str, SourceModel | None]] = {}
         self._quotes: dict[tuple[str, str, CallContext, int], Quote | None] = {}
         for model in (self.overrides.reference.default, *self.overrides.reference.routes.values()):
-            if self.resolve("", model)[1] is None and not self._in_file(model):
+            if self.resolve("", model)[1] is None and not self.overrides.knows(model):
                 raise PriceFileError(
                     f"reference model {model!r} has no price in the price file or genai-prices"
                 )
 
     # -- names ---------------------------------------------------------------------------
-
-    def _in_file(self, model: str) -> bool:
-        return model.lower() in self.overrides.names()
 
     def resolve(self, provider: str, model: str) -> tuple[str, SourceModel | None]:
         """(the name the file is searched by, the source's model or None); cached."""

@@ -144,8 +144,9 @@ class Overrides:
         for d in sorted(spec.discounts, key=lambda d: d.valid_from):
             self._discounts.setdefault(d.provider.lower(), []).append(d)
 
-    def names(self) -> list[str]:
-        return sorted(self._entries)
+    def knows(self, model: str) -> bool:
+        """Whether the file has an entry for ``model`` (at any date)."""
+        return model.lower() in self._entries
 
     def lookup(self, model: str, at: datetime) -> ModelPrice | None:
         """The entry in force for ``model`` at ``at``; None when absent or not yet valid."""

@@ -74,14 +74,6 @@ class Rates:
         object.__setattr__(self, "_request", ints[6])
         object.__setattr__(self, "_scale", scale)
 
-    def exact_nusd(self, tokens: TokenCounts) -> Decimal:
-        """The cost before rounding, in Decimal: what ``cost_nusd`` rounds."""
-        total = self.per_request
-        for count, rate in zip(tokens.parts(), self.per_token, strict=True):
-            if count:
-                total += count * rate
-        return total
-
     def cost_nusd(self, tokens: TokenCounts) -> int:
         """Exact cost in nano-USD, rounded once, half to even."""
         a, b, c, d, e, f = self._ints

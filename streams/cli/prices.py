@@ -69,12 +69,12 @@ def _diff(args: argparse.Namespace) -> int:
         other = PriceSource(prices.load_snapshot(Path(args.model)))
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    changes = prices.diff(prices.installed_source(), other, _at(args.at))
+    installed = prices.installed_source()
+    changes = prices.diff(installed, other, _at(args.at))
     for change in changes:
         print(f"{change.kind:8} {change.model}  {change.detail}")
     counts = {k: sum(c.kind == k for c in changes) for k in ("added", "removed", "changed")}
-    installed = prices.installed_source().version
-    print(f"moving from {installed} to {args.model}: {counts['added']} added, "
+    print(f"moving from {installed.version} to {args.model}: {counts['added']} added, "
           f"{counts['removed']} removed, {counts['changed']} changed")  # fmt: skip
     return 0
 

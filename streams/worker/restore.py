@@ -82,6 +82,4 @@ def replay(restorer: Any, changelog: str, states: dict[int, State], starts: dict
             if position >= targets[p]:
                 pending.discard(p)
     for p, state in states.items():
-        finish = getattr(state, "finish_restore", None)
-        if finish is not None:
-            finish(targets[p])
+        state.finish_restore(targets[p])

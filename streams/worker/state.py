@@ -49,6 +49,7 @@ class State(Protocol):
     def put(self, key: str, value: str) -> None: ...
     def delete(self, key: str) -> None: ...
     def restore(self, key: str, value: str | None) -> None: ...
+    def finish_restore(self, next_offset: int) -> None: ...
     def changes(self) -> list[tuple[str, str | None]]: ...
     def items(self, prefix: str) -> Iterator[tuple[str, str]]: ...
     def expire_later(self, key: str, ts_ms: int) -> None: ...
@@ -79,7 +80,8 @@ class ChangelogState:
         """Apply a changelog record (None is a tombstone) without marking it dirty; an
         old-format dedup entry is rewritten (dirty) under its digest key."""
         if value is not None and (converted := legacy_entry(key, value)) is not None:
-            self.delete_restored(key)
+            self.data.pop(key, None)
+            self._dirty.add(key)  # the next commit tombstones the old key
             self.put(*converted)
             self.expire_later(converted[0], int(converted[1]))
             return
@@ -90,9 +92,8 @@ class ChangelogState:
             if key[:2] in EXPIRING:
                 heapq.heappush(self._expiry, (int(value), key))
 
-    def delete_restored(self, key: str) -> None:
-        self.data.pop(key, None)
-        self._dirty.add(key)
+    def finish_restore(self, next_offset: int) -> None:
+        """The changelog is applied up to ``next_offset`` (memory: nothing to record)."""
 
     def changes(self) -> list[tuple[str, str | None]]:
         """Keys changed since the last call, with their current value (None: deleted)."""

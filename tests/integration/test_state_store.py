@@ -5,7 +5,7 @@ the totals are those of an uninterrupted run either way."""
 from __future__ import annotations
 
 import signal
-from collections import Counter
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from schemas import topics
-from schemas.messages import EnrichedUsage, UsageEvent
+from schemas.messages import UsageEvent
 from streams.worker.store import DiskState
-from streams.worker.windows import window_start
 from tests.helpers import factories
 from tests.helpers.clock import recent
-from tests.helpers.kafka_io import changelog_windows, produce, read_committed, wait_visible
-from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.kafka_io import produce, wait_visible
+from tests.helpers.totals import check_exactly_once
 from tests.helpers.workers import Workers
 
 pytestmark = pytest.mark.integration
@@ -46,23 +45,19 @@ def send(workers: Workers, batch: list[UsageEvent]) -> None:
             [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in batch])  # fmt: skip
 
 
-def stop(workers: Workers, proc: object) -> dict[str, int]:
-    proc.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
-    assert proc.wait(30) == 0  # type: ignore[attr-defined]
-    return workers.counters(proc)  # type: ignore[arg-type]
+def first_run(workers: Workers, sent: list[UsageEvent], visible: int) -> subprocess.Popen[bytes]:
+    """Worker w1 started on fresh topics with ``sent``, once ``visible`` are committed."""
+    proc = workers.start("w1")
+    workers.wait_topics()
+    send(workers, sent)
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), visible)
+    return proc
 
 
-def check_totals(workers: Workers, sent: list[UsageEvent], base: datetime) -> None:
-    out = [EnrichedUsage.model_validate_json(m.value()) for m in
-           read_committed(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), len(sent))]  # fmt: skip
-    ids = Counter(e.event_id for e in out)
-    assert len(out) == len(sent) and set(ids) == {e.event_id for e in sent}
-    assert sum(e.cost_nusd or 0 for e in out) == sum(map(expected_cost, sent))
-    windows = changelog_windows(workers.bootstrap, workers.topic(topics.WORKER_CHANGELOG))
-    day = window_start(int(base.timestamp() * 1000), "day")
-    for tenant in sorted({e.tenant_id for e in sent}):
-        mine = [e for e in sent if e.tenant_id == tenant]
-        assert windows[f"w:day:t={tenant}:{day}"] == (sum(map(expected_cost, mine)), len(mine), 0)
+def stop(workers: Workers, proc: subprocess.Popen[bytes]) -> dict[str, int]:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    return workers.counters(proc)
 
 
 def test_a_killed_worker_restarts_from_its_store_replaying_only_the_tail(
@@ -70,10 +65,7 @@ def test_a_killed_worker_restarts_from_its_store_replaying_only_the_tail(
 ) -> None:
     base = recent()
     first = events(4000, base)
-    proc = workers.start("w1")
-    workers.wait_topics()
-    send(workers, first)
-    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 1500)
+    proc = first_run(workers, first, 1500)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(10) == -signal.SIGKILL
     later = events(2000, base, start=4000)
@@ -87,7 +79,7 @@ def test_a_killed_worker_restarts_from_its_store_replaying_only_the_tail(
     # (here at most one transaction per partition), not the changelog
     assert 0 <= counters.get("state.tail_records", 0) < 3 * 50 * 3
     assert counters["redelivered"] == 300
-    check_totals(workers, first + later, base)
+    check_exactly_once(workers, first + later, base)
 
 
 def test_missing_unreadable_and_ahead_stores_are_rebuilt_with_the_same_totals(
@@ -95,11 +87,7 @@ def test_missing_unreadable_and_ahead_stores_are_rebuilt_with_the_same_totals(
 ) -> None:
     base = recent()
     first = events(3000, base)
-    proc = workers.start("w1")
-    workers.wait_topics()
-    send(workers, first)
-    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), 3000)
-    stop(workers, proc)
+    stop(workers, first_run(workers, first, 3000))
     stores = workers.state_dir("w1")
     assert sorted(p.name for p in stores.iterdir()) == ["0", "1", "2"]
     for p in stores.iterdir():  # a clean stop leaves every store applied
@@ -127,4 +115,4 @@ def test_missing_unreadable_and_ahead_stores_are_rebuilt_with_the_same_totals(
     log = workers.logs[restarted.pid].read_text()
     assert "state of partition 1 cannot open the state store" in log
     assert "state of partition 2 ahead of the changelog: rebuilding it" in log
-    check_totals(workers, first + later, base)
+    check_exactly_once(workers, first + later, base)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,18 +12,17 @@ from pathlib import Path
 import pytest
 
 from schemas import topics
-from schemas.messages import EnrichedUsage, Signal, UsageEvent
-from streams.worker.windows import window_start
+from schemas.messages import Signal, UsageEvent
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone, recent
 from tests.helpers.kafka_io import (
-    changelog_windows,
     committed_total,
     produce,
     read_committed,
     wait_visible,
 )
 from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.totals import check_exactly_once
 from tests.helpers.workers import Workers
 
 pytestmark = pytest.mark.integration
@@ -50,20 +48,6 @@ def make_events(n: int, tenants: int, base: datetime) -> list[UsageEvent]:
 
 def records(events: list[UsageEvent]) -> list[tuple[bytes | None, bytes]]:
     return [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events]
-
-
-def check_exactly_once(workers: Workers, events: list[UsageEvent], base: datetime) -> None:
-    out = [EnrichedUsage.model_validate_json(m.value()) for m in
-           read_committed(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), len(events))]  # fmt: skip
-    ids = Counter(e.event_id for e in out)
-    assert len(out) == len(events), f"{len(out)} stored for {len(events)} sent"
-    assert set(ids) == {e.event_id for e in events} and max(ids.values()) == 1
-    assert sum(e.cost_nusd or 0 for e in out) == sum(map(expected_cost, events))
-    windows = changelog_windows(workers.bootstrap, workers.topic(topics.WORKER_CHANGELOG))
-    day = window_start(int(base.timestamp() * 1000), "day")
-    for tenant in sorted({e.tenant_id for e in events}):
-        mine = [e for e in events if e.tenant_id == tenant]
-        assert windows[f"w:day:t={tenant}:{day}"] == (sum(map(expected_cost, mine)), len(mine), 0)
 
 
 def test_sigkill_mid_stream_then_restart_counts_each_event_once(workers: Workers) -> None:

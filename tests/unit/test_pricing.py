@@ -30,14 +30,19 @@ def book(doc: dict[str, Any]) -> PriceBook:
     return PriceBook(Overrides(PriceFile.model_validate(doc)))
 
 
-def library_nusd(tokens: TokenCounts, model: str, provider: str, at: datetime,
-                 context: dict[str, str] | None = None) -> int:  # fmt: skip
-    """genai_prices.calc_price for the same call, rounded once half to even."""
-    usage = genai_usage({
+def library_usage(tokens: TokenCounts) -> genai_prices.Usage:
+    """The same call as the library's usage (inputs as totals, parts beside them)."""
+    return genai_usage({
         "input_tokens": tokens.input, "cache_read_tokens": tokens.cached_input,
         "cache_write_tokens": tokens.cache_write, "cache_write_1h_tokens": tokens.cache_write_1h,
         "output_tokens": tokens.output, "output_reasoning_tokens": tokens.reasoning,
     })  # fmt: skip
+
+
+def library_nusd(tokens: TokenCounts, model: str, provider: str, at: datetime,
+                 context: dict[str, str] | None = None) -> int:  # fmt: skip
+    """genai_prices.calc_price for the same call, rounded once half to even."""
+    usage = library_usage(tokens)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         calc = genai_prices.calc_price(usage, model, provider_id=provider,
@@ -68,16 +73,9 @@ def test_every_model_of_the_source_agrees_with_calc_price() -> None:
             for context in contexts:
                 rates, _ = model.rates(at, context)
                 for tokens in calls:
-                    usage = genai_usage({
-                        "input_tokens": tokens.input, "cache_read_tokens": tokens.cached_input,
-                        "cache_write_tokens": tokens.cache_write,
-                        "cache_write_1h_tokens": tokens.cache_write_1h,
-                        "output_tokens": tokens.output,
-                        "output_reasoning_tokens": tokens.reasoning,
-                    })  # fmt: skip
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        calc = model.info.calc_price(usage, model.provider,
+                        calc = model.info.calc_price(library_usage(tokens), model.provider,
                                                      genai_request_timestamp=at,
                                                      price_context=dict(context) or None)  # fmt: skip
                     want = int((calc.total_price * 10**9).to_integral_value(ROUND_HALF_EVEN))
@@ -308,7 +306,8 @@ def test_integer_costs_equal_the_decimal_sum_rounded_half_even(
     tokens = TokenCounts(input=uncached + cached + w5 + w1h, output=visible + reasoning,
                          cached_input=cached, cache_write=w5 + w1h, cache_write_1h=w1h,
                          reasoning=reasoning)  # fmt: skip
-    assert r.cost_nusd(tokens) == int(r.exact_nusd(tokens).to_integral_value(ROUND_HALF_EVEN))
+    exact = rates[6] + sum(n * rate for n, rate in zip(counts, rates[:6], strict=True))
+    assert r.cost_nusd(tokens) == int(exact.to_integral_value(ROUND_HALF_EVEN))
 
 
 def test_batch_discounts_fill_in_where_the_source_has_no_batch_price() -> None:
