@@ -12,13 +12,15 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams.cli import admin, analytics, demo, local, prices, services
+from streams.cli import admin, analytics, demo, edge, local, prices, services
 from streams.cli.base import Handler, Parser
 from streams.config import Settings
 from streams.errors import UserError
 
-GROUPS = (local, admin, prices, services, analytics, demo)
+GROUPS = (local, admin, prices, services, edge, analytics, demo)
 """Command modules in the order `tokenledger --help` lists them."""
+SERVICES = {services.__name__, edge.__name__}
+"""Modules of the long-running commands (their log lines carry the time)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        _configure_logging(quiet=args.quiet, service=args.handler.__module__ == services.__name__)
+        _configure_logging(quiet=args.quiet, service=args.handler.__module__ in SERVICES)
         for option in ("partitions", "replication_factor", "max_batch", "max_rows"):
             value = getattr(args, option, None)
             if value is not None and value < 1:

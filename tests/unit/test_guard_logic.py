@@ -11,8 +11,7 @@ from tokenledger.guard import BudgetGuard, Guardrails
 
 def healthy(guard: BudgetGuard) -> BudgetGuard:
     """A guard that has caught up (what its consumer thread does after reading the topic)."""
-    guard._ready = True
-    guard._mode = guard._health()
+    guard.book.caught_up()
     return guard
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.helpers.paths import ROOT
 
-STAGES = ("local", "worker", "sink", "alerts", "analytics", "admin", "demo", "cli")
+STAGES = ("edge", "local", "worker", "sink", "alerts", "analytics", "admin", "demo", "cli")
 
 
 def _imports(path: Path) -> set[str]:

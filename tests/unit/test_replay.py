@@ -31,7 +31,7 @@ def budget(limit_usd: int, at: datetime) -> tuple[bytes, list[tuple[str, str | b
 
 
 def healthy(guard: BudgetGuard) -> BudgetGuard:
-    guard._ready, guard._mode = True, None  # as if caught up with the topic
+    guard.book.caught_up()  # as if caught up with the topic
     return guard
 
 

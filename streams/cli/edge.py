@@ -1,0 +1,88 @@
+"""The edge service: `tokenledger serve`, and `tokenledger edge-key` to make its API keys."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from streams.cli.base import Add, log
+from streams.config import Settings
+from streams.errors import UserError
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the edge (HTTP + OTLP ingest, gateway checks) until SIGTERM or Ctrl-C."""
+    from streams.admin.topics import require_broker
+    from streams.edge import app as edge_app
+    from streams.edge import genai_spans
+    from streams.edge.bodies import MIB, Limits
+    from streams.edge.keys import ApiKeys
+
+    if not 1 <= args.port <= 65535:
+        raise UserError("--port must be 1..65535")
+    if not 1 <= args.max_batch <= 100_000 or not 1 <= args.max_body_mib <= 1024:
+        raise UserError("--max-batch must be 1..100000 and --max-body-mib 1..1024")
+    keys = ApiKeys.load(os.environ, Path(args.keys) if args.keys else None)
+    mapping = (genai_spans.SpanMapping.from_file(Path(args.otlp_mapping))
+               if args.otlp_mapping else genai_spans.SpanMapping())  # fmt: skip
+    require_broker(settings.kafka)
+    config = edge_app.EdgeConfig(
+        keys, host=args.host, port=args.port, mapping=mapping,
+        limits=Limits(max_body_bytes=args.max_body_mib * MIB, max_events=args.max_batch),
+        on_unavailable=args.on_unavailable, stale_after_s=args.stale_after,
+    )  # fmt: skip
+    app, _ = edge_app.build(settings, config)
+    log.info("edge serving on http://%s:%d for %d API key(s)", args.host, args.port, len(keys))
+    return edge_app.run(app)
+
+
+def cmd_edge_key(args: argparse.Namespace, settings: Settings) -> int:
+    """Make an API key: the key on stderr (hand it to the service), the key list on stdout."""
+    from streams.edge import keys
+
+    key = keys.new_key()
+    doc = {"keys": []} if args.add_to is None else _key_list(Path(args.add_to))
+    doc["keys"].append(keys.entry(args.service, args.tenant, key))
+    text = json.dumps(doc, indent=2) + "\n"
+    if args.add_to is not None:
+        Path(args.add_to).write_text(text)
+        log.info("added a key for %s to %s", args.service, args.add_to)
+    else:
+        sys.stdout.write(text)
+    print(f"API key for {args.service} (shown once, only its hash is stored): {key}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _key_list(path: Path) -> dict[str, list[object]]:
+    from streams.edge.keys import ApiKeys
+
+    if not path.exists():
+        return {"keys": []}
+    ApiKeys.parse(path.read_text(), str(path))  # refuse to extend a broken file
+    doc: dict[str, list[object]] = json.loads(path.read_text())
+    return doc
+
+
+def register(add: Add) -> None:
+    p = add("serve", cmd_serve, "run the edge: HTTP/OTLP ingest and budget checks for gateways")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8787, help="HTTP port (8787)")
+    p.add_argument("--keys", help="API key list (JSON); default TOKENLEDGER_EDGE_KEYS_FILE, "
+                   "or the list itself in TOKENLEDGER_EDGE_KEYS")  # fmt: skip
+    p.add_argument("--otlp-mapping", help="JSON file: span/resource attributes per dimension")
+    p.add_argument("--max-batch", type=int, default=1000, help="events per CloudEvents batch")
+    p.add_argument("--max-body-mib", type=int, default=5, help="request body limit (5 MiB)")
+    p.add_argument("--on-unavailable", choices=["open", "closed"], default="open",
+                   help="checks before the signals are read or when they are stale (open)")  # fmt: skip
+    p.add_argument("--stale-after", type=float, default=30.0,
+                   help="seconds without the broker before checks are degraded (30)")  # fmt: skip
+    k = add("edge-key", cmd_edge_key, "make an API key for the edge (prints the key once)")
+    k.add_argument("--service", required=True, help="the calling service's name")
+    k.add_argument("--tenant", action="append", required=True,
+                   help="a tenant it may report and ask for (repeat; '*' for all)")  # fmt: skip
+    k.add_argument("--add-to", metavar="FILE", help="append to this key list instead of "
+                   "printing a new one")  # fmt: skip

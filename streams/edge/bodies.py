@@ -1,0 +1,91 @@
+"""Requests and replies in HTTP terms, independent of the web framework: limits, gzip, errors.
+
+Views (streams.edge.app) read the body with ``read_limited`` semantics and hand bytes,
+headers and query to pure functions that return a ``Reply`` or raise ``HttpError``; the
+messages say what to change.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 5 * MIB
+    """Largest request body, after gzip is undone too (a small gzip can hide a huge body)."""
+    max_events: int = 1000
+    """Most CloudEvents in one batch."""
+    max_spans: int = 10_000
+    """Most spans in one OTLP export request."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class HttpError(Exception):
+    """A request the edge refuses: its status and a message the caller can act on."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None,
+                 reason: str = "bad_request") -> None:  # fmt: skip
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+        self.reason = reason
+
+    def reply(self) -> Reply:
+        return json_reply(self.status, {"error": self.message}, self.headers)
+
+
+def json_reply(status: int, value: Any, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, orjson.dumps(value), "application/json", dict(headers or {}))
+
+
+def too_large(what: str, limit: int) -> HttpError:
+    return HttpError(413, f"{what} exceeds the limit of {limit:,} bytes; send smaller "
+                     "batches", reason="too_large")  # fmt: skip
+
+
+def check_length(headers: Mapping[str, str], limit: int) -> None:
+    """Refuse early when Content-Length already says the body is too large."""
+    raw = headers.get("Content-Length")
+    if raw is not None and raw.isdigit() and int(raw) > limit:
+        raise too_large(f"the body ({int(raw):,} bytes)", limit)
+
+
+def decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body with its Content-Encoding (gzip or identity) undone, at most ``limit`` bytes."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding != "gzip":
+        raise HttpError(415, f"Content-Encoding {encoding!r} is not supported; send gzip or "
+                        "no encoding", reason="bad_encoding")  # fmt: skip
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflate.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise HttpError(400, f"the body is not valid gzip ({exc})", reason="bad_gzip") from None
+    if len(out) > limit or inflate.unconsumed_tail:
+        raise too_large("the body, uncompressed,", limit)
+    if not inflate.eof:
+        raise HttpError(400, "the gzip body is truncated", reason="bad_gzip")
+    return out
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """The Content-Type without parameters, lower case ('' when absent)."""
+    return (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()

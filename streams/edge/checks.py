@@ -1,0 +1,92 @@
+"""Gateway questions over HTTP, answered by the same BudgetBook a Python BudgetGuard uses.
+
+``GET /v1/check?tenant=&feature=&route=&est_cost_usd=`` answers with the decision as JSON.
+``/v1/authz`` answers Envoy ``ext_authz`` (HTTP service) and Kong-style callers: tenant,
+feature, route and estimated cost from request headers (names configurable), 200 to allow,
+429 with ``x-tokenledger-reason`` to refuse. ``/v1/authz/nginx`` is the same question for
+nginx ``auth_request``, which treats any status but 2xx, 401 and 403 as an error: it refuses
+with 403 and the reason header, which the nginx snippet in the README turns into the 429 the
+client sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from schemas.common import NANO_PER_USD
+from streams.edge.bodies import HttpError, Reply, json_reply
+from tokenledger.budget_book import BudgetBook, Decision
+
+REASON_HEADER = "x-tokenledger-reason"
+STATE_HEADER = "x-tokenledger-state"
+
+
+@dataclass(frozen=True)
+class AuthzHeaders:
+    tenant: str = "x-tokenledger-tenant"
+    feature: str = "x-tokenledger-feature"
+    route: str = "x-tokenledger-route"
+    est_cost_usd: str = "x-tokenledger-est-cost-usd"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    tenant: str
+    feature: str | None
+    route: str | None
+    est_cost_nusd: int | None
+
+
+def usd_to_nusd(raw: str, what: str) -> int:
+    """A decimal dollar amount as exact nano-USD (no binary float on the way)."""
+    try:
+        usd = Decimal(raw)
+    except InvalidOperation:
+        raise HttpError(400, f"{what} {raw[:40]!r} is not a number of dollars, e.g. 0.0125",
+                        reason="bad_cost") from None  # fmt: skip
+    if not usd.is_finite() or usd < 0 or usd > 10**9:
+        raise HttpError(400, f"{what} must be between 0 and 1e9 dollars", reason="bad_cost")
+    return int((usd * NANO_PER_USD).to_integral_value())
+
+
+def from_query(query: Mapping[str, str]) -> Question:
+    tenant = query.get("tenant") or ""
+    if not tenant:
+        raise HttpError(400, "tenant is required: /v1/check?tenant=acme&feature=search",
+                        reason="no_tenant")  # fmt: skip
+    cost = query.get("est_cost_usd")
+    return Question(tenant, query.get("feature") or None, query.get("route") or None,
+                    usd_to_nusd(cost, "est_cost_usd") if cost else None)  # fmt: skip
+
+
+def from_headers(headers: Mapping[str, str], names: AuthzHeaders) -> Question:
+    tenant = headers.get(names.tenant) or ""
+    if not tenant:
+        raise HttpError(400, f"the {names.tenant} header is required (the tenant to check)",
+                        reason="no_tenant")  # fmt: skip
+    cost = headers.get(names.est_cost_usd)
+    return Question(tenant, headers.get(names.feature) or None, headers.get(names.route) or None,
+                    usd_to_nusd(cost, names.est_cost_usd) if cost else None)  # fmt: skip
+
+
+def decide(book: BudgetBook, q: Question) -> Decision:
+    return book.check(q.tenant, q.feature, q.est_cost_nusd, q.route)
+
+
+def check_reply(decision: Decision) -> Reply:
+    return json_reply(200, {"allowed": decision.allowed, "state": decision.state,
+                            "reason": decision.reason, "scope": decision.scope,
+                            "degraded": decision.degraded})  # fmt: skip
+
+
+def authz_reply(decision: Decision, deny_status: int) -> Reply:
+    headers = {STATE_HEADER: decision.state, REASON_HEADER: _header_safe(decision.reason)}
+    if decision.allowed:
+        return Reply(200, b"", "text/plain", headers)
+    return Reply(deny_status, decision.reason.encode(), "text/plain", headers)
+
+
+def _header_safe(text: str) -> str:
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:512]

@@ -1,0 +1,180 @@
+"""Spans with OpenTelemetry GenAI usage attributes to usage events.
+
+A span counts as an LLM call when it carries ``gen_ai.usage.input_tokens`` or
+``gen_ai.usage.output_tokens`` (or the older ``prompt_tokens`` / ``completion_tokens``);
+other spans are skipped. Token classes, model and provider come from the GenAI semantic
+conventions (current and older spellings, first found wins); tenant, feature, route, prompt
+version, user scope and environment come from span attributes, then resource attributes,
+through a ``SpanMapping`` (defaults below, or a JSON file: ``--otlp-mapping``).
+
+The event's ``event_id`` is ``otel-<trace id>-<span id>``: an exporter that re-sends a batch
+sends the same ids, and the worker counts each once. ``ts`` is the span's end (when the
+call's usage was known), ``latency_ms`` its duration, ``success`` false when its status is
+ERROR.
+
+Cached parts: the conventions count ``gen_ai.usage.input_tokens`` with cached tokens
+included. Some instrumentations of Anthropic report only the uncached part there; when the
+cache read and creation counts exceed the input count, they are added to it (the only
+reading under which the numbers are consistent).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.common import check_event_time
+from schemas.messages import UsageEvent
+from streams.edge.otlp_decode import Span
+from streams.errors import UserError
+
+INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
+CACHE_WRITE = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+)
+REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
+MODEL = ("gen_ai.response.model", "gen_ai.request.model")
+PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
+
+
+@dataclass(frozen=True)
+class SpanMapping:
+    """Where each dimension of a usage event is read: attribute names, span first, then
+    resource; the first present wins. A missing tenant rejects the span; other missing
+    dimensions take the defaults."""
+
+    tenant_id: tuple[str, ...] = ("tokenledger.tenant_id", "tenant.id",
+                                  "traceloop.association.properties.tenant_id")  # fmt: skip
+    feature: tuple[str, ...] = ("tokenledger.feature", "feature",
+                                "traceloop.association.properties.feature")  # fmt: skip
+    route: tuple[str, ...] = ("tokenledger.route", "http.route")
+    prompt_version: tuple[str, ...] = ("tokenledger.prompt_version", "gen_ai.prompt.version")
+    user_scope: tuple[str, ...] = ("tokenledger.user_scope",)
+    environment: tuple[str, ...] = ("deployment.environment.name", "deployment.environment")
+    service: tuple[str, ...] = ("service.name",)
+    default_feature: str = "unattributed"
+    default_environment: str = "prod"
+
+    @classmethod
+    def from_file(cls, path: Path) -> SpanMapping:
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read the OTLP mapping {path}: {exc}") from None
+        known = {f.name for f in fields(cls)}
+        if not isinstance(doc, dict) or set(doc) - known:
+            raise UserError(f"{path}: the OTLP mapping is an object with keys among "
+                            f"{', '.join(sorted(known))}")  # fmt: skip
+        values: dict[str, Any] = {}
+        for name, value in doc.items():
+            if name.startswith("default_"):
+                if not isinstance(value, str) or not value:
+                    raise UserError(f"{path}: {name} is a non-empty string")
+                values[name] = value
+            elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+                values[name] = tuple(value)
+            else:
+                raise UserError(f"{path}: {name} is a non-empty list of attribute names")
+        return cls(**values)
+
+
+@dataclass
+class Outcome:
+    events: list[UsageEvent] = field(default_factory=list)
+    skipped: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # reason code -> count
+    messages: list[str] = field(default_factory=list)  # the first few, for the reply
+
+    def reject(self, code: str, message: str) -> None:
+        self.rejected[code] = self.rejected.get(code, 0) + 1
+        if len(self.messages) < 5:
+            self.messages.append(message)
+
+
+def _first(keys: tuple[str, ...], *scopes: Mapping[str, Any]) -> Any:
+    for scope in scopes:
+        for key in keys:
+            if key in scope:
+                return scope[key]
+    return None
+
+
+def _tokens(keys: tuple[str, ...], attrs: Mapping[str, Any]) -> int | str:
+    """A token count, or why it is not one."""
+    value = _first(keys, attrs)
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{keys[0]} is {value!r}, not a whole number"
+    if value < 0:
+        return f"{keys[0]} is negative ({value})"
+    return value
+
+
+def is_genai_usage(span: Span) -> bool:
+    return any(k in span.attributes for k in INPUT + OUTPUT)
+
+
+def to_usage(span: Span, mapping: SpanMapping, now: datetime) -> UsageEvent | tuple[str, str]:
+    """The usage event of a GenAI span, or (reason code, message) why it cannot be one."""
+    where = f"span {span.span_id.hex() or '?'} of trace {span.trace_id.hex() or '?'}"
+    if len(span.trace_id) != 16 or len(span.span_id) != 8:
+        return "bad_ids", f"{where}: trace id must be 16 bytes and span id 8"
+    counts: dict[str, int] = {}
+    for name, keys in (("input_tokens", INPUT), ("output_tokens", OUTPUT),
+                       ("cached_input_tokens", CACHE_READ), ("cache_write_tokens", CACHE_WRITE),
+                       ("reasoning_tokens", REASONING)):  # fmt: skip
+        value = _tokens(keys, span.attributes)
+        if isinstance(value, str):
+            return "bad_tokens", f"{where}: {value}"
+        counts[name] = value
+    cached = counts["cached_input_tokens"] + counts["cache_write_tokens"]
+    if cached > counts["input_tokens"]:
+        counts["input_tokens"] += cached
+    attrs, res = span.attributes, span.resource
+    tenant = _first(mapping.tenant_id, attrs, res)
+    if tenant is None:
+        return (
+            "no_tenant",
+            f"{where}: no tenant attribute (looked for {', '.join(mapping.tenant_id)})",
+        )
+    model, provider = _first(MODEL, attrs), _first(PROVIDER, attrs, res)
+    if model is None or provider is None:
+        return "no_model", f"{where}: needs gen_ai.request.model and gen_ai.provider.name"
+    start, end = span.start_ns, span.end_ns
+    event_id = f"otel-{span.trace_id.hex()}-{span.span_id.hex()}"
+    fields_ = {
+        "event_id": event_id, "request_id": event_id, "idempotency_key": event_id,
+        "ts": datetime.fromtimestamp(end / 1e9, UTC) if end else now,
+        "tenant_id": tenant, "service": _first(mapping.service, res, attrs) or "unknown_service",
+        "feature": _first(mapping.feature, attrs, res) or mapping.default_feature,
+        "route": _first(mapping.route, attrs, res) or "",
+        "prompt_version": _first(mapping.prompt_version, attrs, res) or "",
+        "user_scope": _first(mapping.user_scope, attrs, res) or "",
+        "environment": _first(mapping.environment, res, attrs) or mapping.default_environment,
+        "model": model, "provider": provider,
+        "latency_ms": max(0, (end - start) // 1_000_000) if start and end else 0,
+        "success": span.error is None, "error": span.error[:2048] if span.error else None,
+        **counts,
+    }  # fmt: skip
+    try:
+        event = UsageEvent.model_validate(fields_, strict=False)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        return "invalid_fields", f"{where}: {loc}: {first['msg']}"
+    too_far = check_event_time(event.ts, now)
+    if too_far is not None:
+        return "implausible_time", f"{where}: {too_far}"
+    return event

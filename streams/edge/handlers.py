@@ -1,0 +1,160 @@
+"""What each endpoint does, in HTTP terms, independent of the web framework.
+
+``Edge`` takes headers, query and body bytes and returns a ``Reply``; the Faust views in
+streams.edge.app adapt it. Producing goes through ``send`` (the app's producer): it returns
+once the broker acknowledged every record, or raises ``BrokerUnavailableError``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from streams.edge import checks, cloudevents_in, genai_spans, otlp_decode
+from streams.edge.bodies import HttpError, Limits, Reply, decoded, json_reply, media_type
+from streams.edge.keys import ApiKeys, Caller, presented_key
+from streams.edge.metrics import Metrics
+from tokenledger.budget_book import BudgetBook
+
+Record = tuple[str, bytes, bytes]  # (plain topic name, key, value)
+Send = Callable[[Sequence[Record]], Awaitable[None]]
+RETRY_AFTER_S = 5
+
+
+class BrokerUnavailableError(Exception):
+    """The broker did not acknowledge in time: nothing of the request counts as accepted."""
+
+
+@dataclass
+class Edge:
+    keys: ApiKeys
+    book: BudgetBook
+    send: Send
+    limits: Limits = field(default_factory=Limits)
+    mapping: genai_spans.SpanMapping = field(default_factory=genai_spans.SpanMapping)
+    authz_headers: checks.AuthzHeaders = field(default_factory=checks.AuthzHeaders)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    # -- callers -------------------------------------------------------------------------
+
+    def caller(self, headers: Mapping[str, str]) -> Caller:
+        caller = self.keys.caller(presented_key(headers))
+        if caller is None:
+            missing = presented_key(headers) is None
+            raise HttpError(401, "an API key is required: send 'Authorization: Bearer <key>'"
+                            if missing else "the API key is not known here; check it or ask "
+                            "for a new one", {"WWW-Authenticate": "Bearer"},
+                            reason="no_key" if missing else "unknown_key")  # fmt: skip
+        return caller
+
+    def refused(self, exc: HttpError) -> Reply:
+        self.metrics.requests.labels(exc.reason).inc()
+        return exc.reply()
+
+    async def _produce(self, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
+        try:
+            await self.send(records)
+        except BrokerUnavailableError as exc:
+            raise HttpError(503, f"Kafka did not acknowledge ({exc}); nothing was accepted, "
+                            f"send the request again in {RETRY_AFTER_S} s",
+                            {"Retry-After": str(RETRY_AFTER_S)}, reason="unavailable") from None  # fmt: skip
+        self.metrics.produce_seconds.observe(time.perf_counter() - started)
+
+    # -- POST /v1/events -----------------------------------------------------------------
+
+    async def events(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        try:
+            caller = self.caller(headers)
+            raw = decoded(body, headers.get("Content-Encoding"), self.limits.max_body_bytes)
+            items = cloudevents_in.events_of(media_type(headers), raw, self.limits)
+            results = [cloudevents_in.read_event(i, item, caller.may)
+                       for i, item in enumerate(items)]  # fmt: skip
+            accepted = [r for r in results if isinstance(r, cloudevents_in.Accepted)]
+            rejected = [r for r in results if isinstance(r, cloudevents_in.Rejected)]
+            if accepted:
+                await self._produce([(a.topic, a.key, a.value) for a in accepted])
+        except HttpError as exc:
+            return self.refused(exc)
+        for a in accepted:
+            self.metrics.accepted.labels(a.type).inc()
+        for r in rejected:
+            self.metrics.rejected.labels(r.code).inc()
+        status = 200 if accepted or not rejected else 400
+        return json_reply(status, {"accepted": len(accepted),
+                                   "rejected": [r.as_json() for r in rejected]})  # fmt: skip
+
+    # -- POST /v1/traces -----------------------------------------------------------------
+
+    async def traces(self, headers: Mapping[str, str], body: bytes) -> Reply:
+        kind = media_type(headers)
+        try:
+            caller = self.caller(headers)
+            raw = decoded(body, headers.get("Content-Encoding"), self.limits.max_body_bytes)
+            request = otlp_decode.decode(kind, raw)
+            total = otlp_decode.count(request)
+            if total > self.limits.max_spans:
+                raise HttpError(413, f"{total:,} spans in one request exceed the limit of "
+                                f"{self.limits.max_spans:,}; lower the exporter's batch size",
+                                reason="too_many_spans")  # fmt: skip
+            outcome = self._usage_of(request, caller)
+            if outcome.events:
+                await self._produce([("usage", e.tenant_id.encode(),
+                                      e.model_dump_json().encode()) for e in outcome.events])  # fmt: skip
+        except HttpError as exc:
+            return self.refused(exc)
+        self.metrics.accepted.labels("otlp.span").inc(len(outcome.events))
+        self.metrics.spans_skipped.inc(outcome.skipped)
+        for code, n in outcome.rejected.items():
+            self.metrics.rejected.labels(code).inc(n)
+        rejected = sum(outcome.rejected.values())
+        return otlp_decode.response(kind, rejected, "; ".join(outcome.messages))
+
+    def _usage_of(self, request: object, caller: Caller) -> genai_spans.Outcome:
+        outcome = genai_spans.Outcome()
+        now = datetime.now(UTC)
+        for span in otlp_decode.spans(request):  # type: ignore[arg-type]
+            if not genai_spans.is_genai_usage(span):
+                outcome.skipped += 1
+                continue
+            usage = genai_spans.to_usage(span, self.mapping, now)
+            if isinstance(usage, tuple):
+                outcome.reject(*usage)
+            elif not caller.may(usage.tenant_id):
+                outcome.reject("tenant_not_allowed", f"span {span.span_id.hex()}: this API key "
+                               f"may not write tenant {usage.tenant_id!r}")  # fmt: skip
+            else:
+                outcome.events.append(usage)
+        return outcome
+
+    # -- gateway questions ---------------------------------------------------------------
+
+    def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:
+        try:
+            caller = self.caller(headers)
+            question = checks.from_query(query)
+            self._may_ask(caller, question.tenant)
+        except HttpError as exc:
+            return self.refused(exc)
+        decision = checks.decide(self.book, question)
+        self.metrics.decisions.labels(decision.state).inc()
+        return checks.check_reply(decision)
+
+    def authz(self, headers: Mapping[str, str], deny_status: int) -> Reply:
+        try:
+            caller = self.caller(headers)
+            question = checks.from_headers(headers, self.authz_headers)
+            self._may_ask(caller, question.tenant)
+        except HttpError as exc:
+            return self.refused(exc)
+        decision = checks.decide(self.book, question)
+        self.metrics.decisions.labels(decision.state).inc()
+        return checks.authz_reply(decision, deny_status)
+
+    @staticmethod
+    def _may_ask(caller: Caller, tenant: str) -> None:
+        if not caller.may(tenant):
+            raise HttpError(403, f"this API key may not ask about tenant {tenant!r}",
+                            reason="tenant_not_allowed")  # fmt: skip
