@@ -7,7 +7,6 @@ messages say what to change.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ MIB = 1024 * 1024
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 5 * MIB
-    """Largest request body, after gzip is undone too (a small gzip can hide a huge body)."""
+    """Largest request body, counted uncompressed (a small gzip can hide a huge body)."""
     max_events: int = 1000
     """Most CloudEvents in one batch."""
     max_spans: int = 10_000
@@ -64,26 +63,6 @@ def check_length(headers: Mapping[str, str], limit: int) -> None:
     raw = headers.get("Content-Length")
     if raw is not None and raw.isdigit() and int(raw) > limit:
         raise too_large(f"the body ({int(raw):,} bytes)", limit)
-
-
-def decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """The body with its Content-Encoding (gzip or identity) undone, at most ``limit`` bytes."""
-    encoding = (encoding or "identity").strip().lower()
-    if encoding == "identity":
-        return body
-    if encoding != "gzip":
-        raise HttpError(415, f"Content-Encoding {encoding!r} is not supported; send gzip or "
-                        "no encoding", reason="bad_encoding")  # fmt: skip
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflate.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise HttpError(400, f"the body is not valid gzip ({exc})", reason="bad_gzip") from None
-    if len(out) > limit or inflate.unconsumed_tail:
-        raise too_large("the body, uncompressed,", limit)
-    if not inflate.eof:
-        raise HttpError(400, "the gzip body is truncated", reason="bad_gzip")
-    return out
 
 
 def media_type(headers: Mapping[str, str]) -> str:

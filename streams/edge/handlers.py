@@ -1,6 +1,8 @@
 """What each endpoint does, in HTTP terms, independent of the web framework.
 
-``Edge`` takes headers, query and body bytes and returns a ``Reply``; the Faust views in
+``Edge`` takes headers, query and body bytes (already inflated: aiohttp undoes gzip and
+deflate while the app reads the body, so the body limit bounds the uncompressed size) and
+returns a ``Reply``; the Faust views in
 streams.edge.app adapt it. Producing goes through ``send`` (the app's producer): it returns
 once the broker acknowledged every record, or raises ``BrokerUnavailableError``.
 """
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from streams.edge import checks, cloudevents_in, genai_spans, otlp_decode
-from streams.edge.bodies import HttpError, Limits, Reply, decoded, json_reply, media_type
+from streams.edge.bodies import HttpError, Limits, Reply, json_reply, media_type
 from streams.edge.keys import ApiKeys, Caller, presented_key
 from streams.edge.metrics import Metrics
 from tokenledger.budget_book import BudgetBook
@@ -68,8 +70,7 @@ class Edge:
     async def events(self, headers: Mapping[str, str], body: bytes) -> Reply:
         try:
             caller = self.caller(headers)
-            raw = decoded(body, headers.get("Content-Encoding"), self.limits.max_body_bytes)
-            items = cloudevents_in.events_of(media_type(headers), raw, self.limits)
+            items = cloudevents_in.events_of(media_type(headers), body, self.limits)
             results = [cloudevents_in.read_event(i, item, caller.may)
                        for i, item in enumerate(items)]  # fmt: skip
             accepted = [r for r in results if isinstance(r, cloudevents_in.Accepted)]
@@ -92,8 +93,7 @@ class Edge:
         kind = media_type(headers)
         try:
             caller = self.caller(headers)
-            raw = decoded(body, headers.get("Content-Encoding"), self.limits.max_body_bytes)
-            request = otlp_decode.decode(kind, raw)
+            request = otlp_decode.decode(kind, body)
             total = otlp_decode.count(request)
             if total > self.limits.max_spans:
                 raise HttpError(413, f"{total:,} spans in one request exceed the limit of "

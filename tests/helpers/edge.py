@@ -1,0 +1,93 @@
+"""The edge service for tests: `tokenledger serve` as a subprocess on a free 127.0.0.1 port
+with a key list of its own, ready when its /ready says so; HTTP through urllib."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.edge import keys
+from streams.local.broker import free_port
+from tests.helpers.waiting import wait_for
+
+TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Served:
+    url: str
+    key: str
+    """A key for every tenant."""
+    keys: dict[str, str]
+    """More keys, by service name."""
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def call(self, method: str, path: str, body: bytes | None = None,
+             headers: Mapping[str, str] | None = None, key: str | None = "default") -> Answer:  # fmt: skip
+        sent = dict(headers or {})
+        if key is not None:
+            sent["Authorization"] = f"Bearer {self.key if key == 'default' else key}"
+        request = urllib.request.Request(self.url + path, data=body, headers=sent, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:  # noqa: S310 - 127.0.0.1
+                return Answer(r.status, dict(r.headers), r.read())
+        except urllib.error.HTTPError as e:
+            return Answer(e.code, dict(e.headers), e.read())
+
+    def ready(self) -> bool:
+        assert self.proc.poll() is None, f"the edge exited; see {self.log}"
+        try:
+            return self.call("GET", "/ready", key=None).status == 200
+        except OSError:
+            return False
+
+
+def key_list(path: Path, grants: Mapping[str, list[str]]) -> dict[str, str]:
+    """Write a key list granting each service its tenants; the keys by service."""
+    made = {service: keys.new_key() for service in grants}
+    doc = {"keys": [keys.entry(s, grants[s], k) for s, k in made.items()]}
+    path.write_text(json.dumps(doc))
+    return made
+
+
+@contextmanager
+def served(env: Mapping[str, str], tmp: Path, *args: str,
+           grants: Mapping[str, list[str]] | None = None) -> Iterator[Served]:  # fmt: skip
+    made = key_list(tmp / "keys.json", {"all": ["*"], **(grants or {})})
+    port = free_port()
+    log = tmp / f"edge-{port}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen([TOKENLEDGER, "serve", "--port", str(port), "--keys",  # noqa: S603
+                                 str(tmp / "keys.json"), *args], env={**os.environ, **env},
+                                stdout=out, stderr=out)  # fmt: skip
+    edge = Served(f"http://127.0.0.1:{port}", made["all"], made, proc, log)
+    try:
+        wait_for(edge.ready, 60, f"the edge to be ready (log: {log})", interval=0.1)
+        yield edge
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
