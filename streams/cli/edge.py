@@ -23,6 +23,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if not 1 <= args.port <= 65535:
         raise UserError("--port must be 1..65535")
+    if not 0.1 <= args.produce_timeout <= 300:
+        raise UserError("--produce-timeout must be 0.1..300 seconds")
     if not 1 <= args.max_batch <= 100_000 or not 1 <= args.max_body_mib <= 1024:
         raise UserError("--max-batch must be 1..100000 and --max-body-mib 1..1024")
     keys = ApiKeys.load(os.environ, Path(args.keys) if args.keys else None)
@@ -33,6 +35,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         keys, host=args.host, port=args.port, mapping=mapping,
         limits=Limits(max_body_bytes=args.max_body_mib * MIB, max_events=args.max_batch),
         on_unavailable=args.on_unavailable, stale_after_s=args.stale_after,
+        produce_timeout_s=args.produce_timeout,
     )  # fmt: skip
     app, _ = edge_app.build(settings, config)
     log.info("edge serving on http://%s:%d for %d API key(s)", args.host, args.port, len(keys))
@@ -80,6 +83,9 @@ def register(add: Add) -> None:
                    help="checks before the signals are read or when they are stale (open)")  # fmt: skip
     p.add_argument("--stale-after", type=float, default=30.0,
                    help="seconds without the broker before checks are degraded (30)")  # fmt: skip
+    p.add_argument("--produce-timeout", type=float, default=10.0,
+                   help="seconds to wait for the broker's acknowledgement before answering "
+                   "503 (10)")  # fmt: skip
     k = add("edge-key", cmd_edge_key, "make an API key for the edge (prints the key once)")
     k.add_argument("--service", required=True, help="the calling service's name")
     k.add_argument("--tenant", action="append", required=True,

@@ -15,6 +15,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas import topics
+from streams.admin.topics import create_topics
+from streams.config import Settings
 from streams.edge import keys
 from streams.local.broker import free_port
 from tests.helpers.waiting import wait_for
@@ -60,6 +63,15 @@ class Served:
             return self.call("GET", "/ready", key=None).status == 200
         except OSError:
             return False
+
+
+def with_topics(settings: Settings, tmp: Path) -> dict[str, str]:
+    """Create every topic in ``settings``' namespace; the environment of an edge on them."""
+    specs = [topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs)
+             for t in topics.TOPICS]  # fmt: skip
+    create_topics(settings.kafka, specs, settings.partitions, 1)
+    return {"TOKENLEDGER_KAFKA": settings.kafka, "TOKENLEDGER_HOME": str(tmp),
+            "TOKENLEDGER_TOPIC_NAMESPACE": settings.topic_namespace}  # fmt: skip
 
 
 def key_list(path: Path, grants: Mapping[str, list[str]]) -> dict[str, str]:
