@@ -10,7 +10,7 @@ export TOKENLEDGER_HOME ?= $(CURDIR)/.tokenledger
 export TOKENLEDGER_CACHE ?= $(TOKENLEDGER_HOME)/cache
 export TIKTOKEN_CACHE_DIR ?= $(TOKENLEDGER_CACHE)/tiktoken
 
-.PHONY: help install setup demo browser test fuzz soak bench lint up down
+.PHONY: help install setup demo packages test fuzz soak bench lint up down
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,12 +29,14 @@ setup: install ## also fetch tiktoken ranks (sha256-verified) and the Kafka jars
 demo: setup ## run everything on a simulated day of traffic; writes .tokenledger/report.html
 	@$(TL) demo
 
-browser: ## Debian's chromium for the report's browser test (apt, as root or with sudo)
-	@command -v chromium >/dev/null || { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	  chromium >/dev/null; }
+PACKAGES := chromium nginx prometheus-alertmanager
+packages: ## Debian's chromium, nginx and Alertmanager for the tests (apt, as root or with sudo)
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  echo "installing$$missing with apt"; $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
-test: setup lint browser ## install everything, start a broker, run the whole suite
+test: setup lint packages ## install everything, start a broker, run the whole suite
 	@$(BIN)/python -m pytest
 
 fuzz: install ## the hostile-input suite with 20,000 examples per property (CI runs 150)

@@ -97,14 +97,14 @@ def genai_spans(provider: TracerProvider, end: datetime) -> list[dict[str, Any]]
 
 def expected_from(span: ReadableSpan) -> UsageEvent | None:
     """The usage event a span should count as, written out from its attributes."""
-    a = dict(span.attributes or {})
+    a: dict[str, Any] = dict(span.attributes or {})
     if "gen_ai.usage.input_tokens" not in a and "gen_ai.usage.prompt_tokens" not in a:
         return None
     read = int(a.get("gen_ai.usage.cache_read.input_tokens", 0))
     write = int(a.get("gen_ai.usage.cache_creation.input_tokens", 0))
     given = int(a.get("gen_ai.usage.input_tokens", a.get("gen_ai.usage.prompt_tokens", 0)))
     ctx = span.get_span_context()
-    assert span.end_time is not None
+    assert span.end_time is not None and ctx is not None
     return factories.usage(
         event_id=f"otel-{ctx.trace_id:032x}-{ctx.span_id:016x}",
         model=a.get("gen_ai.response.model", a["gen_ai.request.model"]),

@@ -66,7 +66,7 @@ def spans(*usages: dict[str, Any]) -> bytes:
         span.set_attributes({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
                              "tokenledger.tenant_id": "acme", **attrs})  # fmt: skip
         span.end()
-    return encode_spans(memory.get_finished_spans()).SerializeToString()  # type: ignore[no-any-return]
+    return encode_spans(memory.get_finished_spans()).SerializeToString()
 
 
 def produced(settings: Settings, expected: int) -> int:

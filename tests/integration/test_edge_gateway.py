@@ -1,0 +1,120 @@
+"""Budget checks for any gateway: `/v1/check` decides as a BudgetGuard does, and a real
+nginx with `auth_request` (the README's snippet) lets a tenant under budget through and
+refuses a blocked one with 429 and the reason, soon after the worker's block signal."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from schemas import topics
+from streams.admin import budgets as budget_admin
+from streams.config import Settings
+from tests.helpers import factories
+from tests.helpers.clock import midday_zone
+from tests.helpers.edge import served, with_topics
+from tests.helpers.kafka_io import assigned_reader, produce
+from tests.helpers.nginx import gateway, snippet_from_readme
+from tests.helpers.paths import ROOT
+from tests.helpers.settings import isolated
+from tests.helpers.waiting import wait_value
+from tests.helpers.workers import run_worker
+
+pytestmark = pytest.mark.integration
+FIGURES: dict[str, float] = {}
+
+
+def through(url: str, tenant: str) -> tuple[int, str, str]:
+    """A request through the gateway as ``tenant``: status, body, reason header."""
+    request = urllib.request.Request(url + "/chat", headers={"X-Tokenledger-Tenant": tenant})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read().decode(), r.headers.get("x-tokenledger-reason", "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), e.headers.get("x-tokenledger-reason", "")
+
+
+def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = isolated(kafka_bootstrap, 1)
+    env = with_topics(settings, tmp_path)
+    signal = factories.signal(tenant_id="acme", scope="tenant/acme", state="warn",
+                              spend_nusd=9 * 10**9, limit_nusd=10 * 10**9, threshold_pct=80,
+                              reason="80% of the daily budget", issued_at=datetime.now(UTC))  # fmt: skip
+    produce(settings.kafka, settings.topic(topics.SIGNALS),
+            [(b"tenant/acme", signal.model_dump_json().encode())])  # fmt: skip
+    with served(env, tmp_path, grants={"acme-only": ["acme"]}) as edge:
+        warn = edge.call("GET", "/v1/check?tenant=acme&feature=search").json()
+        assert (warn["allowed"], warn["state"], warn["scope"]) == (True, "warn", "tenant/acme")
+        over = edge.call("GET", "/v1/check?tenant=acme&est_cost_usd=1.000000001").json()
+        assert (over["allowed"], over["state"]) == (False, "block")
+        assert "would exceed the budget ($10.00 of $10.00)" in over["reason"]
+        fits = edge.call("GET", "/v1/check?tenant=acme&est_cost_usd=1").json()
+        assert fits["allowed"] is True
+        assert edge.call("GET", "/v1/check?tenant=globex").json()["state"] == "allow"
+        bad = edge.call("GET", "/v1/check?tenant=acme&est_cost_usd=lots")
+        assert (bad.status, bad.json()["error"].startswith("est_cost_usd 'lots'")) == (400, True)
+        assert edge.call("GET", "/v1/check").status == 400
+        other = edge.call("GET", "/v1/check?tenant=globex", key=edge.keys["acme-only"])
+        assert (other.status, "may not ask about tenant 'globex'" in other.json()["error"]) == (
+            403, True)  # fmt: skip
+        envoy = edge.call("GET", "/v1/authz", headers={"x-tokenledger-tenant": "acme",
+                                                       "x-tokenledger-est-cost-usd": "2"})  # fmt: skip
+        assert (envoy.status, envoy.headers["x-tokenledger-state"]) == (429, "block")
+        assert envoy.headers["x-tokenledger-reason"].startswith("estimated cost would exceed")
+
+
+def test_nginx_refuses_a_blocked_tenant_soon_after_the_block_signal(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings: Settings = isolated(kafka_bootstrap, 1)
+    env = with_topics(settings, tmp_path)
+    budget_admin.put(settings, budget_admin.make_budget("acme", None, "0.10", "day",
+                                                        midday_zone(), "50,80"))  # fmt: skip
+    with (
+        run_worker(settings, "edge-w1", heartbeat=timedelta(hours=1)),
+        served(env, tmp_path) as edge,
+        gateway(tmp_path, snippet_from_readme(ROOT / "README.md").replace(
+            "127.0.0.1:8787", edge.url.removeprefix("http://")).replace(
+            "TOKENLEDGER_GATEWAY_KEY", edge.key)) as nginx,
+    ):  # fmt: skip
+        assert through(nginx, "acme")[:2] == (200, "upstream ok\n")
+        assert through(nginx, "globex")[:2] == (200, "upstream ok\n")
+        now = datetime.now(UTC) - timedelta(seconds=5)
+        spend = [JSONFormat().write(CloudEvent(
+            {"type": "dev.tokenledger.usage.v1", "source": "tests", "id": f"u{i}"},
+            json.loads(factories.usage(tenant_id="acme", ts=now).model_dump_json())))
+            for i in range(12)]  # fmt: skip  # 12 x ~$0.0122 > $0.10
+        sent = edge.call("POST", "/v1/events", b"[" + b",".join(spend) + b"]",
+                         {"Content-Type": "application/cloudevents-batch+json"})  # fmt: skip
+        assert sent.json() == {"accepted": 12, "rejected": []}
+        status, body, reason = wait_value(lambda: through(nginx, "acme"),
+                                          lambda a: a[0] != 200, "nginx to refuse acme")  # fmt: skip
+        refused_at = time.time()
+        assert status == 429 and reason.startswith("budget exhausted"), (status, body, reason)
+        assert body == f"refused: {reason}\n"
+        assert through(nginx, "globex")[:2] == (200, "upstream ok\n")
+    block_ms = _block_signal_ms(settings)
+    FIGURES["block_to_refusal_s"] = refused_at - block_ms / 1000
+    print(f"\nnginx refused acme {FIGURES['block_to_refusal_s']:.3f}s after the block signal")
+
+
+def _block_signal_ms(settings: Settings) -> int:
+    """When the worker published acme's block signal (the record's timestamp)."""
+    reader = assigned_reader(settings.kafka, settings.topic(topics.SIGNALS))
+    try:
+        for _ in range(50):
+            for m in reader.consume(100, 0.2):
+                value = m.value() if m.error() is None else None
+                if value and json.loads(value)["state"] == "block":
+                    return int(m.timestamp()[1])
+    finally:
+        reader.close()
+    raise AssertionError("no block signal on the signals topic")
