@@ -10,7 +10,8 @@ through a ``SpanMapping`` (defaults below, or a JSON file: ``--otlp-mapping``).
 The event's ``event_id`` is ``otel-<trace id>-<span id>``: an exporter that re-sends a batch
 sends the same ids, and the worker counts each once. ``ts`` is the span's end (when the
 call's usage was known), ``latency_ms`` its duration, ``success`` false when its status is
-ERROR.
+ERROR. Feature, route, prompt version and user scope values are made into names (``/users/{id}``
+becomes ``users/_id_``); a tenant that is not a valid name rejects the span.
 
 Cached parts: the conventions count ``gen_ai.usage.input_tokens`` with cached tokens
 included. Some instrumentations of Anthropic report only the uncached part there; when the
@@ -21,6 +22,7 @@ reading under which the numbers are consistent).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ from schemas.messages import UsageEvent
 from streams.edge.otlp_decode import Span
 from streams.errors import UserError
 
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._:/@+\-]")
 INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
 OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
 CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
@@ -122,6 +125,14 @@ def _tokens(keys: tuple[str, ...], attrs: Mapping[str, Any]) -> int | str:
     return value
 
 
+def _name(value: Any) -> str:
+    """A dimension value as a name: characters a name cannot hold become ``_``, leading
+    punctuation goes (``/users/{id}`` -> ``users/_id_``); tenants are never rewritten."""
+    if value is None:
+        return ""
+    return _NOT_IN_NAME.sub("_", str(value)).lstrip("._:/@+-")[:128]
+
+
 def is_genai_usage(span: Span) -> bool:
     return any(k in span.attributes for k in INPUT + OUTPUT)
 
@@ -158,10 +169,10 @@ def to_usage(span: Span, mapping: SpanMapping, now: datetime) -> UsageEvent | tu
         "event_id": event_id, "request_id": event_id, "idempotency_key": event_id,
         "ts": datetime.fromtimestamp(end / 1e9, UTC) if end else now,
         "tenant_id": tenant, "service": _first(mapping.service, res, attrs) or "unknown_service",
-        "feature": _first(mapping.feature, attrs, res) or mapping.default_feature,
-        "route": _first(mapping.route, attrs, res) or "",
-        "prompt_version": _first(mapping.prompt_version, attrs, res) or "",
-        "user_scope": _first(mapping.user_scope, attrs, res) or "",
+        "feature": _name(_first(mapping.feature, attrs, res)) or mapping.default_feature,
+        "route": _name(_first(mapping.route, attrs, res)),
+        "prompt_version": _name(_first(mapping.prompt_version, attrs, res)),
+        "user_scope": _name(_first(mapping.user_scope, attrs, res)),
         "environment": _first(mapping.environment, res, attrs) or mapping.default_environment,
         "model": model, "provider": provider,
         "latency_ms": max(0, (end - start) // 1_000_000) if start and end else 0,
