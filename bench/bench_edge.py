@@ -61,7 +61,7 @@ def otlp_request(n: int) -> bytes:
                              "tokenledger.tenant_id": f"t{i % 20}",
                              "tokenledger.feature": "search"})  # fmt: skip
         span.end()
-    return encode_spans(memory.get_finished_spans()).SerializeToString()  # type: ignore[no-any-return]
+    return encode_spans(memory.get_finished_spans()).SerializeToString()
 
 
 async def throughput(url: str, bodies: list[bytes], headers: dict[str, str]) -> float:
