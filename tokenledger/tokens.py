@@ -119,6 +119,16 @@ def warm_up() -> None:
             _loader.start()
 
 
+def wait_loaded(timeout: float) -> bool:
+    """Start loading if needed and wait up to ``timeout`` seconds for it to finish: for a
+    service (or a test) that wants exact counts from its first call. True when every
+    encoding whose ranks are installed is loaded."""
+    warm_up()
+    assert _loader is not None
+    _loader.join(timeout)
+    return not _loader.is_alive()
+
+
 def estimate_tokens(text: str, model: str) -> int:
     """Tokens of ``text``: exact once the encoding is loaded, else the heuristic. Never
     blocks on loading, never raises."""

@@ -17,7 +17,7 @@ from streams.local.broker import LocalKafka
 from tests.helpers import factories
 from tests.helpers.kafka_io import consume_all
 from tests.helpers.waiting import wait_for
-from tokenledger import BudgetGuard, Ledger, TopicNames
+from tokenledger import BudgetGuard, Ledger, TopicNames, tokens
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +37,7 @@ def test_events_arrive_exactly_as_emitted(
                 spill_dir=tmp_path) as ledger:  # fmt: skip
         for e in sent_usage:
             ledger.emit(e)
+        assert tokens.wait_loaded(60)  # exact counts below, not the heuristic
         with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
                           provider="openai", route="rag", prompt_version="v3",
                           prompt=[{"role": "user", "content": "hello world"}],
