@@ -124,9 +124,10 @@ def wait_loaded(timeout: float) -> bool:
     service (or a test) that wants exact counts from its first call. True when every
     encoding whose ranks are installed is loaded."""
     warm_up()
-    assert _loader is not None
-    _loader.join(timeout)
-    return not _loader.is_alive()
+    loader = _loader
+    if loader is not None:
+        loader.join(timeout)
+    return loader is not None and not loader.is_alive()
 
 
 def estimate_tokens(text: str, model: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from streams.cli import commands, services
+from streams.cli import commands, edge, services
 from streams.config import Settings
 from tests.helpers.paths import ROOT
 
@@ -25,13 +25,19 @@ def host_ports(service: str) -> set[int]:
 def settings_env_names() -> set[str]:
     source = "".join(
         (ROOT / f).read_text()
-        for f in ("streams/config.py", "tokenledger/paths.py", "streams/alerts/receivers.py")
+        for f in (
+            "streams/config.py",
+            "tokenledger/paths.py",
+            "streams/alerts/receivers.py",
+            "streams/edge/keys.py",
+        )
     )
     return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
 
 
 def stage_commands() -> set[str]:
-    """The long-running stages of the flow: every command streams/cli/services.py registers."""
+    """The long-running stages of the flow: every command streams/cli/services.py registers,
+    and the edge's `serve`."""
     names: set[str] = set()
 
     def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -39,7 +45,8 @@ def stage_commands() -> set[str]:
         return argparse.ArgumentParser()
 
     services.register(add)
-    return names
+    edge.register(add)
+    return names - {"edge-key"}  # a one-off that makes a key, not a stage
 
 
 def test_compose_has_the_stack() -> None:
@@ -76,7 +83,7 @@ def _pinned_kafka() -> str:
 
 def test_app_services_read_only_known_settings() -> None:
     known = settings_env_names()
-    for name in ("init", "worker", "sink", "notifier"):
+    for name in ("init", "worker", "sink", "notifier", "edge"):
         env = SERVICES[name]["environment"]
         assert set(env) <= known, set(env) - known
         assert env["TOKENLEDGER_CLICKHOUSE"] == "http://clickhouse:8123"
@@ -90,7 +97,7 @@ def test_app_services_read_only_known_settings() -> None:
 def test_every_stage_of_the_flow_runs_in_compose() -> None:
     run = {service["command"][0] for service in SERVICES.values() if "command" in service}
     stages = stage_commands()
-    assert stages >= {"worker", "sink", "notify"}
+    assert stages >= {"worker", "sink", "notify", "serve"}
     assert stages - run == set(), "a stage of the flow has no docker-compose service"
 
 
@@ -103,6 +110,8 @@ def test_services_run_real_commands_and_dependencies_exist() -> None:
             assert dep in SERVICES
     assert SERVICES["notifier"]["profiles"] == ["alerts"]
     assert SERVICES["notifier"]["command"][0] in commands()
+    assert SERVICES["edge"]["profiles"] == ["edge"]
+    assert SERVICES["edge"]["command"][0] in commands()
 
 
 def test_volumes_are_declared_and_bind_mounts_exist() -> None:
