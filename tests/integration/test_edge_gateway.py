@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from confluent_kafka import Producer
 
 from schemas import topics
 from streams.admin import budgets as budget_admin
@@ -21,15 +22,17 @@ from streams.config import Settings
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.edge import served, with_topics
-from tests.helpers.kafka_io import assigned_reader, produce
+from tests.helpers.kafka_io import assigned_reader
 from tests.helpers.nginx import gateway, snippet_from_readme
 from tests.helpers.paths import ROOT
 from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_value
 from tests.helpers.workers import run_worker
+from tokenledger import signing
 
 pytestmark = pytest.mark.integration
 FIGURES: dict[str, float] = {}
+SIGNING_KEY = "k" * 40
 
 
 def through(url: str, tenant: str) -> tuple[int, str, str]:
@@ -44,13 +47,25 @@ def through(url: str, tenant: str) -> tuple[int, str, str]:
 
 def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = isolated(kafka_bootstrap, 1)
-    env = with_topics(settings, tmp_path)
-    signal = factories.signal(tenant_id="acme", scope="tenant/acme", state="warn",
+    env = {**with_topics(settings, tmp_path), "TOKENLEDGER_SIGNING_KEY": SIGNING_KEY}
+    topic = settings.topic(topics.SIGNALS)
+    issued = datetime.now(UTC).replace(microsecond=0)
+    signed = factories.signal(tenant_id="acme", scope="tenant/acme", state="warn",
                               spend_nusd=9 * 10**9, limit_nusd=10 * 10**9, threshold_pct=80,
-                              reason="80% of the daily budget", issued_at=datetime.now(UTC))  # fmt: skip
-    produce(settings.kafka, settings.topic(topics.SIGNALS),
-            [(b"tenant/acme", signal.model_dump_json().encode())])  # fmt: skip
+                              reason="80% of the daily budget", issued_at=issued)  # fmt: skip
+    forged = factories.signal(tenant_id="mallory", scope="tenant/mallory", state="block",
+                              issued_at=issued)  # fmt: skip
+    producer = Producer({"bootstrap.servers": settings.kafka})
+    for record_key, value, sign in ((b"tenant/acme", signed, True),
+                                    (b"tenant/mallory", forged, False)):  # fmt: skip
+        body = value.model_dump_json().encode()
+        headers = signing.headers_for(SIGNING_KEY.encode(), topic, record_key, body,
+                                      int(issued.timestamp() * 1000)) if sign else None  # fmt: skip
+        producer.produce(topic, body, record_key, headers=headers)
+    assert producer.flush(30) == 0
     with served(env, tmp_path, grants={"acme-only": ["acme"]}) as edge:
+        # the same rules as a guard: an unsigned block signal does not count
+        assert edge.call("GET", "/v1/check?tenant=mallory").json()["state"] == "allow"
         warn = edge.call("GET", "/v1/check?tenant=acme&feature=search").json()
         assert (warn["allowed"], warn["state"], warn["scope"]) == (True, "warn", "tenant/acme")
         over = edge.call("GET", "/v1/check?tenant=acme&est_cost_usd=1.000000001").json()
