@@ -9,7 +9,8 @@ from streams.worker.state import State
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
-KEEP_MINUTES = 90
+KEEP_MINUTES = 130
+"""model_mix widens its window to 60 minutes and compares with the hour before it."""
 COST, EVENTS, TOP1, TOP2, AUX1, AUX2 = range(6)
 """Bucket fields (TOP1/TOP2: the two largest calls). AUX1/AUX2: t= duplicate generations/-; tf= violating calls/input tokens;
 tr= priced calls/sum of price levels (permille of the reference model)."""

@@ -47,6 +47,8 @@ class DetectorConfig:
     burn_min_spent_pct: int = 5
     burn_fire_pct: int = 110
     """budget_burn fires at a forecast of this share of the limit, resolves below 100%."""
+    level_half_life_minutes: int = 1440
+    """model_mix's long memory: a route's price level decays with this half-life."""
     resolve_after: int = 5
     cooldown_minutes: int = 30
     max_catch_up_minutes: int = 180
@@ -63,6 +65,8 @@ class Observation:
     summary: Callable[[], str] = field(default=lambda: "", repr=False)
     """Built only for an alert (formatting every evaluation's text would cost more than the
     evaluation)."""
+    evidence: int = 0
+    """Calls the judgement rests on (where the detector counts them)."""
 
 
 def _median(values: list[int]) -> int:
@@ -179,21 +183,43 @@ class Detectors:
         return (observed >= self.cfg.violation_share_pct * 10
                 and observed >= self.cfg.violation_ratio * max(expected, 1))  # fmt: skip
 
-    def model_mix(self, scope: str, minute: int) -> Observation | None:
-        short, start, end = self._short(scope, minute)
-        if short[AUX1] == 0:
-            return Observation(0, 0, "permille", False, start, end)
-        observed = short[AUX2] // short[AUX1]
-        if short[AUX1] < self.cfg.mix_min_events:
-            return Observation(observed, 0, "permille", False, start, end)
+    def model_mix(self, scope: str, minute: int,
+                  level: tuple[float, float] | None = None) -> Observation | None:  # fmt: skip
+        """Mean price level (permille of the route's reference model on the same tokens) of
+        the priced calls in the short window, widened (5 -> 15 -> 30 -> 60 minutes) until it
+        holds ``mix_min_events`` calls, against the lower of the hour before the window and
+        the route's day-long ``level`` (so a switch that has lasted an hour is still measured
+        against what came before it). None: no priced call in the widest window, no
+        evidence either way."""
+        unit = "permille"
+        for minutes in self.mix_windows:
+            short, start, end = self._short(scope, minute, minutes)
+            if short[AUX1] >= self.cfg.mix_min_events:
+                break
+        calls = short[AUX1]
+        if calls == 0:
+            return None
+        observed = short[AUX2] // calls
+        expectations = []
         base = self._base(scope, start)
-        expected = base[AUX2] // base[AUX1] if base[AUX1] else 0
-        volume_ok = base[AUX1] >= self.cfg.mix_min_events
-        where, _, _ = human_scope(scope)
-        summary = lambda: (f"models on {where} cost {observed / 1000:.2f}x the route's reference model "
-                   f"in the {self.cfg.short_minutes} minutes to {_minute_label(end)} UTC, "
-                   f"against {expected / 1000:.2f}x in the hour before")  # fmt: skip
-        return Observation(observed, expected, "permille", volume_ok, start, end, summary)
+        if base[AUX1] >= self.cfg.mix_min_events:
+            expectations.append((base[AUX2] // base[AUX1], "in the hour before"))
+        if level is not None and level[1] >= self.cfg.mix_min_events:
+            expectations.append((int(level[0]), "over the last day"))
+        if calls < self.cfg.mix_min_events or not expectations:
+            return Observation(observed, 0, unit, False, start, end, evidence=calls)
+        expected, when = min(expectations)
+        spent, where = short[COST], human_scope(scope)[0]
+        summary = lambda: (f"models on {where} cost {observed / 1000:.2f}x the route's "
+                   f"reference model over the {minutes} minutes to {_minute_label(end)} UTC "
+                   f"({calls} priced calls, {format_usd(spent)}), against "
+                   f"{expected / 1000:.2f}x {when}")  # fmt: skip
+        return Observation(observed, expected, unit, True, start, end, summary, evidence=calls)
+
+    @property
+    def mix_windows(self) -> tuple[int, ...]:
+        short = self.cfg.short_minutes
+        return (short, 3 * short, 6 * short, 12 * short)
 
     def mix_is_anomalous(self, observed: int, expected: int) -> bool:
         return expected > 0 and observed >= self.cfg.mix_ratio * expected

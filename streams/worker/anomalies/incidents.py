@@ -89,6 +89,8 @@ class Incidents:
             return [self._alert(detector, scope, incident, obs, "firing")]
         if fire_only:
             return []
+        if obs is None and detector != "budget_burn":
+            return []  # no evidence either way (an idle route): the incident holds
         if detector == "budget_burn":  # against the current limit, once the window has data
             bad = obs is not None and obs.volume_ok and obs.observed >= obs.expected
         else:  # against the expectation frozen when it fired

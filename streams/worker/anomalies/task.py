@@ -10,13 +10,17 @@ from datetime import UTC, datetime
 from schemas.messages import Alert, EnrichedUsage, budget_scope
 from streams.records import Output
 from streams.worker.anomalies.buckets import (
+    AUX1,
+    AUX2,
+    DAY_MS,
     KEEP_MINUTES,
     MINUTE_MS,
     Buckets,
     feature_first,
 )
-from streams.worker.anomalies.detectors import DetectorConfig, Detectors
+from streams.worker.anomalies.detectors import DetectorConfig, Detectors, Observation
 from streams.worker.anomalies.incidents import Incidents
+from streams.worker.anomalies.levels import Levels
 from streams.worker.budgets import BudgetTracker, budget_window
 from streams.worker.state import State
 from streams.worker.windows import SpendWindows
@@ -42,6 +46,10 @@ class AnomalyTask:
         self.topic = alerts_topic
         self.evaluated_to = int(state.get("a:e") or 0)
         self.incidents = Incidents(state, self.cfg, self._is_anomalous)
+        self.levels = Levels(state, self.cfg.level_half_life_minutes)
+        self._day = -1
+        self._seen: set[str] = set()
+        self._judged: set[str] = set()
         self._touched: set[str] = set()
         self.counters: Counter[str] = Counter()
 
@@ -60,9 +68,9 @@ class AnomalyTask:
         add(tf, minute, cost, 1 if event.token_budget_violations else 0, event.input_tokens)
         counterfactual = event.counterfactual_cost_nusd
         if event.cache == "none" and event.list_cost_nusd is not None and counterfactual:
-            add(tr, minute, 0, 1, event.list_cost_nusd * 1000 // counterfactual)
+            add(tr, minute, cost, 1, event.list_cost_nusd * 1000 // counterfactual)
         else:
-            add(tr, minute, 0)
+            add(tr, minute, cost)
         self._touched.add(t)
         self._touched.add(tf)
 
@@ -97,6 +105,7 @@ class AnomalyTask:
         self._touched.clear()
         self.buckets.flush()
         self.buckets.expire(closed_to - KEEP_MINUTES * MINUTE_MS)
+        self.levels.expire(closed_to - 7 * DAY_MS)
         self.counters.update(f"alert.{a.status}" for a in alerts)
         return [Output(self.topic, a.fingerprint.encode(), a.model_dump_json().encode())
                 for a in alerts]  # fmt: skip
@@ -121,12 +130,28 @@ class AnomalyTask:
                 obs = d.share(scope, minute, self.cfg.violation_share_pct, "over a token budget")
                 out.extend(self.incidents.step("context_growth", scope, obs, minute))
             elif kind == "tr":
-                out.extend(
-                    self.incidents.step("model_mix", scope, d.model_mix(scope, minute), minute)
-                )
+                obs = d.model_mix(scope, minute, self.levels.level(scope, minute))
+                out.extend(self.incidents.step("model_mix", scope, obs, minute))
+                self._note_evidence(scope, minute, obs)
+                entry = self.buckets.get(scope, minute)
+                if entry is not None:
+                    self.levels.add(scope, minute, entry[AUX1], entry[AUX2])
         if self.budgets is not None:
             out.extend(self._evaluate_budgets(minute, scopes))
         return out
+
+    def _note_evidence(self, scope: str, minute: int, obs: Observation | None) -> None:
+        """Count, per UTC day, the routes with priced calls that never had evidence enough
+        for model_mix to judge (``anomalies.unjudged_route_days``): silence is not health."""
+        day = minute // DAY_MS
+        if day != self._day:
+            if self._day >= 0:
+                self.counters["anomalies.unjudged_route_days"] += len(self._seen - self._judged)
+            self._day, self._seen, self._judged = day, set(), set()
+        if obs is not None:
+            self._seen.add(scope)
+            if obs.volume_ok:
+                self._judged.add(scope)
 
     def _evaluate_budgets(self, minute: int, scopes: set[str]) -> Iterable[Alert]:
         if self.budgets is None:
