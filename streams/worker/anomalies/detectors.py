@@ -33,6 +33,10 @@ DETECTORS = ("spend_rate", "retry_storm", "model_mix", "context_growth", "budget
 class DetectorConfig:
     spend_ratio: float = 4.0
     spend_min_excess_nusd: int = 200_000_000
+    """An excess this large over two minutes fires at once."""
+    spend_small_excess_nusd: int = 50_000_000
+    """A smaller excess, down to this, fires once it has held spend_sustain_minutes."""
+    spend_sustain_minutes: int = 3
     spend_min_events: int = 10
     short_minutes: int = 5
     baseline_minutes: int = 60
@@ -108,31 +112,50 @@ class Detectors:
 
     def spend_is_anomalous(self, observed: int, expected: int) -> bool:
         return (observed >= self.cfg.spend_ratio * expected
-                and observed - expected >= self.cfg.spend_min_excess_nusd)  # fmt: skip
+                and observed - expected >= self.cfg.spend_small_excess_nusd)  # fmt: skip
 
-    def spend_rate(self, scope: str, minute: int) -> Observation | None:
-        """Spend in the two minutes ending with ``minute`` (which may still be open) without
-        its two largest calls (a pasted book is not a runaway), against twice the expected
-        minute."""
-        start, end = minute - MINUTE_MS, minute + MINUTE_MS
+    def _spend(self, scope: str, minute: int) -> tuple[int, int, int, int]:
+        """(observed, spent, events, tops) over the two minutes ending with ``minute``."""
         events = spent = 0
         tops: list[int] = []
-        for m in (start, minute):
+        for m in (minute - MINUTE_MS, minute):
             entry = self.b.get(scope, m)
             if entry is not None:
                 spent += entry[COST]
                 events += entry[EVENTS]
                 tops += entry[TOP1:TOP2 + 1]  # fmt: skip
-        observed = spent - sum(sorted(tops)[-2:])
-        if observed < self.cfg.spend_min_excess_nusd:  # cheap exit: cannot fire
-            return Observation(observed, 0, SPEND_UNIT, False, start, end)
+        return spent - sum(sorted(tops)[-2:]), spent, events, len(tops)
+
+    def _spend_anomalous_at(self, scope: str, minute: int) -> bool:
+        observed, _, events, _ = self._spend(scope, minute)
+        if observed < self.cfg.spend_small_excess_nusd or events < self.cfg.spend_min_events:
+            return False
+        per_minute, history = self.spend_expected(scope, minute)
+        return history and self.spend_is_anomalous(observed, 2 * per_minute)
+
+    def spend_rate(self, scope: str, minute: int) -> Observation | None:
+        """Spend in the two minutes ending with ``minute`` (which may still be open) without
+        its two largest calls (a pasted book is not a runaway), against twice the expected
+        minute. An excess of ``spend_min_excess_nusd`` fires at once; a smaller one (down to
+        ``spend_small_excess_nusd``: a small tenant's runaway) only when it has held for
+        ``spend_sustain_minutes`` evaluations in a row (a loop lasts, a burst does not)."""
+        start, end = minute - MINUTE_MS, minute + MINUTE_MS
+        observed, spent, events, _ = self._spend(scope, minute)
+        if observed < self.cfg.spend_small_excess_nusd:  # cheap exit: cannot fire
+            return Observation(observed, 0, SPEND_UNIT, False, start, end, evidence=events)
         per_minute, history = self.spend_expected(scope, minute)
         expected = 2 * per_minute
         volume_ok = history and events >= self.cfg.spend_min_events
+        if (volume_ok and self.spend_is_anomalous(observed, expected)
+                and observed - expected < self.cfg.spend_min_excess_nusd):  # fmt: skip
+            volume_ok = all(self._spend_anomalous_at(scope, minute - k * MINUTE_MS)
+                            for k in range(1, self.cfg.spend_sustain_minutes))  # fmt: skip
         where, _, _ = human_scope(scope)
         summary = lambda: (f"{where} spent {format_usd(spent)} in the 2 minutes to "
-                   f"{_minute_label(end)} UTC, about {format_usd(expected)} expected")  # fmt: skip
-        return Observation(observed, expected, SPEND_UNIT, volume_ok, start, end, summary)
+                   f"{_minute_label(end)} UTC ({events} calls), about {format_usd(expected)} "
+                   "expected")  # fmt: skip
+        return Observation(observed, expected, SPEND_UNIT, volume_ok, start, end, summary,
+                           evidence=events)  # fmt: skip
 
     # -- share detectors -----------------------------------------------------------------
 
