@@ -1,6 +1,9 @@
-"""Detector quality on labeled synthetic traffic: precision, recall, time to detect.
+"""Detector quality on labeled synthetic traffic: precision, recall, time to detect, on two
+generators: the demo's (streams/demo/scenario.py, the traffic the detectors were built on)
+and a holdout written apart from it for evaluation only (tests/helpers/holdout.py, figures
+under ``anomalies.holdout.*``).
 
-16 tenants (2,000 to 20,000 requests a day, business-hour peaks in different places) over
+Demo generator: 16 tenants (2,000 to 20,000 requests a day, business-hour peaks in different places) over
 three simulated days, two incidents of each kind from the second day on, daily budgets at
 twice each tenant's typical day. The worker's processors run offline (streams/demo/offline.py)
 with the processing clock one second behind event time, in batches of at most five seconds.
@@ -13,9 +16,12 @@ import time
 
 from bench import Figure
 from schemas.messages import Budget
-from schemas.price_book import load_price_book
+from schemas.price_book import PriceBook, load_price_book
 from streams.demo.offline import OfflineWorker
 from streams.demo.scenario import default_scenario, mean_request_cost_nusd, usage_events
+from tests.helpers import holdout
+from tests.helpers.holdout_scoring import budgets as holdout_budgets
+from tests.helpers.holdout_scoring import score as holdout_score
 from tests.helpers.scoring import score
 
 
@@ -55,4 +61,30 @@ def run() -> list[Figure]:
     for kind, k in s.kinds.items():
         if k.detect_s and kind != "runaway":
             figures.append(Figure(f"anomalies.{kind}_detect_s", max(k.detect_s), "s", "worst"))
+    return figures + run_holdout(prices)
+
+
+def run_holdout(prices: PriceBook) -> list[Figure]:
+    h = holdout.holdout()
+    events = list(holdout.events(h))
+    result = OfflineWorker(prices=prices, budgets=holdout_budgets(h, events, prices)).feed(events)
+    s = holdout_score(h, result.alerts)
+    print(f"  holdout: {len(events):,} events, {s.incidents} incidents, "
+          f"{sum(x.trap for x in h.labels)} traps, {s.tenant_days} scored tenant-days",
+          file=sys.stderr)  # fmt: skip
+    for label in s.missed:
+        print(f"  holdout missed: {label.kind} on {label.tenant_id}", file=sys.stderr)
+    for alert in s.false_alerts:
+        print(f"  holdout false alert: {alert.issued_at:%Y-%m-%d %H:%M} {alert.detector} "
+              f"{alert.summary}", file=sys.stderr)  # fmt: skip
+    figures = [
+        Figure("anomalies.holdout.recall", s.recall, "ratio", "labeled incidents detected"),
+        Figure("anomalies.holdout.precision", s.precision, "ratio",
+               "firing alerts true of an incident"),
+        Figure("anomalies.holdout.false_alerts_per_tenant_day", s.false_alerts_per_tenant_day,
+               "alerts", f"{len(s.false_alerts)} over {s.tenant_days} tenant-days, traps included"),
+    ]  # fmt: skip
+    for kind, seconds in sorted(s.detect_s.items()):
+        figures.append(Figure(f"anomalies.holdout.{kind}_detect_s", max(seconds), "s",
+                              f"worst of {len(seconds)} (event time)"))  # fmt: skip
     return figures

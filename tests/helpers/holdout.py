@@ -249,8 +249,7 @@ def _tenant_events(
         calls.extend(_extra_calls(h, maker, labels, tenant, minute))
         for ts, event in sorted(calls, key=lambda c: c[0]):
             yield ts, event
-            for retry in _retries(maker, labels, event, ts):
-                yield retry
+            yield from _retries(maker, labels, event, ts)
 
 
 def _active(labels: list[Label], kind: str, at: datetime) -> bool:

@@ -17,6 +17,9 @@ from streams.worker.anomalies.detectors import Detectors
 from streams.worker.anomalies.incidents import fingerprint
 from streams.worker.state import ChangelogState
 from streams.worker.windows import SpendWindows
+from tests.helpers import holdout
+from tests.helpers.holdout_scoring import budgets as holdout_budgets
+from tests.helpers.holdout_scoring import score as holdout_score
 from tests.helpers.scoring import DETECTOR_OF, score
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
@@ -210,3 +213,20 @@ def test_a_restored_task_continues_the_incident_without_firing_again() -> None:
     assert [a.status for a in fired] == ["firing"]
     assert [a.status for a in later] == ["resolved"]
     assert later[0].fingerprint == fired[0].fingerprint
+
+
+def test_the_holdout_traffic_is_caught_and_its_traps_stay_quiet() -> None:
+    """The second, independent generator: every labeled incident detected by its detector on
+    its scope, no alert on the traps or anywhere else, a low-volume model switch within 30
+    minutes of event time."""
+    h = holdout.holdout()
+    events = list(holdout.events(h))
+    prices = load_price_book()
+    run = OfflineWorker(prices=prices, budgets=holdout_budgets(h, events, prices)).feed(events)
+    result = holdout_score(h, run.alerts)
+    assert [(x.kind, x.tenant_id) for x in result.missed] == []
+    assert [(a.detector, a.scope, a.summary) for a in result.false_alerts] == []
+    assert max(result.detect_s["model_switch"]) <= 30 * 60
+    model_mix = [a for a in run.alerts if a.detector == "model_mix" and a.status == "firing"]
+    assert sorted(a.scope for a in model_mix) == ["tenant/fjord/route/classify",
+                                                  "tenant/quill/route/classify"]  # fmt: skip
