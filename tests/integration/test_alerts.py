@@ -3,6 +3,7 @@ when its partition moves to another worker mid-incident."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ import pytest
 from schemas import topics
 from schemas.messages import Alert
 from streams.demo.scenario import Incident, Scenario, Tenant, usage_events
+from tests.helpers import factories
 from tests.helpers.kafka_io import produce, read_committed, wait_visible
 from tests.helpers.workers import Workers
 
@@ -80,3 +82,34 @@ def test_a_runaway_is_one_incident_across_a_worker_handover(workers: Workers) ->
     resolved = next(a for a in alerts if a.status == "resolved")
     assert resolved.ends_at is not None and resolved.ends_at > runaway.end
     assert fired[0].starts_at <= runaway.start + timedelta(minutes=2)
+
+
+def test_a_model_switch_on_a_route_with_a_call_a_minute_is_one_model_mix_alert(
+    workers: Workers,
+) -> None:
+    """Two hours of one call a minute on a small model, then the route moves to a model 20x
+    its price for 45 minutes: one firing model_mix alert for that route, nothing else."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = now - timedelta(minutes=170)
+    events = []
+    for i in range(165):
+        model = "gpt-4.1-nano" if i < 120 else "gpt-4.1"
+        e = factories.usage(tenant_id="tagger", feature="tagging", route="classify",
+                            model=model, provider="openai", input_tokens=450,
+                            output_tokens=12, cached_input_tokens=0, reasoning_tokens=0,
+                            ts=start + timedelta(minutes=i, seconds=17),
+                            request_id=f"r{i}", idempotency_key=f"k{i}")  # fmt: skip
+        events.append((e.ts, json.loads(e.model_dump_json())))
+    proc = workers.start("mix", max_batch=20)
+    workers.wait_topics()
+    produce(workers.bootstrap, workers.topic(topics.USAGE), _records(events))
+    wait_visible(workers.bootstrap, workers.topic(topics.USAGE_ENRICHED), len(events), timeout=120)
+    alerts = _alerts(workers, 1)
+    assert [(a.detector, a.status, a.scope) for a in alerts] == [
+        ("model_mix", "firing", "tenant/tagger/route/classify")]  # fmt: skip
+    fired = alerts[0]
+    switched = start + timedelta(minutes=120)
+    assert switched < fired.evidence.window_end <= switched + timedelta(minutes=30)
+    assert "priced calls" in fired.summary, fired.summary
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0
