@@ -105,6 +105,8 @@ def format_evidence(value: int, unit: str) -> str:
         per = unit.partition("/")[2]
         period = {"2min": "per 2 min", "min": "per min", "window": "in the window"}.get(per, per)
         return f"{format_usd(value)} {period}".rstrip()
+    if unit == "x1000_reference":
+        return f"{value / 1000:.2f}x the reference model"
     if unit == "permille":
         return f"{value / 10:.1f}%"
     return f"{value:,} {unit}".rstrip()

@@ -4,6 +4,12 @@ At least once: an alert's offset is committed only after every receiver took it 
 its retries, the failure went to the DLQ (reason ``delivery_failed``, the receiver's error,
 the alert's bytes). PagerDuty and Alertmanager deduplicate by fingerprint, so a redelivery
 after a crash does not page twice. Unreadable alerts go to the DLQ with their reason.
+
+Alertmanager forgets an alert that is not re-sent (at its ``endsAt``, or ``resolve_timeout``
+without one). As Prometheus does, the notifier re-sends every firing alert to Alertmanager
+receivers every ``resend_s`` (60 s) with ``endsAt`` ``HOLD`` intervals ahead, until the
+alert resolves; the resolve carries the resolve time. Which alerts are firing is rebuilt
+from the alerts topic when the notifier starts, so a restart keeps them up.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas import topics
@@ -26,6 +32,8 @@ from tokenledger.kafka_config import client_config, committed_reader
 log = logging.getLogger(__name__)
 GROUP = "tokenledger-notifier"
 COMPONENT = "notifier"
+HOLD = 4
+"""A firing alert's endsAt is this many re-send intervals ahead (Prometheus uses 4)."""
 
 
 class Notifier:
@@ -39,6 +47,7 @@ class Notifier:
         timeout_s: float = 10.0,
         send: Send = http_send,
         sleep: Callable[[float], None] | None = None,
+        resend_s: float = 60.0,
     ) -> None:
         if not receivers:
             raise UserError(
@@ -47,6 +56,8 @@ class Notifier:
             )
         if retries < 1:
             raise UserError("--retries must be at least 1")
+        if not 0.1 <= resend_s <= 3600:
+            raise UserError("--resend-interval must be 0.1 to 3600 seconds")
         self.settings = settings
         self.receivers = receivers
         self.retries = retries
@@ -58,6 +69,9 @@ class Notifier:
         self.topic = settings.topic(topics.ALERTS)
         self.dlq_topic = settings.topic(topics.DLQ)
         self.counters: Counter[str] = Counter()
+        self.resend_s = resend_s
+        self.firing: dict[str, Alert] = {}
+        """Firing alerts by fingerprint: what Alertmanager receivers get again and again."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -81,10 +95,15 @@ class Notifier:
             nonlocal last_message
             last_message = time.monotonic()
 
+        self.restore()
+        next_resend = time.monotonic() + self.resend_s
         consumer.subscribe([self.topic], on_assign=on_assign)
         try:
             while not self._stop.is_set():
-                m = consumer.poll(0.2)
+                if time.monotonic() >= next_resend:
+                    self.resend(datetime.now(UTC))
+                    next_resend = time.monotonic() + self.resend_s
+                m = consumer.poll(min(0.2, self.resend_s))
                 if m is None:
                     if idle_stop_s is not None and time.monotonic() - last_message > idle_stop_s:
                         break
@@ -109,10 +128,12 @@ class Notifier:
             self.counters[f"dlq.{alert.reason}"] += 1
             self._dead_letter(producer, alert, topic, partition, offset, key, value, now)
             return []
+        self._track(alert)
         results = []
         for receiver in self.receivers:
             result = deliver(receiver, alert, retries=self.retries, backoff_s=self.backoff_s,
-                             timeout_s=self.timeout_s, send=self.send, sleep=self.sleep)  # fmt: skip
+                             timeout_s=self.timeout_s, send=self.send, sleep=self.sleep,
+                             valid_until=self._valid_until(now))  # fmt: skip
             results.append(result)
             if result.ok:
                 self.counters[f"delivered.{receiver.name}"] += 1
@@ -125,6 +146,56 @@ class Notifier:
             rejection = Rejection("delivery_failed", f"receiver {receiver.name}: {result.error}")
             self._dead_letter(producer, rejection, topic, partition, offset, key, value, now)
         return results
+
+    # -- keeping firing alerts up ----------------------------------------------------------
+
+    def _track(self, alert: Alert) -> None:
+        if alert.status == "firing":
+            self.firing[alert.fingerprint] = alert
+        else:
+            self.firing.pop(alert.fingerprint, None)
+
+    def _valid_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=HOLD * self.resend_s)
+
+    def restore(self) -> int:
+        """Rebuild which alerts are firing from the alerts topic (its start to its end now);
+        the number firing."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        reader = Consumer(client_config(self.settings.kafka, {
+            "group.id": f"{self.settings.topic(GROUP)}-restore", "enable.auto.commit": False,
+            "isolation.level": "read_committed", "enable.partition.eof": True}))  # fmt: skip
+        try:
+            meta = reader.list_topics(self.topic, timeout=10).topics.get(self.topic)
+            partitions = sorted(meta.partitions) if meta is not None and meta.partitions else []
+            reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
+            at_end: set[int] = set()
+            while len(at_end) < len(partitions):
+                for m in reader.consume(500, 1.0):
+                    if m.error() is not None:
+                        at_end.add(m.partition() or 0)
+                        continue
+                    alert = parse_message(m.value(), Alert)
+                    if not isinstance(alert, Rejection):
+                        self._track(alert)
+        finally:
+            reader.close()
+        if self.firing:
+            log.info("%d alert(s) firing, kept up at Alertmanager", len(self.firing))
+        return len(self.firing)
+
+    def resend(self, now: datetime) -> None:
+        """Every firing alert, again, to each Alertmanager receiver (one attempt each: the
+        next round is the retry)."""
+        for receiver in self.receivers:
+            if receiver.kind != "alertmanager":
+                continue
+            for alert in list(self.firing.values()):
+                result = deliver(receiver, alert, retries=1, timeout_s=self.timeout_s,
+                                 send=self.send, valid_until=self._valid_until(now))  # fmt: skip
+                self.counters[f"resent.{receiver.name}" if result.ok else
+                              f"resend_failed.{receiver.name}"] += 1  # fmt: skip
 
     def _dead_letter(self, producer: Any, rejection: Rejection, topic: str, partition: int,
                      offset: int, key: bytes | None, value: bytes | None,

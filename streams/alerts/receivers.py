@@ -29,9 +29,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from schemas.common import format_evidence
 from schemas.messages import Alert
 from streams.errors import UserError
 
@@ -95,8 +97,16 @@ def _iso(value: Any) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def evidence_text(alert: Alert) -> dict[str, str]:
+    """The evidence for people: dollars for money units, percentages for shares."""
+    ev = alert.evidence
+    return {"observed": format_evidence(ev.observed, ev.unit),
+            "expected": format_evidence(ev.expected, ev.unit)}  # fmt: skip
+
+
 def webhook_payload(alert: Alert) -> Any:
-    return alert.model_dump(mode="json")
+    """The alert as the contract has it (exact integers), with ``evidence_text`` beside."""
+    return {**alert.model_dump(mode="json"), "evidence_text": evidence_text(alert)}
 
 
 _SLACK_ICON = {
@@ -109,9 +119,9 @@ _SLACK_ICON = {
 def slack_payload(alert: Alert) -> Any:
     icon = ":white_check_mark:" if alert.status == "resolved" else _SLACK_ICON[alert.severity]
     title = f"{icon} [{alert.status.upper()}] {alert.detector} on {alert.scope}"
-    ev = alert.evidence
+    ev, text = alert.evidence, evidence_text(alert)
     context = (
-        f"observed {ev.observed} vs expected {ev.expected} ({ev.unit}), "
+        f"observed {text['observed']} vs expected {text['expected']}, "
         f"window {_iso(ev.window_start)} to {_iso(ev.window_end)}; fingerprint `{alert.fingerprint}`"
     )
     return {
@@ -147,6 +157,8 @@ def pagerduty_payload(alert: Alert, routing_key: str) -> Any:
                 "observed": ev.observed,
                 "expected": ev.expected,
                 "unit": ev.unit,
+                "observed_text": evidence_text(alert)["observed"],
+                "expected_text": evidence_text(alert)["expected"],
                 "window_start": _iso(ev.window_start),
                 "window_end": _iso(ev.window_end),
                 "tenant_id": alert.tenant_id,
@@ -156,7 +168,10 @@ def pagerduty_payload(alert: Alert, routing_key: str) -> Any:
     }
 
 
-def alertmanager_payload(alert: Alert) -> Any:
+def alertmanager_payload(alert: Alert, valid_until: datetime | None = None) -> Any:
+    """Alertmanager's alert; a firing one carries ``endsAt`` = ``valid_until`` (the notifier
+    re-sends it well before then, as Prometheus does, so it stays active while it fires and
+    expires on its own if the notifier is gone)."""
     labels = {
         "alertname": f"tokenledger_{alert.detector}",
         "detector": alert.detector,
@@ -172,8 +187,10 @@ def alertmanager_payload(alert: Alert) -> Any:
         "labels": labels,
         "annotations": {
             "summary": alert.summary,
-            "observed": str(ev.observed),
-            "expected": str(ev.expected),
+            "observed": evidence_text(alert)["observed"],
+            "expected": evidence_text(alert)["expected"],
+            "observed_value": str(ev.observed),
+            "expected_value": str(ev.expected),
             "unit": ev.unit,
             "window_start": _iso(ev.window_start),
             "window_end": _iso(ev.window_end),
@@ -182,16 +199,18 @@ def alertmanager_payload(alert: Alert) -> Any:
     }
     if alert.status == "resolved":
         item["endsAt"] = _iso(alert.ends_at or alert.issued_at)
+    elif valid_until is not None:
+        item["endsAt"] = _iso(valid_until)
     return [item]
 
 
-def payload(receiver: Receiver, alert: Alert) -> Any:
+def payload(receiver: Receiver, alert: Alert, valid_until: datetime | None = None) -> Any:
     if receiver.kind == "slack":
         return slack_payload(alert)
     if receiver.kind == "pagerduty":
         return pagerduty_payload(alert, receiver.secret)
     if receiver.kind == "alertmanager":
-        return alertmanager_payload(alert)
+        return alertmanager_payload(alert, valid_until)
     return webhook_payload(alert)
 
 
@@ -234,10 +253,11 @@ def deliver(
     timeout_s: float = 10.0,
     send: Send = http_send,
     sleep: Callable[[float], None] = time.sleep,
+    valid_until: datetime | None = None,
 ) -> Delivery:
     """Deliver ``alert`` to ``receiver``: up to ``retries`` attempts on a 5xx, 408, 425 or
     429 answer or no answer, waiting ``backoff_s`` doubled after each; a 4xx fails at once."""
-    body = json.dumps(payload(receiver, alert), separators=(",", ":")).encode()
+    body = json.dumps(payload(receiver, alert, valid_until), separators=(",", ":")).encode()
     if receiver.kind == "file":
         return _append(receiver, body)
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}

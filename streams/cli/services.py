@@ -65,7 +65,8 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     from streams.alerts.receivers import receivers_from_env
 
     receivers = receivers_from_env()
-    notifier = Notifier(settings, receivers, retries=args.retries, backoff_s=args.backoff)
+    notifier = Notifier(settings, receivers, retries=args.retries, backoff_s=args.backoff,
+                        resend_s=args.resend_interval)  # fmt: skip
     require_broker(settings.kafka)
     for sig in (signals.SIGTERM, signals.SIGINT):
         signals.signal(sig, lambda *_: notifier.stop())
@@ -96,5 +97,8 @@ def register(add: Add) -> None:
     p.add_argument("--max-wait", type=float, default=1.0, help="seconds before a batch is flushed")
     p = add("notify", cmd_notify, "deliver alerts to webhook, Slack, PagerDuty, Alertmanager")
     p.add_argument("--retries", type=int, default=5, help="attempts per receiver (5)")
+    p.add_argument("--resend-interval", type=float, default=60.0,
+                   help="seconds between re-sends of firing alerts to Alertmanager; each "
+                   "carries endsAt 4 intervals ahead (60)")  # fmt: skip
     p.add_argument("--backoff", type=float, default=0.5,
                    help="seconds before the 2nd attempt, doubled after each (0.5)")  # fmt: skip

@@ -102,11 +102,14 @@ def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
     firing, resolved = _alert("firing"), _alert("resolved")
     produce(settings.kafka, settings.topic(topics.ALERTS),
             [(a.fingerprint.encode(), a.model_dump_json().encode()) for a in (firing, resolved)])  # fmt: skip
-    notifier = Notifier(settings, receivers_from_env(env), retries=3, backoff_s=0.05)
+    notifier = Notifier(settings, receivers_from_env(env), retries=3, backoff_s=0.05,
+                        resend_s=600)  # fmt: skip
     notifier.run(idle_stop_s=3)
 
-    assert catcher.posts("/hook") == [json.loads(firing.model_dump_json()),
-                                      json.loads(resolved.model_dump_json())]  # fmt: skip
+    text = {"observed": "$4.20 per 2 min", "expected": "$0.1000 per 2 min"}
+    assert catcher.posts("/hook") == [
+        {**json.loads(firing.model_dump_json()), "evidence_text": text},
+        {**json.loads(resolved.model_dump_json()), "evidence_text": text}]  # fmt: skip
     hook_headers = [h for p, h, _ in catcher.calls if p == "/hook"]
     assert all(h["Authorization"] == "Bearer s3cret-token" for h in hook_headers)
     slack = catcher.posts("/services/T000/B000/XXXX")
@@ -115,7 +118,7 @@ def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
         "tenant/acme/feature/agent spent $4.20 in the 2 minutes to 10:33 UTC"
     )
     assert slack[0]["blocks"][1]["elements"][0]["text"] == (
-        "observed 4200000000 vs expected 100000000 (nusd/2min), window 2026-11-25T10:31:00Z "
+        "observed $4.20 per 2 min vs expected $0.1000 per 2 min, window 2026-11-25T10:31:00Z "
         "to 2026-11-25T10:33:00Z; fingerprint `0123456789abcdef0123456789abcdef`"
     )
     assert slack[1]["text"].startswith(":white_check_mark: [RESOLVED] spend_rate on ")
@@ -129,7 +132,9 @@ def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
             "timestamp": "2026-11-25T10:31:00Z", "component": "tenant/acme/feature/agent",
             "group": "acme", "class": "spend_rate",
             "custom_details": {"observed": 4_200_000_000, "expected": 100_000_000,
-                               "unit": "nusd/2min", "window_start": "2026-11-25T10:31:00Z",
+                               "unit": "nusd/2min", "observed_text": "$4.20 per 2 min",
+                               "expected_text": "$0.1000 per 2 min",
+                               "window_start": "2026-11-25T10:31:00Z",
                                "window_end": "2026-11-25T10:33:00Z", "tenant_id": "acme",
                                "feature": "agent"},
         },
@@ -137,13 +142,16 @@ def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
     assert pd[3] == {"routing_key": "R0UTINGKEY", "event_action": "resolve",
                      "dedup_key": "0123456789abcdef0123456789abcdef"}  # fmt: skip
     am = catcher.posts("/am/api/v2/alerts")
+    held = datetime.fromisoformat(am[0][0].pop("endsAt"))  # 4 re-send intervals ahead
+    assert timedelta(minutes=39) < held - datetime.now(UTC) <= timedelta(minutes=40)
     assert am[0] == [{
         "labels": {"alertname": "tokenledger_spend_rate", "detector": "spend_rate",
                    "severity": "critical", "tenant_id": "acme",
                    "scope": "tenant/acme/feature/agent",
                    "fingerprint": "0123456789abcdef0123456789abcdef", "feature": "agent"},
-        "annotations": {"summary": firing.summary, "observed": "4200000000",
-                        "expected": "100000000", "unit": "nusd/2min",
+        "annotations": {"summary": firing.summary, "observed": "$4.20 per 2 min",
+                        "expected": "$0.1000 per 2 min", "observed_value": "4200000000",
+                        "expected_value": "100000000", "unit": "nusd/2min",
                         "window_start": "2026-11-25T10:31:00Z",
                         "window_end": "2026-11-25T10:33:00Z"},
         "startsAt": "2026-11-25T10:31:00Z",

@@ -38,6 +38,7 @@ def test_each_kind_reads_as_people_expect(kind: str, value: object, shown: str) 
         (1_230_000_000, "nusd/2min", "$1.23 per 2 min"),
         (53_000_000, "nusd/window", "$0.0530 in the window"),
         (208, "permille", "20.8%"),
+        (6140, "x1000_reference", "6.14x the reference model"),
         (7, "tokens", "7 tokens"),
     ],
 )

@@ -12,8 +12,9 @@ DAY_MS = 86_400_000
 KEEP_MINUTES = 130
 """model_mix widens its window to 60 minutes and compares with the hour before it."""
 COST, EVENTS, TOP1, TOP2, AUX1, AUX2 = range(6)
-"""Bucket fields (TOP1/TOP2: the two largest calls). AUX1/AUX2: t= duplicate generations/-; tf= violating calls/input tokens;
-tr= priced calls/sum of price levels (permille of the reference model)."""
+"""Bucket fields (TOP1/TOP2: the two largest calls). AUX1/AUX2: t= duplicate generations/their
+cost; tf= violating calls/input tokens; tr= priced calls/sum of price levels (permille of
+the reference model); tm= (tenant x model, spend only: names the top model of an alert)."""
 
 
 def human_scope(scope: str) -> tuple[str, str, str | None]:

@@ -26,6 +26,8 @@ from streams.worker.budgets import ADJECTIVE, budget_window
 from streams.worker.windows import SpendWindows, scope_dim
 
 SPEND_UNIT = "nusd/2min"
+MIX_UNIT = "x1000_reference"
+"""model_mix: the price level, 1000 = the route's reference model on the same tokens."""
 DETECTORS = ("spend_rate", "retry_storm", "model_mix", "context_growth", "budget_burn")
 
 
@@ -50,7 +52,9 @@ class DetectorConfig:
     burn_min_elapsed_minutes: int = 60
     burn_min_spent_pct: int = 5
     burn_fire_pct: int = 110
-    """budget_burn fires at a forecast of this share of the limit, resolves below 100%."""
+    """budget_burn fires at a forecast of this share of the limit..."""
+    burn_resolve_pct: int = 90
+    """...and resolves only once the forecast has stayed below this share (no flapping)."""
     level_half_life_minutes: int = 1440
     """model_mix's long memory: a route's price level decays with this half-life."""
     resolve_after: int = 5
@@ -150,12 +154,27 @@ class Detectors:
                 and observed - expected < self.cfg.spend_min_excess_nusd):  # fmt: skip
             volume_ok = all(self._spend_anomalous_at(scope, minute - k * MINUTE_MS)
                             for k in range(1, self.cfg.spend_sustain_minutes))  # fmt: skip
-        where, _, _ = human_scope(scope)
+        where, tenant, _ = human_scope(scope)
         summary = lambda: (f"{where} spent {format_usd(spent)} in the 2 minutes to "
                    f"{_minute_label(end)} UTC ({events} calls), about {format_usd(expected)} "
-                   "expected")  # fmt: skip
+                   f"expected; {self._top_spenders(tenant, start, minute)}")  # fmt: skip
         return Observation(observed, expected, SPEND_UNIT, volume_ok, start, end, summary,
                            evidence=events)  # fmt: skip
+
+    def _top_spenders(self, tenant: str, first: int, last: int) -> str:
+        """The tenant's feature and model that spent most in minutes [first, last]."""
+        tops = []
+        for prefix, what in ((f"tf={tenant}|", "feature"), (f"tm={tenant}|", "model")):
+            spend: dict[str, int] = {}
+            for minute in range(first, last + 1, MINUTE_MS):
+                for scope in self.b.active.get(minute, ()):
+                    if scope.startswith(prefix):
+                        entry = self.b.get(scope, minute)
+                        spend[scope] = spend.get(scope, 0) + (entry[COST] if entry else 0)
+            if spend:
+                best = max(spend, key=lambda k: (spend[k], k))
+                tops.append(f"top {what} {best[len(prefix) :]} ({format_usd(spend[best])})")
+        return ", ".join(tops) or "no feature or model data"
 
     # -- share detectors -----------------------------------------------------------------
 
@@ -193,10 +212,15 @@ class Detectors:
         expected = base[AUX1] * 1000 // base[EVENTS] if base[EVENTS] else 0
         volume_ok = base[EVENTS] > 0
         where, _, _ = human_scope(scope)
+        calls, counted, extra = short[EVENTS], short[AUX1], short[AUX2]
+        detail = (f"{format_usd(extra)} spent on them" if scope.startswith("t=")
+                  else f"{extra // calls:,} input tokens a call on average")  # fmt: skip
         summary = lambda: (f"{observed / 10:.1f}% of calls were {what} on {where} in the "
-                   f"{(end - start) // MINUTE_MS} minutes to {_minute_label(end)} UTC, "
-                   f"against {expected / 10:.1f}% in the hour before")  # fmt: skip
-        return Observation(observed, expected, unit, volume_ok, start, end, summary)
+                   f"{(end - start) // MINUTE_MS} minutes to {_minute_label(end)} UTC "
+                   f"({counted} of {calls} calls, {detail}), against {expected / 10:.1f}% in "
+                   "the hour before")  # fmt: skip
+        return Observation(observed, expected, unit, volume_ok, start, end, summary,
+                           evidence=calls)  # fmt: skip
 
     def retry_is_anomalous(self, observed: int, expected: int) -> bool:
         return (observed >= self.cfg.retry_share_pct * 10
@@ -214,7 +238,7 @@ class Detectors:
         the route's day-long ``level`` (so a switch that has lasted an hour is still measured
         against what came before it). None: no priced call in the widest window, no
         evidence either way."""
-        unit = "permille"
+        unit = MIX_UNIT
         for minutes in self.mix_windows:
             short, start, end = self._short(scope, minute, minutes)
             if short[AUX1] >= self.cfg.mix_min_events:

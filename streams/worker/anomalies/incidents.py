@@ -91,8 +91,9 @@ class Incidents:
             return []
         if obs is None and detector != "budget_burn":
             return []  # no evidence either way (an idle route): the incident holds
-        if detector == "budget_burn":  # against the current limit, once the window has data
-            bad = obs is not None and obs.volume_ok and obs.observed >= obs.expected
+        if detector == "budget_burn":  # against the current limit, with a lower band
+            bad = (obs is not None and obs.volume_ok
+                   and obs.observed * 100 >= obs.expected * self.cfg.burn_resolve_pct)  # fmt: skip
         else:  # against the expectation frozen when it fired
             bad = obs is not None and self.judge(detector, obs.observed, incident.expected)
         incident.quiet = 0 if bad else incident.quiet + 1

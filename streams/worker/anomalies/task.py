@@ -64,7 +64,9 @@ class AnomalyTask:
         tenant = event.tenant_id
         t, tf, tr = f"t={tenant}", f"tf={tenant}|{event.feature}", f"tr={tenant}|{event.route}"
         add = self.buckets.add
-        add(t, minute, cost, 1 if event.duplicate_generation else 0)
+        duplicate = event.duplicate_generation
+        add(t, minute, cost, 1 if duplicate else 0, cost if duplicate else 0)
+        add(f"tm={tenant}|{event.model}", minute, cost)
         add(tf, minute, cost, 1 if event.token_budget_violations else 0, event.input_tokens)
         counterfactual = event.counterfactual_cost_nusd
         if event.cache == "none" and event.list_cost_nusd is not None and counterfactual:
