@@ -96,7 +96,7 @@ class Notifier:
             last_message = time.monotonic()
 
         self.restore()
-        next_resend = time.monotonic() + self.resend_s
+        next_resend = time.monotonic()  # at once: a restart must not let them lapse
         consumer.subscribe([self.topic], on_assign=on_assign)
         try:
             while not self._stop.is_set():
