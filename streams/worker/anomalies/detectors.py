@@ -188,13 +188,16 @@ class Detectors:
         return self.b.total(scope, short_first - self.cfg.baseline_minutes * MINUTE_MS,
                             short_first - MINUTE_MS)  # fmt: skip
 
-    def share(self, scope: str, minute: int, floor_pct: int, what: str) -> Observation | None:
-        """Share (permille) of calls counted in AUX1 over the short window; the hour before
-        is read only when the short window is over ``floor_pct`` (it cannot fire otherwise)."""
+    def share(self, scope: str, minute: int, floor_pct: int, what: str,
+              level: tuple[float, float] | None = None) -> Observation | None:  # fmt: skip
+        """Share (permille) of calls counted in AUX1 over the short window (widened 5 -> 15
+        -> 30 minutes while it holds fewer than ``share_min_events`` calls), against the
+        lower of the hour before it and the scope's day-long ``level``; the expectation is
+        read only when the share is over ``floor_pct`` (it cannot fire otherwise)."""
         unit = "permille"
         recent, start, end = self._short(scope, minute)
         if recent[AUX1] == 0:  # nothing to count lately: cannot fire, and is not firing
-            return Observation(0, 0, unit, False, start, end)
+            return Observation(0, 0, unit, False, start, end, evidence=recent[EVENTS])
         for minutes in (
             self.cfg.short_minutes,
             3 * self.cfg.short_minutes,
@@ -207,18 +210,23 @@ class Detectors:
             return Observation(0, 0, unit, False, start, end)
         observed = short[AUX1] * 1000 // short[EVENTS]
         if short[EVENTS] < self.cfg.share_min_events or observed < floor_pct * 10:
-            return Observation(observed, 0, unit, False, start, end)
+            return Observation(observed, 0, unit, False, start, end, evidence=short[EVENTS])
         base = self._base(scope, start)
-        expected = base[AUX1] * 1000 // base[EVENTS] if base[EVENTS] else 0
-        volume_ok = base[EVENTS] > 0
+        expectations = []
+        if base[EVENTS]:
+            expectations.append((base[AUX1] * 1000 // base[EVENTS], "in the hour before"))
+        if level is not None and level[1] >= self.cfg.share_min_events:
+            expectations.append((int(level[0]), "over the last day"))
+        expected, when = min(expectations) if expectations else (0, "")
+        volume_ok = bool(expectations)
         where, _, _ = human_scope(scope)
         calls, counted, extra = short[EVENTS], short[AUX1], short[AUX2]
         detail = (f"{format_usd(extra)} spent on them" if scope.startswith("t=")
                   else f"{extra // calls:,} input tokens a call on average")  # fmt: skip
         summary = lambda: (f"{observed / 10:.1f}% of calls were {what} on {where} in the "
                    f"{(end - start) // MINUTE_MS} minutes to {_minute_label(end)} UTC "
-                   f"({counted} of {calls} calls, {detail}), against {expected / 10:.1f}% in "
-                   "the hour before")  # fmt: skip
+                   f"({counted} of {calls} calls, {detail}), against {expected / 10:.1f}% "
+                   f"{when}")  # fmt: skip
         return Observation(observed, expected, unit, volume_ok, start, end, summary,
                            evidence=calls)  # fmt: skip
 

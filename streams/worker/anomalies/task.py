@@ -13,6 +13,7 @@ from streams.worker.anomalies.buckets import (
     AUX1,
     AUX2,
     DAY_MS,
+    EVENTS,
     KEEP_MINUTES,
     MINUTE_MS,
     Buckets,
@@ -48,8 +49,8 @@ class AnomalyTask:
         self.incidents = Incidents(state, self.cfg, self._is_anomalous)
         self.levels = Levels(state, self.cfg.level_half_life_minutes)
         self._day = -1
-        self._seen: set[str] = set()
-        self._judged: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
+        self._judged: set[tuple[str, str]] = set()
         self._touched: set[str] = set()
         self.counters: Counter[str] = Counter()
 
@@ -123,37 +124,54 @@ class AnomalyTask:
                 out.extend(
                     self.incidents.step("spend_rate", scope, d.spend_rate(scope, minute), minute)
                 )
+            level = self.levels.level(scope, minute)
             if kind == "t":
-                obs = d.share(
-                    scope, minute, self.cfg.retry_share_pct, "duplicate generations (retries)"
-                )
-                out.extend(self.incidents.step("retry_storm", scope, obs, minute))
+                obs = d.share(scope, minute, self.cfg.retry_share_pct,
+                              "duplicate generations (retries)", level)  # fmt: skip
+                detector = "retry_storm"
             elif kind == "tf":
-                obs = d.share(scope, minute, self.cfg.violation_share_pct, "over a token budget")
-                out.extend(self.incidents.step("context_growth", scope, obs, minute))
+                obs = d.share(scope, minute, self.cfg.violation_share_pct, "over a token budget",
+                              level)  # fmt: skip
+                detector = "context_growth"
             elif kind == "tr":
-                obs = d.model_mix(scope, minute, self.levels.level(scope, minute))
-                out.extend(self.incidents.step("model_mix", scope, obs, minute))
-                self._note_evidence(scope, minute, obs)
-                entry = self.buckets.get(scope, minute)
-                if entry is not None:
-                    self.levels.add(scope, minute, entry[AUX1], entry[AUX2])
+                obs, detector = d.model_mix(scope, minute, level), "model_mix"
+            else:
+                continue
+            out.extend(self.incidents.step(detector, scope, obs, minute))
+            self._note_evidence(detector, scope, minute, obs)
+            self._learn(kind, scope, minute)
         if self.budgets is not None:
             out.extend(self._evaluate_budgets(minute, scopes))
         return out
 
-    def _note_evidence(self, scope: str, minute: int, obs: Observation | None) -> None:
-        """Count, per UTC day, the routes with priced calls that never had evidence enough
-        for model_mix to judge (``anomalies.unjudged_route_days``): silence is not health."""
+    def _learn(self, kind: str, scope: str, minute: int) -> None:
+        """Add a closed minute to the scope's day-long level: price level per priced call
+        (routes), share of counted calls in permille (tenants, features)."""
+        entry = self.buckets.get(scope, minute)
+        if entry is None:
+            return
+        if kind == "tr":
+            self.levels.add(scope, minute, entry[AUX1], entry[AUX2])
+        else:
+            self.levels.add(scope, minute, entry[EVENTS], entry[AUX1] * 1000)
+
+    def _note_evidence(self, detector: str, scope: str, minute: int,
+                       obs: Observation | None) -> None:  # fmt: skip
+        """Count, per UTC day, the scopes with traffic that never had evidence enough for a
+        detector to judge them (``anomalies.unjudged_scope_days.<detector>``): silence is
+        not health."""
         day = minute // DAY_MS
         if day != self._day:
-            if self._day >= 0:
-                self.counters["anomalies.unjudged_route_days"] += len(self._seen - self._judged)
+            for key in self._seen - self._judged:
+                self.counters[f"anomalies.unjudged_scope_days.{key[0]}"] += 1
             self._day, self._seen, self._judged = day, set(), set()
-        if obs is not None:
-            self._seen.add(scope)
-            if obs.volume_ok:
-                self._judged.add(scope)
+        if obs is not None and obs.evidence:
+            self._seen.add((detector, scope))
+            enough = (
+                self.cfg.mix_min_events if detector == "model_mix" else self.cfg.share_min_events
+            )
+            if obs.volume_ok or obs.evidence >= enough:
+                self._judged.add((detector, scope))
 
     def _evaluate_budgets(self, minute: int, scopes: set[str]) -> Iterable[Alert]:
         if self.budgets is None:
