@@ -8,23 +8,31 @@ feature, tenant x route) in the worker's changelog state, so a replay or a takeo
 reproduces them. A minute is evaluated when the partition's watermark passes its end; the
 spend-rate detector also looks at the open minute, so a runaway is caught while it runs.
 
-Detectors (``DETECTORS``):
+Detectors (``DETECTORS``); each alert's summary says what it observed, what it expected
+and on how many calls (in dollars and tokens where they apply):
 
 - ``spend_rate`` (tenant, tenant x feature): a minute's spend, without its single largest
   call, against the largest of: the median minute of the last 30, the previous hour's mean
   minute, and yesterday's same and next hour (daily seasonality: an ordinary morning ramp
   happened yesterday too). Fires at ``spend_ratio`` times that and at least
-  ``spend_min_excess_nusd`` above it, with ``spend_min_events`` calls in the minute.
-- ``retry_storm`` (tenant): share of duplicate generations over 5 minutes against the hour
-  before.
+  ``spend_min_excess_nusd`` above it, with ``spend_min_events`` calls in the minute; an
+  excess down to ``spend_small_excess_nusd`` fires once it has held
+  ``spend_sustain_minutes`` (a small tenant's runaway lasts, a burst does not). The alert
+  names the tenant's top feature and model of the window.
+- ``retry_storm`` (tenant): share of duplicate generations over 5 minutes (widened to 15
+  and 30 while quiet) against the lower of the hour before and the tenant's day-long level
+  (levels.py: a decayed mean, half-life ``level_half_life_minutes``).
 - ``model_mix`` (tenant x route): mean price level of the models used on a route (list cost
-  against the route's reference model on the same tokens) over 5 minutes against the hour
-  before: a switch to an expensive model.
-- ``context_growth`` (tenant x feature): share of calls with token-budget violations over 5
-  minutes against the hour before: a prompt regression growing context.
+  against the route's reference model on the same tokens) over 5 minutes, widened to 15, 30
+  and 60 until it holds ``mix_min_events`` priced calls, against the lower of the hour before
+  the window and the route's day-long level: a switch to an expensive model, on any volume,
+  however long ago it began. A route without calls holds its incident.
+- ``context_growth`` (tenant x feature): share of calls with token-budget violations, as
+  retry_storm.
 - ``budget_burn`` (each budget): the spend forecast for the budget's window (yesterday's
-  profile scaled to today when there is one, else the average rate so far) reaches the limit
-  before the window ends.
+  profile scaled to today when there is one, else the average rate so far, and never above
+  the last hour's rate) reaches ``burn_fire_pct`` of the limit; resolves once it stays below
+  ``burn_resolve_pct``.
 
 An incident is one alert: ``firing`` once, then ``resolved`` after ``resolve_after`` quiet
 minutes measured against the expectation frozen when it fired (an incident does not become
