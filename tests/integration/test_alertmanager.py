@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +29,9 @@ pytestmark = pytest.mark.integration
 RESOLVE_TIMEOUT_S = 3
 
 
-def test_a_firing_alert_stays_up_until_it_resolves(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_a_firing_alert_stays_up_until_it_resolves(
+    kafka_bootstrap: str, tmp_path: Path, spawn: Callable[..., subprocess.Popen[Any]]
+) -> None:
     settings = isolated(kafka_bootstrap, 1)
     env = with_topics(settings, tmp_path)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
@@ -40,8 +44,12 @@ def test_a_firing_alert_stays_up_until_it_resolves(kafka_bootstrap: str, tmp_pat
 
         def notifier(name: str) -> subprocess.Popen[bytes]:
             log = (tmp_path / f"{name}.log").open("wb")
-            return subprocess.Popen([TOKENLEDGER, "notify", "--resend-interval", "1.5"],
-                                    env=notify_env, stdout=log, stderr=log)  # fmt: skip
+            return spawn(
+                [TOKENLEDGER, "notify", "--resend-interval", "1.5"],
+                env=notify_env,
+                stdout=log,
+                stderr=log,
+            )  # killed at teardown if a check fails
 
         first = notifier("notify-1")
         produce(settings.kafka, settings.topic(topics.ALERTS),
