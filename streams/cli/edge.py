@@ -17,7 +17,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the edge (HTTP + OTLP ingest, gateway checks) until SIGTERM or Ctrl-C."""
     from streams.admin.topics import require_broker
     from streams.edge import app as edge_app
-    from streams.edge import genai_spans
+    from streams.edge import checks, genai_spans
     from streams.edge.bodies import MIB, Limits
     from streams.edge.keys import ApiKeys
 
@@ -36,6 +36,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         limits=Limits(max_body_bytes=args.max_body_mib * MIB, max_events=args.max_batch),
         on_unavailable=args.on_unavailable, stale_after_s=args.stale_after,
         produce_timeout_s=args.produce_timeout,
+        authz_headers=checks.AuthzHeaders(args.tenant_header.lower(), args.feature_header.lower(),
+                                          args.route_header.lower(), args.cost_header.lower()),
     )  # fmt: skip
     app, _ = edge_app.build(settings, config)
     log.info("edge serving on http://%s:%d for %d API key(s)", args.host, args.port, len(keys))
@@ -86,6 +88,14 @@ def register(add: Add) -> None:
     p.add_argument("--produce-timeout", type=float, default=10.0,
                    help="seconds to wait for the broker's acknowledgement before answering "
                    "503 (10)")  # fmt: skip
+    for name, default in (("tenant", "x-tokenledger-tenant"), ("feature", "x-tokenledger-feature"),
+                          ("route", "x-tokenledger-route"),
+                          ("cost", "x-tokenledger-est-cost-usd")):  # fmt: skip
+        p.add_argument(
+            f"--{name}-header",
+            default=default,
+            help=f"/v1/authz reads the {name} from this request header ({default})",
+        )
     k = add("edge-key", cmd_edge_key, "make an API key for the edge (prints the key once)")
     k.add_argument("--service", required=True, help="the calling service's name")
     k.add_argument("--tenant", action="append", required=True,

@@ -63,7 +63,8 @@ def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -
                                       int(issued.timestamp() * 1000)) if sign else None  # fmt: skip
         producer.produce(topic, body, record_key, headers=headers)
     assert producer.flush(30) == 0
-    with served(env, tmp_path, grants={"acme-only": ["acme"]}) as edge:
+    with served(env, tmp_path, "--tenant-header", "X-Customer-Id",
+                grants={"acme-only": ["acme"]}) as edge:  # fmt: skip
         # the same rules as a guard: an unsigned block signal does not count
         assert edge.call("GET", "/v1/check?tenant=mallory").json()["state"] == "allow"
         warn = edge.call("GET", "/v1/check?tenant=acme&feature=search").json()
@@ -80,10 +81,13 @@ def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -
         other = edge.call("GET", "/v1/check?tenant=globex", key=edge.keys["acme-only"])
         assert (other.status, "may not ask about tenant 'globex'" in other.json()["error"]) == (
             403, True)  # fmt: skip
-        envoy = edge.call("GET", "/v1/authz", headers={"x-tokenledger-tenant": "acme",
+        envoy = edge.call("GET", "/v1/authz", headers={"X-Customer-Id": "acme",
                                                        "x-tokenledger-est-cost-usd": "2"})  # fmt: skip
         assert (envoy.status, envoy.headers["x-tokenledger-state"]) == (429, "block")
         assert envoy.headers["x-tokenledger-reason"].startswith("estimated cost would exceed")
+        unnamed = edge.call("GET", "/v1/authz", headers={"x-tokenledger-tenant": "acme"})
+        assert (unnamed.status, unnamed.json()["error"]) == (
+            400, "the x-customer-id header is required (the tenant to check)")  # fmt: skip
 
 
 def test_nginx_refuses_a_blocked_tenant_soon_after_the_block_signal(
