@@ -11,6 +11,7 @@ read before ``/ready`` says yes and checks stop failing open or closed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import uuid
 from collections.abc import Sequence
@@ -125,6 +126,14 @@ def _agent(app: EdgeApp, topic_name: str, feed: Feed) -> None:
         async for event in stream.events():
             feed.book.apply(event.key, event.value, event.headers)
             feed.applied += 1
+
+    @app.task
+    async def settle() -> None:
+        """Move what start-up allocated (Faust, aiokafka, pydantic schemas) out of the
+        collector's way: a full collection then scans only what requests create, so it
+        pauses a check for a few milliseconds rather than tens."""
+        gc.collect()
+        gc.freeze()
 
     @app.timer(1.0, name="signals-heartbeat")
     async def heartbeat() -> None:
