@@ -40,11 +40,17 @@ class Rejection:
     detail: str
 
 
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """(dotted field path, or '' for the whole message; its message) of the first problem."""
+    first = exc.errors()[0]
+    return ".".join(str(p) for p in first["loc"]), first["msg"]
+
+
 def _reason_for(exc: ValidationError) -> Rejection:
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc, msg = first_error(exc)
     kind = first["type"]
-    detail = f"{loc}: {first['msg']}" if loc else first["msg"]
+    detail = f"{loc}: {msg}" if loc else msg
     if kind == "json_invalid" or (kind == "model_type" and not loc):
         return Rejection("malformed_json", detail)
     if loc == "schema_version":

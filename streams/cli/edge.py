@@ -67,8 +67,9 @@ def _key_list(path: Path) -> dict[str, list[object]]:
 
     if not path.exists():
         return {"keys": []}
-    ApiKeys.parse(path.read_text(), str(path))  # refuse to extend a broken file
-    doc: dict[str, list[object]] = json.loads(path.read_text())
+    text = path.read_text()
+    ApiKeys.parse(text, str(path))  # refuse to extend a broken file
+    doc: dict[str, list[object]] = json.loads(text)
     return doc
 
 

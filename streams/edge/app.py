@@ -26,7 +26,7 @@ from faust.types import TP
 from schemas import topics
 from streams.config import Settings
 from streams.edge import checks, genai_spans
-from streams.edge.bodies import Limits, Reply, check_length, json_reply, too_large
+from streams.edge.bodies import HttpError, Limits, Reply, check_length, json_reply, too_large
 from streams.edge.handlers import BrokerUnavailableError, Edge, Record
 from streams.edge.kafka import EdgeApp, broker_url
 from streams.edge.keys import ApiKeys
@@ -34,9 +34,8 @@ from tokenledger.budget_book import BudgetBook
 
 log = logging.getLogger(__name__)
 
-TOPICS = {"requests": topics.REQUESTS, "usage": topics.USAGE, "outcomes": topics.OUTCOMES,
-          topics.REQUESTS: topics.REQUESTS, topics.USAGE: topics.USAGE,
-          topics.OUTCOMES: topics.OUTCOMES}  # fmt: skip
+INGESTED = (topics.REQUESTS, topics.USAGE, topics.OUTCOMES)
+"""The topics the edge writes (records name them plainly; the namespace is applied here)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class Feed:
         self._settled_at = -1
 
     async def heartbeat(self, consumer: Any) -> None:
-        tps = {tp for tp in consumer.assignment()}
+        tps = set(consumer.assignment())
         if not tps:
             return
         try:
@@ -99,7 +98,7 @@ def build(settings: Settings, config: EdgeConfig) -> tuple[EdgeApp, Edge]:
     )  # fmt: skip
     book = BudgetBook(topic=settings.topic(topics.SIGNALS), on_unavailable=config.on_unavailable,
                       stale_after_s=config.stale_after_s)  # fmt: skip
-    names = {k: settings.topic(v) for k, v in TOPICS.items()}
+    names = {name: settings.topic(name) for name in INGESTED}
 
     async def send(records: Sequence[Record]) -> None:
         try:
@@ -160,8 +159,6 @@ def _views(app: EdgeApp, edge: Edge, limits: Limits) -> None:
                           headers=dict(reply.headers))  # fmt: skip
 
     async def ingest(view: web.View, request: Any, handler: Any) -> Any:
-        from streams.edge.bodies import HttpError
-
         try:
             body = await _body(request, limits.max_body_bytes)
         except HttpError as exc:

@@ -1,6 +1,6 @@
-"""Requests and replies in HTTP terms, independent of the web framework: limits, gzip, errors.
+"""Requests and replies in HTTP terms, independent of the web framework: limits, errors.
 
-Views (streams.edge.app) read the body with ``read_limited`` semantics and hand bytes,
+Views (streams.edge.app) read the body within ``Limits.max_body_bytes`` and hand bytes,
 headers and query to pure functions that return a ``Reply`` or raise ``HttpError``; the
 messages say what to change.
 """

@@ -24,17 +24,18 @@ from typing import Any
 import orjson
 from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
 from cloudevents.core.v1.event import CloudEvent
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from schemas import topics
-from schemas.common import check_event_time
+from schemas.common import Event, check_event_time
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from streams.edge.bodies import HttpError, Limits
+from streams.records import first_error
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 
-TYPES: dict[str, tuple[type[BaseModel], str]] = {
+TYPES: dict[str, tuple[type[Event], str]] = {
     "dev.tokenledger.request.v1": (RequestEvent, topics.REQUESTS),
     "dev.tokenledger.usage.v1": (UsageEvent, topics.USAGE),
     "dev.tokenledger.outcome.v1": (OutcomeEvent, topics.OUTCOMES),
@@ -136,7 +137,7 @@ def read_event(index: int, raw: Any, may_write: Callable[[str], bool]) -> Accept
 
 
 def _contract_event(index: int, event: CloudEvent, data: dict[str, Any],
-                    known: tuple[type[BaseModel], str],
+                    known: tuple[type[Event], str],
                     may_write: Callable[[str], bool]) -> Accepted | Rejected:  # fmt: skip
     model, topic = known
     ce_id = event.get_id()
@@ -150,17 +151,16 @@ def _contract_event(index: int, event: CloudEvent, data: dict[str, Any],
         value = orjson.dumps(fields)
         parsed = model.model_validate_json(value)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
+        where, msg = first_error(exc)
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return Rejected(index, ce_id, f"data.{where}" if where else "data",
-                        f"{first['msg']}{more}", "invalid_fields")  # fmt: skip
+        return Rejected(index, ce_id, f"data.{where}" if where else "data", f"{msg}{more}",
+                        "invalid_fields")  # fmt: skip
     except TypeError as exc:  # orjson: a value JSON cannot hold
         return Rejected(index, ce_id, "data", str(exc), "invalid_fields")
-    too_far = check_event_time(parsed.ts, datetime.now(UTC))  # type: ignore[attr-defined]
+    too_far = check_event_time(parsed.ts, datetime.now(UTC))
     if too_far is not None:
         return Rejected(index, ce_id, "data.ts", too_far, "implausible_time")
-    tenant = parsed.tenant_id  # type: ignore[attr-defined]
+    tenant = parsed.tenant_id
     if not may_write(tenant):
         return Rejected(index, ce_id, "data.tenant_id", f"this API key may not write tenant "
                         f"{tenant!r}", "tenant_not_allowed")  # fmt: skip

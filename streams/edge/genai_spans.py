@@ -35,6 +35,7 @@ from schemas.common import check_event_time
 from schemas.messages import UsageEvent
 from streams.edge.otlp_decode import Span
 from streams.errors import UserError
+from streams.records import first_error
 
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._:/@+\-]")
 INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
@@ -182,9 +183,8 @@ def to_usage(span: Span, mapping: SpanMapping, now: datetime) -> UsageEvent | tu
     try:
         event = UsageEvent.model_validate(fields_, strict=False)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        return "invalid_fields", f"{where}: {loc}: {first['msg']}"
+        loc, msg = first_error(exc)
+        return "invalid_fields", f"{where}: {loc}: {msg}"
     too_far = check_event_time(event.ts, now)
     if too_far is not None:
         return "implausible_time", f"{where}: {too_far}"

@@ -14,11 +14,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from schemas import topics
 from streams.edge import checks, cloudevents_in, genai_spans, otlp_decode
 from streams.edge.bodies import HttpError, Limits, Reply, json_reply, media_type
 from streams.edge.keys import ApiKeys, Caller, presented_key
 from streams.edge.metrics import Metrics
-from tokenledger.budget_book import BudgetBook
+from tokenledger.budget_book import BudgetBook, Decision
 
 Record = tuple[str, bytes, bytes]  # (plain topic name, key, value)
 Send = Callable[[Sequence[Record]], Awaitable[None]]
@@ -42,9 +45,10 @@ class Edge:
     # -- callers -------------------------------------------------------------------------
 
     def caller(self, headers: Mapping[str, str]) -> Caller:
-        caller = self.keys.caller(presented_key(headers))
+        key = presented_key(headers)
+        caller = self.keys.caller(key)
         if caller is None:
-            missing = presented_key(headers) is None
+            missing = key is None
             raise HttpError(401, "an API key is required: send 'Authorization: Bearer <key>'"
                             if missing else "the API key is not known here; check it or ask "
                             "for a new one", {"WWW-Authenticate": "Bearer"},
@@ -101,7 +105,7 @@ class Edge:
                                 reason="too_many_spans")  # fmt: skip
             outcome = self._usage_of(request, caller)
             if outcome.events:
-                await self._produce([("usage", e.tenant_id.encode(),
+                await self._produce([(topics.USAGE, e.tenant_id.encode(),
                                       e.model_dump_json().encode()) for e in outcome.events])  # fmt: skip
         except HttpError as exc:
             return self.refused(exc)
@@ -112,10 +116,11 @@ class Edge:
         rejected = sum(outcome.rejected.values())
         return otlp_decode.response(kind, rejected, "; ".join(outcome.messages))
 
-    def _usage_of(self, request: object, caller: Caller) -> genai_spans.Outcome:
+    def _usage_of(self, request: ExportTraceServiceRequest,
+                  caller: Caller) -> genai_spans.Outcome:  # fmt: skip
         outcome = genai_spans.Outcome()
         now = datetime.now(UTC)
-        for span in otlp_decode.spans(request):  # type: ignore[arg-type]
+        for span in otlp_decode.spans(request):
             if not genai_spans.is_genai_usage(span):
                 outcome.skipped += 1
                 continue
@@ -132,29 +137,23 @@ class Edge:
     # -- gateway questions ---------------------------------------------------------------
 
     def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:
-        try:
-            caller = self.caller(headers)
-            question = checks.from_query(query)
-            self._may_ask(caller, question.tenant)
-        except HttpError as exc:
-            return self.refused(exc)
-        decision = checks.decide(self.book, question)
-        self.metrics.decisions.labels(decision.state).inc()
-        return checks.check_reply(decision)
+        return self._answer(headers, lambda: checks.from_query(query), checks.check_reply)
 
     def authz(self, headers: Mapping[str, str], deny_status: int) -> Reply:
+        return self._answer(headers, lambda: checks.from_headers(headers, self.authz_headers),
+                            lambda decision: checks.authz_reply(decision, deny_status))  # fmt: skip
+
+    def _answer(self, headers: Mapping[str, str], question: Callable[[], checks.Question],
+                reply: Callable[[Decision], Reply]) -> Reply:  # fmt: skip
+        """The caller's question, if the key may ask it, decided by the book."""
         try:
             caller = self.caller(headers)
-            question = checks.from_headers(headers, self.authz_headers)
-            self._may_ask(caller, question.tenant)
+            asked = question()
+            if not caller.may(asked.tenant):
+                raise HttpError(403, f"this API key may not ask about tenant {asked.tenant!r}",
+                                reason="tenant_not_allowed")  # fmt: skip
         except HttpError as exc:
             return self.refused(exc)
-        decision = checks.decide(self.book, question)
+        decision = checks.decide(self.book, asked)
         self.metrics.decisions.labels(decision.state).inc()
-        return checks.authz_reply(decision, deny_status)
-
-    @staticmethod
-    def _may_ask(caller: Caller, tenant: str) -> None:
-        if not caller.may(tenant):
-            raise HttpError(403, f"this API key may not ask about tenant {tenant!r}",
-                            reason="tenant_not_allowed")  # fmt: skip
+        return reply(decision)

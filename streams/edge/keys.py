@@ -22,10 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.common import NAME_PATTERN
 from streams.errors import UserError
 
 PREFIX = "tlk_"
-_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,127}")
+_SERVICE = re.compile(NAME_PATTERN)
 
 
 @dataclass(frozen=True)
