@@ -83,6 +83,19 @@ def _median(values: list[int]) -> int:
     return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) // 2
 
 
+def _lower_expectation(hour_before: int | None, level: tuple[float, float] | None,
+                       min_weight: int) -> tuple[int, str] | None:  # fmt: skip
+    """The lower of the hour before (when it had evidence enough) and the scope's day-long
+    level (when it rests on ``min_weight`` calls), with how to say which; None without
+    either. A change that has lasted an hour is still measured against what came before."""
+    options = []
+    if hour_before is not None:
+        options.append((hour_before, "in the hour before"))
+    if level is not None and level[1] >= min_weight:
+        options.append((int(level[0]), "over the last day"))
+    return min(options) if options else None
+
+
 def _minute_label(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M")
 
@@ -212,13 +225,10 @@ class Detectors:
         if short[EVENTS] < self.cfg.share_min_events or observed < floor_pct * 10:
             return Observation(observed, 0, unit, False, start, end, evidence=short[EVENTS])
         base = self._base(scope, start)
-        expectations = []
-        if base[EVENTS]:
-            expectations.append((base[AUX1] * 1000 // base[EVENTS], "in the hour before"))
-        if level is not None and level[1] >= self.cfg.share_min_events:
-            expectations.append((int(level[0]), "over the last day"))
-        expected, when = min(expectations) if expectations else (0, "")
-        volume_ok = bool(expectations)
+        found = _lower_expectation(base[AUX1] * 1000 // base[EVENTS] if base[EVENTS] else None,
+                                   level, self.cfg.share_min_events)  # fmt: skip
+        expected, when = found or (0, "")
+        volume_ok = found is not None
         where, _, _ = human_scope(scope)
         calls, counted, extra = short[EVENTS], short[AUX1], short[AUX2]
         detail = (f"{format_usd(extra)} spent on them" if scope.startswith("t=")
@@ -255,15 +265,13 @@ class Detectors:
         if calls == 0:
             return None
         observed = short[AUX2] // calls
-        expectations = []
         base = self._base(scope, start)
-        if base[AUX1] >= self.cfg.mix_min_events:
-            expectations.append((base[AUX2] // base[AUX1], "in the hour before"))
-        if level is not None and level[1] >= self.cfg.mix_min_events:
-            expectations.append((int(level[0]), "over the last day"))
-        if calls < self.cfg.mix_min_events or not expectations:
+        enough = self.cfg.mix_min_events
+        found = _lower_expectation(base[AUX2] // base[AUX1] if base[AUX1] >= enough else None,
+                                   level, enough)  # fmt: skip
+        if calls < enough or found is None:
             return Observation(observed, 0, unit, False, start, end, evidence=calls)
-        expected, when = min(expectations)
+        expected, when = found
         spent, where = short[COST], human_scope(scope)[0]
         summary = lambda: (f"models on {where} cost {observed / 1000:.2f}x the route's "
                    f"reference model over the {minutes} minutes to {_minute_label(end)} UTC "

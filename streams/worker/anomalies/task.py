@@ -124,6 +124,8 @@ class AnomalyTask:
                 out.extend(
                     self.incidents.step("spend_rate", scope, d.spend_rate(scope, minute), minute)
                 )
+            if kind not in ("t", "tf", "tr"):
+                continue  # tm=: spend per model, read only to name an alert's top model
             level = self.levels.level(scope, minute)
             if kind == "t":
                 obs = d.share(scope, minute, self.cfg.retry_share_pct,
@@ -133,10 +135,8 @@ class AnomalyTask:
                 obs = d.share(scope, minute, self.cfg.violation_share_pct, "over a token budget",
                               level)  # fmt: skip
                 detector = "context_growth"
-            elif kind == "tr":
-                obs, detector = d.model_mix(scope, minute, level), "model_mix"
             else:
-                continue
+                obs, detector = d.model_mix(scope, minute, level), "model_mix"
             out.extend(self.incidents.step(detector, scope, obs, minute))
             self._note_evidence(detector, scope, minute, obs)
             self._learn(kind, scope, minute)
