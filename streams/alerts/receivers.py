@@ -140,7 +140,7 @@ def pagerduty_payload(alert: Alert, routing_key: str) -> Any:
             "event_action": "resolve",
             "dedup_key": alert.fingerprint,
         }
-    ev = alert.evidence
+    ev, text = alert.evidence, evidence_text(alert)
     return {
         "routing_key": routing_key,
         "event_action": "trigger",
@@ -157,8 +157,8 @@ def pagerduty_payload(alert: Alert, routing_key: str) -> Any:
                 "observed": ev.observed,
                 "expected": ev.expected,
                 "unit": ev.unit,
-                "observed_text": evidence_text(alert)["observed"],
-                "expected_text": evidence_text(alert)["expected"],
+                "observed_text": text["observed"],
+                "expected_text": text["expected"],
                 "window_start": _iso(ev.window_start),
                 "window_end": _iso(ev.window_end),
                 "tenant_id": alert.tenant_id,
@@ -182,13 +182,13 @@ def alertmanager_payload(alert: Alert, valid_until: datetime | None = None) -> A
     }
     if alert.feature:
         labels["feature"] = alert.feature
-    ev = alert.evidence
+    ev, text = alert.evidence, evidence_text(alert)
     item: dict[str, Any] = {
         "labels": labels,
         "annotations": {
             "summary": alert.summary,
-            "observed": evidence_text(alert)["observed"],
-            "expected": evidence_text(alert)["expected"],
+            "observed": text["observed"],
+            "expected": text["expected"],
             "observed_value": str(ev.observed),
             "expected_value": str(ev.expected),
             "unit": ev.unit,
