@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 OPT_PREFIX = "TOKENLEDGER_KAFKA_OPT_"
@@ -62,3 +62,36 @@ def client_config(
     config["logger"] = logger or logging.getLogger("tokenledger.kafka")
     config.update(overrides or {})
     return config
+
+
+def assign_from_start(consumer: Any, topic: str) -> set[int]:
+    """Assign every partition of ``topic`` to ``consumer`` from its first offset (no group
+    to join); the partitions (none when the topic does not exist)."""
+    from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    partitions = set(meta.partitions) if meta is not None and meta.error is None else set()
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(partitions)])
+    return partitions
+
+
+def read_to_end(consumer: Any, partitions: set[int], apply: Callable[[Any], None],
+                timeout: float) -> bool:  # fmt: skip
+    """Hand every record of the assigned ``partitions`` to ``apply`` until each reports its
+    end (the consumer needs ``enable.partition.eof``); False when ``timeout`` passes first."""
+    import time
+
+    from confluent_kafka import KafkaError
+
+    at_end: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while at_end != partitions:
+        if time.monotonic() > deadline:
+            return False
+        for m in consumer.consume(1000, 0.2):
+            err = m.error()
+            if err is None:
+                apply(m)
+            elif err.code() == KafkaError._PARTITION_EOF and m.partition() is not None:
+                at_end.add(m.partition())
+    return True

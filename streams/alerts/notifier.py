@@ -25,9 +25,14 @@ from schemas import topics
 from schemas.messages import Alert
 from streams.alerts.receivers import Delivery, Receiver, Send, deliver, http_send
 from streams.config import Settings
-from streams.errors import UserError
+from streams.errors import ServiceUnavailableError, UserError
 from streams.records import Rejection, dlq_record, parse_message
-from tokenledger.kafka_config import client_config, committed_reader
+from tokenledger.kafka_config import (
+    assign_from_start,
+    client_config,
+    committed_reader,
+    read_to_end,
+)
 
 log = logging.getLogger(__name__)
 GROUP = "tokenledger-notifier"
@@ -161,24 +166,20 @@ class Notifier:
     def restore(self) -> int:
         """Rebuild which alerts are firing from the alerts topic (its start to its end now);
         the number firing."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+        from confluent_kafka import Consumer
+
+        def apply(m: Any) -> None:
+            alert = parse_message(m.value(), Alert)
+            if not isinstance(alert, Rejection):
+                self._track(alert)
 
         reader = Consumer(client_config(self.settings.kafka, {
             "group.id": f"{self.settings.topic(GROUP)}-restore", "enable.auto.commit": False,
             "isolation.level": "read_committed", "enable.partition.eof": True}))  # fmt: skip
         try:
-            meta = reader.list_topics(self.topic, timeout=10).topics.get(self.topic)
-            partitions = sorted(meta.partitions) if meta is not None and meta.partitions else []
-            reader.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-            at_end: set[int] = set()
-            while len(at_end) < len(partitions):
-                for m in reader.consume(500, 1.0):
-                    if m.error() is not None:
-                        at_end.add(m.partition() or 0)
-                        continue
-                    alert = parse_message(m.value(), Alert)
-                    if not isinstance(alert, Rejection):
-                        self._track(alert)
+            partitions = assign_from_start(reader, self.topic)
+            if not read_to_end(reader, partitions, apply, timeout=60):
+                raise ServiceUnavailableError(f"could not read {self.topic} to its end")
         finally:
             reader.close()
         if self.firing:
