@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -21,6 +20,7 @@ from streams.admin.topics import create_topics
 from streams.config import Settings
 from streams.edge import keys
 from streams.local.broker import free_port
+from tests.helpers.processes import stop
 from tests.helpers.waiting import wait_for
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
@@ -98,9 +98,4 @@ def served(env: Mapping[str, str], tmp: Path, *args: str,
         wait_for(edge.ready, 60, f"the edge to be ready (log: {log})", interval=0.1)
         yield edge
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc)

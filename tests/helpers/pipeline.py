@@ -20,6 +20,7 @@ from schemas.messages import UsageEvent
 from streams.admin.progress import Probe
 from streams.config import Settings
 from tests.helpers.pricing_oracle import expected_cost
+from tests.helpers.processes import stop
 from tokenledger.ledger import Ledger, TopicNames
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
@@ -87,18 +88,7 @@ class Pipeline:
         """Stop what still runs (SIGTERM, then SIGKILL after 30 s); their exit codes. A
         process that exited by itself before this is a failure (checked in ``verdict``),
         never silently restarted."""
-        codes = {}
-        for name in list(self.procs):
-            proc = self.procs.pop(name)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-            codes[name] = proc.returncode
-        return codes
+        return {name: stop(self.procs.pop(name)) for name in list(self.procs)}
 
     # -- traffic ---------------------------------------------------------------------------
 
