@@ -76,8 +76,11 @@ class Rates:
 
     def cost_nusd(self, tokens: TokenCounts) -> int:
         """Exact cost in nano-USD, rounded once, half to even."""
+        return self.cost_of_parts(tokens.parts())
+
+    def cost_of_parts(self, p: tuple[int, int, int, int, int, int]) -> int:
+        """``cost_nusd`` of disjoint counts already split (``TokenCounts.parts``)."""
         a, b, c, d, e, f = self._ints
-        p = tokens.parts()
         total = (self._request + p[0] * a + p[1] * b + p[2] * c + p[3] * d + p[4] * e
                  + p[5] * f)  # fmt: skip
         scale = self._scale

@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from schemas.common import format_usd
-from schemas.messages import Budget, EnrichedUsage, RequestEvent, Signal, budget_scope
+from schemas.messages import Budget, RequestEvent, Signal, budget_scope
+from streams.worker.price import Enriched
 from streams.worker.state import State
 from streams.worker.windows import scope_dim
 from tokenledger.freshness import Freshness
@@ -182,6 +183,9 @@ class BudgetTracker:
         self.slots: dict[str, int] = {k: int(v) for k, v in state.items("q:")}
         self.latest_slot_ms = max((int(k.rsplit(":", 1)[1]) for k in self.slots), default=0)
         self._dirty_slots: set[str] = set()
+        self._batch: dict[tuple[str, str, int], int] = {}
+        """Spend of the running batch per (tenant, feature, slot start): ``end_batch``
+        folds it into ``slots``."""
         self._dirty_scopes: set[str] = set()
         self._next_cleanup_ms = 0
         self._rollovers: list[tuple[int, str]] = []
@@ -204,7 +208,7 @@ class BudgetTracker:
         heapq.heappush(self._expiry, (ts_ms, "r:" + rid))
         self._touch(event.tenant_id, event.feature)
 
-    def on_usage(self, event: EnrichedUsage) -> None:
+    def on_usage(self, event: Enriched) -> None:
         rid = f"{event.request_id}:{event.attempt}"
         ts_ms = int(event.ts.timestamp() * 1000)
         if self.reservations.pop("r:" + rid, None) is not None:
@@ -212,13 +216,21 @@ class BudgetTracker:
         else:
             self.state.put("x:" + rid, str(ts_ms))  # settles a request that arrives later
             heapq.heappush(self._expiry, (ts_ms, "x:" + rid))
-        if event.cost_nusd:
-            for feature in (None, event.feature):
-                key = slot_key(event.tenant_id, feature, ts_ms)
-                self.slots[key] = self.slots.get(key, 0) + event.cost_nusd
-                self._dirty_slots.add(key)
-            self.latest_slot_ms = max(self.latest_slot_ms, ts_ms - ts_ms % SLOT_MS)
-        self._touch(event.tenant_id, event.feature)
+        group = (event.tenant_id, event.feature, ts_ms - ts_ms % SLOT_MS)
+        self._batch[group] = self._batch.get(group, 0) + (event.cost_nusd or 0)
+
+    def _fold(self) -> None:
+        """Add the batch's spend (summed per tenant, feature and slot) to the slots."""
+        slots = self.slots
+        for (tenant_id, feature, slot_ms), cost in self._batch.items():
+            if cost:
+                for scope_feature in (None, feature):
+                    key = slot_key(tenant_id, scope_feature, slot_ms)
+                    slots[key] = slots.get(key, 0) + cost
+                    self._dirty_slots.add(key)
+                self.latest_slot_ms = max(self.latest_slot_ms, slot_ms)
+            self._touch(tenant_id, feature)
+        self._batch.clear()
 
     def on_budgets_changed(self, scopes: Iterable[str]) -> None:
         """Re-evaluate changed budgets for the tenants this partition has seen."""
@@ -253,6 +265,7 @@ class BudgetTracker:
 
     def end_batch(self, now: datetime) -> list[Signal]:
         now_ms = int(now.timestamp() * 1000)
+        self._fold()
         for key in self._dirty_slots:
             self.state.put(key, str(self.slots[key]))
         self._dirty_slots.clear()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import Enum
+from typing import NamedTuple
 
 from streams.worker.state import State, digest_key
 
@@ -25,6 +26,14 @@ class Verdict(Enum):
     REDELIVERY = "redelivery"
 
 
+class Decision(NamedTuple):
+    verdict: Verdict
+    id_key: str
+    """The state key of the event id (its digest), computed once per event."""
+    generation_key: str
+    """The state key of the idempotency key."""
+
+
 DEFAULT_RETENTION = timedelta(hours=48)
 
 
@@ -33,27 +42,27 @@ class Dedup:
         self.state = state
         self.retention_ms = int(retention.total_seconds() * 1000)
 
-    def decide(self, event_id: str, idempotency_key: str) -> Verdict:
-        if self.state.get(digest_key("E:", event_id)) is not None:
-            return Verdict.REDELIVERY
-        if self.state.get(digest_key("K:", idempotency_key)) is not None:
-            return Verdict.DUPLICATE_GENERATION
-        return Verdict.FIRST
+    def decide(self, event_id: str, idempotency_key: str) -> Decision:
+        id_key = digest_key("E:", event_id)
+        generation_key = digest_key("K:", idempotency_key)
+        if self.state.get(id_key) is not None:
+            verdict = Verdict.REDELIVERY
+        elif self.state.get(generation_key) is not None:
+            verdict = Verdict.DUPLICATE_GENERATION
+        else:
+            verdict = Verdict.FIRST
+        return Decision(verdict, id_key, generation_key)
 
-    def remember(self, event_id: str, idempotency_key: str, ts_ms: int,
-                 verdict: Verdict | None = None) -> None:  # fmt: skip
-        """Mark seen; the engine commits this with the event's output, atomically. The
-        verdict ``decide`` gave saves looking the idempotency key up again."""
+    def remember(self, decision: Decision, ts_ms: int) -> None:
+        """Mark seen; the engine commits this with the event's output, atomically. A
+        repeated generation keeps the first generation as the reference."""
         value = str(ts_ms)
-        key = digest_key("E:", event_id)
-        self.state.put(key, value)
-        self.state.expire_later(key, ts_ms)
-        if verdict is Verdict.DUPLICATE_GENERATION:
-            return  # the first generation stays the reference
-        key = digest_key("K:", idempotency_key)
-        if verdict is Verdict.FIRST or self.state.get(key) is None:
-            self.state.put(key, value)
-            self.state.expire_later(key, ts_ms)
+        state = self.state
+        state.put(decision.id_key, value)
+        state.expire_later(decision.id_key, ts_ms)
+        if decision.verdict is Verdict.FIRST:
+            state.put(decision.generation_key, value)
+            state.expire_later(decision.generation_key, ts_ms)
 
     def expire(self, watermark_ms: int) -> int:
         """Forget entries older than the retention behind ``watermark_ms``; how many."""

@@ -175,12 +175,12 @@ class TransactionalEngine:
             return
         producer.begin_transaction()
         for out in outputs:
-            self._produce(producer, out.topic, out.key, out.value, None, out.headers)
+            if out.headers:
+                self._produce(producer, out.topic, out.key, out.value, headers=out.headers)
+            else:
+                self._produce(producer, out.topic, out.key, out.value)
         self._changelog_next.clear()
-        for partition, key, value in changes:
-            self._produce(producer, self.config.changelog, key.encode(),
-                          value.encode() if value is not None else None, partition,
-                          on_delivery=self._delivered)  # fmt: skip
+        self._produce_changes(producer, changes)
         if offsets:
             producer.send_offsets_to_transaction(
                 [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
@@ -193,6 +193,20 @@ class TransactionalEngine:
         self.batches += 1
         self.records += len(messages)
         self._at_commit = self.counters()
+
+    def _produce_changes(self, producer: Any, changes: list[tuple[int, str, str | None]]) -> None:
+        """The changed state keys to their changelog partitions. Records of one partition
+        are delivered in order (idempotent producer), so the last one's delivery report
+        tells how far the changelog reaches: only it carries a callback."""
+        last = {partition: i for i, (partition, _, _) in enumerate(changes)}
+        changelog, produce = self.config.changelog, self._produce
+        for i, (partition, key, value) in enumerate(changes):
+            raw = value.encode() if value is not None else None
+            if last[partition] == i:
+                produce(producer, changelog, key.encode(), raw, partition=partition,
+                        on_delivery=self._delivered)  # fmt: skip
+            else:
+                produce(producer, changelog, key.encode(), raw, partition=partition)
 
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is None:
@@ -286,13 +300,9 @@ class TransactionalEngine:
 
     @staticmethod
     def _produce(producer: Any, topic: str, key: bytes | None, value: bytes | None,
-                 partition: int | None, headers: list[tuple[str, str | bytes | None]] | None = None,
-                 on_delivery: Callable[[Any, Any], None] | None = None) -> None:  # fmt: skip
-        kwargs: dict[str, Any] = {} if partition is None else {"partition": partition}
-        if headers:
-            kwargs["headers"] = headers
-        if on_delivery is not None:
-            kwargs["on_delivery"] = on_delivery
+                 **kwargs: Any) -> None:  # fmt: skip
+        """produce, waiting for room in the producer's queue (kwargs: partition, headers,
+        on_delivery)."""
         while True:
             try:
                 producer.produce(topic, value, key, **kwargs)

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas import topics
-from schemas.messages import EnrichedUsage
 from schemas.price_book import PriceBook
 from streams.records import Output
 from streams.worker.anomalies import AnomalyTask, DetectorConfig
@@ -24,6 +23,7 @@ from streams.worker.budgets import (
     BudgetBook,
     BudgetTracker,
 )
+from streams.worker.price import Enriched
 from streams.worker.requests import RequestHandler
 from streams.worker.state import State
 from streams.worker.usage import UsageTask, UsageTopics
@@ -88,7 +88,7 @@ def partition_task(
     anomalies = AnomalyTask(state, usage.windows, names[topics.ALERTS], budgets=budgets,
                             config=detectors)  # fmt: skip
 
-    def on_enriched(event: EnrichedUsage) -> None:
+    def on_enriched(event: Enriched) -> None:
         budgets.on_usage(event)
         anomalies.observe(event)
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from schemas.messages import EnrichedUsage, UsageEvent
+from schemas.messages import UsageEvent
 from schemas.price_book import PriceBook
 from streams.records import Output, Rejection, dead_letter
 from streams.worker.dedup import DEFAULT_RETENTION, Dedup, Verdict
-from streams.worker.price import enrich
+from streams.worker.price import Enriched, enrich
 from streams.worker.state import State
 from streams.worker.validate import parse
 from streams.worker.windows import DEFAULT_LATENESS, SpendWindows
@@ -44,7 +44,7 @@ class UsageTask:
         *,
         dedup_retention: timedelta = DEFAULT_RETENTION,
         allowed_lateness: timedelta = DEFAULT_LATENESS,
-        on_enriched: Callable[[EnrichedUsage], None] | None = None,
+        on_enriched: Callable[[Enriched], None] | None = None,
     ) -> None:
         self.state = state
         self.on_enriched = on_enriched
@@ -66,29 +66,28 @@ class UsageTask:
             return [dead_letter(event, self.counters, self.topics.dlq, raw=value, key=key,
                                 topic=topic, partition=partition, offset=offset,
                                 component=COMPONENT, now=now)]  # fmt: skip
-        verdict = self.dedup.decide(event.event_id, event.idempotency_key)
-        if verdict is Verdict.REDELIVERY:
+        decision = self.dedup.decide(event.event_id, event.idempotency_key)
+        if decision.verdict is Verdict.REDELIVERY:
             self.counters["redelivered"] += 1
             return []
         ts_ms = int(event.ts.timestamp() * 1000)
         late = self.windows.is_late(ts_ms, self.watermark_ms)
-        enriched = enrich(event, self.prices, late=late, now=now,
-                          duplicate_generation=verdict is Verdict.DUPLICATE_GENERATION)  # fmt: skip
-        self.dedup.remember(event.event_id, event.idempotency_key, ts_ms, verdict)
+        duplicate = decision.verdict is Verdict.DUPLICATE_GENERATION
+        enriched = enrich(event, self.prices, late=late, now=now, duplicate_generation=duplicate)
+        self.dedup.remember(decision, ts_ms)
         if late:
             self.counters["late"] += 1
         else:
             self.windows.add(ts_ms, event.tenant_id, event.feature, event.model,
                              enriched.cost_nusd)  # fmt: skip
-        if verdict is Verdict.DUPLICATE_GENERATION:
+        if duplicate:
             self.counters["duplicate_generation"] += 1
         if ts_ms > self.watermark_ms:
             self.watermark_ms = ts_ms
         self.counters["enriched"] += 1
         if self.on_enriched is not None:
             self.on_enriched(enriched)
-        return [Output(self.topics.enriched, event.tenant_id.encode(),
-                       enriched.model_dump_json().encode())]  # fmt: skip
+        return [Output(self.topics.enriched, event.tenant_id.encode(), enriched.to_json())]
 
     def end_batch(self, now: datetime) -> list[Output]:
         """Persist the watermark; expire old state about once a minute of event time."""

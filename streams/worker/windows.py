@@ -49,8 +49,10 @@ class WindowTotal:
 
 
 class SpendWindows:
-    """Totals live as integers in memory; ``flush()`` writes the changed ones to the state
-    once per batch (the engine commits them with the batch's outputs)."""
+    """Totals live as integers in memory. ``add`` sums a batch's events per (minute, tenant,
+    feature, model); ``flush()`` folds those sums into every grain and dimension and writes
+    the changed totals to the state, once per batch (the engine commits them with the
+    batch's outputs): ``totals`` is current after a flush."""
 
     def __init__(self, state: State, allowed_lateness: timedelta = DEFAULT_LATENESS):
         self.state = state
@@ -58,7 +60,7 @@ class SpendWindows:
         self.totals: dict[str, list[int]] = {
             key: [int(x) for x in value.split(",")] for key, value in state.items("w:")
         }
-        self._dirty: set[str] = set()
+        self._batch: dict[tuple[int, str, str, str], list[int]] = {}
         self._expiry = [(_expires_at(key), key) for key in self.totals]
         heapq.heapify(self._expiry)
 
@@ -67,35 +69,42 @@ class SpendWindows:
         return closes + self.lateness_ms < watermark_ms
 
     def add(self, ts_ms: int, tenant_id: str, feature: str, model: str, cost: int | None) -> None:
-        totals, dirty = self.totals, self._dirty
-        names = dims(tenant_id, feature, model)
-        for grain, size in GRAINS_MS.items():
-            start = ts_ms - ts_ms % size
-            for dim in names:
-                key = f"w:{grain}:{dim}:{start}"
-                entry = totals.get(key)
-                if entry is None:
-                    entry = totals[key] = [0, 0, 0]
-                    heapq.heappush(self._expiry, (start + size + KEEP_MS[grain], key))
-                if cost is None:
-                    entry[2] += 1
-                else:
-                    entry[0] += cost
-                entry[1] += 1
-                dirty.add(key)
+        group = (ts_ms - ts_ms % 60_000, tenant_id, feature, model)
+        entry = self._batch.get(group)
+        if entry is None:
+            entry = self._batch[group] = [0, 0, 0]
+        if cost is None:
+            entry[2] += 1
+        else:
+            entry[0] += cost
+        entry[1] += 1
 
     def flush(self) -> None:
-        for key in self._dirty:
-            total, events, unpriced = self.totals[key]
+        totals, dirty = self.totals, set()
+        for (minute, tenant_id, feature, model), (cost, events, unpriced) in self._batch.items():
+            names = dims(tenant_id, feature, model)
+            for grain, size in GRAINS_MS.items():
+                start = minute - minute % size
+                for dim in names:
+                    key = f"w:{grain}:{dim}:{start}"
+                    entry = totals.get(key)
+                    if entry is None:
+                        entry = totals[key] = [0, 0, 0]
+                        heapq.heappush(self._expiry, (start + size + KEEP_MS[grain], key))
+                    entry[0] += cost
+                    entry[1] += events
+                    entry[2] += unpriced
+                    dirty.add(key)
+        self._batch.clear()
+        for key in dirty:
+            total, events, unpriced = totals[key]
             self.state.put(key, f"{total},{events},{unpriced}")
-        self._dirty.clear()
 
     def expire(self, watermark_ms: int) -> int:
         dropped = 0
         while self._expiry and self._expiry[0][0] < watermark_ms:
             _, key = heapq.heappop(self._expiry)
             if self.totals.pop(key, None) is not None:
-                self._dirty.discard(key)
                 self.state.delete(key)
                 dropped += 1
         return dropped

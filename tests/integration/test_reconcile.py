@@ -43,7 +43,7 @@ def ledger(ch: Any, book: PriceBook, calls: list[dict[str, Any]]) -> None:
                   **call}  # fmt: skip
         event = factories.usage(event_id=f"e-{i}", idempotency_key=f"k-{i}", **fields)
         enriched = enrich(event, book, duplicate_generation=False, late=False, now=DAY2)
-        rows.append(UsageRow.from_message(enriched).values() + [0, i])
+        rows.append(UsageRow.from_message(enriched.as_message()).values() + [0, i])
     ch.insert("usage_events", rows, column_names=UsageRow.insert_columns())
 
 

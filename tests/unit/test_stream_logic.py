@@ -61,21 +61,23 @@ def test_a_good_event_parses() -> None:
 def test_dedup_decisions_and_bounded_state() -> None:
     state = ChangelogState()
     dedup = Dedup(state, retention=timedelta(hours=1))
-    assert dedup.decide("e1", "k1") is Verdict.FIRST
-    dedup.remember("e1", "k1", 1_000)
-    assert dedup.decide("e1", "k1") is Verdict.REDELIVERY
-    assert dedup.decide("e2", "k1") is Verdict.DUPLICATE_GENERATION
-    dedup.remember("e2", "k1", 2_000)
+    first = dedup.decide("e1", "k1")
+    assert first.verdict is Verdict.FIRST
+    dedup.remember(first, 1_000)
+    assert dedup.decide("e1", "k1").verdict is Verdict.REDELIVERY
+    retry = dedup.decide("e2", "k1")
+    assert retry.verdict is Verdict.DUPLICATE_GENERATION
+    dedup.remember(retry, 2_000)
     assert state.data[digest_key("K:", "k1")] == "1000"  # the first generation stays
     assert all(len(k) == 34 for k in state.data)  # fixed-size keys, whatever the id
     restored = ChangelogState()
     for key, value in state.changes():
         restored.restore(key, value)
     again = Dedup(restored, retention=timedelta(hours=1))
-    assert again.decide("e2", "k9") is Verdict.REDELIVERY and len(again) == 3
+    assert again.decide("e2", "k9").verdict is Verdict.REDELIVERY and len(again) == 3
     assert again.expire(1_000 + 3_600_000) == 0  # exactly at the horizon: kept
     assert again.expire(2_001 + 3_600_000) == 3
-    assert again.decide("e1", "k1") is Verdict.FIRST and restored.data == {}
+    assert again.decide("e1", "k1").verdict is Verdict.FIRST and restored.data == {}
 
 
 def test_an_old_changelog_of_plain_ids_is_rewritten_under_digests() -> None:
@@ -83,8 +85,8 @@ def test_an_old_changelog_of_plain_ids_is_rewritten_under_digests() -> None:
     restored.restore("d:e1", "1000")
     restored.restore("i:k1", "e1|1000")
     dedup = Dedup(restored, retention=timedelta(hours=1))
-    assert dedup.decide("e1", "k9") is Verdict.REDELIVERY
-    assert dedup.decide("e2", "k1") is Verdict.DUPLICATE_GENERATION
+    assert dedup.decide("e1", "k9").verdict is Verdict.REDELIVERY
+    assert dedup.decide("e2", "k1").verdict is Verdict.DUPLICATE_GENERATION
     # the next commit writes the digest keys and tombstones the old ones
     assert dict(restored.changes()) == {"d:e1": None, "i:k1": None,
                                         digest_key("E:", "e1"): "1000",
@@ -120,13 +122,15 @@ def test_window_assignment_and_lateness() -> None:
 def test_enrich_flags_and_costs() -> None:
     table = load_price_book()
     event = factories.usage(route="classify")
-    priced = enrich(event, table, duplicate_generation=True, late=False, now=NOW)
+    priced = enrich(event, table, duplicate_generation=True, late=False, now=NOW).as_message()
     assert (priced.cost_nusd, priced.cost_source, priced.duplicate_generation) == (
         11_670_000,
         "table",
         True,
     )
     assert priced.counterfactual_cost_nusd == 3500 * 2500 + 420 * 10_000
+    # not a batch call: its unbatched cost is its table cost; nothing trimmed, nothing saved
+    assert (priced.unbatched_cost_nusd, priced.context_saved_nusd) == (11_670_000, 0)
     # (event's cost, table's cost): within 0.1% of the table is rounding, beyond is a mismatch
     assert cost_mismatch(11_670_000 + 11_670, 11_670_000) is False
     assert cost_mismatch(11_670_000 + 11_671, 11_670_000) is True
@@ -148,7 +152,7 @@ def test_waterfall_steps_telescope_from_counterfactual_to_cost() -> None:
     table = load_price_book()
     event = factories.usage(model="gpt-4o-mini", route="rag", batch=True, cached_input_tokens=1024,
                             context_trimmed_tokens=2000)  # fmt: skip
-    e = enrich(event, table, duplicate_generation=False, late=False, now=NOW)
+    e = enrich(event, table, duplicate_generation=False, late=False, now=NOW).as_message()
     # gpt-4o reference: 3500 in x 2500 + 420 out x 10000
     assert e.counterfactual_cost_nusd == 3500 * 2500 + 420 * 10_000
     # own model, list price: 3500 x 150 + 420 x 600

@@ -44,19 +44,26 @@ class Buckets:
         self._dirty: set[tuple[str, int]] = set()
 
     def add(self, scope: str, minute: int, cost: int, aux1: int = 0, aux2: int = 0) -> None:
+        """One call's evidence."""
+        self.merge(scope, minute, cost, 1, (cost, 0), aux1, aux2)
+
+    def merge(self, scope: str, minute: int, cost: int, events: int, tops: tuple[int, int],
+              aux1: int, aux2: int) -> None:  # fmt: skip
+        """Sums of ``events`` calls, ``tops`` their two largest costs."""
         key = (scope, minute)
         entry = self.data.get(key)
         if entry is None:
             entry = self.data[key] = [0, 0, 0, 0, 0, 0]
             self.active.setdefault(minute, set()).add(scope)
         entry[COST] += cost
-        entry[EVENTS] += 1
-        if cost > entry[TOP2]:
-            if cost > entry[TOP1]:
-                entry[TOP2] = entry[TOP1]
-                entry[TOP1] = cost
-            else:
-                entry[TOP2] = cost
+        entry[EVENTS] += events
+        for top in tops:
+            if top > entry[TOP2]:
+                if top > entry[TOP1]:
+                    entry[TOP2] = entry[TOP1]
+                    entry[TOP1] = top
+                else:
+                    entry[TOP2] = top
         entry[AUX1] += aux1
         entry[AUX2] += aux2
         self._dirty.add(key)

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from schemas.messages import Alert, EnrichedUsage, budget_scope
+from schemas.messages import Alert, budget_scope
 from streams.records import Output
 from streams.worker.anomalies.buckets import (
     AUX1,
@@ -23,6 +23,7 @@ from streams.worker.anomalies.detectors import DetectorConfig, Detectors, Observ
 from streams.worker.anomalies.incidents import Incidents
 from streams.worker.anomalies.levels import Levels
 from streams.worker.budgets import BudgetTracker, budget_window
+from streams.worker.price import Enriched
 from streams.worker.state import State
 from streams.worker.windows import SpendWindows
 
@@ -52,34 +53,61 @@ class AnomalyTask:
         self._seen: set[tuple[str, str]] = set()
         self._judged: set[tuple[str, str]] = set()
         self._touched: set[str] = set()
+        self._batch: dict[tuple[int, str, str, str, str], list[int]] = {}
         self.counters: Counter[str] = Counter()
 
     # -- input ---------------------------------------------------------------------------
 
-    def observe(self, event: EnrichedUsage) -> None:
+    def observe(self, event: Enriched) -> None:
+        """Count one call: summed per (minute, tenant, feature, model, route) for the batch,
+        folded into the scopes' buckets by ``end_batch``."""
         if event.late:
             return
         ts_ms = int(event.ts.timestamp() * 1000)
-        minute = ts_ms - ts_ms % MINUTE_MS
+        group = (ts_ms - ts_ms % MINUTE_MS, event.tenant_id, event.feature, event.model,
+                 event.route)  # fmt: skip
+        g = self._batch.get(group)
+        if g is None:
+            g = self._batch[group] = [0] * 10
         cost = event.cost_nusd or 0
-        tenant = event.tenant_id
-        t, tf, tr = f"t={tenant}", f"tf={tenant}|{event.feature}", f"tr={tenant}|{event.route}"
-        add = self.buckets.add
-        duplicate = event.duplicate_generation
-        add(t, minute, cost, 1 if duplicate else 0, cost if duplicate else 0)
-        add(f"tm={tenant}|{event.model}", minute, cost)
-        add(tf, minute, cost, 1 if event.token_budget_violations else 0, event.input_tokens)
+        g[0] += cost
+        g[1] += 1
+        if cost > g[3]:  # the group's two largest calls
+            if cost > g[2]:
+                g[3], g[2] = g[2], cost
+            else:
+                g[3] = cost
+        if event.duplicate_generation:
+            g[4] += 1
+            g[5] += cost
+        if event.token_budget_violations:
+            g[6] += 1
+        g[7] += event.input_tokens
         counterfactual = event.counterfactual_cost_nusd
         if event.cache == "none" and event.list_cost_nusd is not None and counterfactual:
-            add(tr, minute, cost, 1, event.list_cost_nusd * 1000 // counterfactual)
-        else:
-            add(tr, minute, cost)
-        self._touched.add(t)
-        self._touched.add(tf)
+            g[8] += 1
+            g[9] += event.list_cost_nusd * 1000 // counterfactual
+
+    def _fold(self) -> None:
+        """The batch's sums into the buckets of the tenant (aux: duplicate generations and
+        their cost), tenant x model, tenant x feature (violating calls, input tokens) and
+        tenant x route (priced calls, price levels)."""
+        merge = self.buckets.merge
+        for (minute, tenant, feature, model, route), g in self._batch.items():
+            cost, events, tops = g[0], g[1], (g[2], g[3])
+            t, tf = f"t={tenant}", f"tf={tenant}|{feature}"
+            merge(t, minute, cost, events, tops, g[4], g[5])
+            merge(f"tm={tenant}|{model}", minute, cost, events, tops, 0, 0)
+            merge(tf, minute, cost, events, tops, g[6], g[7])
+            merge(f"tr={tenant}|{route}", minute, cost, events, tops, g[8], g[9])
+            self._touched.add(t)
+            self._touched.add(tf)
+        self._batch.clear()
 
     # -- evaluation ----------------------------------------------------------------------
 
     def end_batch(self, watermark_ms: int, now: datetime) -> list[Output]:
+        self._fold()
         self.incidents.now = now
         alerts: list[Alert] = []
         closed_to = watermark_ms - watermark_ms % MINUTE_MS  # minutes before this are closed

@@ -1,0 +1,51 @@
+"""The worker builds enriched records from the validated event without validating again:
+the bytes it writes must be exactly the contract's message, and the sink's fast path must
+read them as the model's row."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from schemas.messages import EnrichedUsage, UsageEvent
+from schemas.price_book import PriceBook, load_price_book
+from schemas.rows import UsageRow
+from streams.sink.columns import usage_values
+from streams.worker.price import enrich
+from tests.helpers import factories
+
+NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
+BERLIN = timezone(timedelta(hours=1))
+
+CASES: list[dict[str, Any]] = [
+    {},
+    {"model": "gpt-4o-mini", "route": "rag", "batch": True, "context_trimmed_tokens": 2000},
+    {"cache": "semantic", "error": "TimeoutError: read", "task_id": "t-9", "success": False},
+    {"model": "no-such-model-anywhere", "estimated": True},
+    {"cost_nusd": 20_000_000, "token_budget_violations": ("retrieved", "tools")},
+    {"cache_write_tokens": 600, "cache_write_1h_tokens": 400, "service_tier": "flex",
+     "provider": "openai", "model": "gpt-5"},
+    {"schema_version": 1, "ts": datetime(2026, 11, 26, 12, 30, tzinfo=BERLIN)},
+    {"ts": datetime(2026, 11, 26, 11, 0, 0, 5, tzinfo=UTC), "attempt": 3},
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def book() -> PriceBook:
+    return load_price_book()
+
+
+@pytest.mark.parametrize("overrides", CASES)
+@pytest.mark.parametrize("flags", [(False, False), (True, True)])
+def test_the_record_is_the_contract_message(book: PriceBook, overrides: dict[str, Any],
+                                            flags: tuple[bool, bool]) -> None:  # fmt: skip
+    event = UsageEvent.model_validate_json(factories.usage(**overrides).model_dump_json())
+    record = enrich(event, book, duplicate_generation=flags[0], late=flags[1], now=NOW)
+    message = record.as_message()  # validates every field against the contract
+    assert message.kind == "usage.enriched" and message.schema_version == 2
+    assert json.loads(record.to_json()) == json.loads(message.model_dump_json())
+    assert EnrichedUsage.model_validate_json(record.to_json()) == message
+    assert usage_values(record.to_json()) == UsageRow.from_message(message).values()
