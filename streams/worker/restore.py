@@ -55,21 +55,29 @@ def open_states(state_dir: str | None, ends: dict[int, tuple[int, int]],
     return states, starts
 
 
+PROGRESS_EVERY_S = 10.0
+
+
 def replay(restorer: Any, changelog: str, states: dict[int, State], starts: dict[int, int],
            targets: dict[int, int], timeout_s: float, counters: Counter[str]) -> None:  # fmt: skip
-    """Apply each partition's changelog from its start offset up to its target."""
+    """Apply each partition's changelog from its start offset up to its target. A long
+    replay logs its progress; one that stops advancing for ``timeout_s`` (a transaction
+    left open holds read_committed readers back) fails with a clear error."""
     from confluent_kafka import TopicPartition
 
     pending = {p for p, high in targets.items() if high > 0 and (starts[p] < 0 or starts[p] < high)}
     restorer.assign([TopicPartition(changelog, p, starts[p]) for p in pending])
-    deadline = time.monotonic() + timeout_s
+    now = time.monotonic()
+    stalled_at, report_at, applied = now + timeout_s, now + PROGRESS_EVERY_S, 0
     while pending:
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > stalled_at:
             raise ServiceUnavailableError(
-                f"restoring state of partitions {sorted(pending)} took over {timeout_s:.0f}s; "
-                "is a transaction stuck open?"
+                f"restoring state of partitions {sorted(pending)} made no progress for "
+                f"{timeout_s:.0f}s; is a transaction stuck open?"
             )
-        for m in restorer.consume(5000, 0.2):
+        messages = restorer.consume(5000, 0.2)
+        for m in messages:
             partition = m.partition()
             if m.error() is None and partition is not None:
                 key, value = m.key(), m.value()
@@ -77,9 +85,19 @@ def replay(restorer: Any, changelog: str, states: dict[int, State], starts: dict
                                           value.decode() if value else None)  # fmt: skip
                 kind = "tail_records" if starts[partition] >= 0 else "replayed_records"
                 counters["state." + kind] += 1
+                applied += 1
+        if messages:
+            stalled_at = now + timeout_s
+        left = 0
         for p in list(pending):
             position = restorer.position([TopicPartition(changelog, p)])[0].offset
             if position >= targets[p]:
                 pending.discard(p)
+            else:
+                left += targets[p] - max(position, 0)
+        if pending and now > report_at:
+            report_at = now + PROGRESS_EVERY_S
+            log.info("restoring state of partitions %s: %d records applied, about %d to go",
+                     sorted(pending), applied, left)  # fmt: skip
     for p, state in states.items():
         state.finish_restore(targets[p])
