@@ -42,7 +42,7 @@ test: setup lint packages ## install everything, start a broker, run the whole s
 fuzz: install ## the hostile-input suite with 20,000 examples per property (CI runs 150)
 	@TOKENLEDGER_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/unit/test_hostile_input.py
 
-soak: setup ## sustained load through the whole pipeline (TOKENLEDGER_SOAK_SECONDS, 300)
+soak: setup ## sustained load through the whole pipeline (3,000 ev/s for 600 s; TOKENLEDGER_SOAK_RATE, _SECONDS)
 	@$(BIN)/python -m bench.soak
 	@TOKENLEDGER_FAULT_OUTAGE_S=60 $(BIN)/python -m pytest -q tests/faults
 

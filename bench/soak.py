@@ -1,11 +1,12 @@
 """`make soak`: sustained load through the whole pipeline for a bounded time.
 
-Emits usage events through the SDK at a fixed rate (TOKENLEDGER_SOAK_RATE, default the
-stream benchmark's last measured events/s from bench.json, else 2,000) for
-TOKENLEDGER_SOAK_SECONDS (300) into a local broker it starts on free ports, with one
+Emits usage events through the SDK at a fixed rate (TOKENLEDGER_SOAK_RATE, 3,000) for
+TOKENLEDGER_SOAK_SECONDS (600) into a local broker it starts on free ports, with one
 stream worker and the sink as subprocesses on an embedded ClickHouse. Every 10 seconds it
-prints the worker's and the sink's lag and their memory (RSS); at the end: memory growth
-of each (state must stay bounded: dedup and windows expire in event time) and end-to-end
+prints the worker's and the sink's lag and their memory (RSS); at the end: memory of each
+over the second half against the midpoint (the worker's must stay within 10%, else the soak
+exits 1: its state is on disk and windows expire in event time, so it must not follow the
+number of events remembered under the 48 h dedup window) and end-to-end
 freshness, event produced to row stored (the sink commits a Kafka offset only after the
 rows are in ClickHouse, so a committed offset means queryable), median and p99.
 """
@@ -41,17 +42,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def default_rate() -> int:
-    home = Path(os.environ.get("TOKENLEDGER_HOME") or ".tokenledger")
-    try:
-        return int(json.loads((home / "bench.json").read_text())["streams.events_per_s"]["value"])
-    except (OSError, KeyError, ValueError):
-        return 2000
+def flat(samples: list[float], tolerance: float = 0.10) -> tuple[float, float, float, bool]:
+    """Memory over the second half of the soak against its midpoint sample: (midpoint,
+    lowest, highest, every later sample within ``tolerance`` of the midpoint)."""
+    middle = samples[len(samples) // 2]
+    later = samples[len(samples) // 2 :]
+    low, high = min(later), max(later)
+    return middle, low, high, all(abs(v - middle) <= tolerance * middle for v in later)
 
 
 def main() -> int:
-    rate = int(os.environ.get("TOKENLEDGER_SOAK_RATE") or default_rate())
-    seconds = float(os.environ.get("TOKENLEDGER_SOAK_SECONDS") or 300)
+    rate = int(os.environ.get("TOKENLEDGER_SOAK_RATE") or 3000)
+    seconds = float(os.environ.get("TOKENLEDGER_SOAK_SECONDS") or 600)
     tmp = Path(tempfile.mkdtemp(prefix="tokenledger-soak-"))
     port, controller = free_ports(2)
     broker = LocalKafka(
@@ -144,17 +146,24 @@ def main() -> int:
         stop.set()
         tailer.join(10)
         print(f"\nsoak over {seconds:.0f}s at {rate:,} events/s: {sent:,} events")
+        steady = True
         for name, values in memory.items():
             if len(values) >= 2:
-                print(f"  {name:<7} rss first {values[0]:.0f} MB, last {values[-1]:.0f} MB, "
-                      f"growth {values[-1] - values[0]:+.0f} MB")  # fmt: skip
+                middle, low, high, ok = flat(values)
+                steady = steady and (ok or name != "worker")
+                print(f"  {name:<7} rss first {values[0]:.0f} MB, at {seconds / 2:.0f}s "
+                      f"{middle:.0f} MB, after that {low:.0f}-{high:.0f} MB "
+                      f"({'flat' if ok else 'NOT flat'}: within 10% of the midpoint), "
+                      f"last {values[-1]:.0f} MB")  # fmt: skip
         if fresh:
             print(f"  freshness (emitted -> stored, every 100th event, checked each second, "
                   f"so up to 1 s high): median "
                   f"{median(fresh):.2f}s, p99 {p99(fresh):.2f}s over {len(fresh):,} events")  # fmt: skip
         print(f"  final lag: worker {worker.end() - max(worker.committed(), 0):,}, "
               f"sink {sink.end() - max(sink.committed(), 0):,}")  # fmt: skip
-        return 0
+        if not steady:
+            print("soak: the worker's memory kept growing after the midpoint", file=sys.stderr)
+        return 0 if steady else 1
     finally:
         for proc in procs.values():
             proc.send_signal(signal.SIGTERM)

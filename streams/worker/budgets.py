@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from schemas.common import format_usd
 from schemas.messages import Budget, RequestEvent, Signal, budget_scope
 from streams.worker.price import Enriched
-from streams.worker.state import State
+from streams.worker.state import SETTLED, State
 from streams.worker.windows import scope_dim
 from tokenledger.freshness import Freshness
 from tokenledger.signing import Headers, Ring, check
@@ -213,9 +213,9 @@ class BudgetTracker:
         ts_ms = int(event.ts.timestamp() * 1000)
         if self.reservations.pop("r:" + rid, None) is not None:
             self.state.delete("r:" + rid)
-        else:
-            self.state.put("x:" + rid, str(ts_ms))  # settles a request that arrives later
-            heapq.heappush(self._expiry, (ts_ms, "x:" + rid))
+        else:  # settles a request that arrives later; the state forgets it after the timeout
+            self.state.put("x:" + rid, str(ts_ms))
+            self.state.expire_later("x:" + rid, ts_ms)
         group = (event.tenant_id, event.feature, ts_ms - ts_ms % SLOT_MS)
         self._batch[group] = self._batch.get(group, 0) + (event.cost_nusd or 0)
 
@@ -326,13 +326,12 @@ class BudgetTracker:
     def _expire(self, now_ms: int) -> None:
         while self._expiry and self._expiry[0][0] + self.timeout_ms < now_ms:
             ts_ms, key = heapq.heappop(self._expiry)
-            if key.startswith("r:"):
-                reservation = self.reservations.pop(key, None)
-                if reservation is not None and reservation.ts_ms == ts_ms:
-                    self.state.delete(key)
-                    self._touch(reservation.tenant_id, reservation.feature)
-            else:
+            reservation = self.reservations.pop(key, None)
+            if reservation is not None and reservation.ts_ms == ts_ms:
                 self.state.delete(key)
+                self._touch(reservation.tenant_id, reservation.feature)
+        for key in self.state.pop_expired(now_ms - self.timeout_ms, SETTLED):
+            self.state.delete(key)
         if now_ms >= self._next_cleanup_ms:  # slots older than a month window: not needed
             self._next_cleanup_ms = now_ms + 3_600_000
             for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:

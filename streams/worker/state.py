@@ -8,9 +8,10 @@ Two implementations share one interface: ``ChangelogState`` keeps everything in 
 offline demo, tests); ``streams.worker.store.DiskState`` keeps it in RocksDB and only the
 uncommitted changes in memory (the worker).
 
-Keys under an expiring prefix (``EXPIRING``: the deduplication ids) hold the event time in
-milliseconds as their value; the state indexes them by that time so that forgetting the
-oldest is a range, not a scan (``expire_later`` / ``pop_expired``).
+Keys under an expiring prefix (``EXPIRING``: the deduplication ids, the settled requests)
+hold the event time in milliseconds as their value; the state indexes them by that time,
+one index per kind, so that forgetting the oldest is a range, not a scan, and memory does
+not hold them (``expire_later`` / ``pop_expired``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from collections.abc import Iterator
 from hashlib import blake2b
 from typing import Protocol
 
-EXPIRING = ("E:", "K:")
-"""Prefixes of keys whose value is their event time in ms: remembered event ids (E:) and
-idempotency keys (K:), each a 16-byte BLAKE2b digest in hex."""
+IDS, SETTLED = "ids", "settled"
+EXPIRING = {"E:": IDS, "K:": IDS, "x:": SETTLED}
+"""Prefixes of keys whose value is their event time in ms, and the expiry index each is
+in: remembered event ids (E:) and idempotency keys (K:), each a 16-byte BLAKE2b digest in
+hex, forgotten after the dedup retention; usage events that settled a request (x:), kept
+for the reservation timeout."""
 
 LEGACY = {"d:": "E:", "i:": "K:"}
 """Deduplication keys of releases before digests (``d:<event_id>`` = ts, ``i:<key>`` =
@@ -53,7 +57,7 @@ class State(Protocol):
     def changes(self) -> list[tuple[str, str | None]]: ...
     def items(self, prefix: str) -> Iterator[tuple[str, str]]: ...
     def expire_later(self, key: str, ts_ms: int) -> None: ...
-    def pop_expired(self, horizon_ms: int) -> list[str]: ...
+    def pop_expired(self, horizon_ms: int, index: str = IDS) -> list[str]: ...
     def applied(self, next_offset: int | None) -> None: ...
     def close(self) -> None: ...
     def remembered(self) -> int: ...
@@ -63,7 +67,7 @@ class ChangelogState:
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
         self._dirty: set[str] = set()
-        self._expiry: list[tuple[int, str]] = []
+        self._expiry: dict[str, list[tuple[int, str]]] = {IDS: [], SETTLED: []}
 
     def get(self, key: str) -> str | None:
         return self.data.get(key)
@@ -90,7 +94,7 @@ class ChangelogState:
         else:
             self.data[key] = value
             if key[:2] in EXPIRING:
-                heapq.heappush(self._expiry, (int(value), key))
+                self.expire_later(key, int(value))
 
     def finish_restore(self, next_offset: int) -> None:
         """The changelog is applied up to ``next_offset`` (memory: nothing to record)."""
@@ -105,13 +109,14 @@ class ChangelogState:
         return ((k, v) for k, v in self.data.items() if k.startswith(prefix))
 
     def expire_later(self, key: str, ts_ms: int) -> None:
-        heapq.heappush(self._expiry, (ts_ms, key))
+        """Index ``key`` (under an EXPIRING prefix) by its event time."""
+        heapq.heappush(self._expiry[EXPIRING[key[:2]]], (ts_ms, key))
 
-    def pop_expired(self, horizon_ms: int) -> list[str]:
-        """Keys indexed with an event time before ``horizon_ms``, once each."""
-        out = []
-        while self._expiry and self._expiry[0][0] < horizon_ms:
-            out.append(heapq.heappop(self._expiry)[1])
+    def pop_expired(self, horizon_ms: int, index: str = IDS) -> list[str]:
+        """Keys of ``index`` with an event time before ``horizon_ms``, once each."""
+        heap, out = self._expiry[index], []
+        while heap and heap[0][0] < horizon_ms:
+            out.append(heapq.heappop(heap)[1])
         return out
 
     def applied(self, next_offset: int | None) -> None:
@@ -122,4 +127,4 @@ class ChangelogState:
         """Nothing to release in memory."""
 
     def remembered(self) -> int:
-        return len(self._expiry)
+        return len(self._expiry[IDS])

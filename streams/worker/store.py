@@ -8,10 +8,11 @@ changelog (``~applied`` past its end: recreated topic, a copy from elsewhere) or
 tombstones are kept (they may have been compacted away) is rebuilt from the changelog,
 never trusted. Memory holds one batch of changes, whatever the retention window.
 
-Besides the state keys, the store keeps an index of the expiring keys by event time, one
-record per committed batch (``X:<latest ts hex>:<seq>`` -> the batch's keys; not in the
-changelog: it is derived from the values), so forgetting everything older than a horizon
-is a short scan and one range delete. A key expires once its whole batch is past the
+Besides the state keys, the store keeps an index of the expiring keys by event time, per
+kind (dedup ids under ``X:``, settled requests under ``Y:``), one record per committed batch
+(``X:<latest ts hex>:<seq>`` -> the batch's keys; not in the changelog: it is derived from
+the values), so forgetting everything older than a horizon is a short scan and one range
+delete, and memory never holds the keys. A key expires once its whole batch is past the
 horizon: at most one batch's spread of event times late.
 """
 
@@ -23,11 +24,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streams.worker.state import EXPIRING, legacy_entry
+from streams.worker.state import EXPIRING, IDS, legacy_entry
 
 APPLIED = b"~applied"
 APPLIED_AT = b"~applied_at_ms"
-INDEX = b"X:"
+INDEXES = {IDS: b"X:", "settled": b"Y:"}
+"""The expiry index of each kind of expiring key (streams.worker.state.EXPIRING)."""
 MAX_AGE_MS = 12 * 3600 * 1000
 """A store last applied longer ago than this is rebuilt: the changelog's tombstones are
 kept 24 h (delete.retention.ms), so a tail older than that may have lost deletions."""
@@ -37,8 +39,8 @@ class StoreError(RuntimeError):
     """The store cannot be opened or read; the engine rebuilds it."""
 
 
-def _index_key(ts_ms: int, tail: str) -> bytes:
-    return INDEX + b"%016x:" % max(ts_ms, 0) + tail.encode()
+def _index_key(index: str, ts_ms: int, tail: str) -> bytes:
+    return INDEXES[index] + b"%016x:" % max(ts_ms, 0) + tail.encode()
 
 
 def _options() -> Any:
@@ -72,9 +74,9 @@ class DiskState:
         except Exception as exc:  # noqa: BLE001 - any open failure means: rebuild
             raise StoreError(f"cannot open the state store {path}: {exc}") from None
         self._pending: dict[str, str | None] = {}
-        self._index_add: list[tuple[int, str]] = []
-        self._expired_to = 0
-        self._index_delete_to: int | None = None
+        self._index_add: dict[str, list[tuple[int, str]]] = {name: [] for name in INDEXES}
+        self._expired_to = dict.fromkeys(INDEXES, 0)
+        self._index_delete_to: dict[str, int] = {}
         self._replay: Any = None
         self._seq = 0
 
@@ -130,9 +132,10 @@ class DiskState:
             self._replay.delete(key.encode())
             return
         self._replay.put(key.encode(), value.encode())
-        if key[:2] in EXPIRING:
-            self._index_add.append((int(value), key))
-            if len(self._index_add) >= 5000:
+        index = EXPIRING.get(key[:2])
+        if index is not None:
+            self._index_add[index].append((int(value), key))
+            if len(self._index_add[index]) >= 5000:
                 self._write_index(self._replay)
         if self._replay.len() >= 50_000:
             self.db.write(self._replay)
@@ -168,27 +171,28 @@ class DiskState:
                 yield key, value
 
     def expire_later(self, key: str, ts_ms: int) -> None:
-        self._index_add.append((ts_ms, key))
+        self._index_add[EXPIRING[key[:2]]].append((ts_ms, key))
 
-    def pop_expired(self, horizon_ms: int) -> list[str]:
-        """Keys indexed with an event time before ``horizon_ms``, once each: a range of the
-        on-disk index (deleted at the next commit) plus this batch's own."""
+    def pop_expired(self, horizon_ms: int, index: str = IDS) -> list[str]:
+        """Keys of ``index`` with an event time before ``horizon_ms``, once each: a range
+        of the on-disk index (deleted at the next commit) plus this batch's own."""
         out: list[str] = []
-        if horizon_ms > self._expired_to:
-            end = _index_key(horizon_ms, "")
-            for raw_key, raw_value in self.db.items(from_key=_index_key(self._expired_to, "")):
-                if raw_key >= end or not raw_key.startswith(INDEX):
+        if horizon_ms > self._expired_to[index]:
+            prefix, end = INDEXES[index], _index_key(index, horizon_ms, "")
+            start = _index_key(index, self._expired_to[index], "")
+            for raw_key, raw_value in self.db.items(from_key=start):
+                if raw_key >= end or not raw_key.startswith(prefix):
                     break
                 out.extend(raw_value.decode().split("\n"))
-            self._expired_to = horizon_ms
-            self._index_delete_to = horizon_ms
+            self._expired_to[index] = horizon_ms
+            self._index_delete_to[index] = horizon_ms
         keep: list[tuple[int, str]] = []
-        for ts_ms, key in self._index_add:
+        for ts_ms, key in self._index_add[index]:
             if ts_ms < horizon_ms:
                 out.append(key)
             else:
                 keep.append((ts_ms, key))
-        self._index_add = keep
+        self._index_add[index] = keep
         return out
 
     def applied(self, next_offset: int | None) -> None:
@@ -197,7 +201,8 @@ class DiskState:
         next start replays a little more, which rewrites the same values."""
         from rocksdict import WriteBatch
 
-        if not self._pending and not self._index_add and self._index_delete_to is None:
+        adding = any(self._index_add.values())
+        if not self._pending and not adding and not self._index_delete_to:
             return
         batch = WriteBatch(raw_mode=True)
         for key, value in self._pending.items():
@@ -206,25 +211,25 @@ class DiskState:
             else:
                 batch.put(key.encode(), value.encode())
         self._write_index(batch)
-        if self._index_delete_to is not None:
-            batch.delete_range(INDEX, _index_key(self._index_delete_to, ""))
+        for index, horizon_ms in self._index_delete_to.items():
+            batch.delete_range(INDEXES[index], _index_key(index, horizon_ms, ""))
         if next_offset is not None:
             batch.put(APPLIED, str(next_offset).encode())
             batch.put(APPLIED_AT, str(int(time.time() * 1000)).encode())
         self.db.write(batch)
         self._pending.clear()
-        self._index_add.clear()
-        self._index_delete_to = None
+        self._index_delete_to.clear()
 
     def _write_index(self, batch: Any) -> None:
-        """One index record for the expiring keys added since the last one, under the
-        latest of their event times."""
-        if self._index_add:
-            self._seq += 1
-            latest = max(ts for ts, _ in self._index_add)
-            tail = f"{int(time.time() * 1000):x}.{self._seq:x}"  # unique across restarts
-            batch.put(_index_key(latest, tail), "\n".join(k for _, k in self._index_add).encode())
-            self._index_add = []
+        """Per index, one record for the expiring keys added since the last one, under
+        the latest of their event times."""
+        for index, added in self._index_add.items():
+            if added:
+                self._seq += 1
+                latest = max(ts for ts, _ in added)
+                tail = f"{int(time.time() * 1000):x}.{self._seq:x}"  # unique across restarts
+                batch.put(_index_key(index, latest, tail), "\n".join(k for _, k in added).encode())
+                self._index_add[index] = []
 
     def close(self) -> None:
         self.db.close()

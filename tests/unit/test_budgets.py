@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from schemas.messages import Budget
 from streams.worker.budgets import BudgetBook, BudgetTracker, budget_window, evaluate
 from streams.worker.state import ChangelogState
+from streams.worker.store import DiskState
 from tests.helpers import factories
 
 NANO = 1_000_000_000
@@ -124,6 +126,31 @@ def test_usage_before_its_request_settles_it() -> None:
                                    ts=now - timedelta(seconds=2)))  # fmt: skip
     assert t.end_batch(now) == []  # 1 of 10: the late reservation was already settled
     assert t.spend(budget(), *budget_window(now, "day", "UTC")) == 1 * NANO
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+def test_settle_marks_leave_memory_and_are_forgotten_after_the_timeout(
+    kind: str, tmp_path: Path
+) -> None:
+    state = ChangelogState() if kind == "memory" else DiskState(tmp_path / "p")
+    t = BudgetTracker(state, BudgetBook(), reservation_timeout=timedelta(seconds=60))
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+    def commit(at: datetime) -> dict[str, str | None]:
+        t.end_batch(at)
+        changes = dict(state.changes())
+        state.applied(None)
+        return changes
+
+    for i in range(3):
+        t.on_usage(usage_at(now, NANO, request_id=f"r{i}"))  # type: ignore[arg-type]
+    commit(now)
+    marks = {f"x:r{i}:1" for i in range(3)}
+    assert {k for k, _ in state.items("x:")} == marks
+    assert t._expiry == []  # memory holds reservations only, not one entry per usage event
+    assert commit(now + timedelta(seconds=58)) == {}  # event time + 60 s not yet past
+    assert commit(now + timedelta(seconds=62)) == dict.fromkeys(marks)  # tombstoned
+    assert list(state.items("x:")) == []
 
 
 def test_feature_budgets_and_removal() -> None:
