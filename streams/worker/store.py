@@ -43,18 +43,44 @@ def _index_key(index: str, ts_ms: int, tail: str) -> bytes:
     return INDEXES[index] + b"%016x:" % max(ts_ms, 0) + tail.encode()
 
 
+CACHE_BYTES = 64 * 1024 * 1024
+MEMTABLE_BYTES = 32 * 1024 * 1024
+_shared: tuple[Any, Any] | None = None
+
+
+def _memory() -> tuple[Any, Any]:
+    """One block cache and one memtable budget (charged to that cache) for every store of
+    the process: RocksDB's memory stays ~CACHE_BYTES however many partitions a worker holds
+    (each store's own defaults would add up to ~40 MB per partition)."""
+    global _shared
+    if _shared is None:
+        from rocksdict import Cache, WriteBufferManager
+
+        cache = Cache(CACHE_BYTES)
+        manager = WriteBufferManager.new_write_buffer_manager_with_cache(MEMTABLE_BYTES, False,
+                                                                         cache)  # fmt: skip
+        _shared = (cache, manager)
+    return _shared
+
+
 def _options() -> Any:
     """Bloom filters on the tables and the memtable: most lookups are of ids never seen
     (a first delivery), and a filter answers those without reading a block (measured:
-    ~0.6 us instead of ~14 us per absent key with 1M keys stored)."""
+    ~0.6 us instead of ~14 us per absent key with 1M keys stored). Index and filter blocks
+    live in the shared cache (bounded), the first level's pinned there."""
     from rocksdict import BlockBasedOptions, Options
 
+    cache, memtables = _memory()
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_write_buffer_size(16 * 1024 * 1024)
     options.set_max_write_buffer_number(2)
+    options.set_write_buffer_manager(memtables)
     tables = BlockBasedOptions()
     tables.set_bloom_filter(10, False)
+    tables.set_block_cache(cache)
+    tables.set_cache_index_and_filter_blocks(True)
+    tables.set_pin_l0_filter_and_index_blocks_in_cache(True)
     options.set_block_based_table_factory(tables)
     options.set_memtable_prefix_bloom_ratio(0.1)
     options.set_memtable_whole_key_filtering(True)
