@@ -330,8 +330,7 @@ class BudgetTracker:
             if reservation is not None and reservation.ts_ms == ts_ms:
                 self.state.delete(key)
                 self._touch(reservation.tenant_id, reservation.feature)
-        for key in self.state.pop_expired(now_ms - self.timeout_ms, SETTLED):
-            self.state.delete(key)
+        self.state.expire(now_ms - self.timeout_ms, SETTLED)
         if now_ms >= self._next_cleanup_ms:  # slots older than a month window: not needed
             self._next_cleanup_ms = now_ms + 3_600_000
             for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:

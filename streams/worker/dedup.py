@@ -66,10 +66,7 @@ class Dedup:
 
     def expire(self, watermark_ms: int) -> int:
         """Forget entries older than the retention behind ``watermark_ms``; how many."""
-        expired = self.state.pop_expired(watermark_ms - self.retention_ms)
-        for key in expired:
-            self.state.delete(key)
-        return len(expired)
+        return self.state.expire(watermark_ms - self.retention_ms)
 
     def __len__(self) -> int:
         return self.state.remembered()

@@ -11,7 +11,7 @@ uncommitted changes in memory (the worker).
 Keys under an expiring prefix (``EXPIRING``: the deduplication ids, the settled requests)
 hold the event time in milliseconds as their value; the state indexes them by that time,
 one index per kind, so that forgetting the oldest is a range, not a scan, and memory does
-not hold them (``expire_later`` / ``pop_expired``).
+not hold them (``expire_later`` / ``expire``).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class State(Protocol):
     def changes(self) -> list[tuple[str, str | None]]: ...
     def items(self, prefix: str) -> Iterator[tuple[str, str]]: ...
     def expire_later(self, key: str, ts_ms: int) -> None: ...
-    def pop_expired(self, horizon_ms: int, index: str = IDS) -> list[str]: ...
+    def expire(self, horizon_ms: int, index: str = IDS) -> int: ...
     def applied(self, next_offset: int | None) -> None: ...
     def close(self) -> None: ...
     def remembered(self) -> int: ...
@@ -112,12 +112,15 @@ class ChangelogState:
         """Index ``key`` (under an EXPIRING prefix) by its event time."""
         heapq.heappush(self._expiry[EXPIRING[key[:2]]], (ts_ms, key))
 
-    def pop_expired(self, horizon_ms: int, index: str = IDS) -> list[str]:
-        """Keys of ``index`` with an event time before ``horizon_ms``, once each."""
-        heap, out = self._expiry[index], []
+    def expire(self, horizon_ms: int, index: str = IDS) -> int:
+        """Delete the keys of ``index`` with an event time before ``horizon_ms``; how many."""
+        heap, count = self._expiry[index], 0
         while heap and heap[0][0] < horizon_ms:
-            out.append(heapq.heappop(heap)[1])
-        return out
+            key = heapq.heappop(heap)[1]
+            if self.data.pop(key, None) is not None:
+                self._dirty.add(key)
+                count += 1
+        return count
 
     def applied(self, next_offset: int | None) -> None:
         """The changes last returned are committed up to this changelog offset (memory:

@@ -43,8 +43,8 @@ def _index_key(index: str, ts_ms: int, tail: str) -> bytes:
     return INDEXES[index] + b"%016x:" % max(ts_ms, 0) + tail.encode()
 
 
-CACHE_BYTES = 64 * 1024 * 1024
-MEMTABLE_BYTES = 32 * 1024 * 1024
+CACHE_BYTES = 32 * 1024 * 1024
+MEMTABLE_BYTES = 16 * 1024 * 1024
 _shared: tuple[Any, Any] | None = None
 
 
@@ -73,7 +73,7 @@ def _options() -> Any:
     cache, memtables = _memory()
     options = Options(raw_mode=True)
     options.create_if_missing(True)
-    options.set_write_buffer_size(16 * 1024 * 1024)
+    options.set_write_buffer_size(8 * 1024 * 1024)
     options.set_max_write_buffer_number(2)
     options.set_write_buffer_manager(memtables)
     tables = BlockBasedOptions()
@@ -199,9 +199,11 @@ class DiskState:
     def expire_later(self, key: str, ts_ms: int) -> None:
         self._index_add[EXPIRING[key[:2]]].append((ts_ms, key))
 
-    def pop_expired(self, horizon_ms: int, index: str = IDS) -> list[str]:
-        """Keys of ``index`` with an event time before ``horizon_ms``, once each: a range
-        of the on-disk index (deleted at the next commit) plus this batch's own."""
+    def expire(self, horizon_ms: int, index: str = IDS) -> int:
+        """Delete the keys of ``index`` with an event time before ``horizon_ms``: a range
+        of the on-disk index (itself deleted at the next commit) plus this batch's own.
+        The index only holds keys that were written, so they are deleted without reading
+        them first; how many."""
         out: list[str] = []
         if horizon_ms > self._expired_to[index]:
             prefix, end = INDEXES[index], _index_key(index, horizon_ms, "")
@@ -219,7 +221,10 @@ class DiskState:
             else:
                 keep.append((ts_ms, key))
         self._index_add[index] = keep
-        return out
+        pending = self._pending
+        for key in out:
+            pending[key] = None
+        return len(out)
 
     def applied(self, next_offset: int | None) -> None:
         """The changes last returned are committed; write them, and (when known) the
