@@ -135,27 +135,17 @@ def _worker(env: dict[str, str], state: str) -> subprocess.Popen[bytes]:
 
 def seed_changelog(settings: Settings, events: int) -> None:
     """The changelog records ``events`` remembered events leave behind (an event-id and an
-    idempotency-key digest each, event time an hour ago), spread over the partitions, as
-    the worker writes them: state to restore without running that many events first."""
-    from confluent_kafka import Producer
-
+    idempotency-key digest each, event time an hour ago), spread over the partitions by
+    key: state to restore without running that many events through a worker first."""
     from streams.worker.state import digest_key
-    from tokenledger.kafka_config import client_config
 
-    topic = settings.topic(topics.WORKER_CHANGELOG)
-    producer = Producer(client_config(settings.kafka, {"linger.ms": 50, "compression.type": "lz4",
-                                                       "batch.size": 1_000_000}))  # fmt: skip
     ts = str(int(time.time() * 1000) - 3_600_000).encode()
-    for i in range(events):
-        for prefix in ("E:", "K:"):
-            key = digest_key(prefix, f"{prefix}{i}").encode()
-            while True:
-                try:
-                    producer.produce(topic, ts, key, partition=i % PARTITIONS)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-    producer.flush(300)
+    records = (
+        (digest_key(prefix, f"{prefix}{i}").encode(), ts)
+        for i in range(events)
+        for prefix in ("E:", "K:")
+    )
+    produce(settings.kafka, settings.topic(topics.WORKER_CHANGELOG), records)
 
 
 def restarts(bootstrap: str, home: Path) -> list[Figure]:

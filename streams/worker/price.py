@@ -90,7 +90,7 @@ def costs(event: UsageEvent, book: PriceBook) -> dict[str, Any]:
         reasoning=event.reasoning_tokens, cache_write_1h=event.cache_write_1h_tokens,
     )  # fmt: skip
     parts = tokens.parts()
-    plain = (tokens.input, 0, 0, 0, parts[4], parts[5])  # every input token at list price
+    plain = tokens.uncached().parts()  # every input token at list price
     standard = not event.batch and not event.service_tier
     context = STANDARD if standard else CallContext(event.batch, event.service_tier)
     quote = book.quote(event.provider, event.model, event.ts, context)

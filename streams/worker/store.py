@@ -24,11 +24,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from streams.worker.state import EXPIRING, IDS, legacy_entry
+from streams.worker.state import EXPIRING, IDS, SETTLED, legacy_entry
 
 APPLIED = b"~applied"
 APPLIED_AT = b"~applied_at_ms"
-INDEXES = {IDS: b"X:", "settled": b"Y:"}
+INDEXES = {IDS: b"X:", SETTLED: b"Y:"}
 """The expiry index of each kind of expiring key (streams.worker.state.EXPIRING)."""
 MAX_AGE_MS = 12 * 3600 * 1000
 """A store last applied longer ago than this is rebuilt: the changelog's tombstones are

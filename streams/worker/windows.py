@@ -69,7 +69,7 @@ class SpendWindows:
         return closes + self.lateness_ms < watermark_ms
 
     def add(self, ts_ms: int, tenant_id: str, feature: str, model: str, cost: int | None) -> None:
-        group = (ts_ms - ts_ms % 60_000, tenant_id, feature, model)
+        group = (window_start(ts_ms, "minute"), tenant_id, feature, model)
         entry = self._batch.get(group)
         if entry is None:
             entry = self._batch[group] = [0, 0, 0]

@@ -30,6 +30,16 @@ def human_scope(scope: str) -> tuple[str, str, str | None]:
     return f"tenant/{tenant}/route/{other or '-'}", tenant, None
 
 
+def keep_top_two(entry: list[int], first: int, second: int, cost: int) -> None:
+    """Keep ``entry[first]`` >= ``entry[second]`` the two largest costs seen, with ``cost``."""
+    if cost > entry[second]:
+        if cost > entry[first]:
+            entry[second] = entry[first]
+            entry[first] = cost
+        else:
+            entry[second] = cost
+
+
 class Buckets:
     """Per-minute counters per scope, persisted under ``a:b:<scope>:<minute ms>``."""
 
@@ -58,12 +68,7 @@ class Buckets:
         entry[COST] += cost
         entry[EVENTS] += events
         for top in tops:
-            if top > entry[TOP2]:
-                if top > entry[TOP1]:
-                    entry[TOP2] = entry[TOP1]
-                    entry[TOP1] = top
-                else:
-                    entry[TOP2] = top
+            keep_top_two(entry, TOP1, TOP2, top)
         entry[AUX1] += aux1
         entry[AUX2] += aux2
         self._dirty.add(key)

@@ -18,6 +18,7 @@ from streams.worker.anomalies.buckets import (
     MINUTE_MS,
     Buckets,
     feature_first,
+    keep_top_two,
 )
 from streams.worker.anomalies.detectors import DetectorConfig, Detectors, Observation
 from streams.worker.anomalies.incidents import Incidents
@@ -72,11 +73,7 @@ class AnomalyTask:
         cost = event.cost_nusd or 0
         g[0] += cost
         g[1] += 1
-        if cost > g[3]:  # the group's two largest calls
-            if cost > g[2]:
-                g[3], g[2] = g[2], cost
-            else:
-                g[3] = cost
+        keep_top_two(g, 2, 3, cost)  # the group's two largest calls
         if event.duplicate_generation:
             g[4] += 1
             g[5] += cost
