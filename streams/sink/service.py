@@ -9,21 +9,21 @@ resumes after the largest offset its table holds, so a crash between an INSERT a
 offset commit stores nothing twice. ReplacingMergeTree (event_id in the key) is the
 backstop.
 
-When ClickHouse is unavailable the sink pauses consumption and retries the same batch with
-bounded exponential backoff; it never buffers more than one batch. Rows ClickHouse rejects,
-and messages that do not parse, go to the DLQ with the reason.
+While ClickHouse stores one batch (in a thread: the engine works without the GIL), the
+sink reads the next; it holds at most these two. When ClickHouse is unavailable the sink
+pauses consumption and retries the same batch with bounded exponential backoff. Rows
+ClickHouse rejects, and messages that do not parse, go to the DLQ with the reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,10 +39,12 @@ from schemas.messages import (
     Signal,
 )
 from schemas.rows import AlertRow, DlqRow, OutcomeRow, RequestRow, Row, SignalRow, UsageRow
-from streams.config import Settings, sql_root
+from streams.config import Settings
 from streams.errors import ServiceUnavailableError
 from streams.records import Rejection, dlq_record
-from streams.sink.columns import usage_values
+from streams.sink.batch import Batch, Insert
+from streams.sink.columns import SETTINGS, OutOfRangeError, Ranges, int_ranges, row_line, usage_line
+from streams.sink.resume import column_types, repair_rollup, stored_offsets
 from tokenledger.kafka_config import client_config, committed_reader
 
 log = logging.getLogger(__name__)
@@ -59,35 +61,8 @@ ROUTES: dict[str, tuple[type[BaseModel], type[Row]]] = {
     topics.DLQ: (DlqRecord, DlqRow),
 }
 INSERT_SETTINGS = {"deduplicate_blocks_in_dependent_materialized_views": 1}
-REPAIR_SQL = sql_root() / "repair" / "spend_by_minute.sql"
 ROW_ERRORS = (ValueError, OverflowError, TypeError, struct.error)
 """A value the client cannot encode for its column (e.g. an integer beyond Int64)."""
-
-
-@dataclass
-class Batch:
-    rows: dict[str, list[list[Any]]] = field(default_factory=dict)  # topic -> row values
-    sources: dict[str, list[tuple[bytes | None, bytes]]] = field(default_factory=dict)
-    """topic -> (key, message bytes) of each row: a row ClickHouse refuses goes to the DLQ
-    with the bytes it came from."""
-    ranges: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
-    started: float = 0.0
-    count: int = 0
-
-    def add(self, topic: str, partition: int, offset: int, values: list[Any] | None,
-            source: tuple[bytes | None, bytes] = (None, b"")) -> None:  # fmt: skip
-        if not self.count and not self.ranges:
-            self.started = time.monotonic()
-        first, _ = self.ranges.get((topic, partition), (offset, offset))
-        self.ranges[(topic, partition)] = (first, offset)
-        if values is not None:
-            self.rows.setdefault(topic, []).append(values)
-            self.sources.setdefault(topic, []).append(source)
-            self.count += 1
-
-    def token(self, topic: str) -> str:
-        spans = sorted((p, a, b) for (t, p), (a, b) in self.ranges.items() if t == topic)
-        return hashlib.sha256(f"{topic}|{spans}".encode()).hexdigest()
 
 
 class Sink:
@@ -115,6 +90,10 @@ class Sink:
         self._consumer: Any = None  # set by run()
         self._producer: Any = None
         self._stop = threading.Event()
+        self._batch = Batch()  # being read
+        self._storing: tuple[Batch, list[Insert], Future[None], list[str]] | None = None
+        self._ranges: Ranges = {}  # usage_events' integer columns, read when assigned
+        self._inserter = ThreadPoolExecutor(1, thread_name_prefix="sink-insert")
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,34 +105,6 @@ class Sink:
             self._client = self.client_factory()
         return self._client
 
-    def repair_rollup(self, committed: dict[int, int]) -> int:
-        """Rows stored at or after the committed offset may have lost their rollup part (an
-        embedded engine killed between the raw and the materialized view write): correct
-        spend_by_minute for their minutes. Returns how many minutes were checked."""
-        client = self.client()
-        minutes: set[Any] = set()
-        for partition, offset in committed.items():
-            rows = client.query(
-                "SELECT DISTINCT toStartOfMinute(ts) FROM usage_events "
-                "WHERE kafka_partition = {p:UInt32} AND kafka_offset >= {o:UInt64}",
-                parameters={"p": partition, "o": offset},
-            ).result_rows  # fmt: skip
-            minutes.update(r[0] for r in rows)
-        if minutes:
-            client.command(REPAIR_SQL.read_text(), parameters={"minutes": sorted(minutes)})
-            self.counters["rollup_minutes_checked"] += len(minutes)
-            log.info("checked the rollup of %d minute(s) after an unclean stop", len(minutes))
-        return len(minutes)
-
-    def stored_offsets(self, topic: str) -> dict[int, int]:
-        """partition -> largest Kafka offset already stored for ``topic``."""
-        table = self.table_of[topic][1].table
-        rows = self.client().query(
-            "SELECT kafka_partition, max(kafka_offset), count() FROM {t:Identifier} "
-            "GROUP BY kafka_partition", parameters={"t": table},
-        ).result_rows  # fmt: skip
-        return {int(p): int(o) for p, o, n in rows if n}
-
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -164,42 +115,114 @@ class Sink:
         consumer = Consumer(client_config(self.settings.kafka, committed_reader(
             self.settings.topic(GROUP), self.kafka_config)))  # fmt: skip
         self._consumer = consumer
-        consumer.subscribe(list(self.table_of), on_assign=self._on_assign)
-        batch = Batch()
+        consumer.subscribe(list(self.table_of), on_assign=self._on_assign,
+                           on_revoke=self._on_revoke)  # fmt: skip
         try:
             while not self._stop.is_set():
+                batch = self._batch
                 wait = self.max_wait_s
                 if batch.ranges:
                     wait = max(0.0, self.max_wait_s - (time.monotonic() - batch.started))
-                for m in consumer.consume(min(1000, self.max_rows), min(wait, 0.2)):
+                if self._storing is not None:
+                    wait = 0.005  # commit soon after the rows are stored
+                messages = consumer.consume(min(1000, self.max_rows), min(wait, 0.2))
+                for m in messages:
                     if m.error() is None:
-                        self._take(batch, m)
+                        self._take(self._batch, m)
+                batch = self._batch  # a rebalance may have stored the last one
                 full = batch.count >= self.max_rows
                 due = batch.ranges and time.monotonic() - batch.started >= self.max_wait_s
                 if full or due:
-                    self._flush(batch)
-                    batch = Batch()
-            if batch.ranges:
-                self._flush(batch)
+                    self._hand_over()
+                elif self._storing is not None and (not messages or self._storing[2].done()):
+                    self._finish()
+            self._store_everything()
         finally:
+            self._inserter.shutdown(wait=True)
             consumer.close()
             self._producer.flush(10)
+
+    # -- two batches at a time: one read while the one before is inserted --------------
+
+    def _hand_over(self) -> None:
+        """Start inserting the batch just read (ClickHouse works without the GIL) and read
+        the next one meanwhile; the batch before is finished first."""
+        batch, self._batch = self._batch, Batch()
+        self._finish()
+        inserts = batch.sealed()
+        stored: list[str] = []
+        future = self._inserter.submit(self._insert_once, inserts, stored)
+        self._storing = (batch, inserts, future, stored)
+
+    def _insert_once(self, inserts: list[Insert], stored: list[str]) -> None:
+        for insert in inserts:
+            self._store(insert)
+            stored.append(insert.topic)
+
+    def _store(self, insert: Insert) -> None:
+        """One attempt at one INSERT."""
+        table = self.table_of[insert.topic][1]
+        settings = {**INSERT_SETTINGS, "insert_deduplication_token": insert.token}
+        if insert.lines:
+            self.client().raw_insert(table.table, None, b"\n".join(insert.lines),
+                                     settings={**settings, **SETTINGS}, fmt="JSONEachRow")  # fmt: skip
+        else:
+            self.client().insert(table.table, insert.rows, column_names=table.insert_columns(),
+                                 settings=settings)  # fmt: skip
+
+    def _finish(self) -> None:
+        """Wait for the batch being inserted; whatever did not go in at the first attempt
+        is inserted again with retries (the deduplication token drops a repeat); then its
+        offsets are committed."""
+        if self._storing is None:
+            return
+        batch, inserts, future, stored = self._storing
+        self._storing = None
+        try:
+            future.result()
+        except Exception as exc:  # noqa: BLE001 - retried below, where each kind is handled
+            log.debug("the background insert failed (%s); retrying in the loop", exc)
+        for insert in inserts:
+            if insert.topic in stored:
+                table = self.table_of[insert.topic][1].table
+                self.counters[f"rows.{table}"] += len(insert.sources)
+            else:
+                self._insert(insert)
+        self._commit(batch)
+
+    def _store_everything(self) -> None:
+        self._finish()
+        if self._batch.ranges:
+            batch, self._batch = self._batch, Batch()
+            for insert in batch.sealed():
+                self._insert(insert)
+            self._commit(batch)
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """Store and commit what was read before the partitions go: the next owner
+        resumes after what ClickHouse holds, so nothing may still be on its way."""
+        self._store_everything()
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         """Repair the rollup where a previous run may have died mid-INSERT, then resume
         each partition after what ClickHouse already holds."""
+        self._finish()
         usage = [tp for tp in partitions if tp.topic == self.usage_topic]
         if usage:
             committed = consumer.committed(usage, timeout=30)
-            self._with_retries(lambda: self.repair_rollup(
-                {tp.partition: max(tp.offset, 0) for tp in committed}))  # fmt: skip
+            checked = self._with_retries(lambda: repair_rollup(
+                self.client(), {tp.partition: max(tp.offset, 0) for tp in committed}))  # fmt: skip
+            self.counters["rollup_minutes_checked"] += checked
+        if not self._ranges:
+            self._ranges = self._with_retries(lambda: int_ranges(column_types(
+                self.client(), self.table_of[self.usage_topic][1].table)))  # fmt: skip
         stored: dict[str, dict[int, int]] = {}
         for tp in partitions:
             if tp.topic not in stored:
                 topic = tp.topic
 
                 def read(topic: str = topic) -> dict[int, int]:
-                    return self.stored_offsets(topic)
+                    return stored_offsets(self.client(), self.table_of[topic][1].table)
 
                 stored[tp.topic] = self._with_retries(read)
             last = stored[tp.topic].get(tp.partition)
@@ -209,25 +232,30 @@ class Sink:
 
     def _take(self, batch: Batch, m: Any) -> None:
         topic, partition, offset = m.topic(), m.partition(), m.offset()
-        model, row_type = self.table_of[topic]
         raw = m.value()
-        if topic == self.usage_topic and (values := usage_values(raw)) is not None:
-            batch.add(topic, partition, offset, [*values, partition, offset], (m.key(), raw))
-            return
+        source = (m.key(), raw)
         try:
-            message = model.model_validate_json(raw or b"")
-            row = row_type.from_message(message)  # type: ignore[attr-defined]
+            if topic != self.usage_topic:
+                batch.add(topic, partition, offset, self._row(topic, raw).values(), source)
+                return
+            line = usage_line(raw, partition, offset, self._ranges)
+            if line is None:
+                row = self._row(topic, raw).model_dump()
+                line = row_line(row, partition, offset, self._ranges)
+            batch.add_line(topic, partition, offset, line, source)
         except ValidationError as exc:
-            batch.add(topic, partition, offset, None)
+            batch.read(topic, partition, offset)
             self._reject(topic, partition, offset, m.key(), raw, "invalid_fields",
                          exc.errors()[0]["msg"])  # fmt: skip
-            return
-        batch.add(topic, partition, offset, [*row.values(), partition, offset], (m.key(), raw))
+        except OutOfRangeError as exc:
+            batch.read(topic, partition, offset)
+            self._reject(topic, partition, offset, m.key(), raw, "rejected_by_storage", str(exc))
 
-    def _flush(self, batch: Batch) -> None:
-        for topic, rows in batch.rows.items():
-            row_type = self.table_of[topic][1]
-            self._insert(topic, row_type, rows, batch.token(topic), batch.sources[topic])
+    def _row(self, topic: str, raw: bytes | None) -> Row:
+        model, row_type = self.table_of[topic]
+        return row_type.from_message(model.model_validate_json(raw or b""))  # type: ignore[attr-defined]
+
+    def _commit(self, batch: Batch) -> None:
         from confluent_kafka import TopicPartition
 
         offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in batch.ranges.items()]
@@ -292,45 +320,33 @@ class Sink:
             if paused:
                 self._consumer.resume(paused)
 
-    def _insert(self, topic: str, row_type: type[Row], rows: list[list[Any]], token: str,
-                sources: list[tuple[bytes | None, bytes]]) -> None:  # fmt: skip
+    def _insert(self, insert: Insert) -> None:
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-        columns = row_type.insert_columns()
-        settings = {**INSERT_SETTINGS, "insert_deduplication_token": token}
-
-        def insert() -> None:
-            self.client().insert(row_type.table, rows, column_names=columns, settings=settings)
-
+        table = self.table_of[insert.topic][1].table
         try:
-            self._with_retries(insert)
+            self._with_retries(lambda: self._store(insert))
         except (DatabaseError, *ROW_ERRORS) as exc:
             if isinstance(exc, OperationalError):
                 raise
-            self._insert_one_by_one(topic, row_type, rows, sources, token, str(exc))
+            self._insert_one_by_one(insert, table, str(exc))
             return
-        self.counters[f"rows.{row_type.table}"] += len(rows)
+        self.counters[f"rows.{table}"] += len(insert.sources)
 
-    def _insert_one_by_one(self, topic: str, row_type: type[Row], rows: list[list[Any]],
-                           sources: list[tuple[bytes | None, bytes]], token: str,
-                           why: str) -> None:  # fmt: skip
+    def _insert_one_by_one(self, insert: Insert, table: str, why: str) -> None:
         """ClickHouse refused the batch: store what it accepts, dead-letter the rest."""
         from clickhouse_connect.driver.exceptions import DatabaseError
 
-        log.warning("%s refused a batch (%s); inserting row by row", row_type.table, why[:200])
-        columns = row_type.insert_columns()
-        for values, (key, raw) in zip(rows, sources, strict=True):
-            partition, offset = values[-2], values[-1]
-            one = {**INSERT_SETTINGS, "insert_deduplication_token": f"{token}:{offset}"}
-
-            def insert(v: list[Any] = values, s: dict[str, Any] = one) -> None:
-                self.client().insert(row_type.table, [v], column_names=columns, settings=s)
-
+        log.warning("%s refused a batch (%s); inserting row by row", table, why[:200])
+        for item, (key, raw), (partition, offset) in insert.one_by_one():
+            one = Insert(insert.topic, f"{insert.token}:{offset}", [(key, raw)],
+                         [(partition, offset)])  # fmt: skip
+            (one.lines if insert.lines else one.rows).append(item)
             try:
-                self._with_retries(insert)
-                self.counters[f"rows.{row_type.table}"] += 1
+                self._with_retries(lambda one=one: self._store(one))  # type: ignore[misc]
+                self.counters[f"rows.{table}"] += 1
             except (DatabaseError, *ROW_ERRORS) as exc:
-                self._reject(topic, partition, offset, key, raw, "rejected_by_storage",
+                self._reject(insert.topic, partition, offset, key, raw, "rejected_by_storage",
                              str(exc).strip().splitlines()[0][:500])  # fmt: skip
 
     def _with_retries(self, action: Callable[[], Any]) -> Any:
