@@ -68,7 +68,9 @@ def check_ints(doc: dict[str, Any], ranges: Ranges) -> None:
         if value is None and nullable:
             continue
         if type(value) is not int or not low <= value <= high:
-            raise OutOfRangeError(f"{name}={value!r} does not fit the column (from {low} to {high})")
+            raise OutOfRangeError(
+                f"{name}={value!r} does not fit the column (from {low} to {high})"
+            )
 
 
 def usage_line(raw: bytes | None, partition: int, offset: int, ranges: Ranges) -> bytes | None:

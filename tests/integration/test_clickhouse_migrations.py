@@ -161,7 +161,7 @@ def test_migrate_command_twice(cli_env: dict[str, str]) -> None:
 def test_rollup_repair_restores_a_lost_materialized_view_part(ch: Any) -> None:
     """A raw INSERT whose rollup part was lost (the view detached stands in for a process
     killed between the two writes): the repair makes the rollup equal the raw table."""
-    from streams.sink.service import REPAIR_SQL
+    from streams.sink.resume import REPAIR_SQL
 
     migrations.migrate(ch)
     columns = UsageRow.columns() + ["kafka_partition", "kafka_offset"]

@@ -11,6 +11,7 @@ import json
 import orjson
 import pytest
 
+from schemas.messages import EnrichedUsage
 from streams.sink.columns import OutOfRangeError, check_ints, int_ranges, row_line, usage_line
 from tests.helpers import factories
 
@@ -50,10 +51,10 @@ def test_the_edges_of_each_range_are_taken() -> None:
 
 
 @pytest.mark.parametrize("event", CASES)
-def test_a_worker_record_is_passed_on_as_it_is(event: object) -> None:
-    raw = event.model_dump_json().encode()  # type: ignore[attr-defined]
+def test_a_worker_record_is_passed_on_as_it_is(event: EnrichedUsage) -> None:
+    raw = event.model_dump_json().encode()
     line = usage_line(raw, 2, 41, RANGES)
-    assert line == raw[:-1] + b',"kafka_partition":2,"kafka_offset":41}'
+    assert line is not None and line == raw[:-1] + b',"kafka_partition":2,"kafka_offset":41}'
     assert orjson.loads(line) == {**orjson.loads(raw), "kafka_partition": 2, "kafka_offset": 41}
 
 
