@@ -13,6 +13,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,15 +102,29 @@ def clickhouse_dsn(tmp_path_factory: pytest.TempPathFactory, backends: Backends)
     yield f"chdb://{tmp_path_factory.mktemp('chdb')}"
 
 
-@pytest.fixture
-def ch(clickhouse_dsn: str) -> Iterator[Any]:
-    """A client on a fresh database of its own, dropped after the test."""
+@contextmanager
+def fresh_database(dsn: str) -> Iterator[Any]:
+    """A client on a fresh database of its own, dropped afterwards."""
     database = f"test_{uuid.uuid4().hex[:12]}"
-    client = get_client(clickhouse_dsn, database, create=True)
+    client = get_client(dsn, database, create=True)
     try:
         yield client
     finally:
         client.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+@pytest.fixture
+def ch(clickhouse_dsn: str) -> Iterator[Any]:
+    """A client on a fresh database of its own, dropped after the test."""
+    with fresh_database(clickhouse_dsn) as client:
+        yield client
+
+
+@pytest.fixture
+def ch_factory(clickhouse_dsn: str) -> Iterator[Callable[[], Any]]:
+    """More fresh databases for one test, each dropped after it."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(fresh_database(clickhouse_dsn))
 
 
 @pytest.fixture

@@ -6,17 +6,13 @@ through clickhouse-connect read back identical, column by column."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
-
-import pytest
 
 from schemas.messages import EnrichedUsage
 from schemas.rows import UsageRow
 from streams.sink import migrations
-from streams.sink.client import get_client
 from streams.sink.columns import SETTINGS, int_ranges, row_line, usage_line
 from streams.sink.resume import column_types
 from tests.helpers import factories
@@ -39,17 +35,8 @@ def events() -> list[EnrichedUsage]:
     ]  # fmt: skip
 
 
-@pytest.fixture
-def second(clickhouse_dsn: str) -> Iterator[Any]:
-    database = f"test_{uuid.uuid4().hex[:12]}"
-    client = get_client(clickhouse_dsn, database, create=True)
-    try:
-        yield client
-    finally:
-        client.command(f"DROP DATABASE IF EXISTS `{database}`")
-
-
-def test_lines_store_the_models_rows(ch: Any, second: Any) -> None:
+def test_lines_store_the_models_rows(ch: Any, ch_factory: Callable[[], Any]) -> None:
+    second = ch_factory()
     migrations.migrate(ch)
     migrations.migrate(second)
     ranges = int_ranges(column_types(ch, "usage_events"))
