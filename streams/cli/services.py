@@ -14,11 +14,13 @@ from streams.errors import UserError
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run the stream worker until SIGTERM or Ctrl-C; it finishes its batch and leaves."""
     from streams.worker import service as worker
+    from streams.worker.memory import limit_malloc_arenas
 
     if not 0 < args.dedup_hours <= 24 * 30:
         raise UserError("--dedup-hours must be above 0 and at most 720 (30 days)")
     if not 1 <= args.signal_heartbeat <= 3600:
         raise UserError("--signal-heartbeat must be 1 to 3600 seconds")
+    limit_malloc_arenas()  # before RocksDB's and librdkafka's threads start
     engine = worker.build(settings, args.instance, max_batch=args.max_batch,
                           dedup_retention=timedelta(hours=args.dedup_hours),
                           heartbeat=timedelta(seconds=args.signal_heartbeat),
