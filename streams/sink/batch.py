@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +29,11 @@ class Insert:
     lines: list[bytes] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
 
-    def one_by_one(self) -> list[tuple[Any, Source, tuple[int, int]]]:
-        """Each row alone (a line or row values), with its source and offset."""
-        return list(zip(self.lines or self.rows, self.sources, self.offsets, strict=True))
+    def alone(self) -> Iterator[Insert]:
+        """Each row as an insert of its own, with its own deduplication token."""
+        for i, (partition, offset) in enumerate(self.offsets):
+            yield Insert(self.topic, f"{self.token}:{offset}", self.sources[i:i + 1],
+                         [(partition, offset)], self.lines[i:i + 1], self.rows[i:i + 1])  # fmt: skip
 
 
 @dataclass

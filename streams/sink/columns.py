@@ -91,13 +91,11 @@ def usage_line(raw: bytes | None, partition: int, offset: int, ranges: Ranges) -
             datetime.fromisoformat(doc[name])
     except (TypeError, ValueError, AttributeError):
         return None
-    complete = len(_DEFAULTS.keys() - doc.keys()) == 0
-    if not complete:
-        doc = {**_DEFAULTS, **doc}
-    check_ints(doc, ranges)
+    complete = _DEFAULTS.keys() <= doc.keys()
     if complete and raw and raw[-1:] == b"}" and not any(s in doc for s in SOURCE_COLUMNS):
+        check_ints(doc, ranges)
         return raw[:-1] + b',"kafka_partition":%d,"kafka_offset":%d}' % (partition, offset)
-    return row_line(doc, partition, offset, ranges)
+    return row_line(doc if complete else {**_DEFAULTS, **doc}, partition, offset, ranges)
 
 
 def row_line(row: dict[str, Any], partition: int, offset: int, ranges: Ranges) -> bytes:

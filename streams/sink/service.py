@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
@@ -65,6 +65,15 @@ ROW_ERRORS = (ValueError, OverflowError, TypeError, struct.error)
 """A value the client cannot encode for its column (e.g. an integer beyond Int64)."""
 
 
+class Storing(NamedTuple):
+    """A batch handed to the insert thread."""
+
+    batch: Batch
+    inserts: list[Insert]
+    future: Future[None]
+    stored: list[str]  # topics whose INSERT succeeded at the first attempt
+
+
 class Sink:
     def __init__(
         self,
@@ -91,7 +100,7 @@ class Sink:
         self._producer: Any = None
         self._stop = threading.Event()
         self._batch = Batch()  # being read
-        self._storing: tuple[Batch, list[Insert], Future[None], list[str]] | None = None
+        self._storing: Storing | None = None  # being inserted
         self._ranges: Ranges = {}  # usage_events' integer columns, read when assigned
         self._inserter = ThreadPoolExecutor(1, thread_name_prefix="sink-insert")
 
@@ -134,12 +143,12 @@ class Sink:
                 due = batch.ranges and time.monotonic() - batch.started >= self.max_wait_s
                 if full or due:
                     self._hand_over()
-                elif self._storing is not None and (not messages or self._storing[2].done()):
+                elif self._storing is not None and (not messages or self._storing.future.done()):
                     self._finish()
             self._store_everything()
         finally:
+            consumer.close()  # revokes: what was read is stored first (_on_revoke)
             self._inserter.shutdown(wait=True)
-            consumer.close()
             self._producer.flush(10)
 
     # -- two batches at a time: one read while the one before is inserted --------------
@@ -152,7 +161,7 @@ class Sink:
         inserts = batch.sealed()
         stored: list[str] = []
         future = self._inserter.submit(self._insert_once, inserts, stored)
-        self._storing = (batch, inserts, future, stored)
+        self._storing = Storing(batch, inserts, future, stored)
 
     def _insert_once(self, inserts: list[Insert], stored: list[str]) -> None:
         for insert in inserts:
@@ -193,10 +202,8 @@ class Sink:
     def _store_everything(self) -> None:
         self._finish()
         if self._batch.ranges:
-            batch, self._batch = self._batch, Batch()
-            for insert in batch.sealed():
-                self._insert(insert)
-            self._commit(batch)
+            self._hand_over()
+            self._finish()
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         """Store and commit what was read before the partitions go: the next owner
@@ -338,10 +345,8 @@ class Sink:
         from clickhouse_connect.driver.exceptions import DatabaseError
 
         log.warning("%s refused a batch (%s); inserting row by row", table, why[:200])
-        for item, (key, raw), (partition, offset) in insert.one_by_one():
-            one = Insert(insert.topic, f"{insert.token}:{offset}", [(key, raw)],
-                         [(partition, offset)])  # fmt: skip
-            (one.lines if insert.lines else one.rows).append(item)
+        for one in insert.alone():
+            (key, raw), (partition, offset) = one.sources[0], one.offsets[0]
             try:
                 self._with_retries(lambda one=one: self._store(one))  # type: ignore[misc]
                 self.counters[f"rows.{table}"] += 1
