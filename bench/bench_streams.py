@@ -4,6 +4,9 @@
   and the transactional commit, one worker, measured from its first batch to the last.
 - ``streams.bare_loop_events_per_s``: a plain confluent-kafka consume + JSON parse loop over
   the same topic, in the same run: the ratio is the figure to watch.
+- ``streams.engine_forward_events_per_s`` / ``streams.engine_validate_events_per_s``: the same
+  transactional engine with a task that only forwards each record (after validating it as
+  a UsageEvent, for the second): the ceiling any worker logic starts from.
 - ``streams.block_latency_*``: from the produce of the usage event that crosses a tenant's
   limit to a BudgetGuard reporting that tenant blocked, under steady background traffic.
 """
@@ -15,6 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,7 +29,11 @@ from schemas.topics import TopicSpec
 from streams.admin import budgets as budget_admin
 from streams.admin.topics import create_topics
 from streams.config import Settings
+from streams.records import Output, Rejection
 from streams.worker import service as worker
+from streams.worker.engine import EngineConfig, TransactionalEngine
+from streams.worker.state import State
+from streams.worker.validate import parse
 from tokenledger import BudgetGuard
 from tokenledger.kafka_config import client_config
 
@@ -76,13 +84,50 @@ def throughput(bootstrap: str) -> list[Figure]:
     consumer.close()
     with tempfile.TemporaryDirectory() as home:
         memory = _worker_rate(_loaded(bootstrap, Path(home)), "memory")
+    forward, validated = (_engine_rate(bootstrap, settings, check) for check in (False, True))
     return [
         Figure("streams.events_per_s", rate, "ev/s", "one worker, whole chain, exactly once, "
                "state in RocksDB"),
         Figure("streams.bare_loop_events_per_s", bare, "ev/s", "consume + json.loads"),
         Figure("streams.ratio_to_bare", rate / bare, "x", "whole chain / bare loop"),
         Figure("streams.memory_state_events_per_s", memory, "ev/s", "the same, --state memory"),
+        Figure("streams.engine_forward_events_per_s", forward, "ev/s",
+               "the transactional engine forwarding each record as it is: no task work"),
+        Figure("streams.engine_validate_events_per_s", validated, "ev/s",
+               "the same, each record validated as a UsageEvent first"),
     ]  # fmt: skip
+
+
+class _Forward:
+    """A task that forwards each usage record to the enriched topic unchanged, after
+    validating it when ``check``: what the engine costs without the worker's logic."""
+
+    def __init__(self, state: State, topic: str, check: bool) -> None:
+        self.state, self.topic, self.check = state, topic, check
+        self.counters: Counter[str] = Counter()
+
+    def process(self, topic: str, partition: int, offset: int, key: bytes | None,
+                value: bytes | None, now: datetime) -> list[Output]:  # fmt: skip
+        if self.check and isinstance(parse(value, UsageEvent, now), Rejection):
+            self.counters["rejected"] += 1
+            return []
+        return [Output(self.topic, key, value or b"")]
+
+    def end_batch(self, now: datetime) -> list[Output]:
+        return []
+
+
+def _engine_rate(bootstrap: str, settings: Settings, check: bool) -> float:
+    """Events per second of the engine with a forwarding task over the usage topic of
+    ``settings`` (already loaded), in a group of its own."""
+    target = settings.topic(f"forward{int(check)}")
+    create_topics(bootstrap, [TopicSpec(target, False, {})], 1, 1)
+    config = EngineConfig(group_id=settings.topic(f"forward{int(check)}"),
+                          inputs=(settings.topic(topics.USAGE),),
+                          changelog=settings.topic(topics.WORKER_CHANGELOG),
+                          instance_id=f"forward{int(check)}", bootstrap=bootstrap, max_batch=5000)  # fmt: skip
+    engine = TransactionalEngine(config, lambda p, state: _Forward(state, target, check))
+    return _timed_run(engine)
 
 
 def _loaded(bootstrap: str, home: Path) -> Settings:
@@ -99,7 +144,11 @@ def _loaded(bootstrap: str, home: Path) -> Settings:
 
 def _worker_rate(settings: Settings, state: str) -> float:
     """Events per second of one worker through the settings' usage topic."""
-    engine = worker.build(settings, "bench", max_batch=5000, state=state)
+    return _timed_run(worker.build(settings, "bench", max_batch=5000, state=state))
+
+
+def _timed_run(engine: TransactionalEngine) -> float:
+    """Events per second of ``engine`` from its first committed batch to EVENTS."""
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
     while engine.records == 0:
