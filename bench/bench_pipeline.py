@@ -128,8 +128,8 @@ def _stored(outputs: list[str], expected: int) -> None:
 
 
 def _timed(stage: Stage, probe: Probe, total: int) -> float:
-    """Seconds from the group's first commit until its committed offsets reach ``total``
-    (records produced without transactions: offsets count records)."""
+    """Records per second from the group's first commit until its committed offsets reach
+    ``total`` (records produced without transactions: offsets count records)."""
     while probe.committed() <= 0:
         stage.check()
         time.sleep(0.01)
