@@ -151,7 +151,10 @@ def _timed_run(engine: TransactionalEngine) -> float:
     """Events per second of ``engine`` from its first committed batch to EVENTS."""
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
+    deadline = time.perf_counter() + 300
     while engine.records == 0:
+        if not thread.is_alive() or time.perf_counter() > deadline:
+            raise AssertionError("the worker stopped (or never committed) before its first batch")
         time.sleep(0.001)
     first, started = engine.records, time.perf_counter()
     deadline = started + 600
