@@ -120,12 +120,12 @@ class _Forward:
 def _engine_rate(bootstrap: str, settings: Settings, check: bool) -> float:
     """Events per second of the engine with a forwarding task over the usage topic of
     ``settings`` (already loaded), in a group of its own."""
-    target = settings.topic(f"forward{int(check)}")
+    name = f"forward{int(check)}"
+    target = settings.topic(name)
     create_topics(bootstrap, [TopicSpec(target, False, {})], 1, 1)
-    config = EngineConfig(group_id=settings.topic(f"forward{int(check)}"),
-                          inputs=(settings.topic(topics.USAGE),),
-                          changelog=settings.topic(topics.WORKER_CHANGELOG),
-                          instance_id=f"forward{int(check)}", bootstrap=bootstrap, max_batch=5000)  # fmt: skip
+    config = EngineConfig(group_id=target, inputs=(settings.topic(topics.USAGE),),
+                          changelog=settings.topic(topics.WORKER_CHANGELOG), instance_id=name,
+                          bootstrap=bootstrap, max_batch=5000)  # fmt: skip
     engine = TransactionalEngine(config, lambda p, state: _Forward(state, target, check))
     return _timed_run(engine)
 
@@ -169,38 +169,21 @@ def _timed_run(engine: TransactionalEngine) -> float:
 def two_workers(bootstrap: str) -> list[Figure]:
     """Two `tokenledger worker` processes over six partitions, 2 x EVENTS events: from the
     first committed batch to the last."""
-    import os
-    import subprocess
-    import sys
-
+    from bench.processes import Stage, rate_until
     from streams.admin.progress import Probe
 
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_HOME": home,
-               "TOKENLEDGER_TOPIC_NAMESPACE": f"two{uuid.uuid4().hex[:6]}",
-               "TOKENLEDGER_PARTITIONS": "6"}  # fmt: skip
-        settings = Settings.from_env(env)
-        create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-                                  for t in topics.TOPICS], 6, 1)  # fmt: skip
-        total = 2 * EVENTS
+        stage = Stage(bootstrap, Path(home), 6)
+        settings, total = stage.settings, 2 * EVENTS
         produce(bootstrap, settings.topic(topics.USAGE),
                  [(f"t{i % 60}".encode(), usage(f"t{i % 60}", i)) for i in range(total)])  # fmt: skip
         probe = Probe(settings, settings.topic(worker.GROUP), settings.topic(topics.USAGE))
-        procs = [subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--instance",  # noqa: S603
-                                   name, "--max-batch", "5000"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for name in ("w1", "w2")]  # fmt: skip
         try:
-            while probe.committed() <= 0:
-                time.sleep(0.01)
-            first, started = probe.committed(), time.perf_counter()
-            while probe.committed() < total and time.perf_counter() - started < 600:
-                time.sleep(0.05)
-            rate = (probe.committed() - first) / (time.perf_counter() - started)
+            for name in ("w1", "w2"):
+                stage.start("worker", name)
+            rate = rate_until(stage, probe, total)
         finally:
-            for proc in procs:
-                proc.terminate()
-                proc.wait(60)
+            stage.stop()
             probe.consumer.close()
     return [
         Figure(
