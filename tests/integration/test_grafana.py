@@ -16,10 +16,9 @@ from tests.helpers import factories
 
 pytestmark = pytest.mark.integration
 
-START = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(
-    hours=2
-)  # rollups count whole minutes
-END = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+NOW = datetime.now(UTC).replace(microsecond=0)  # one clock for the panel and the library query
+START = NOW.replace(second=0) - timedelta(hours=2)  # rollups count whole minutes
+END = NOW + timedelta(minutes=1)
 
 
 def expand(sql: str, tenant: str) -> str:
@@ -27,6 +26,8 @@ def expand(sql: str, tenant: str) -> str:
     sql = sql.replace("$__fromTime", f"toDateTime64('{START:%Y-%m-%d %H:%M:%S}', 3, 'UTC')")
     sql = sql.replace("$__toTime", f"toDateTime64('{END:%Y-%m-%d %H:%M:%S}', 3, 'UTC')")
     sql = sql.replace("$__interval_s", "3600").replace("${tenant}", tenant)
+    # the clock frozen at NOW, as the library query is bound to it, so both see the same second
+    sql = sql.replace("now64(3)", f"toDateTime64('{NOW:%Y-%m-%d %H:%M:%S}', 3, 'UTC')")
     assert not re.search(r"\$\{?\w+", sql), f"unexpanded macro in {sql[:200]}"
     return sql
 
@@ -75,7 +76,7 @@ def test_every_panel_returns_what_its_library_query_returns(ch: Any, tenant: str
             params = {"start": START.isoformat(), "end": END.isoformat(), "tenant": tenant,
                       "bucket_s": "3600", **spec.fixed}  # fmt: skip
             given = {k: v for k, v in params.items() if k in {p.name for p in query.params}}
-            expected = queries.run(ch, query, query.bind(given))[1]
+            expected = queries.run(ch, query, query.bind(given, now=NOW))[1]
             got = [tuple(r) for r in ch.query(expand(target["rawSql"], tenant)).result_rows]
             assert got == expected, f"{path.name}: {panel['title']}"
             checked += 1
