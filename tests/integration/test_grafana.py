@@ -21,13 +21,16 @@ START = NOW.replace(second=0) - timedelta(hours=2)  # rollups count whole minute
 END = NOW + timedelta(minutes=1)
 
 
+def instant(t: datetime) -> str:
+    return f"toDateTime64('{t:%Y-%m-%d %H:%M:%S}', 3, 'UTC')"
+
+
 def expand(sql: str, tenant: str) -> str:
     """What the Grafana ClickHouse plugin does with the macros and the tenant variable."""
-    sql = sql.replace("$__fromTime", f"toDateTime64('{START:%Y-%m-%d %H:%M:%S}', 3, 'UTC')")
-    sql = sql.replace("$__toTime", f"toDateTime64('{END:%Y-%m-%d %H:%M:%S}', 3, 'UTC')")
+    sql = sql.replace("$__fromTime", instant(START)).replace("$__toTime", instant(END))
     sql = sql.replace("$__interval_s", "3600").replace("${tenant}", tenant)
     # the clock frozen at NOW, as the library query is bound to it, so both see the same second
-    sql = sql.replace("now64(3)", f"toDateTime64('{NOW:%Y-%m-%d %H:%M:%S}', 3, 'UTC')")
+    sql = sql.replace("now64(3)", instant(NOW))
     assert not re.search(r"\$\{?\w+", sql), f"unexpanded macro in {sql[:200]}"
     return sql
 
