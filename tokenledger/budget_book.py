@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -114,11 +115,12 @@ class BudgetBook:
         guardrails: Guardrails | None = None,
         on_unavailable: Literal["open", "closed"] = "open",
         stale_after_s: float = 30.0,
-        signing_key: signing.Ring | Literal["env"] = "env",
+        public_keys: signing.PublicKeyring | Literal["env"] | None = "env",
     ) -> None:
-        """``signing_key``: only signals signed with it (a key or a keyring) count; default:
-        TOKENLEDGER_SIGNING_KEY when set (tokenledger.signing); None accepts unsigned ones.
-        Per scope only a signal newer than the one held counts (a replay is ignored)."""
+        """``public_keys``: only signals signed by one of their private keys count; default:
+        TOKENLEDGER_PUBLIC_KEYS when set (tokenledger.signing); None accepts unsigned ones.
+        Public keys only: the book can verify, never sign. Per scope only a signal newer
+        than the one held counts (a replay is ignored)."""
         if on_unavailable not in ("open", "closed"):
             raise ValueError("on_unavailable is 'open' or 'closed'")
         self.topic = topic
@@ -138,7 +140,9 @@ class BudgetBook:
         self.signals_seen = 0
         self.invalid_signals = 0
         self.unauthorized_signals = 0
-        self.signing_key = signing.keyring() if signing_key == "env" else signing_key
+        self.refusals: Counter[str] = Counter()
+        """Refused signals by reason (unsigned, another key, the old HMAC key, ...)."""
+        self.public_keys = signing.reader_ring(public_keys)
         self.freshness = Freshness("signal")
 
     # -- the feed's health -------------------------------------------------------------
@@ -232,10 +236,11 @@ class BudgetBook:
     def apply(self, key: bytes | None, value: bytes | None,
               headers: signing.Headers = None) -> None:  # fmt: skip
         """Apply one record of the signals topic."""
-        verdict = signing.check(self.signing_key, self.topic, key, value, headers)
+        verdict = signing.check(self.public_keys, self.topic, key, value, headers)
         if not verdict.ok:
             self.unauthorized_signals += 1
-            log.warning("ignoring a signal for %r without a valid signature", key)
+            self.refusals[verdict.reason] += 1
+            log.warning("ignoring a signal for %r: %s", key, verdict.reason)
             return
         if value is None:  # a tombstone: the scope no longer has a signal
             scope = key.decode(errors="replace") if key else ""

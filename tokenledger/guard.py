@@ -34,13 +34,19 @@ class BudgetGuard:
         on_unavailable: Literal["open", "closed"] = "open",
         stale_after_s: float = 30.0,
         kafka_config: Mapping[str, Any] | None = None,
-        signing_key: signing.Ring | Literal["env"] = "env",
+        public_keys: signing.PublicKeyring | Literal["env"] | None = "env",
     ) -> None:
-        """``signing_key``: only signals signed with it (a key or a keyring) count; default:
-        TOKENLEDGER_SIGNING_KEY when set (tokenledger.signing); None accepts unsigned ones.
-        Per scope only a signal newer than the one held counts (a replay is ignored)."""
-        self.book = BudgetBook(topic=topic, guardrails=guardrails, on_unavailable=on_unavailable,
-                               stale_after_s=stale_after_s, signing_key=signing_key)  # fmt: skip
+        """``public_keys``: only signals signed by one of their private keys (the workers')
+        count; default: TOKENLEDGER_PUBLIC_KEYS when set (tokenledger.signing); None accepts
+        unsigned ones. A guard takes public keys only. Per scope only a signal newer than
+        the one held counts (a replay is ignored)."""
+        self.book = BudgetBook(
+            topic=topic,
+            guardrails=guardrails,
+            on_unavailable=on_unavailable,
+            stale_after_s=stale_after_s,
+            public_keys=public_keys,
+        )
         self.topic = topic
         self._config = client_config(
             bootstrap,
@@ -134,8 +140,8 @@ class BudgetGuard:
         return self.book.freshness
 
     @property
-    def signing_key(self) -> signing.Ring:
-        return self.book.signing_key
+    def public_keys(self) -> signing.PublicKeyring | None:
+        return self.book.public_keys
 
     # -- the consumer thread -------------------------------------------------------------
 

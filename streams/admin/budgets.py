@@ -10,13 +10,15 @@ from pydantic import ValidationError
 from schemas import topics
 from schemas.common import format_usd
 from schemas.messages import Budget, Window
+from streams.admin import hmac_migration
+from streams.admin.signer import Signer, headers_for, writer_keys
 from streams.admin.topics import create_topics
 from streams.config import Settings
 from streams.errors import ServiceUnavailableError, UserError
 from streams.worker.budget_feed import BudgetFeed
 from streams.worker.budgets import BudgetBook
 from tokenledger.kafka_config import client_config
-from tokenledger.signing import Keyring, SigningKeyError, headers_for, keyring
+from tokenledger.signing import Headers, PublicKeyring, SigningKeyError, Verdict
 
 
 def parse_usd(text: str) -> int:
@@ -61,28 +63,45 @@ def _topic(settings: Settings) -> str:
     return name
 
 
-def _keys() -> Keyring | None:
+def authority() -> tuple[Signer | None, PublicKeyring | None]:
+    """This host's signing key and the ring it reads with (streams.admin.signer)."""
     try:
-        return keyring()
+        return writer_keys()
     except SigningKeyError as exc:
         raise UserError(str(exc)) from None
+
+
+class MigratingBook(BudgetBook):
+    """The workers' book that also takes budgets signed with the old HMAC key: what
+    ``resign`` reads during the migration to Ed25519, never what a worker enforces."""
+
+    def __init__(self, topic: str, ring: PublicKeyring | None, legacy: hmac_migration.HmacKeys):
+        super().__init__(topic, ring)
+        self.legacy = legacy
+
+    def verdict(self, key: bytes | None, value: bytes | None, headers: Headers) -> Verdict:
+        verdict = super().verdict(key, value, headers)
+        if verdict.ok:
+            return verdict
+        return hmac_migration.check(self.legacy, self.topic, key, value, headers)
 
 
 def _send(settings: Settings, key: str, value: bytes | None, issued_ms: int) -> None:
     from confluent_kafka import Producer
 
     topic = _topic(settings)
+    signer, _ = authority()
     producer = Producer(client_config(settings.kafka, {"enable.idempotence": True}))
-    producer.produce(topic, value, key.encode(),
-                     headers=headers_for(_keys(), topic, key.encode(), value, issued_ms))  # fmt: skip
+    headers = headers_for(signer, topic, key.encode(), value, issued_ms)
+    producer.produce(topic, value, key.encode(), headers=headers)
     if producer.flush(15) != 0:
         raise ServiceUnavailableError(f"the budget for {key} was not acknowledged by Kafka")
 
 
-def put(settings: Settings, budget: Budget) -> Budget:
+def put(settings: Settings, budget: Budget, book: BudgetBook | None = None) -> Budget:
     """Publish ``budget``, stamped newer than whatever the topic holds for its scope (so
     readers, which accept only newer records, take it); the budget as published."""
-    book = read(settings)
+    book = read(settings) if book is None else book
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     issued = book.freshness.next_after(budget.scope, now_ms)
     stamped = budget.model_copy(update={"updated_at": datetime.fromtimestamp(issued / 1000, UTC)})
@@ -101,10 +120,16 @@ def remove(settings: Settings, scope: str) -> bool:
     return True
 
 
-def resign(settings: Settings) -> list[Budget]:
-    """Publish every budget in force again, signed with the current key: the step of a key
-    rotation after which the previous key can be retired (README: Security)."""
-    return [put(settings, budget) for budget in read(settings).by_scope.values()]
+def resign(settings: Settings) -> tuple[list[Budget], str]:
+    """Publish every budget in force again, signed with this host's key (and its id): the
+    step of a key rotation after which the previous key can be retired, and of the
+    migration from HMAC, where the budgets in force include those signed with
+    TOKENLEDGER_LEGACY_HMAC_KEY (README: Security)."""
+    signer, _ = authority()
+    if signer is None:
+        raise UserError("budget resign signs with TOKENLEDGER_SIGNING_KEY_FILE, which is not set")
+    book = read(settings, migrating=True)
+    return [put(settings, budget, book) for budget in list(book.by_scope.values())], signer.key_id
 
 
 def current(settings: Settings, timeout: float = 20.0) -> list[Budget]:
@@ -112,11 +137,19 @@ def current(settings: Settings, timeout: float = 20.0) -> list[Budget]:
     return sorted(read(settings, timeout).by_scope.values(), key=lambda b: b.scope)
 
 
-def read(settings: Settings, timeout: float = 20.0) -> BudgetBook:
+def read(settings: Settings, timeout: float = 20.0, migrating: bool = False) -> BudgetBook:
     """The budgets topic read to its end through the workers' own book and feed: signatures
-    checked and replays ignored, so what is listed is what is enforced."""
+    checked and replays ignored, so what is listed is what is enforced. ``migrating``: the
+    old HMAC key's budgets count too (``resign`` only)."""
     topic = _topic(settings)
-    feed = BudgetFeed(settings, topic, BudgetBook(topic, _keys()))
+    signer, ring = authority()
+    legacy = signer.legacy if signer is not None else None
+    book = (
+        BudgetBook(topic, ring)
+        if legacy is None or not migrating
+        else MigratingBook(topic, ring, legacy)
+    )
+    feed = BudgetFeed(settings, topic, book)
     try:
         feed.catch_up(timeout)
     finally:

@@ -78,6 +78,7 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     from streams.admin import budgets as budget_admin
     from streams.admin.topics import require_broker
 
+    budget_admin.authority()  # before the broker: a key mistake is one line at once
     require_broker(settings.kafka)
     if args.action == "list":
         budgets = budget_admin.current(settings)
@@ -87,8 +88,8 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
             print("no budgets (set one with `tokenledger budget set`)")
         return 0
     if args.action == "resign":
-        signed = budget_admin.resign(settings)
-        print(f"published {len(signed)} budget(s) again, signed with the current key")
+        signed, key = budget_admin.resign(settings)
+        print(f"published {len(signed)} budget(s) again, signed with key {key}")
         return 0
     if not args.tenant:
         raise UserError(f"budget {args.action} needs --tenant")
@@ -104,6 +105,35 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
                                       args.tz, args.warn)  # fmt: skip
     budget_admin.put(settings, budget)
     print(f"set {budget_admin.describe(budget)}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """Ed25519 keys: a private key file for a writer, public keys for every reader."""
+    from streams.admin import signer
+    from tokenledger.signing import SigningKeyError, key_id, public_text
+
+    try:
+        if args.action == "generate":
+            if not args.out:
+                raise UserError("keys generate needs --out FILE (where the private key goes)")
+            public = signer.generate(Path(args.out))
+            log.info(
+                "wrote a private key to %s (key id %s, readable by you only); put the "
+                "public key below in every TOKENLEDGER_PUBLIC_KEYS",
+                args.out,
+                key_id(public),
+            )
+            print(public_text(public))
+            return 0
+        if not args.files:
+            raise UserError("keys public needs one or more key files")
+        keys = [signer.load_public(Path(f)) for f in args.files]
+    except SigningKeyError as exc:
+        raise UserError(str(exc)) from None
+    for name, public in zip(args.files, keys, strict=True):
+        log.info("%s: key id %s", name, key_id(public))
+    print(",".join(public_text(k) for k in keys))
     return 0
 
 
@@ -128,3 +158,12 @@ def register(add: Add) -> None:
     p.add_argument("--window", choices=["hour", "day", "week", "month"], default="day")
     p.add_argument("--tz", default="UTC", help="IANA timezone the window follows (UTC)")
     p.add_argument("--warn", default="50,80", help="warn thresholds in percent (50,80)")
+    p = add("keys", cmd_keys, "signing keys: generate a private key, print public keys")
+    p.add_argument(
+        "action",
+        choices=["generate", "public"],
+        help="generate --out FILE: a new private key (prints its public key); "
+        "public FILE...: the TOKENLEDGER_PUBLIC_KEYS value for these keys",
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="key files (public)")
+    p.add_argument("--out", metavar="FILE", help="where generate writes the private key")

@@ -11,6 +11,7 @@ from pathlib import Path
 from streams.cli.base import Add, log
 from streams.config import Settings
 from streams.errors import UserError
+from tokenledger.signing import SigningKeyError
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -28,6 +29,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.max_batch <= 100_000 or not 1 <= args.max_body_mib <= 1024:
         raise UserError("--max-batch must be 1..100000 and --max-body-mib 1..1024")
     keys = ApiKeys.load(os.environ, Path(args.keys) if args.keys else None)
+    try:
+        public_keys = edge_app.public_keys(os.environ)
+    except SigningKeyError as exc:
+        raise UserError(str(exc)) from None
     mapping = (genai_spans.SpanMapping.from_file(Path(args.otlp_mapping))
                if args.otlp_mapping else genai_spans.SpanMapping())  # fmt: skip
     require_broker(settings.kafka)
@@ -35,7 +40,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         keys, host=args.host, port=args.port, mapping=mapping,
         limits=Limits(max_body_bytes=args.max_body_mib * MIB, max_events=args.max_batch),
         on_unavailable=args.on_unavailable, stale_after_s=args.stale_after,
-        produce_timeout_s=args.produce_timeout,
+        produce_timeout_s=args.produce_timeout, public_keys=public_keys,
         authz_headers=checks.AuthzHeaders(args.tenant_header.lower(), args.feature_header.lower(),
                                           args.route_header.lower(), args.cost_header.lower()),
     )  # fmt: skip

@@ -14,7 +14,7 @@ import asyncio
 import gc
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,12 +24,14 @@ from faust.exceptions import ProducerSendError
 from faust.types import TP
 
 from schemas import topics
+from streams.admin import hmac_migration, signer
 from streams.config import Settings
 from streams.edge import checks, genai_spans
 from streams.edge.bodies import HttpError, Limits, Reply, check_length, json_reply, too_large
 from streams.edge.handlers import BrokerUnavailableError, Edge, Record
 from streams.edge.kafka import EdgeApp, broker_url
 from streams.edge.keys import ApiKeys
+from tokenledger import signing
 from tokenledger.budget_book import BudgetBook
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,23 @@ class EdgeConfig:
     on_unavailable: Literal["open", "closed"] = "open"
     stale_after_s: float = 30.0
     produce_timeout_s: float = 10.0
+    public_keys: signing.PublicKeyring | None = None
+    """Signals count only when signed by one of these (the workers'); None checks nothing."""
+
+
+WRITER_SETTINGS = (signer.ENV, hmac_migration.ENV)
+
+
+def public_keys(env: Mapping[str, str]) -> signing.PublicKeyring | None:
+    """The edge's ring (TOKENLEDGER_PUBLIC_KEYS). The edge only verifies: handed a writer's
+    key it refuses to start rather than hold a key that can sign."""
+    for name in WRITER_SETTINGS:
+        if (env.get(name) or "").strip():
+            raise signing.SigningKeyError(
+                f"{name} is set, but the edge only verifies signals: give it "
+                f"{signing.ENV} and keep signing keys on the workers and the admin host"
+            )
+    return signing.public_keys(env)
 
 
 class Feed:
@@ -96,8 +115,12 @@ def build(settings: Settings, config: EdgeConfig) -> tuple[EdgeApp, Edge]:
         producer_compression_type="lz4", producer_linger_ms=1,
         web_application_options={"client_max_size": config.limits.max_body_bytes + 1},
     )  # fmt: skip
-    book = BudgetBook(topic=settings.topic(topics.SIGNALS), on_unavailable=config.on_unavailable,
-                      stale_after_s=config.stale_after_s)  # fmt: skip
+    book = BudgetBook(
+        topic=settings.topic(topics.SIGNALS),
+        on_unavailable=config.on_unavailable,
+        stale_after_s=config.stale_after_s,
+        public_keys=config.public_keys,
+    )
     names = {name: settings.topic(name) for name in INGESTED}
 
     async def send(records: Sequence[Record]) -> None:

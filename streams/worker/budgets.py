@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -31,7 +32,7 @@ from streams.worker.price import Enriched
 from streams.worker.state import SETTLED, State
 from streams.worker.windows import scope_dim
 from tokenledger.freshness import Freshness
-from tokenledger.signing import Headers, Ring, check
+from tokenledger.signing import Headers, PublicKeyring, Verdict, check
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +93,43 @@ def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
 class BudgetBook:
     """Every budget definition, read from the compacted budgets topic (a global table).
 
-    With a keyring only signed records count, and per scope only a record newer than the
-    one held: a budget's time is its ``updated_at``, a removal's the signed issue time in
-    its headers. A replayed older definition or removal is ignored (``replayed``)."""
+    With public keys only records signed by one of their private keys count (the admin
+    CLI's), and per scope only a record newer than the one held: a budget's time is its
+    ``updated_at``, a removal's the signed issue time in its headers. A replayed older
+    definition or removal is ignored (``replayed``)."""
 
-    def __init__(self, topic: str = "", signing_key: Ring = None) -> None:
+    def __init__(self, topic: str = "", public_keys: PublicKeyring | None = None) -> None:
         self.by_scope: dict[str, Budget] = {}
         self.invalid = 0
         self.unauthorized = 0
+        self.refusals: Counter[str] = Counter()
+        """Refused records by reason."""
         self.changed: set[str] = set()
         self.topic = topic
-        self.signing_key = signing_key
+        self.public_keys = public_keys
         self.freshness = Freshness("budget")
 
     @property
     def replayed(self) -> int:
         return self.freshness.replayed
 
+    def verdict(self, key: bytes | None, value: bytes | None, headers: Headers) -> Verdict:
+        """Whether a record's signature counts (the migration from HMAC widens this)."""
+        return check(self.public_keys, self.topic, key, value, headers)
+
     def apply(self, key: bytes | None, value: bytes | None,
               headers: Headers = None) -> None:  # fmt: skip
-        """Apply one record of the budgets topic; with a signing key, only signed ones."""
-        verdict = check(self.signing_key, self.topic, key, value, headers)
+        """Apply one record of the budgets topic; with public keys, only signed ones."""
+        verdict = self.verdict(key, value, headers)
         if not verdict.ok:
             self.unauthorized += 1
-            log.warning("ignoring a budget record for %r without a valid signature (written "
-                        "by something other than tokenledger budget?)", key)  # fmt: skip
+            self.refusals[verdict.reason] += 1
+            log.warning(
+                "ignoring a budget record for %r (written by something other than "
+                "tokenledger budget?): %s",
+                key,
+                verdict.reason,
+            )
             return
         scope = key.decode(errors="replace") if key else ""
         if value is None:

@@ -14,6 +14,7 @@ from typing import Any
 from schemas import topics
 from schemas.price_book import PriceBook, load_price_book
 from schemas.price_file import PriceFileError
+from streams.admin.signer import writer_keys
 from streams.admin.topics import create_topics, describe_topics
 from streams.config import Settings
 from streams.errors import UserError
@@ -23,7 +24,7 @@ from streams.worker.budgets import DEFAULT_HEARTBEAT, DEFAULT_RESERVATION_TIMEOU
 from streams.worker.engine import EngineConfig, TransactionalEngine
 from streams.worker.state import State
 from streams.worker.task import PartitionTask, partition_task
-from tokenledger.signing import SigningKeyError, keyring
+from tokenledger.signing import SigningKeyError
 
 GROUP = "tokenledger-worker"
 
@@ -54,6 +55,10 @@ def build(
             prices = load_price_book()
         except PriceFileError as exc:
             raise UserError(str(exc)) from None
+    try:
+        signer, ring = writer_keys()  # before the broker: a key mistake is one line at once
+    except SigningKeyError as exc:
+        raise UserError(str(exc)) from None
     names = {t.name: settings.topic(t.name) for t in topics.TOPICS}
     specs = [topics.TopicSpec(names[t.name], t.compacted, t.configs) for t in topics.TOPICS]
     create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
@@ -64,11 +69,7 @@ def build(
         options["dedup_retention"] = dedup_retention
     if allowed_lateness is not None:
         options["allowed_lateness"] = allowed_lateness
-    try:
-        secret = keyring()
-    except SigningKeyError as exc:
-        raise UserError(str(exc)) from None
-    book = BudgetBook(names[topics.BUDGETS], secret)
+    book = BudgetBook(names[topics.BUDGETS], ring)
     feed = BudgetFeed(settings, names[topics.BUDGETS], book)
     feed.catch_up()
     book.changed.clear()
@@ -76,7 +77,7 @@ def build(
     def factory(partition: int, state: State) -> PartitionTask:
         return partition_task(state, prices, book, names, reservation_timeout=reservation_timeout,
                               heartbeat=heartbeat,
-                              detectors=detectors, signing_key=secret, **options)  # fmt: skip
+                              detectors=detectors, signer=signer, **options)  # fmt: skip
 
     instance = instance_id or default_instance()
     state_dir = settings.home / "state" / settings.topic(GROUP) / instance

@@ -15,6 +15,7 @@ from typing import Any
 
 from schemas import topics
 from schemas.price_book import PriceBook
+from streams.admin.signer import Signer, headers_for
 from streams.records import Output
 from streams.worker.anomalies import AnomalyTask, DetectorConfig
 from streams.worker.budgets import (
@@ -27,7 +28,6 @@ from streams.worker.price import Enriched
 from streams.worker.requests import RequestHandler
 from streams.worker.state import State
 from streams.worker.usage import UsageTask, UsageTopics
-from tokenledger.signing import Ring, headers_for
 
 
 class PartitionTask:
@@ -35,13 +35,13 @@ class PartitionTask:
 
     def __init__(self, state: State, usage: UsageTask, requests: RequestHandler,
                  budgets: BudgetTracker, anomalies: AnomalyTask, requests_topic: str,
-                 signals_topic: str, signing_key: Ring = None) -> None:  # fmt: skip
+                 signals_topic: str, signer: Signer | None = None) -> None:  # fmt: skip
         self.state = state
         self.usage = usage
         self.requests = requests
         self.budgets = budgets
         self.anomalies = anomalies
-        self.signing_key = signing_key
+        self.signer = signer
         self.requests_topic = requests_topic
         self.signals_topic = signals_topic
 
@@ -62,7 +62,7 @@ class PartitionTask:
             self.usage.counters[f"signal.{signal.state}"] += 1
             key, value = signal.scope.encode(), signal.model_dump_json().encode()
             issued_ms = int(signal.issued_at.timestamp() * 1000)
-            headers = headers_for(self.signing_key, self.signals_topic, key, value, issued_ms)
+            headers = headers_for(self.signer, self.signals_topic, key, value, issued_ms)
             outputs.append(Output(self.signals_topic, key, value, headers))
         return outputs + self.anomalies.end_batch(self.usage.watermark_ms, now)
 
@@ -76,7 +76,7 @@ def partition_task(
     reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
     heartbeat: timedelta = DEFAULT_HEARTBEAT,
     detectors: DetectorConfig | None = None,
-    signing_key: Ring = None,
+    signer: Signer | None = None,
     **options: Any,
 ) -> PartitionTask:
     """The processors of one input partition over ``state``; ``names`` maps each topic's
@@ -95,4 +95,4 @@ def partition_task(
     usage.on_enriched = on_enriched
     requests = RequestHandler(budgets, names[topics.DLQ])
     return PartitionTask(state, usage, requests, budgets, anomalies, names[topics.REQUESTS],
-                         names[topics.SIGNALS], signing_key)  # fmt: skip
+                         names[topics.SIGNALS], signer)  # fmt: skip

@@ -26,13 +26,12 @@ from tests.helpers.kafka_io import assigned_reader
 from tests.helpers.nginx import gateway, snippet_from_readme
 from tests.helpers.paths import ROOT
 from tests.helpers.settings import isolated
+from tests.helpers.signing_keys import forgeries, key_file
 from tests.helpers.waiting import wait_value
 from tests.helpers.workers import run_worker
-from tokenledger import signing
 
 pytestmark = pytest.mark.integration
 FIGURES: dict[str, float] = {}
-SIGNING_KEY = "k" * 40
 
 
 def through(url: str, tenant: str) -> tuple[int, str, str]:
@@ -47,25 +46,33 @@ def through(url: str, tenant: str) -> tuple[int, str, str]:
 
 def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = isolated(kafka_bootstrap, 1)
-    env = {**with_topics(settings, tmp_path), "TOKENLEDGER_SIGNING_KEY": SIGNING_KEY}
+    worker = key_file(tmp_path, "worker")
+    env = {**with_topics(settings, tmp_path), "TOKENLEDGER_PUBLIC_KEYS": worker.public}
     topic = settings.topic(topics.SIGNALS)
     issued = datetime.now(UTC).replace(microsecond=0)
+    ms = int(issued.timestamp() * 1000)
     signed = factories.signal(tenant_id="acme", scope="tenant/acme", state="warn",
                               spend_nusd=9 * 10**9, limit_nusd=10 * 10**9, threshold_pct=80,
                               reason="80% of the daily budget", issued_at=issued)  # fmt: skip
-    forged = factories.signal(tenant_id="mallory", scope="tenant/mallory", state="block",
-                              issued_at=issued)  # fmt: skip
     producer = Producer({"bootstrap.servers": settings.kafka})
-    for record_key, value, sign in ((b"tenant/acme", signed, True),
-                                    (b"tenant/mallory", forged, False)):  # fmt: skip
-        body = value.model_dump_json().encode()
-        headers = signing.headers_for(SIGNING_KEY.encode(), topic, record_key, body,
-                                      int(issued.timestamp() * 1000)) if sign else None  # fmt: skip
-        producer.produce(topic, body, record_key, headers=headers)
+    body = signed.model_dump_json().encode()
+    producer.produce(
+        topic, body, b"tenant/acme", headers=worker.signer.headers(topic, b"tenant/acme", body, ms)
+    )
+    forged = (
+        factories.signal(
+            tenant_id="mallory", scope="tenant/mallory", state="block", issued_at=issued
+        )
+        .model_dump_json()
+        .encode()
+    )
+    for headers in forgeries(topic, b"tenant/mallory", forged, ms):
+        producer.produce(topic, forged, b"tenant/mallory", headers=headers)
     assert producer.flush(30) == 0
     with served(env, tmp_path, "--tenant-header", "X-Customer-Id",
                 grants={"acme-only": ["acme"]}) as edge:  # fmt: skip
-        # the same rules as a guard: an unsigned block signal does not count
+        # the same rules as a guard, with public keys only: a forged block does not count
+        # (unsigned, another key's, the old shared HMAC key's)
         assert edge.call("GET", "/v1/check?tenant=mallory").json()["state"] == "allow"
         warn = edge.call("GET", "/v1/check?tenant=acme&feature=search").json()
         assert (warn["allowed"], warn["state"], warn["scope"]) == (True, "warn", "tenant/acme")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -25,19 +26,32 @@ from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.kafka_io import produce
 from tests.helpers.settings import isolated
+from tests.helpers.signing_keys import KeyFile, key_file, ring_text, writer_env
 from tests.helpers.waiting import wait_for, wait_value
 from tests.helpers.workers import run_worker
 from tokenledger.guard import BudgetGuard, Decision
-from tokenledger.signing import Keyring, headers_for
+from tokenledger.signing import PublicKeyring
 
 pytestmark = pytest.mark.integration
-A, B = "a" * 40, "b" * 40
 HEARTBEAT = timedelta(seconds=2)
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", A)
+def keys(tmp_path: Path) -> tuple[KeyFile, KeyFile]:
+    return key_file(tmp_path, "a"), key_file(tmp_path, "b")
+
+
+def use(monkeypatch: pytest.MonkeyPatch, key: KeyFile, *trusted: KeyFile) -> None:
+    """Writers (the worker and `tokenledger budget`, in this process) sign with ``key``."""
+    for name, value in writer_env(key, *trusted).items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def settings(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, keys: tuple[KeyFile, KeyFile]
+) -> Settings:
+    use(monkeypatch, keys[0])
     return isolated(kafka_bootstrap, 1)
 
 
@@ -84,9 +98,12 @@ def replay(
     assert producer.flush(15) == 0
 
 
-def guard(settings: Settings, keys: str) -> BudgetGuard:
-    g = BudgetGuard(bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS),
-                    signing_key=Keyring(tuple(k.encode() for k in keys.split(","))))  # fmt: skip
+def guard(settings: Settings, *trusted: KeyFile) -> BudgetGuard:
+    """A gateway holding the public keys of ``trusted`` only."""
+    ring = PublicKeyring.parse(ring_text(*trusted))
+    g = BudgetGuard(
+        bootstrap=settings.kafka, topic=settings.topic(topics.SIGNALS), public_keys=ring
+    )
     g.start()
     assert g.wait_ready(30)
     return g
@@ -115,9 +132,9 @@ def running(settings: Settings) -> Iterator[worker.TransactionalEngine]:
 
 
 def test_a_replayed_allow_is_ignored_and_a_later_guard_sees_the_block(
-    settings: Settings, running: worker.TransactionalEngine
+    settings: Settings, running: worker.TransactionalEngine, keys: tuple[KeyFile, KeyFile]
 ) -> None:
-    watching = guard(settings, A)
+    watching = guard(settings, keys[0])
     try:
         set_budget(settings, "payer", "0.000001")
         spend(settings, "payer")
@@ -134,7 +151,7 @@ def test_a_replayed_allow_is_ignored_and_a_later_guard_sees_the_block(
         blocked(watching, "marker")  # the running guard has read past the replay
         assert not watching.check("payer").allowed
         assert watching.replayed_signals >= 1
-        late = guard(settings, A)  # started after the replay
+        late = guard(settings, keys[0])  # started after the replay
         try:
             blocked(late, "payer", timeout=HEARTBEAT.total_seconds() + 5)
         finally:
@@ -144,9 +161,9 @@ def test_a_replayed_allow_is_ignored_and_a_later_guard_sees_the_block(
 
 
 def test_a_replayed_older_budget_or_removal_leaves_the_current_one_in_force(
-    settings: Settings, running: worker.TransactionalEngine
+    settings: Settings, running: worker.TransactionalEngine, keys: tuple[KeyFile, KeyFile]
 ) -> None:
-    watching = guard(settings, A)
+    watching = guard(settings, keys[0])
     try:
         set_budget(settings, "lowered", "1000")
         set_budget(settings, "lowered", "0.000001")
@@ -176,38 +193,39 @@ def test_a_replayed_older_budget_or_removal_leaves_the_current_one_in_force(
 
 
 def test_rotating_from_key_a_to_b_loses_no_signal(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, keys: tuple[KeyFile, KeyFile]
 ) -> None:
-    specs = [topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-             for t in topics.TOPICS]  # fmt: skip
+    a, b = keys
+    specs = [
+        topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS
+    ]
     create_topics(settings.kafka, specs, 1, 1)
-    old_only = guard(settings, A)  # a gateway that is never given B
+    old_only = guard(settings, a)  # a gateway that is never given B
     try:
         with run_worker(settings, "rot-1", heartbeat=HEARTBEAT):
             set_budget(settings, "first", "0.000001")
             spend(settings, "first")
             blocked(old_only, "first")
-        # 1. everyone learns B, still signing with A
-        monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", f"{A},{B}")
-        learning = guard(settings, f"{A},{B}")
+        # 1. every reader learns B's public key; writers still sign with A
+        use(monkeypatch, a, b)
+        learning = guard(settings, a, b)
         with run_worker(settings, "rot-1", heartbeat=HEARTBEAT):
             blocked(learning, "first")
             set_budget(settings, "second", "0.000001")
             spend(settings, "second")
             blocked(old_only, "second")  # the old-only gateway still verifies everything
             blocked(learning, "second")
-        # 2. everyone signs with B; budgets re-signed; signals re-asserted by the heartbeat
-        monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", f"{B},{A}")
-        switched = guard(settings, f"{B},{A}")
+        # 2. writers sign with B; budgets re-signed; signals re-asserted by the heartbeat
+        use(monkeypatch, b, a)
         with run_worker(settings, "rot-1", heartbeat=HEARTBEAT):
-            assert len(budget_admin.resign(settings)) == 2
+            signed, key = budget_admin.resign(settings)
+            assert (len(signed), key) == (2, b.id)
             for tenant in ("first", "second"):
-                blocked(switched, tenant)
                 blocked(learning, tenant)
-        # 3. A retired everywhere
-        monkeypatch.setenv("TOKENLEDGER_SIGNING_KEY", B)
+        # 3. A retired from every ring
+        use(monkeypatch, b)
         with run_worker(settings, "rot-1", heartbeat=HEARTBEAT) as engine:
-            retired = guard(settings, B)
+            retired = guard(settings, b)
             try:
                 for tenant in ("first", "second"):
                     blocked(retired, tenant, timeout=HEARTBEAT.total_seconds() + 10)
@@ -215,29 +233,51 @@ def test_rotating_from_key_a_to_b_loses_no_signal(
                 refused_signals = retired.unauthorized_signals
                 book = book_of(engine)
                 refused_budgets = book.unauthorized
-                now = datetime.now(UTC)
-                forged = factories.signal(scope="tenant/victim", tenant_id="victim",
-                                          issued_at=now).model_dump_json().encode()  # fmt: skip
-                name = settings.topic(topics.SIGNALS)
-                replay(settings, topics.SIGNALS, "tenant/victim", forged,
-                       headers_for(A.encode(), name, b"tenant/victim", forged,
-                                   int(now.timestamp() * 1000)) or [])  # fmt: skip
+                # whoever still holds A's private key signs a block, and a budget
+                now, name = datetime.now(UTC), settings.topic(topics.SIGNALS)
+                forged = (
+                    factories.signal(scope="tenant/victim", tenant_id="victim", issued_at=now)
+                    .model_dump_json()
+                    .encode()
+                )
+                ms = int(now.timestamp() * 1000)
+                replay(
+                    settings,
+                    topics.SIGNALS,
+                    "tenant/victim",
+                    forged,
+                    a.signer.headers(name, b"tenant/victim", forged, ms),
+                )
                 replay(settings, topics.SIGNALS, "tenant/victim", forged, [])
-                budget = Budget(tenant_id="victim", limit_nusd=1, updated_at=now)
-                value = budget.model_dump_json().encode()
-                replay(settings, topics.BUDGETS, "tenant/victim", value,
-                       headers_for(A.encode(), settings.topic(topics.BUDGETS), b"tenant/victim",
-                                   value, int(now.timestamp() * 1000)) or [])  # fmt: skip
+                value = Budget(tenant_id="victim", limit_nusd=1, updated_at=now).model_dump_json()
+                replay(
+                    settings,
+                    topics.BUDGETS,
+                    "tenant/victim",
+                    value.encode(),
+                    a.signer.headers(
+                        settings.topic(topics.BUDGETS), b"tenant/victim", value.encode(), ms
+                    ),
+                )
                 spend(settings, "victim")
-                wait_for(lambda: retired.unauthorized_signals == refused_signals + 2, 30,
-                         "both forged signals read and refused")  # fmt: skip
+                wait_for(
+                    lambda: retired.unauthorized_signals == refused_signals + 2,
+                    30,
+                    "both forged signals read and refused",
+                )
                 assert retired.check("victim").allowed
-                wait_for(lambda: book.unauthorized == refused_budgets + 1, 30,
-                         "the A-signed budget read and refused")  # fmt: skip
+                not_in_ring = f"signed by key {a.id!r}, which is not in TOKENLEDGER_PUBLIC_KEYS"
+                assert retired.book.refusals["unsigned"] == 1
+                assert retired.book.refusals[not_in_ring] == refused_signals + 1
+                wait_for(
+                    lambda: book.unauthorized == refused_budgets + 1,
+                    30,
+                    "the A-signed budget read and refused",
+                )
                 assert "tenant/victim" not in book.by_scope
+                assert book.refusals == {not_in_ring: refused_budgets + 1}
             finally:
                 retired.close()
-        switched.close()
         learning.close()
     finally:
         old_only.close()

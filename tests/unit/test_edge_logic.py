@@ -186,7 +186,7 @@ def test_dollars_become_exact_nano_dollars_and_questions_need_a_tenant() -> None
     assert q == checks.Question("acme", "search", None, 250_000_000)
     with pytest.raises(HttpError, match="x-tokenledger-tenant header is required"):
         checks.from_headers({}, checks.AuthzHeaders())
-    book = BudgetBook(topic="signals", signing_key=None, on_unavailable="closed")
+    book = BudgetBook(topic="signals", public_keys=None, on_unavailable="closed")
     refused = checks.authz_reply(checks.decide(book, q), 429)
     assert refused.status == 429 and refused.headers["x-tokenledger-state"] == "unavailable"
     book.caught_up()

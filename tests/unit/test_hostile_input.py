@@ -134,7 +134,7 @@ def test_every_message_model_rejects_garbage_with_a_reason(raw: bytes) -> None:
     book = BudgetBook()
     book.apply(b"tenant/x", raw)  # the budgets table: an invalid budget is counted, not applied
     assert book.by_scope == {} or all(isinstance(b, Budget) for b in book.by_scope.values())
-    guard = BudgetGuard(bootstrap="127.0.0.1:1", signing_key=None)
+    guard = BudgetGuard(bootstrap="127.0.0.1:1", public_keys=None)
     guard.apply(b"tenant/x", raw)  # a gateway: a bad signal never stops a tenant
     assert guard.signals_seen + guard.invalid_signals == 1
     BudgetTracker(ChangelogState(), book).end_batch(NOW)

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from schemas.messages import Budget, Signal
 from streams.worker.budgets import BudgetBook
 from tests.helpers import factories
+from tests.helpers.signing_keys import ring, signer
 from tokenledger.guard import BudgetGuard
-from tokenledger.signing import headers_for
 
-KEY = b"k" * 40
+SIGNER = signer()
+RING = ring(SIGNER)
 T0 = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
 
@@ -21,13 +22,13 @@ def ms(at: datetime) -> int:
 
 def signal(state: str, at: datetime) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
     value = factories.signal(state=state, issued_at=at).model_dump_json().encode()
-    return value, headers_for(KEY, "signals", b"tenant/acme", value, ms(at)) or []
+    return value, SIGNER.headers("signals", b"tenant/acme", value, ms(at))
 
 
 def budget(limit_usd: int, at: datetime) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
     value = Budget(tenant_id="acme", limit_nusd=limit_usd * 10**9,
                    updated_at=at).model_dump_json().encode()  # fmt: skip
-    return value, headers_for(KEY, "budgets", b"tenant/acme", value, ms(at)) or []
+    return value, SIGNER.headers("budgets", b"tenant/acme", value, ms(at))
 
 
 def healthy(guard: BudgetGuard) -> BudgetGuard:
@@ -36,7 +37,7 @@ def healthy(guard: BudgetGuard) -> BudgetGuard:
 
 
 def test_a_replayed_allow_does_not_lift_a_newer_block() -> None:
-    guard = healthy(BudgetGuard(signing_key=KEY, topic="signals"))
+    guard = healthy(BudgetGuard(public_keys=RING, topic="signals"))
     old_allow, block = signal("allow", T0), signal("block", T0 + timedelta(hours=1))
     guard.apply(b"tenant/acme", *old_allow)
     guard.apply(b"tenant/acme", *block)
@@ -46,7 +47,7 @@ def test_a_replayed_allow_does_not_lift_a_newer_block() -> None:
 
 def test_after_compaction_the_next_heartbeat_restores_the_block() -> None:
     """A guard started after compaction may see only the replayed record at first."""
-    guard = healthy(BudgetGuard(signing_key=KEY, topic="signals"))
+    guard = healthy(BudgetGuard(public_keys=RING, topic="signals"))
     guard.apply(b"tenant/acme", *signal("allow", T0))
     assert guard.check("acme").allowed
     guard.apply(b"tenant/acme", *signal("block", T0 + timedelta(hours=1, seconds=10)))
@@ -54,19 +55,19 @@ def test_after_compaction_the_next_heartbeat_restores_the_block() -> None:
 
 
 def test_a_removal_counts_only_with_its_signed_newer_time() -> None:
-    guard = healthy(BudgetGuard(signing_key=KEY, topic="signals"))
+    guard = healthy(BudgetGuard(public_keys=RING, topic="signals"))
     guard.apply(b"tenant/acme", *signal("block", T0))
-    old_tomb = headers_for(KEY, "signals", b"tenant/acme", None, ms(T0) - 1)
+    old_tomb = SIGNER.headers("signals", b"tenant/acme", None, ms(T0) - 1)
     guard.apply(b"tenant/acme", None, old_tomb)
     assert not guard.check("acme").allowed and guard.replayed_signals == 1
-    guard.apply(b"tenant/acme", None, headers_for(KEY, "signals", b"tenant/acme", None, ms(T0) + 1))
+    guard.apply(b"tenant/acme", None, SIGNER.headers("signals", b"tenant/acme", None, ms(T0) + 1))
     assert guard.check("acme").allowed
 
 
 def test_the_budget_book_keeps_the_newest_definition_and_ignores_old_removals() -> None:
-    book = BudgetBook("budgets", KEY)
+    book = BudgetBook("budgets", RING)
     high, low = budget(100, T0), budget(1, T0 + timedelta(hours=1))
-    removal = headers_for(KEY, "budgets", b"tenant/acme", None, ms(T0 + timedelta(minutes=30)))
+    removal = SIGNER.headers("budgets", b"tenant/acme", None, ms(T0 + timedelta(minutes=30)))
     book.apply(b"tenant/acme", *high)
     book.apply(b"tenant/acme", None, removal)
     assert "tenant/acme" not in book.by_scope
@@ -77,9 +78,8 @@ def test_the_budget_book_keeps_the_newest_definition_and_ignores_old_removals() 
 
 
 def test_a_signal_from_another_key_or_unsigned_does_not_count() -> None:
-    guard = healthy(BudgetGuard(signing_key=KEY, topic="signals"))
+    guard = healthy(BudgetGuard(public_keys=RING, topic="signals"))
     value = Signal.model_validate_json(signal("block", T0)[0]).model_dump_json().encode()
-    guard.apply(b"tenant/acme", value, headers_for(b"x" * 40, "signals", b"tenant/acme", value,
-                                                  ms(T0)))  # fmt: skip
+    guard.apply(b"tenant/acme", value, signer().headers("signals", b"tenant/acme", value, ms(T0)))
     guard.apply(b"tenant/acme", value, None)
     assert guard.check("acme").allowed and guard.unauthorized_signals == 2
