@@ -1,5 +1,6 @@
 """SDK caller-side costs on a real local broker: emit() next to a bare produce() of the same
-bytes, track() overhead, and BudgetGuard.check()."""
+bytes, track() overhead, and BudgetGuard.check(); and what a gateway pays to verify one
+signed signal (Ed25519), and a worker to sign one."""
 
 from __future__ import annotations
 
@@ -36,7 +37,36 @@ def block(tenant_id: str) -> bytes:
 
 def run() -> list[Figure]:
     with local_broker() as (bootstrap, tmp):
-        return _measure(bootstrap, tmp)
+        return _measure(bootstrap, tmp) + signing()
+
+
+def signing() -> list[Figure]:
+    """Per signal: the reader's whole check (key id lookup in the ring, Ed25519 verify of
+    topic, key, value and issue time) and the worker's signature. No broker needed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from streams.admin.signer import Signer
+    from tokenledger.signing import PublicKeyring, check
+
+    private = Ed25519PrivateKey.generate()
+    signer, ring = Signer(private), PublicKeyring((private.public_key(),))
+    topic, key, value = "tokenledger.signals.v1", b"tenant/acme", block("acme")
+    issued_ms = int(datetime.now(UTC).timestamp() * 1000)
+    headers = signer.headers(topic, key, value, issued_ms)
+    assert check(ring, topic, key, value, headers).ok
+    verify_us = sample_us(lambda: check(ring, topic, key, value, headers), samples=2000, batch=10)
+    sign_us = sample_us(
+        lambda: signer.headers(topic, key, value, issued_ms), samples=2000, batch=10
+    )
+    return [
+        Figure(
+            "signing.verify_us",
+            median(verify_us),
+            "us",
+            f"Ed25519 check of one {len(value)}-byte signal, as a gateway reads it",
+        ),
+        Figure("signing.sign_us", median(sign_us), "us", "Ed25519 headers of one signal (worker)"),
+    ]
 
 
 def _measure(bootstrap: str, tmp: Path) -> list[Figure]:

@@ -216,7 +216,7 @@ def check(
         return Verdict(False, reason=f"no signed issue time ({ISSUED_HEADER})")
     public = ring.by_id.get(kid)
     if public is None:
-        return Verdict(False, reason=f"signed by key {kid!r}, which is not in {ENV}")
+        return Verdict(False, reason=f"signed by key {kid[:32]!r}, which is not in {ENV}")
     try:
         public.verify(
             base64.b64decode(sig, validate=True),

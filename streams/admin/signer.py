@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -50,10 +50,10 @@ class Signer:
 
     private: Ed25519PrivateKey
     legacy: hmac_migration.HmacKeys | None = None
+    key_id: str = field(init=False, compare=False)
 
-    @property
-    def key_id(self) -> str:
-        return key_id(self.private.public_key())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key_id", key_id(self.private.public_key()))
 
     def headers(
         self, topic: str, record_key: bytes | None, value: bytes | None, issued_ms: int

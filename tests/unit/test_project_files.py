@@ -30,6 +30,9 @@ def settings_env_names() -> set[str]:
             "tokenledger/paths.py",
             "streams/alerts/receivers.py",
             "streams/edge/keys.py",
+            "tokenledger/signing.py",
+            "streams/admin/signer.py",
+            "streams/admin/hmac_migration.py",
         )
     )
     return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
