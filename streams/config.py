@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import UserError
 from tokenledger.paths import cache_dir, home_dir
+from tokenledger.topic_names import topic_namespace
 
 
 def sql_root() -> Path:
@@ -31,12 +31,12 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _namespace(value: str) -> str:
-    if value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
-        raise UserError(
-            f"TOKENLEDGER_TOPIC_NAMESPACE={value!r} is not valid; use letters, digits, . _ -"
-        )
-    return value
+def _namespace(env: Mapping[str, str]) -> str:
+    """The SDK reads the namespace the same way (tokenledger/topic_names.py)."""
+    try:
+        return topic_namespace(env)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Settings:
             clickhouse_database=env.get("TOKENLEDGER_CLICKHOUSE_DATABASE") or "tokenledger",
             partitions=_int(env, "TOKENLEDGER_PARTITIONS", 3, 1, 1000),
             replication_factor=_int(env, "TOKENLEDGER_REPLICATION", 1, 1, 10),
-            topic_namespace=_namespace(env.get("TOKENLEDGER_TOPIC_NAMESPACE") or ""),
+            topic_namespace=_namespace(env),
         )
 
     def topic(self, name: str) -> str:

@@ -132,6 +132,14 @@ class BudgetBook:
         allowed = on_unavailable == "open"
         self._not_ready = Decision(allowed, "unavailable", "the signals topic has not been "
                                    f"read to its end yet; failing {on_unavailable}", None, True)  # fmt: skip
+        self._reading = self._not_ready
+        self._missing = Decision(
+            allowed,
+            "unavailable",
+            f"the signals topic {topic!r} does not exist; failing {on_unavailable}",
+            None,
+            True,
+        )
         self._stale = Decision(allowed, "unavailable", f"lost the broker for over "
                                f"{stale_after_s:g}s; failing {on_unavailable}", None, True)  # fmt: skip
         self._mode: Decision | None = self._not_ready  # None means healthy
@@ -150,6 +158,16 @@ class BudgetBook:
     def ready(self) -> bool:
         """Has the feeder read the signals topic up to its end at least once?"""
         return self._ready
+
+    def not_ready_reason(self) -> str | None:
+        """Why the book is not ready (what every check says meanwhile); None once it is."""
+        return None if self._ready else self._not_ready.reason
+
+    def topic_missing(self, missing: bool = True) -> None:
+        """The feeder found the signals topic missing (or, ``missing=False``, there): until
+        it has read it, checks and ``not_ready_reason`` say which."""
+        self._not_ready = self._missing if missing else self._reading
+        self.refresh()
 
     def degraded(self) -> Decision | None:
         """The decision every check gets while the feed is not healthy; None when it is."""

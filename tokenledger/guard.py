@@ -9,17 +9,20 @@ same book, fed by its own agent.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from schemas import topics
 from schemas.messages import Signal
 from tokenledger import signing
 from tokenledger.budget_book import ALLOW, BudgetBook, Decision, Guardrails, State
 from tokenledger.freshness import Freshness
 from tokenledger.kafka_config import client_config
+from tokenledger.topic_names import signals_topic
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ALLOW", "BudgetGuard", "Decision", "Guardrails", "State"]
 
@@ -29,17 +32,19 @@ class BudgetGuard:
         self,
         *,
         bootstrap: str | None = None,
-        topic: str = topics.SIGNALS,
+        topic: str | None = None,
         guardrails: Guardrails | None = None,
         on_unavailable: Literal["open", "closed"] = "open",
         stale_after_s: float = 30.0,
         kafka_config: Mapping[str, Any] | None = None,
         public_keys: signing.PublicKeyring | Literal["env"] | None = "env",
     ) -> None:
-        """``public_keys``: only signals signed by one of their private keys (the workers')
-        count; default: TOKENLEDGER_PUBLIC_KEYS when set (tokenledger.signing); None accepts
-        unsigned ones. A guard takes public keys only. Per scope only a signal newer than
-        the one held counts (a replay is ignored)."""
+        """``topic``: default, the signals topic in TOKENLEDGER_TOPIC_NAMESPACE (the
+        workers' namespace). ``public_keys``: only signals signed by one of their private
+        keys (the workers') count; default: TOKENLEDGER_PUBLIC_KEYS when set
+        (tokenledger.signing); None accepts unsigned ones. A guard takes public keys only.
+        Per scope only a signal newer than the one held counts (a replay is ignored)."""
+        topic = topic or signals_topic()
         self.book = BudgetBook(
             topic=topic,
             guardrails=guardrails,
@@ -60,6 +65,7 @@ class BudgetGuard:
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._said_missing = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -84,6 +90,10 @@ class BudgetGuard:
     def ready(self) -> bool:
         """Has the guard read the signals topic up to its end at least once?"""
         return self.book.ready()
+
+    def not_ready_reason(self) -> str | None:
+        """Why ``ready()`` is False (e.g. the signals topic does not exist); None when ready."""
+        return self.book.not_ready_reason()
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -145,6 +155,21 @@ class BudgetGuard:
 
     # -- the consumer thread -------------------------------------------------------------
 
+    def topic_exists(self, exists: bool) -> None:
+        """What the metadata says about the topic before the guard is ready (the consumer
+        thread calls this). A missing topic is logged once: a guard that fails open on a
+        topic nobody writes would otherwise stay silent."""
+        self.book.topic_missing(not exists)
+        if not exists and not self._said_missing:
+            self._said_missing = True
+            log.warning(
+                "the signals topic %r does not exist: this guard is not ready and fails %s "
+                "until it does (are TOKENLEDGER_TOPIC_NAMESPACE and topic= those of the "
+                "workers?)",
+                self.topic,
+                self.book.on_unavailable,
+            )
+
     def _on_error(self, err: Any) -> None:
         from confluent_kafka import KafkaError
 
@@ -169,10 +194,15 @@ class BudgetGuard:
                         found = meta.topics.get(self.topic)
                         if found is not None and found.error is None:
                             book.regained()
+                            if not book.ready():
+                                self.topic_exists(True)
                             if not partitions:
                                 partitions = sorted(found.partitions)
                                 consumer.assign([TopicPartition(self.topic, p, -2)
                                                  for p in partitions])  # fmt: skip
+                        elif not book.ready() and _missing(found):
+                            book.regained()  # the broker answers; the topic is not there
+                            self.topic_exists(False)
                     except KafkaException:
                         book.lost(now)
                 if partitions:
@@ -189,3 +219,13 @@ class BudgetGuard:
                 book.refresh()
         finally:
             consumer.close()
+
+
+def _missing(found: Any) -> bool:
+    """Does a topic's metadata say it does not exist (rather than being briefly unavailable)?"""
+    from confluent_kafka import KafkaError
+
+    return found is None or found.error.code() in (
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+    )

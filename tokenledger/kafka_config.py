@@ -64,6 +64,27 @@ def client_config(
     return config
 
 
+def sdk_producer(
+    bootstrap: str | None,
+    delivery_timeout_ms: int,
+    queue_max: int,
+    kafka_config: Mapping[str, Any] | None,
+) -> Any:
+    """The SDK's producer: idempotent with acks=all (a retried send is written once),
+    batched and lz4-compressed."""
+    from confluent_kafka import Producer
+
+    settings = {
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.timeout.ms": delivery_timeout_ms,
+        "queue.buffering.max.messages": queue_max,
+    }
+    return Producer(client_config(bootstrap, {**settings, **(kafka_config or {})}))
+
+
 def assign_from_start(consumer: Any, topic: str) -> set[int]:
     """Assign every partition of ``topic`` to ``consumer`` from its first offset (no group
     to join); the partitions (none when the topic does not exist)."""

@@ -28,18 +28,20 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from schemas import topics
+from pydantic import ValidationError
+
 from schemas.common import NAME_PATTERN
 from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from schemas.price_book import PriceBook, load_price_book
 from tokenledger import tokens
-from tokenledger.kafka_config import client_config
+from tokenledger.bad_input import BAD_INPUT, AsGiven, BadInput, as_given, first_refusal
+from tokenledger.kafka_config import sdk_producer
 from tokenledger.paths import home_dir
 from tokenledger.spill import FsyncPolicy, Record, Spill
+from tokenledger.topic_names import TopicNames
 
 if TYPE_CHECKING:
     from tokenledger.track import Call
@@ -47,17 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Emittable = RequestEvent | UsageEvent | OutcomeEvent
+__all__ = ["Ledger", "LedgerClosedError", "TopicNames"]
 
 
 class LedgerClosedError(RuntimeError):
     """emit() after close(): a programming error, not a broker outage."""
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    requests: str = topics.REQUESTS
-    usage: str = topics.USAGE
-    outcomes: str = topics.OUTCOMES
 
 
 def new_id() -> str:
@@ -66,18 +62,6 @@ def new_id() -> str:
 
 def default_spill_dir() -> Path:
     return home_dir() / "spill"
-
-
-def _producer(bootstrap: str | None, delivery_timeout_ms: int, queue_max: int,
-              kafka_config: Mapping[str, Any] | None) -> Any:  # fmt: skip
-    """An idempotent producer (acks=all): a retried send is written once."""
-    from confluent_kafka import Producer
-
-    return Producer(client_config(bootstrap, {
-        "enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4",
-        "message.timeout.ms": delivery_timeout_ms, "queue.buffering.max.messages": queue_max,
-        **(kafka_config or {}),
-    }))  # fmt: skip
 
 
 class Ledger:
@@ -103,7 +87,7 @@ class Ledger:
         self.service = service
         self.environment = environment
         self.include_prompts = include_prompts
-        self.topics = topics or TopicNames()
+        self.topics = topics or TopicNames.in_namespace()  # TOKENLEDGER_TOPIC_NAMESPACE
         self._topic_of: dict[type, str] = {
             RequestEvent: self.topics.requests,
             UsageEvent: self.topics.usage,
@@ -115,16 +99,15 @@ class Ledger:
         self._queue_max = queue_max
         self._delivery_timeout = delivery_timeout_ms / 1000
         self._retry_interval = retry_interval_s
-        self._producer = _producer(bootstrap, delivery_timeout_ms, queue_max, kafka_config)
+        self._producer = sdk_producer(bootstrap, delivery_timeout_ms, queue_max, kafka_config)
         self._spill = Spill(Path(spill_dir or default_spill_dir()), fsync=fsync)
         self._degraded = self._spill.sealed_or_current()
-        self._pending: deque[Emittable] = deque()
+        self._pending: deque[Emittable | AsGiven] = deque()
         self._stats = dict.fromkeys(
             ("emitted", "produced", "delivered", "spilled", "replayed", "failed_replays"), 0
         )
         self._overflowed = 0  # spilled by callers when the queue is full (under _overflow_lock)
-        self._unreadable = 0  # responses whose usage could not be read (under _overflow_lock)
-        self._unreadable_kinds: set[str] = set()
+        self._bad_input = BadInput()
         self._overflow_lock = threading.Lock()
         self._closing = False
         self._closed = False
@@ -140,7 +123,7 @@ class Ledger:
 
     # -- the caller's side ---------------------------------------------------------------
 
-    def emit(self, event: Emittable) -> None:
+    def emit(self, event: Emittable | AsGiven) -> None:
         """Queue ``event`` for Kafka. Never blocks, never raises on a broker outage."""
         if self._closing:
             raise LedgerClosedError("emit() after close()")
@@ -173,15 +156,37 @@ class Ledger:
         from datetime import UTC, datetime
 
         rid = request_id or new_id()
-        self.emit(
-            OutcomeEvent(
-                event_id=new_id(), request_id=rid, idempotency_key=rid,
-                ts=datetime.now(UTC), tenant_id=tenant_id, user_scope=user_scope,
-                service=self.service, feature=feature, route=route,
-                prompt_version=prompt_version, model=model, provider=provider,
-                environment=self.environment, task_id=task_id, success=success,
-            )
-        )  # fmt: skip
+        fields: dict[str, Any] = dict(
+            event_id=new_id(),
+            request_id=rid,
+            idempotency_key=rid,
+            ts=datetime.now(UTC),
+            tenant_id=tenant_id,
+            user_scope=user_scope,
+            service=self.service,
+            feature=feature,
+            route=route,
+            prompt_version=prompt_version,
+            model=model,
+            provider=provider,
+            environment=self.environment,
+            task_id=task_id,
+            success=success,
+        )
+        try:
+            event = OutcomeEvent(**fields)
+        except BAD_INPUT as exc:  # never raised into the caller: sent as given
+            self.emit_as_given(OutcomeEvent, fields, exc)
+        else:
+            self.emit(event)
+
+    def emit_as_given(self, model: type[Emittable], fields: dict[str, Any], exc: Exception) -> None:
+        """An event ``exc`` kept from being built: counted, its cause logged once, and sent
+        as given, for the worker to dead-letter with its raw bytes and reason."""
+        if not isinstance(exc, ValidationError):  # e.g. pricing max_output_tokens=None
+            exc = first_refusal(model, fields) or exc  # name the field to fix
+        self._bad_input.invalid(model.model_fields["kind"].default, exc)
+        self.emit(as_given(model, self._topic_of[model], fields))
 
     @property
     def prices(self) -> PriceBook:
@@ -194,22 +199,15 @@ class Ledger:
             out["emitted"] += self._overflowed
             out["spilled"] += self._overflowed
         out["queued"] = len(self._pending)
-        out["unreadable_usage"] = self._unreadable
+        out["unreadable_usage"] = self._bad_input.unreadable_usage
+        out["invalid_events"] = self._bad_input.invalid_events  # sent as given, for the DLQ
         out["degraded"] = int(self._degraded)
         return out
 
     def unreadable_usage(self, response: object, error: Exception) -> None:
         """A tracked call's response had no usage this SDK can read: counted, and logged
         once per response type (its usage event goes out estimated)."""
-        kind = f"{type(response).__module__}.{type(response).__qualname__}"
-        with self._overflow_lock:
-            self._unreadable += 1
-            first = kind not in self._unreadable_kinds
-            self._unreadable_kinds.add(kind)
-        if first:
-            log.warning("no token usage readable on %s (%s); such calls are reported with "
-                        "estimated tokens: pass input_tokens= and output_tokens= to record()",
-                        kind, error)  # fmt: skip
+        self._bad_input.unreadable(response, error)
 
     def spilled_waiting(self) -> int:
         return self._spill.count()
@@ -279,8 +277,10 @@ class Ledger:
                     break
                 self._stats["produced"] += 1
 
-    def _record(self, event: Emittable) -> Record:
+    def _record(self, event: Emittable | AsGiven) -> Record:
         """(topic, key, value) of an event: keyed by tenant, the value its JSON."""
+        if isinstance(event, AsGiven):
+            return event.record
         return (
             self._topic_of[type(event)],
             event.tenant_id.encode(),
@@ -301,7 +301,7 @@ class Ledger:
             self._backoff = self._retry_interval
             self._next_replay = time.monotonic() + self._backoff
 
-    def _spill_events(self, events: Sequence[Emittable]) -> None:
+    def _spill_events(self, events: Sequence[Emittable | AsGiven]) -> None:
         """The caller's path when the queue is full (any thread): straight to the spill."""
         records = [self._record(e) for e in events]
         if not self._degraded:

@@ -13,7 +13,9 @@ recorded reports the estimated input tokens and no output, flagged ``estimated``
 
 Used as a decorator, the wrapped function's return value is read with ``record()``.
 ``call.retry()`` gives the next attempt: same ``idempotency_key``, ``attempt`` + 1.
-The prompt text leaves the process only with ``Ledger(include_prompts=True)``.
+The prompt text leaves the process only with ``Ledger(include_prompts=True)``, cut to fit
+a message (tokenledger.prompts). Arguments that make an event the contract refuses are
+never raised: the event goes out as given, for the worker's DLQ (tokenledger.bad_input).
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from typing import Any, Literal, TypeVar
 from schemas.messages import CacheKind, RequestEvent, UsageEvent
 from schemas.price_book import CallContext
 from schemas.pricing import TokenCounts
+from tokenledger.bad_input import BAD_INPUT
 from tokenledger.context_budget import ContextReport
 from tokenledger.ledger import Ledger, new_id
+from tokenledger.prompts import Prompt, prompt_field
 from tokenledger.tokens import estimate_tokens
 from tokenledger.usage import UsageNotFoundError, read_usage
 
 F = TypeVar("F", bound=Callable[..., Any])
-Prompt = str | Sequence[Mapping[str, Any]]
 _PER_MESSAGE = 3
 _REPLY_PRIMING = 3
 
@@ -64,14 +67,13 @@ def _count_content(value: Any, model: str) -> int:
     return 0
 
 
-def _prompt_text(prompt: Prompt | None) -> str | None:
-    if prompt is None:
-        return None
-    if isinstance(prompt, str):
-        return prompt
-    import json
-
-    return json.dumps(list(prompt), ensure_ascii=False, default=str)
+def _clean(text: str) -> str:
+    """Text that can be sent: a lone surrogate (a file name's, say) becomes ``?``."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode()
+    return text
 
 
 class Call:
@@ -174,7 +176,7 @@ class Call:
 
     def fail(self, error: str) -> None:
         """Mark the call failed without raising (e.g. the answer was unusable)."""
-        self.error = error[:2048]
+        self.error = _clean(str(error)[:2048])
 
     def retry(self) -> Call:
         """The next attempt of this logical request."""
@@ -189,24 +191,39 @@ class Call:
     # -- context manager -----------------------------------------------------------------
 
     def __enter__(self) -> Call:
-        model = self.dims["model"]
-        self.estimated_input_tokens = estimate_input_tokens(self.prompt, model)
         now = datetime.now(UTC)
-        priced = self.ledger.prices.price(
-            self.dims["provider"], model, now,
-            TokenCounts(input=self.estimated_input_tokens, output=self.max_output_tokens),
-            CallContext(batch=self.batch, service_tier=self.service_tier),
-        )  # fmt: skip
-        self.ledger.emit(
-            RequestEvent(
-                event_id=new_id(), request_id=self.request_id,
-                idempotency_key=self.idempotency_key, attempt=self.attempt, ts=now,
-                **self.dims, estimated_input_tokens=self.estimated_input_tokens,
-                max_output_tokens=self.max_output_tokens,
-                reserved_cost_nusd=priced.cost_nusd if priced else None, task_id=self.task_id,
-                prompt_text=_prompt_text(self.prompt) if self.ledger.include_prompts else None,
+        fields: dict[str, Any] = {
+            "event_id": new_id(),
+            "request_id": self.request_id,
+            "idempotency_key": self.idempotency_key,
+            "attempt": self.attempt,
+            "ts": now,
+            **self.dims,
+            "estimated_input_tokens": 0,
+            "max_output_tokens": self.max_output_tokens,
+            "reserved_cost_nusd": None,
+            "task_id": self.task_id,
+            "prompt_text": None,
+        }
+        try:
+            model = self.dims["model"]
+            self.estimated_input_tokens = estimate_input_tokens(self.prompt, model)
+            fields["estimated_input_tokens"] = self.estimated_input_tokens
+            if self.ledger.include_prompts:
+                fields["prompt_text"] = prompt_field(self.prompt)
+            priced = self.ledger.prices.price(
+                self.dims["provider"],
+                model,
+                now,
+                TokenCounts(input=self.estimated_input_tokens, output=self.max_output_tokens),
+                CallContext(batch=self.batch, service_tier=self.service_tier),
             )
-        )  # fmt: skip
+            fields["reserved_cost_nusd"] = priced.cost_nusd if priced else None
+            event = RequestEvent(**fields)
+        except BAD_INPUT as exc:  # a bad argument: sent as given, never raised
+            self.ledger.emit_as_given(RequestEvent, fields, exc)
+        else:
+            self.ledger.emit(event)
         self._started = time.perf_counter()
         return self
 
@@ -218,26 +235,44 @@ class Call:
     ) -> Literal[False]:
         self.latency_ms = int((time.perf_counter() - self._started) * 1000)
         if exc is not None and self.error is None:
-            self.error = f"{type(exc).__name__}: {exc}"[:2048]
+            self.error = _clean(f"{type(exc).__name__}: {exc}"[:2048])
         usage = self.usage
         estimated = usage is None
         if usage is None:
             usage = TokenCounts(input=self.estimated_input_tokens, output=0)
-        self.ledger.emit(
-            UsageEvent(
-                event_id=new_id(), request_id=self.request_id,
-                idempotency_key=self.idempotency_key, attempt=self.attempt,
-                ts=datetime.now(UTC), **self.dims, input_tokens=usage.input,
-                output_tokens=usage.output, cached_input_tokens=usage.cached_input,
-                cache_write_tokens=usage.cache_write, reasoning_tokens=usage.reasoning,
-                cache_write_1h_tokens=usage.cache_write_1h, service_tier=self.service_tier,
-                cache=self.cache, batch=self.batch, latency_ms=self.latency_ms,
-                success=self.error is None, error=self.error, estimated=estimated,
-                cost_nusd=self.cost_nusd, task_id=self.task_id,
-                token_budget_violations=self.context.violations if self.context else (),
-                context_trimmed_tokens=self.context_trimmed_tokens,
-            )
-        )  # fmt: skip
+        fields: dict[str, Any] = {
+            "event_id": new_id(),
+            "request_id": self.request_id,
+            "idempotency_key": self.idempotency_key,
+            "attempt": self.attempt,
+            "ts": datetime.now(UTC),
+            **self.dims,
+            "input_tokens": usage.input,
+            "output_tokens": usage.output,
+            "cached_input_tokens": usage.cached_input,
+            "cache_write_tokens": usage.cache_write,
+            "reasoning_tokens": usage.reasoning,
+            "cache_write_1h_tokens": usage.cache_write_1h,
+            "service_tier": self.service_tier,
+            "cache": self.cache,
+            "batch": self.batch,
+            "latency_ms": self.latency_ms,
+            "success": self.error is None,
+            "error": self.error,
+            "estimated": estimated,
+            "cost_nusd": self.cost_nusd,
+            "task_id": self.task_id,
+            "token_budget_violations": (),
+            "context_trimmed_tokens": self.context_trimmed_tokens,
+        }
+        try:
+            if self.context is not None:
+                fields["token_budget_violations"] = self.context.violations
+            event = UsageEvent(**fields)
+        except BAD_INPUT as error:  # never raised: it would hide the caller's exception
+            self.ledger.emit_as_given(UsageEvent, fields, error)
+        else:
+            self.ledger.emit(event)
         return False
 
     async def __aenter__(self) -> Call:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from tests.helpers import factories
-from tokenledger.guard import BudgetGuard, Guardrails
+from tokenledger.guard import BudgetGuard, Decision, Guardrails
 
 
 def healthy(guard: BudgetGuard) -> BudgetGuard:
@@ -91,3 +94,30 @@ def test_guardrails_give_precise_reasons() -> None:
     ok = guard.check("acme", route="rag", input_tokens=8000, output_tokens=1000,
                      est_cost=50_000_000, attempt=3, tool_steps=5)  # fmt: skip
     assert ok.allowed
+
+
+def test_a_missing_signals_topic_is_said_once_and_keeps_the_guard_not_ready(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    guard = BudgetGuard(topic="staging.tokenledger.signals.v1", on_unavailable="open")
+    reading = "the signals topic has not been read to its end yet; failing open"
+    missing = "the signals topic 'staging.tokenledger.signals.v1' does not exist; failing open"
+    assert guard.not_ready_reason() == reading
+    with caplog.at_level(logging.WARNING, logger="tokenledger.guard"):
+        for _ in range(3):  # three heartbeats find no topic
+            guard.topic_exists(False)
+    assert [r.getMessage() for r in caplog.records if r.name == "tokenledger.guard"] == [
+        "the signals topic 'staging.tokenledger.signals.v1' does not exist: this guard is not "
+        "ready and fails open until it does (are TOKENLEDGER_TOPIC_NAMESPACE and topic= those "
+        "of the workers?)"
+    ]
+    assert (guard.ready(), guard.not_ready_reason()) == (False, missing)
+    assert guard.check("acme") == Decision(True, "unavailable", missing, None, True)
+    guard.topic_exists(True)  # created: now it is being read
+    assert guard.not_ready_reason() == reading
+    guard.book.caught_up()
+    assert (guard.ready(), guard.not_ready_reason(), guard.check("acme").state) == (
+        True,
+        None,
+        "allow",
+    )

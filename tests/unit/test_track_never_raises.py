@@ -1,5 +1,6 @@
 """Instrumentation never raises into the code it measures: a response without readable
-usage, and a machine without tiktoken's ranks or a network, still give a usage event."""
+usage, and a machine without tiktoken's ranks or a network, still give a usage event; bad
+arguments give the event as given (for the worker's DLQ); a long prompt is cut to fit."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from typing import Any
 
 import pytest
 
-from schemas.messages import RequestEvent, UsageEvent
+from schemas.common import NAME_PATTERN
+from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
 from streams.local.broker import free_port
+from streams.records import MAX_MESSAGE_BYTES, Rejection, parse_message
 from tokenledger import Ledger
+from tokenledger.bad_input import AsGiven
+from tokenledger.prompts import fit
 from tokenledger.tokens import estimate_tokens, heuristic_tokens
 
 
@@ -153,3 +158,164 @@ def test_track_records_one_hour_writes_and_the_service_tier_of_the_response(
                                                                                  False)  # fmt: skip
     finally:
         ledger.close(timeout=1)
+
+
+PATTERN = f"String should match pattern '{NAME_PATTERN}'"
+
+
+def as_sent(item: Any) -> tuple[str, bytes, dict[str, Any]]:
+    """An event the contract refused, as the Ledger hands it to Kafka: topic, key, fields."""
+    assert isinstance(item, AsGiven), item
+    topic, key, value = item.record
+    return topic, key, json.loads(value)
+
+
+def verdict(item: AsGiven, model: type[Any]) -> tuple[str, str]:
+    """What the worker makes of the bytes: its DLQ reason and detail."""
+    rejection = parse_message(item.record[2], model)
+    assert isinstance(rejection, Rejection), rejection
+    return rejection.reason, rejection.detail
+
+
+def test_bad_arguments_go_out_as_given_counted_and_logged_once_per_cause(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger, events = captured_ledger(tmp_path)
+    dims = {"tenant_id": "acme", "feature": "answer", "model": "gpt-4o", "provider": "openai"}
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(2):
+                with ledger.track(**{**dims, "tenant_id": "acme corp"}) as spaced:
+                    spaced.record(input_tokens=10, output_tokens=5)
+            with ledger.track(**{**dims, "feature": ""}):
+                pass
+            with ledger.track(**dims, max_output_tokens=None) as unbounded:
+                unbounded.record(input_tokens=10, output_tokens=5)
+            with ledger.track(**dims) as negative:
+                negative.record(input_tokens=-1, output_tokens=5)
+            ledger.outcome("task-1", True, tenant_id="acme corp", feature="answer")
+        names = ledger.topics
+        assert [type(e).__name__ for e in events] == ["AsGiven"] * 7 + [
+            "UsageEvent",
+            "RequestEvent",
+            "AsGiven",
+            "AsGiven",
+        ]
+        topic, key, request = as_sent(events[2])
+        assert (topic, key, request["kind"], request["request_id"]) == (
+            names.requests,
+            b"acme corp",
+            "request",
+            spaced.request_id,
+        )
+        assert set(request) == set(RequestEvent.model_fields)  # the whole event, as given
+        assert (request["tenant_id"], request["reserved_cost_nusd"]) == ("acme corp", 0)
+        topic, key, usage = as_sent(events[3])
+        assert (topic, key, usage["input_tokens"], usage["output_tokens"]) == (
+            names.usage,
+            b"acme corp",
+            10,
+            5,
+        )
+        assert as_sent(events[4])[2]["feature"] == ""
+        assert as_sent(events[6])[2]["max_output_tokens"] is None
+        assert as_sent(events[9])[2]["input_tokens"] == -1
+        assert as_sent(events[10])[:2] == (names.outcomes, b"acme corp")
+        assert [
+            verdict(events[i], m)
+            for i, m in [
+                (0, RequestEvent),
+                (1, UsageEvent),
+                (4, RequestEvent),
+                (5, UsageEvent),
+                (6, RequestEvent),
+                (9, UsageEvent),
+                (10, OutcomeEvent),
+            ]
+        ] == [
+            ("invalid_fields", f"tenant_id: {PATTERN}"),
+            ("invalid_fields", f"tenant_id: {PATTERN}"),
+            ("invalid_fields", f"feature: {PATTERN}"),
+            ("invalid_fields", f"feature: {PATTERN}"),
+            ("invalid_fields", "max_output_tokens: Input should be a valid integer"),
+            ("negative_tokens", "input_tokens: Input should be greater than or equal to 0"),
+            ("invalid_fields", f"tenant_id: {PATTERN}"),
+        ]
+        assert ledger.stats()["invalid_events"] == 9
+        tail = "it is sent as given and the worker dead-letters it; fix the arguments of this call"
+        said = [r.getMessage() for r in caplog.records if r.name == "tokenledger.bad_input"]
+        assert said == [
+            f"a request event does not fit the contract (tenant_id: {PATTERN}): {tail}",
+            f"a request event does not fit the contract (feature: {PATTERN}): {tail}",
+            "a request event does not fit the contract (max_output_tokens: Input should be a "
+            f"valid integer): {tail}",
+            "a usage event does not fit the contract (input_tokens: Input should be greater "
+            f"than or equal to 0): {tail}",
+        ]
+    finally:
+        ledger.close(timeout=1)
+
+
+def test_a_bad_argument_never_hides_the_callers_own_exception(tmp_path: Path) -> None:
+    ledger, events = captured_ledger(tmp_path)
+    try:
+        with pytest.raises(KeyError, match="'order-42'"):
+            with ledger.track(
+                tenant_id="acme", feature="answer", model="gpt-4o", provider="openai"
+            ) as call:
+                call.record(input_tokens=-1, output_tokens=5)
+                raise KeyError("order-42")
+        usage = as_sent(events[1])[2]
+        assert (usage["success"], usage["error"], usage["input_tokens"]) == (
+            False,
+            "KeyError: 'order-42'",
+            -1,
+        )
+        assert ledger.stats()["invalid_events"] == 1
+    finally:
+        ledger.close(timeout=1)
+
+
+def test_a_long_prompt_is_cut_by_utf8_bytes_so_the_request_event_fits_a_message(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger(
+        "svc",
+        bootstrap=f"127.0.0.1:{free_port()}",
+        spill_dir=tmp_path,
+        delivery_timeout_ms=500,
+        include_prompts=True,
+    )
+    events: list[Any] = []
+    ledger.emit = events.append  # type: ignore[method-assign,assignment]
+    chat = [{"role": "user", "content": 'say "hi"\n' * 8_000}]
+    try:
+        for prompt in ("ü" * 40_000, chat, "ü" * 16_384):
+            with ledger.track(
+                tenant_id="acme", feature="answer", model="gpt-4o", provider="openai", prompt=prompt
+            ):
+                pass
+        umlauts, chatted, fitting = (e for e in events if isinstance(e, RequestEvent))
+        # 80,000 bytes of two-byte characters: 32,734 kept, whole characters, marked
+        assert umlauts.prompt_text == "ü" * 16_367 + " [truncated: 32734 of 80000 bytes]"
+        # the chat's JSON escapes (\" and \n) count as they travel: 23,107 bytes fit
+        text = json.dumps(chat, ensure_ascii=False)
+        assert chatted.prompt_text == text.encode()[:23_107].decode() + (
+            " [truncated: 23107 of 96033 bytes]"
+        )
+        assert fitting.prompt_text == "ü" * 16_384  # exactly 32 KiB: kept whole
+        for event in (umlauts, chatted, fitting):
+            value = event.model_dump_json().encode()
+            assert len(value) < MAX_MESSAGE_BYTES
+            assert parse_message(value, RequestEvent) == event  # the worker takes it
+        assert ledger.stats()["invalid_events"] == 0
+    finally:
+        ledger.close(timeout=1)
+
+
+def test_fit_measures_the_prompt_as_it_travels_in_json() -> None:
+    assert fit("a" * 100, limit=100) == "a" * 100
+    assert fit("a" * 101, limit=100) == "a" * 70 + " [truncated: 70 of 101 bytes]"
+    assert fit('"' * 60, limit=100) == '"' * 36 + " [truncated: 36 of 60 bytes]"  # \" is 2
+    assert fit("😀" * 30, limit=100) == "😀" * 17 + " [truncated: 68 of 120 bytes]"
+    assert fit("a\udc80b") == "a?b"  # a lone surrogate cannot be sent
