@@ -10,7 +10,7 @@ export TOKENLEDGER_HOME ?= $(CURDIR)/.tokenledger
 export TOKENLEDGER_CACHE ?= $(TOKENLEDGER_HOME)/cache
 export TIKTOKEN_CACHE_DIR ?= $(TOKENLEDGER_CACHE)/tiktoken
 
-.PHONY: help install setup demo packages test fuzz soak bench lint up down
+.PHONY: help install setup demo packages interop test fuzz soak bench lint up down
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,7 +36,15 @@ packages: ## Debian's chromium, nginx and Alertmanager for the tests (apt, as ro
 	  echo "installing$$missing with apt"; $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
-test: setup lint packages ## install everything, start a broker, run the whole suite
+NODE_INTEROP := tests/interop/node
+$(NODE_INTEROP)/node_modules/.package-lock.json: $(NODE_INTEROP)/package.json $(NODE_INTEROP)/package-lock.json
+	@echo "installing the Node interop apps' packages (npm ci, as locked)"
+	@cd $(NODE_INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+interop: $(NODE_INTEROP)/node_modules/.package-lock.json ## the Node packages the OTLP interop tests run (npm ci)
+
+test: setup lint packages interop ## install everything, start a broker, run the whole suite
 	@$(BIN)/python -m pytest
 
 fuzz: install ## the hostile-input suite with 20,000 examples per property (CI runs 150)

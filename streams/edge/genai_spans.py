@@ -1,11 +1,13 @@
 """Spans with OpenTelemetry GenAI usage attributes to usage events.
 
-A span counts as an LLM call when it carries ``gen_ai.usage.input_tokens`` or
-``gen_ai.usage.output_tokens`` (or the older ``prompt_tokens`` / ``completion_tokens``);
-other spans are skipped. Token classes, model and provider come from the GenAI semantic
-conventions (current and older spellings, first found wins); tenant, feature, route, prompt
+A span counts as an LLM call when it carries usage (``gen_ai.usage.input_tokens`` /
+``output_tokens`` or another instrumentation's spelling, streams.edge.genai_conventions) and
+is not an aggregate of calls (an agent run, a workflow, the AI SDK's ``ai.generateText``):
+those are skipped by reason, like spans without usage. Token classes, model and provider
+come from the conventions' spellings (first found wins); tenant, feature, route, prompt
 version, user scope and environment come from span attributes, then resource attributes,
-through a ``SpanMapping`` (defaults below, or a JSON file: ``--otlp-mapping``).
+through a ``SpanMapping`` (defaults below, or a JSON file: ``--otlp-mapping``), which also
+holds the rules that name model-call and aggregate spans.
 
 The event's ``event_id`` is ``otel-<trace id>-<span id>``: an exporter that re-sends a batch
 sends the same ids, and the worker counts each once. ``ts`` is the span's end (when the
@@ -13,10 +15,8 @@ call's usage was known), ``latency_ms`` its duration, ``success`` false when its
 ERROR. Feature, route, prompt version and user scope values are made into names (``/users/{id}``
 becomes ``users/_id_``); a tenant that is not a valid name rejects the span.
 
-Cached parts: the conventions count ``gen_ai.usage.input_tokens`` with cached tokens
-included. Some instrumentations of Anthropic report only the uncached part there; when the
-cache read and creation counts exceed the input count, they are added to it (the only
-reading under which the numbers are consistent).
+Cached parts: the contract counts them in ``input_tokens``; genai_conventions.token_counts
+adds them once where an instrumentation reports them outside its input count.
 """
 
 from __future__ import annotations
@@ -33,21 +33,13 @@ from pydantic import ValidationError
 
 from schemas.common import check_event_time
 from schemas.messages import UsageEvent
+from streams.edge import genai_conventions as conventions
 from streams.edge.otlp_decode import Span
 from streams.errors import UserError
 from streams.records import first_error
 
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._:/@+\-]")
-INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
-OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
-CACHE_WRITE = (
-    "gen_ai.usage.cache_creation.input_tokens",
-    "gen_ai.usage.cache_creation_input_tokens",
-)
-REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
-MODEL = ("gen_ai.response.model", "gen_ai.request.model")
-PROVIDER = ("gen_ai.provider.name", "gen_ai.system")
+_RULES = ("call_spans", "aggregate_spans", "cached_outside_input")
 
 
 @dataclass(frozen=True)
@@ -67,6 +59,21 @@ class SpanMapping:
     service: tuple[str, ...] = ("service.name",)
     default_feature: str = "unattributed"
     default_environment: str = "prod"
+    call_spans: tuple[str, ...] = ()
+    """Span names (globs) always read as model calls, before any other rule."""
+    aggregate_spans: tuple[str, ...] = ()
+    """Span names (globs) never read as model calls: an app's own span summing its calls."""
+    cached_outside_input: tuple[str, ...] = conventions.CACHED_OUTSIDE_INPUT
+    """Instrumentation scope names whose input count leaves cached tokens out."""
+    rules: conventions.Rules = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rules = conventions.Rules(
+            conventions.globs(self.call_spans),
+            conventions.globs(self.aggregate_spans),
+            frozenset(self.cached_outside_input),
+        )
+        object.__setattr__(self, "rules", rules)
 
     @classmethod
     def from_file(cls, path: Path) -> SpanMapping:
@@ -74,7 +81,7 @@ class SpanMapping:
             doc = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"cannot read the OTLP mapping {path}: {exc}") from None
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}
         if not isinstance(doc, dict) or set(doc) - known:
             raise UserError(f"{path}: the OTLP mapping is an object with keys among "
                             f"{', '.join(sorted(known))}")  # fmt: skip
@@ -84,24 +91,47 @@ class SpanMapping:
                 if not isinstance(value, str) or not value:
                     raise UserError(f"{path}: {name} is a non-empty string")
                 values[name] = value
+            elif (
+                name in _RULES
+                and isinstance(value, list)
+                and all(isinstance(v, str) and v for v in value)
+            ):
+                values[name] = tuple(value)
             elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
                 values[name] = tuple(value)
             else:
-                raise UserError(f"{path}: {name} is a non-empty list of attribute names")
+                what = "names" if name in _RULES else "a non-empty list of attribute names"
+                raise UserError(f"{path}: {name} is {what}")
         return cls(**values)
 
 
 @dataclass
 class Outcome:
     events: list[UsageEvent] = field(default_factory=list)
-    skipped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     rejected: dict[str, int] = field(default_factory=dict)  # reason code -> count
     messages: list[str] = field(default_factory=list)  # the first few, for the reply
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
     def reject(self, code: str, message: str) -> None:
         self.rejected[code] = self.rejected.get(code, 0) + 1
         if len(self.messages) < 5:
             self.messages.append(message)
+
+    def reply_message(self) -> str:
+        """The partial-success message: the first rejections, then how many spans were
+        skipped as aggregates (their calls are counted from the calls' own spans)."""
+        aggregates = sum(n for r, n in self.skipped.items() if r.startswith("aggregate"))
+        parts = list(self.messages)
+        if aggregates:
+            parts.append(
+                f"{aggregates} span{'s' if aggregates > 1 else ''} skipped as "
+                "aggregates of model calls (agent, workflow or operation spans; "
+                "each call is counted from its own span)"
+            )
+        return "; ".join(parts)
 
 
 def _first(keys: tuple[str, ...], *scopes: Mapping[str, Any]) -> Any:
@@ -112,20 +142,6 @@ def _first(keys: tuple[str, ...], *scopes: Mapping[str, Any]) -> Any:
     return None
 
 
-def _tokens(keys: tuple[str, ...], attrs: Mapping[str, Any]) -> int | str:
-    """A token count, or why it is not one."""
-    value = _first(keys, attrs)
-    if value is None:
-        return 0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{keys[0]} is {value!r}, not a whole number"
-    if value < 0:
-        return f"{keys[0]} is negative ({value})"
-    return value
-
-
 def _name(value: Any) -> str:
     """A dimension value as a name: characters a name cannot hold become ``_``, leading
     punctuation goes (``/users/{id}`` -> ``users/_id_``); tenants are never rewritten."""
@@ -134,8 +150,9 @@ def _name(value: Any) -> str:
     return _NOT_IN_NAME.sub("_", str(value)).lstrip("._:/@+-")[:128]
 
 
-def is_genai_usage(span: Span) -> bool:
-    return any(k in span.attributes for k in INPUT + OUTPUT)
+def skip_reason(span: Span, mapping: SpanMapping) -> str | None:
+    """Why the span is not a model call to count, or None when it is one."""
+    return conventions.skip_reason(span.name, span.attributes, mapping.rules)
 
 
 def to_usage(span: Span, mapping: SpanMapping, now: datetime) -> UsageEvent | tuple[str, str]:
@@ -143,17 +160,9 @@ def to_usage(span: Span, mapping: SpanMapping, now: datetime) -> UsageEvent | tu
     where = f"span {span.span_id.hex() or '?'} of trace {span.trace_id.hex() or '?'}"
     if len(span.trace_id) != 16 or len(span.span_id) != 8:
         return "bad_ids", f"{where}: trace id must be 16 bytes and span id 8"
-    counts: dict[str, int] = {}
-    for name, keys in (("input_tokens", INPUT), ("output_tokens", OUTPUT),
-                       ("cached_input_tokens", CACHE_READ), ("cache_write_tokens", CACHE_WRITE),
-                       ("reasoning_tokens", REASONING)):  # fmt: skip
-        value = _tokens(keys, span.attributes)
-        if isinstance(value, str):
-            return "bad_tokens", f"{where}: {value}"
-        counts[name] = value
-    cached = counts["cached_input_tokens"] + counts["cache_write_tokens"]
-    if cached > counts["input_tokens"]:
-        counts["input_tokens"] += cached
+    counts = conventions.token_counts(span.attributes, span.scope, mapping.rules)
+    if isinstance(counts, str):
+        return "bad_tokens", f"{where}: {counts}"
     attrs, res = span.attributes, span.resource
     tenant = _first(mapping.tenant_id, attrs, res)
     if tenant is None:
@@ -161,7 +170,7 @@ def to_usage(span: Span, mapping: SpanMapping, now: datetime) -> UsageEvent | tu
             "no_tenant",
             f"{where}: no tenant attribute (looked for {', '.join(mapping.tenant_id)})",
         )
-    model, provider = _first(MODEL, attrs), _first(PROVIDER, attrs, res)
+    model, provider = conventions.model_of(attrs), conventions.provider_of(attrs, res)
     if model is None or provider is None:
         return "no_model", f"{where}: needs gen_ai.request.model and gen_ai.provider.name"
     start, end = span.start_ns, span.end_ns

@@ -110,19 +110,21 @@ class Edge:
         except HttpError as exc:
             return self.refused(exc)
         self.metrics.accepted.labels("otlp.span").inc(len(outcome.events))
-        self.metrics.spans_skipped.inc(outcome.skipped)
+        for reason, n in outcome.skipped.items():
+            self.metrics.spans_skipped.labels(reason).inc(n)
         for code, n in outcome.rejected.items():
             self.metrics.rejected.labels(code).inc(n)
         rejected = sum(outcome.rejected.values())
-        return otlp_decode.response(kind, rejected, "; ".join(outcome.messages))
+        return otlp_decode.response(kind, rejected, outcome.reply_message())
 
     def _usage_of(self, request: ExportTraceServiceRequest,
                   caller: Caller) -> genai_spans.Outcome:  # fmt: skip
         outcome = genai_spans.Outcome()
         now = datetime.now(UTC)
         for span in otlp_decode.spans(request):
-            if not genai_spans.is_genai_usage(span):
-                outcome.skipped += 1
+            skipped = genai_spans.skip_reason(span, self.mapping)
+            if skipped is not None:
+                outcome.skip(skipped)
                 continue
             usage = genai_spans.to_usage(span, self.mapping, now)
             if isinstance(usage, tuple):

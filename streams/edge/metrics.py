@@ -21,7 +21,8 @@ class Metrics:
         self.requests = Counter("tokenledger_edge_requests_refused",
                                 "whole requests refused, by reason", ["reason"], registry=r)  # fmt: skip
         self.spans_skipped = Counter("tokenledger_edge_spans_skipped",
-                                     "spans without GenAI usage", registry=r)  # fmt: skip
+                                     "spans not counted as model calls, by reason (no_usage, "
+                                     "aggregate_*)", ["reason"], registry=r)  # fmt: skip
         self.produce_seconds = Histogram(
             "tokenledger_edge_produce_seconds",
             "time from send to broker acknowledgement",

@@ -39,6 +39,8 @@ class Span:
     """The status message (or "error") when the span's status is ERROR, else None."""
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    scope: str = ""
+    """The instrumentation scope's name (the library that made the span)."""
 
 
 def decode(media_type: str, body: bytes) -> ExportTraceServiceRequest:
@@ -107,11 +109,12 @@ def spans(request: ExportTraceServiceRequest) -> Iterator[Span]:
     for rs in request.resource_spans:
         resource = attributes(rs.resource.attributes)
         for ss in rs.scope_spans:
+            scope = ss.scope.name
             for s in ss.spans:
                 failed = s.status.code == STATUS_ERROR
                 yield Span(s.trace_id, s.span_id, s.name, s.start_time_unix_nano,
                            s.end_time_unix_nano, (s.status.message or "error") if failed else None,
-                           attributes(s.attributes), resource)  # fmt: skip
+                           attributes(s.attributes), resource, scope)  # fmt: skip
 
 
 def count(request: ExportTraceServiceRequest) -> int:
@@ -120,9 +123,10 @@ def count(request: ExportTraceServiceRequest) -> int:
 
 def response(media_type: str, rejected: int, message: str) -> Reply:
     """The export response, in the request's encoding, with ``partial_success`` when spans
-    were rejected."""
+    were rejected or there is something to tell (rejected 0 and a message: a warning, as the
+    OTLP specification allows)."""
     out = ExportTraceServiceResponse()
-    if rejected:
+    if rejected or message:
         out.partial_success.rejected_spans = rejected
         out.partial_success.error_message = message
     if media_type == JSON:
