@@ -92,15 +92,15 @@ class SpanMapping:
                     raise UserError(f"{path}: {name} is a non-empty string")
                 values[name] = value
             elif (
-                name in _RULES
-                and isinstance(value, list)
+                isinstance(value, list)
+                and (value or name in _RULES)
                 and all(isinstance(v, str) and v for v in value)
             ):
                 values[name] = tuple(value)
-            elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-                values[name] = tuple(value)
             else:
-                what = "names" if name in _RULES else "a non-empty list of attribute names"
+                what = (
+                    "a list of names" if name in _RULES else "a non-empty list of attribute names"
+                )
                 raise UserError(f"{path}: {name} is {what}")
         return cls(**values)
 
@@ -126,10 +126,14 @@ class Outcome:
         aggregates = sum(n for r, n in self.skipped.items() if r.startswith("aggregate"))
         parts = list(self.messages)
         if aggregates:
+            spans, what = (
+                ("1 span", "an aggregate")
+                if aggregates == 1
+                else (f"{aggregates} spans", "aggregates")
+            )
             parts.append(
-                f"{aggregates} span{'s' if aggregates > 1 else ''} skipped as "
-                "aggregates of model calls (agent, workflow or operation spans; "
-                "each call is counted from its own span)"
+                f"{spans} skipped as {what} of model calls (agent, workflow or "
+                "operation spans; each call is counted from its own span)"
             )
         return "; ".join(parts)
 

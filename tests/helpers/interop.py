@@ -38,17 +38,34 @@ class Call:
 
     def key(self) -> tuple[Any, ...]:
         u = self.usage
-        return (self.service, self.feature, self.model, self.provider, u.input, u.output,
-                u.cache_read, u.cache_write, u.reasoning)  # fmt: skip
+        return (
+            self.service,
+            self.feature,
+            self.model,
+            self.provider,
+            u.input,
+            u.output,
+            u.cache_read,
+            u.cache_write,
+            u.reasoning,
+        )
 
 
 def stored_rows(env: Mapping[str, str]) -> list[list[Any]]:
     """Every usage row, read by a process of its own (the sink must have stopped)."""
-    script = ("import json, os, sys; from streams.sink.client import get_client;"
-              "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
-              "print(json.dumps(c.query(sys.argv[1]).result_rows))")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", script, ROWS], env=dict(env),
-                          capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    script = (
+        "import json, os, sys; from streams.sink.client import get_client;"
+        "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
+        "print(json.dumps(c.query(sys.argv[1]).result_rows))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, ROWS],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     rows: list[list[Any]] = json.loads(done.stdout.strip().splitlines()[-1])
     return rows
 
@@ -62,10 +79,18 @@ def check_rows(rows: list[list[Any]], calls: list[Call]) -> int:
     total = 0
     for row in rows:
         service, feature, model, provider, i, o, r, w, x, cost, ts = row
-        event = factories.usage(service=service, feature=feature, model=model,
-                                provider=provider, input_tokens=i, output_tokens=o,
-                                cached_input_tokens=r, cache_write_tokens=w,
-                                reasoning_tokens=x, ts=datetime.fromisoformat(ts + "+00:00"))  # fmt: skip
+        event = factories.usage(
+            service=service,
+            feature=feature,
+            model=model,
+            provider=provider,
+            input_tokens=i,
+            output_tokens=o,
+            cached_input_tokens=r,
+            cache_write_tokens=w,
+            reasoning_tokens=x,
+            ts=datetime.fromisoformat(ts + "+00:00"),
+        )
         assert cost == expected_cost(event), (row, expected_cost(event))
         total += cost
     return total
@@ -73,12 +98,14 @@ def check_rows(rows: list[list[Any]], calls: list[Call]) -> int:
 
 def skipped(metrics: str) -> dict[str, float]:
     """The edge's skip counters by reason, from its /metrics text."""
-    found = re.findall(r'^tokenledger_edge_spans_skipped_total\{reason="(\w+)"\} (\S+)$',
-                       metrics, re.MULTILINE)  # fmt: skip
+    found = re.findall(
+        r'^tokenledger_edge_spans_skipped_total\{reason="(\w+)"\} (\S+)$', metrics, re.MULTILINE
+    )
     return {reason: float(n) for reason, n in found}
 
 
 def accepted_spans(metrics: str) -> float:
-    found = re.search(r'^tokenledger_edge_events_accepted_total\{type="otlp.span"\} (\S+)$',
-                      metrics, re.MULTILINE)  # fmt: skip
+    found = re.search(
+        r'^tokenledger_edge_events_accepted_total\{type="otlp.span"\} (\S+)$', metrics, re.MULTILINE
+    )
     return float(found.group(1)) if found else 0.0

@@ -27,32 +27,55 @@ class Usage:
     reasoning: int = 0
 
     def as_json(self) -> dict[str, int]:
-        return {"input": self.input, "output": self.output, "cache_read": self.cache_read,
-                "cache_write": self.cache_write, "reasoning": self.reasoning}
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cache_read": self.cache_read,
+            "cache_write": self.cache_write,
+            "reasoning": self.reasoning,
+        }
 
 
 def openai_body(model: str, u: Usage) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-standin", "object": "chat.completion", "created": 1_700_000_000,
+        "id": "chatcmpl-standin",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "done"},
-                     "finish_reason": "stop", "logprobs": None}],
-        "usage": {"prompt_tokens": u.input, "completion_tokens": u.output,
-                  "total_tokens": u.input + u.output,
-                  "prompt_tokens_details": {"cached_tokens": u.cache_read},
-                  "completion_tokens_details": {"reasoning_tokens": u.reasoning}},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "done"},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": u.input,
+            "completion_tokens": u.output,
+            "total_tokens": u.input + u.output,
+            "prompt_tokens_details": {"cached_tokens": u.cache_read},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning},
+        },
     }
 
 
 def anthropic_body(model: str, u: Usage) -> dict[str, Any]:
     uncached = u.input - u.cache_read - u.cache_write
     return {
-        "id": "msg_standin", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": "done"}], "stop_reason": "end_turn",
+        "id": "msg_standin",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "done"}],
+        "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": uncached, "output_tokens": u.output,
-                  "cache_read_input_tokens": u.cache_read,
-                  "cache_creation_input_tokens": u.cache_write},
+        "usage": {
+            "input_tokens": uncached,
+            "output_tokens": u.output,
+            "cache_read_input_tokens": u.cache_read,
+            "cache_creation_input_tokens": u.cache_write,
+        },
     }
 
 

@@ -158,7 +158,7 @@ def test_cloudevents_and_otlp_spans_reach_clickhouse_exactly_once(
 
         metrics = edge.call("GET", "/metrics", key=None).body.decode()
         assert 'tokenledger_edge_events_accepted_total{type="otlp.span"} 9.0' in metrics
-        assert "tokenledger_edge_spans_skipped_total 3.0" in metrics
+        assert 'tokenledger_edge_spans_skipped_total{reason="no_usage"} 3.0' in metrics
 
     assert len(expected) == 1 + 40 + 6
     wait_for(pipeline.stored_all, 120, "the worker and sink to store every event")

@@ -39,17 +39,29 @@ CLAUDE = "claude-sonnet-4-5"
 # (integration, streamed, feature, the usage of each model call of the run)
 AI_SDK_RUNS: list[tuple[str, bool, str, list[Usage]]] = [
     ("otel", False, "search", [Usage(1200, 80, cache_read=1024)]),
-    ("otel", False, "planner", [Usage(2100, 40, cache_read=1920), Usage(2600, 55, 2048, 300),
-                                Usage(3100, 300, 2560, reasoning=120)]),
+    (
+        "otel",
+        False,
+        "planner",
+        [
+            Usage(2100, 40, cache_read=1920),
+            Usage(2600, 55, 2048, 300),
+            Usage(3100, 300, 2560, reasoning=120),
+        ],
+    ),
     ("otel", True, "chat", [Usage(900, 150)]),
     ("otel", True, "planner", [Usage(1500, 30, cache_read=1024), Usage(1700, 90, 1536)]),
     ("otel", False, "triage", [Usage(640, 12, cache_write=512), Usage(700, 20, 512)]),
     ("legacy", False, "search", [Usage(1300, 70, cache_read=1152)]),
-    ("legacy", False, "planner", [Usage(2200, 45, 1920), Usage(2500, 60, 2304, 100),
-                                  Usage(2900, 210, 2432, reasoning=64)]),
+    (
+        "legacy",
+        False,
+        "planner",
+        [Usage(2200, 45, 1920), Usage(2500, 60, 2304, 100), Usage(2900, 210, 2432, reasoning=64)],
+    ),
     ("legacy", True, "chat", [Usage(800, 140, cache_read=256)]),
     ("legacy", True, "planner", [Usage(1400, 25, 1280), Usage(1650, 85, 1408)]),
-]  # fmt: skip
+]
 PROVIDER_CALLS: dict[str, tuple[str, Usage]] = {
     # OpenLLMetry / Anthropic: the stand-in reports input_tokens without the cached parts
     "a1": ("traceloop", Usage(5000, 300, cache_read=1000)),
@@ -60,9 +72,12 @@ PROVIDER_CALLS: dict[str, tuple[str, Usage]] = {
     "o2": ("openinference", Usage(3000, 400, cache_read=2048, reasoning=256)),
     "o3": ("openinference", Usage(700, 35)),
 }
-SERVICES = {"otel": "interop-ai-otel", "legacy": "interop-ai-legacy",
-            "traceloop": "interop-traceloop-anthropic",
-            "openinference": "interop-openinference-openai"}  # fmt: skip
+SERVICES = {
+    "otel": "interop-ai-otel",
+    "legacy": "interop-ai-legacy",
+    "traceloop": "interop-traceloop-anthropic",
+    "openinference": "interop-openinference-openai",
+}
 
 
 @pytest.fixture
@@ -81,8 +96,14 @@ def planned() -> tuple[list[dict[str, Any]], list[Call]]:
     runs: list[dict[str, Any]] = []
     calls: list[Call] = []
     for integration, stream, feature, usages in AI_SDK_RUNS:
-        runs.append({"integration": integration, "stream": stream, "feature": feature,
-                     "calls": [u.as_json() for u in usages]})  # fmt: skip
+        runs.append(
+            {
+                "integration": integration,
+                "stream": stream,
+                "feature": feature,
+                "calls": [u.as_json() for u in usages],
+            }
+        )
         calls += [Call(SERVICES[integration], feature, MODEL, "openai", u) for u in usages]
     runs.append({"integration": "app", "feature": "checkout", "total": Usage(9999, 999).as_json()})
     for call, (integration, usage) in PROVIDER_CALLS.items():
@@ -102,22 +123,36 @@ def test_node_instrumentations_count_each_model_call_once(
         f"the interop app's packages are not installed: `make interop` (npm ci in {APP})"
     )
     mapping = tmp_path / "mapping.json"
-    mapping.write_text(json.dumps({
-        "feature": ["tokenledger.feature", "ai.settings.context.feature"],
-        "aggregate_spans": ["checkout-run *"],
-    }))  # fmt: skip
+    mapping.write_text(
+        json.dumps(
+            {
+                "feature": ["tokenledger.feature", "ai.settings.context.feature"],
+                "aggregate_spans": ["checkout-run *"],
+            }
+        )
+    )
     runs, calls = planned()
     usages = {call: usage for call, (_, usage) in PROVIDER_CALLS.items()}
     with (
         served(pipeline.env, tmp_path, "--otlp-mapping", str(mapping)) as edge,
         provider_standin(usages) as standin,
     ):
-        plan = {"endpoint": f"{edge.url}/v1/traces", "key": edge.key,
-                "provider_url": standin.url, "model": MODEL, "model_provider": "openai",
-                "runs": runs}  # fmt: skip
+        plan = {
+            "endpoint": f"{edge.url}/v1/traces",
+            "key": edge.key,
+            "provider_url": standin.url,
+            "model": MODEL,
+            "model_provider": "openai",
+            "runs": runs,
+        }
         (tmp_path / "plan.json").write_text(json.dumps(plan))
-        done = subprocess.run([node, str(APP / "app.mjs"), str(tmp_path / "plan.json")],
-                              capture_output=True, text=True, timeout=180, cwd=APP)  # fmt: skip
+        done = subprocess.run(
+            [node, str(APP / "app.mjs"), str(tmp_path / "plan.json")],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=APP,
+        )
         assert done.returncode == 0, done.stderr[-4000:]
         assert done.stdout.strip() == f"exported {len(runs)} runs"
         assert sorted(standin.served) == sorted(PROVIDER_CALLS)
@@ -130,7 +165,10 @@ def test_node_instrumentations_count_each_model_call_once(
     counts = skipped(metrics)
     # the agent runs (invoke_agent), the legacy operations, the app's own span
     assert (counts["aggregate_operation"], counts["aggregate_name"], counts["aggregate_rule"]) == (
-        otel_runs, legacy_runs, 1)  # fmt: skip
+        otel_runs,
+        legacy_runs,
+        1,
+    )
     assert "aggregate_kind" not in counts
     wait_for(pipeline.stored_all, 120, "the worker and sink to store every event")
     assert set(pipeline.stop_all().values()) == {0}
