@@ -1,4 +1,5 @@
-"""Administration: topics, ClickHouse migrations, the contract's JSON Schema and budgets."""
+"""Administration: topics, Kafka ACLs, ClickHouse migrations, the contract's JSON Schema and
+budgets."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
             continue
         extras = " ".join(f"{k}={v}" for k, v in sorted(info.items()) if k != "partitions")
         print(f"{spec.name}  partitions={info['partitions']} {extras}".rstrip())
+    return 0
+
+
+def cmd_kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the ACLs each component needs as kafka-acls.sh lines, or apply them."""
+    from streams.admin import acls
+
+    who = acls.principals(args.principal or [])
+    chosen = acls.selected(settings, args.component or [])
+    if not args.apply:
+        print("\n".join(acls.commands(settings, chosen, who)))
+        return 0
+    count = acls.apply(settings, chosen, who)
+    for component in chosen:
+        print(f"{len(component.grants):3} resource(s) for {component.name} ({who[component.name]})")
+    print(f"applied {count} ACL(s) on {settings.kafka}")
     return 0
 
 

@@ -20,7 +20,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from streams.edge import app as edge_app
     from streams.edge import checks, genai_spans
     from streams.edge.bodies import MIB, Limits
+    from streams.edge.credentials import broker_credentials
     from streams.edge.keys import ApiKeys
+    from tokenledger.kafka_config import env_options
 
     if not 1 <= args.port <= 65535:
         raise UserError("--port must be 1..65535")
@@ -28,6 +30,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--produce-timeout must be 0.1..300 seconds")
     if not 1 <= args.max_batch <= 100_000 or not 1 <= args.max_body_mib <= 1024:
         raise UserError("--max-batch must be 1..100000 and --max-body-mib 1..1024")
+    credentials = broker_credentials(env_options())
     keys = ApiKeys.load(os.environ, Path(args.keys) if args.keys else None)
     try:
         public_keys = edge_app.public_keys(os.environ)
@@ -41,6 +44,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         limits=Limits(max_body_bytes=args.max_body_mib * MIB, max_events=args.max_batch),
         on_unavailable=args.on_unavailable, stale_after_s=args.stale_after,
         produce_timeout_s=args.produce_timeout, public_keys=public_keys,
+        credentials=credentials,
         authz_headers=checks.AuthzHeaders(args.tenant_header.lower(), args.feature_header.lower(),
                                           args.route_header.lower(), args.cost_header.lower()),
     )  # fmt: skip

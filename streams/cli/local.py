@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from streams.cli.admin import cmd_migrate, cmd_topics
+from streams.cli.admin import cmd_kafka_acls, cmd_migrate, cmd_topics
 from streams.cli.base import Add, log
 from streams.config import Settings
 from streams.errors import UserError
@@ -41,6 +41,10 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "acls":
+        return cmd_kafka_acls(args, settings)
+    if any(getattr(args, name, None) for name in ("apply", "principal", "component")):
+        raise UserError("--apply, --principal and --component go with `kafka acls`")
     _require_local(settings)
     local = _local_kafka(settings)
     if args.action == "start":
@@ -84,7 +88,27 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 def register(add: Add) -> None:
     p = add("setup", cmd_setup, "install tiktoken ranks and the Kafka jars (idempotent)")
     p.add_argument("--only", choices=["tiktoken", "kafka"])
-    p = add("kafka", cmd_kafka, "manage the local Kafka broker (KRaft, 127.0.0.1)")
-    p.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    p = add(
+        "kafka",
+        cmd_kafka,
+        "manage the local Kafka broker (KRaft, 127.0.0.1); print or "
+        "apply the ACLs of each component on any cluster (acls)",
+    )
+    p.add_argument("action", choices=["start", "stop", "status", "fetch", "acls"])
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="acls: create them with the admin client (TOKENLEDGER_KAFKA_OPT_* of an "
+        "admin principal) instead of printing kafka-acls.sh lines",
+    )
+    p.add_argument(
+        "--principal",
+        action="append",
+        metavar="COMPONENT=User:NAME",
+        help="acls: the principal of a component (default User:tokenledger-COMPONENT)",
+    )
+    p.add_argument(
+        "--component", action="append", help="acls: only this component (repeat; default all)"
+    )
     add("up", cmd_up, "start the local stack: broker, topics, ClickHouse schema")
     add("down", cmd_down, "stop the local broker")

@@ -7,5 +7,5 @@ follows the signals topic into the same ``BudgetBook`` a Python ``BudgetGuard`` 
 ``/v1/check`` and ``/v1/authz`` decide as the guard does. Modules, in the order a request
 travels: keys (who may write), bodies (size limits, gzip), cloudevents_in, otlp_decode and
 genai_spans (spans to usage events), checks (gateway questions), metrics, app (the Faust app
-and its views), kafka (the Faust transport it runs on).
+and its views), kafka (the Faust transport it runs on), credentials (its SASL/TLS settings).
 """

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.types import TP
+from faust.types.auth import CredentialsT
 
 from schemas import topics
 from streams.admin import hmac_migration, signer
@@ -53,6 +54,8 @@ class EdgeConfig:
     produce_timeout_s: float = 10.0
     public_keys: signing.PublicKeyring | None = None
     """Signals count only when signed by one of these (the workers'); None checks nothing."""
+    credentials: CredentialsT | None = None
+    """SASL/TLS for the broker (streams.edge.credentials, from TOKENLEDGER_KAFKA_OPT_*)."""
 
 
 WRITER_SETTINGS = (signer.ENV, hmac_migration.ENV)
@@ -107,7 +110,7 @@ class Feed:
 def build(settings: Settings, config: EdgeConfig) -> tuple[EdgeApp, Edge]:
     app = EdgeApp(
         settings.topic(f"tokenledger-edge-{uuid.uuid4().hex[:12]}"),
-        broker=broker_url(settings.kafka),
+        broker=broker_url(settings.kafka), broker_credentials=config.credentials,
         web_bind=config.host, web_host=config.host, web_port=config.port,
         datadir=str(Path(settings.home) / "edge"),
         topic_disable_leader=True, topic_allow_declare=False,

@@ -53,7 +53,7 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
 </project>
 """
 
-_SERVER_PROPERTIES = """# Written by tokenledger on every start; edit streams/kafka_local.py instead.
+_LISTENERS = """# Written by tokenledger on every start; edit streams/local/broker.py instead.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
@@ -62,7 +62,9 @@ advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-log.dirs={log_dirs}
+"""
+
+_STORAGE = """log.dirs={log_dirs}
 num.partitions=1
 auto.create.topics.enable=false
 offsets.topic.replication.factor=1
@@ -251,15 +253,26 @@ class LocalKafka:
         pid = self._pid()
         return Status(running=pid is not None, pid=pid, bootstrap=self.bootstrap)
 
+    def server_properties(self) -> str:
+        """The broker's configuration: its listeners, then storage, topic and group settings
+        (a subclass may replace the listeners, e.g. with SASL ones and an authorizer)."""
+        listeners = _LISTENERS.format(port=self.port, controller_port=self.controller_port)
+        return listeners + self.storage_properties()
+
+    def storage_properties(self) -> str:
+        return _STORAGE.format(log_dirs=self.data_dir / "data")
+
+    def format_args(self) -> list[str]:
+        """More arguments for `kafka-storage format` (e.g. SCRAM credentials to bootstrap)."""
+        return []
+
+    def answers(self, timeout: float) -> bool:
+        """Does the broker answer a metadata request (with the clients' settings)?"""
+        return metadata_ok(self.bootstrap, timeout=timeout)
+
     def _write_config(self) -> None:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.properties.write_text(
-            _SERVER_PROPERTIES.format(
-                port=self.port,
-                controller_port=self.controller_port,
-                log_dirs=self.data_dir / "data",
-            )
-        )
+        self.properties.write_text(self.server_properties())
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log_file=self.log_file))
 
     def _java_cmd(self, java: str, main: str, *args: str) -> list[str]:
@@ -286,6 +299,7 @@ class LocalKafka:
         cmd = self._java_cmd(
             java, "kafka.tools.StorageTool", "format", "--ignore-formatted",
             "-t", cluster_file.read_text().strip(), "-c", str(self.properties),
+            *self.format_args(),
         )  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)  # noqa: S603
         if done.returncode != 0:
@@ -320,7 +334,7 @@ class LocalKafka:
             self.pid_file.write_text(f"{proc.pid}\n")
             progress(f"Kafka {self.version} starting on {self.bootstrap} (pid {proc.pid})")
             deadline = time.monotonic() + timeout
-            while not metadata_ok(self.bootstrap, timeout=1.0):
+            while not self.answers(timeout=1.0):
                 if proc.poll() is not None:
                     self.pid_file.unlink(missing_ok=True)
                     raise ServiceUnavailableError(

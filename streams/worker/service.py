@@ -15,7 +15,7 @@ from schemas import topics
 from schemas.price_book import PriceBook, load_price_book
 from schemas.price_file import PriceFileError
 from streams.admin.signer import writer_keys
-from streams.admin.topics import create_topics, describe_topics
+from streams.admin.topics import create_topics, partition_counts
 from streams.config import Settings
 from streams.errors import UserError
 from streams.worker.anomalies import DetectorConfig
@@ -61,7 +61,11 @@ def build(
         raise UserError(str(exc)) from None
     names = {t.name: settings.topic(t.name) for t in topics.TOPICS}
     specs = [topics.TopicSpec(names[t.name], t.compacted, t.configs) for t in topics.TOPICS]
-    create_topics(settings.kafka, specs, settings.partitions, settings.replication_factor)
+    # outcomes is the sink's: offered to a developer's broker, never needed by the worker
+    refusable = {names[topics.OUTCOMES]}
+    create_topics(
+        settings.kafka, specs, settings.partitions, settings.replication_factor, refusable
+    )
     _check_copartitioned(settings, names[topics.USAGE], names[topics.REQUESTS],
                          names[topics.WORKER_CHANGELOG])  # fmt: skip
     options: dict[str, Any] = {}
@@ -104,8 +108,7 @@ def build(
 
 
 def _check_copartitioned(settings: Settings, *names: str) -> None:
-    described = describe_topics(settings.kafka, names)
-    counts = {n: int(described[n]["partitions"]) for n in names}
+    counts = partition_counts(settings.kafka, names)
     if len(set(counts.values())) != 1:
         detail = ", ".join(f"{n}={c}" for n, c in counts.items())
         raise UserError(
