@@ -65,14 +65,14 @@ def broker_credentials(options: Mapping[str, str]) -> CredentialsT | None:
             f"{env_name(stray[0])} is set but security.protocol is {protocol}: set "
             f"{env_name('security.protocol')} to {wanted}, or unset the option"
         )
+    mechanism = _mechanism(options) if sasl else None
+    username = _required(options, "sasl.username") if sasl else None
+    password = _required(options, "sasl.password") if sasl else None
     context = ssl_context(options) if tls else None
     if not sasl:
         return None if context is None else SSLCredentials(context)
     return SASLCredentials(
-        username=_required(options, "sasl.username"),
-        password=_required(options, "sasl.password"),
-        mechanism=_mechanism(options),
-        ssl_context=context,
+        username=username, password=password, mechanism=mechanism, ssl_context=context
     )
 
 
