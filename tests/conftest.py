@@ -24,6 +24,7 @@ from streams.local.broker import LocalKafka, free_ports
 from streams.sink.client import get_client
 from tests.helpers.backends import BackendError, Backends, choose, docker_answers
 from tests.helpers.containers import clickhouse_container, kafka_container
+from tests.helpers.secure import SecureKafka, secure_kafka
 
 BACKENDS = pytest.StashKey[Backends]()
 
@@ -66,6 +67,14 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, backends: Backends
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    """A second local broker for the security tests only (the one above stays plain):
+    SASL/SCRAM, Kafka's standard authorizer, a SCRAM user per component."""
+    with secure_kafka(tmp_path_factory.mktemp("sasl-kafka"), Settings.from_env().cache) as kafka:
+        yield kafka
 
 
 @pytest.fixture
