@@ -43,10 +43,11 @@ def cmd_kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
     if not args.apply:
         print("\n".join(acls.commands(settings, chosen, who)))
         return 0
-    count = acls.apply(settings, chosen, who)
+    total = acls.apply(settings, chosen, who)
     for component in chosen:
-        print(f"{len(component.grants):3} resource(s) for {component.name} ({who[component.name]})")
-    print(f"applied {count} ACL(s) on {settings.kafka}")
+        count = sum(len(grant.operations) for grant in component.grants)
+        print(f"{count:3} ACL(s) for {component.name} ({who[component.name]})")
+    print(f"applied {total} ACL(s) on {settings.kafka}")
     return 0
 
 
