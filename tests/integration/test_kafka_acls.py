@@ -201,24 +201,34 @@ def stored(env: dict[str, str]) -> list[int]:
 def test_every_component_runs_end_to_end_as_itself(
     space: Secured, tmp_path: Path, spawn: Callable[..., subprocess.Popen[Any]]
 ) -> None:
+    """As deployed: each component its own principal, budgets and signals signed by the
+    operator's and the worker's keys, every reader holding the public keys only."""
     kafka = space.kafka
-    set_budget = tl(
-        space.env("operator"), "budget", "set", "--tenant", "acme", "--limit-usd", "0.001"
-    )
+    writers = {who: tmp_path / f"{who}.pem" for who in ("operator", "worker")}
+    for key in writers.values():
+        assert tl(space.env("admin"), "keys", "generate", "--out", str(key)).returncode == 0
+    ring = tl(space.env("admin"), "keys", "public", *map(str, writers.values())).stdout.strip()
+
+    def env(who: str, **extra: str) -> dict[str, str]:
+        if who in writers:
+            extra["TOKENLEDGER_SIGNING_KEY_FILE"] = str(writers[who])
+        return space.env(who, TOKENLEDGER_PUBLIC_KEYS=ring, **extra)
+
+    set_budget = tl(env("operator"), "budget", "set", "--tenant", "acme", "--limit-usd", "0.001")
     assert set_budget.stdout == "set tenant/acme: $0.0010 per day (UTC), warn at 50%, 80%\n"
 
-    sink_env = space.env("sink", TOKENLEDGER_CLICKHOUSE=f"chdb://{tmp_path / 'ch'}")
+    sink_env = env("sink", TOKENLEDGER_CLICKHOUSE=f"chdb://{tmp_path / 'ch'}")
     alerts_file = tmp_path / "alerts.jsonl"
     logs: dict[str, Path] = {}
     procs: dict[str, subprocess.Popen[Any]] = {}
-    for name, env, args in (
-        ("worker", space.env("worker"), ["worker", "--instance", "w1"]),
+    for name, environment, args in (
+        ("worker", env("worker"), ["worker", "--instance", "w1"]),
         ("sink", sink_env, ["sink", "--max-wait", "0.2"]),
-        ("notifier", space.env("notifier", TOKENLEDGER_NOTIFY_FILE=str(alerts_file)), ["notify"]),
+        ("notifier", env("notifier", TOKENLEDGER_NOTIFY_FILE=str(alerts_file)), ["notify"]),
     ):
         logs[name] = tmp_path / f"{name}.log"
         with logs[name].open("ab") as out:
-            procs[name] = spawn([TOKENLEDGER, *args], env=env, stdout=out, stderr=out)
+            procs[name] = spawn([TOKENLEDGER, *args], env=environment, stdout=out, stderr=out)
 
     usage = factories.usage(tenant_id="acme")
     cost = expected_cost(usage)
@@ -230,7 +240,7 @@ def test_every_component_runs_end_to_end_as_itself(
         "datacontenttype": "application/json",
     }
     message = to_structured(CloudEvent(attrs, json.loads(usage.model_dump_json())), JSONFormat())
-    with served(space.env("edge"), tmp_path) as edge:
+    with served(env("edge"), tmp_path) as edge:
         logs["edge"] = edge.log
         answer = edge.call("POST", "/v1/events", message.body, message.headers)
         assert (answer.status, answer.json()) == (200, {"accepted": 1, "rejected": []})
