@@ -60,7 +60,7 @@ def measure_disk(events: int, folder: str) -> dict[str, float]:
     for start in range(0, events, 5000):
         for i in range(start, start + 5000):
             ident = f"{i:032x}"
-            dedup.remember(dedup.decide(ident, ident), base + i)
+            dedup.remember(dedup.decide("bench", ident, ident), base + i)
         state.changes()
         state.applied(start)
         if start + 5000 == 1_000_000:
@@ -82,7 +82,7 @@ def measure_memory(events: int) -> dict[str, float]:
     before = _rss_mb()
     for i in range(events):
         ident = f"{i:032x}"
-        dedup.remember(dedup.decide(ident, ident), i)
+        dedup.remember(dedup.decide("bench", ident, ident), i)
     state.changes()
     return {"bytes_per_event": (_rss_mb() - before) * 1024 * 1024 / events}
 
@@ -135,15 +135,15 @@ def _worker(env: dict[str, str], state: str) -> subprocess.Popen[bytes]:
 
 def seed_changelog(settings: Settings, events: int) -> None:
     """The changelog records ``events`` remembered events leave behind (an event-id and an
-    idempotency-key digest each, event time an hour ago), spread over the partitions by
-    key: state to restore without running that many events through a worker first."""
-    from streams.worker.state import digest_key
+    idempotency-key digest each, seen an hour ago), spread over the partitions by key:
+    state to restore without running that many events through a worker first."""
+    from streams.worker.state import EVENT_ID, GENERATION, scoped_key
 
     ts = str(int(time.time() * 1000) - 3_600_000).encode()
     records = (
-        (digest_key(prefix, f"{prefix}{i}").encode(), ts)
+        (scoped_key(prefix, f"t{i % 40}", f"{prefix}{i}").encode(), ts)
         for i in range(events)
-        for prefix in ("E:", "K:")
+        for prefix in (EVENT_ID, GENERATION)
     )
     produce(settings.kafka, settings.topic(topics.WORKER_CHANGELOG), records)
 

@@ -80,7 +80,9 @@ class UsageEvent(Event):
     error: Text | None = None
     estimated: bool = False
     cost_nusd: Nusd | None = Field(
-        default=None, description="cost reported by the caller or provider; checked, not trusted"
+        default=None,
+        description="cost reported by the caller or provider; checked against the price book "
+        "and counted only when the book has no price (or the service is trusted for it)",
     )
     task_id: Id | None = None
     token_budget_violations: tuple[Name, ...] = Field(
@@ -124,18 +126,26 @@ class OutcomeEvent(Event):
 class EnrichedUsage(UsageEvent):
     """A usage event priced and deduplicated: what the sink stores.
 
-    ``cost_nusd`` is the cost counted (the event's own when it carried one, else the table's);
-    it is null when the model has no price, and ``priced`` is then false: never a silent $0.
+    ``cost_nusd`` is the cost counted: the price book's when it prices the call, the event's
+    own only when it does not (or the operator trusts the service's figure); it is null when
+    nobody prices the model, and ``priced`` is then false: never a silent $0. What the caller
+    claimed is kept in ``reported_cost_nusd``.
     """
 
     kind: Literal["usage.enriched"] = "usage.enriched"  # type: ignore[assignment]
     priced: bool
     table_cost_nusd: Nusd | None
     cost_source: Literal["event", "table", "cache", "unpriced"] = Field(
-        description="event: the caller's cost; table: the price table; cache: a cache hit "
-        "(no model call, cost 0, table_cost_nusd is what it saved); unpriced: unknown model"
+        description="event: the caller's cost (a model the table does not price, or a service "
+        "trusted for its cost); table: the price table; cache: a cache hit (no model call, "
+        "cost 0, table_cost_nusd is what it saved); unpriced: unknown model"
     )
     cost_mismatch: bool = Field(description="the event's own cost differs from the table's")
+    reported_cost_nusd: Nusd | None = Field(
+        default=None,
+        description="the event's own cost_nusd as the caller sent it, kept beside "
+        "the cost counted; null when it carried none",
+    )
     pricing_version: str = Field(max_length=128)
     reference_model: Name
     counterfactual_cost_nusd: Nusd | None = Field(

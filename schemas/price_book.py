@@ -22,7 +22,7 @@ from genai_prices.data_snapshot import find_provider_by_id
 from schemas.model_names import candidates, source_provider
 from schemas.price_file import Overrides, PriceFileError, read_price_file
 from schemas.price_source import EPOCH, PriceSource, SourceModel
-from schemas.pricing import Priced, Quote, TokenCounts
+from schemas.pricing import Priced, Quote, TokenCounts, exactly
 
 _MAX_NAMES = 50_000  # resolved names kept; unknown names from bad input cannot grow it forever
 _DEFAULT_TIERS = {"", "default", "standard", "auto", "on_demand"}
@@ -127,11 +127,11 @@ class PriceBook:
             version += f"@{since.date()}"
         batch_off = self.overrides.batch_discounts.get(found.provider.id)
         if context.batch and batch_off and not found.has_variant(BATCH, at):
-            rates = rates.scaled(1 - batch_off / Decimal(100))
+            rates = rates.scaled(_off(batch_off))
             version += f"-batch{batch_off}%"
         discount = self.overrides.discount(found.provider.id, at)
         if discount is not None:
-            rates = rates.scaled(1 - discount.percent / Decimal(100))
+            rates = rates.scaled(_off(discount.percent))
             version += f"-{discount.percent}%"
         quote = Quote(rates, "genai-prices", found.info.id, found.provider.id, version[:128])
         return quote, not found.by_time_of_day
@@ -148,6 +148,12 @@ class PriceBook:
 
     def reference_quote(self, route: str, at: datetime) -> Quote | None:
         return self.quote("", self.reference_model(route), at)
+
+
+def _off(percent: Decimal) -> Decimal:
+    """The factor a discount of ``percent`` leaves, exactly."""
+    with exactly():
+        return 1 - percent / 100
 
 
 def load_price_book(path: str | Path | None = None) -> PriceBook:

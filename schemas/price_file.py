@@ -3,8 +3,12 @@
 It adds or overrides models (fine-tunes, self-hosted routes at a per-token rate the operator
 derives from GPU cost and throughput), gives negotiated discounts per provider, maps Azure
 deployment names to models and names each route's reference model. Every entry is
-effective-dated: a model's entry holds from ``valid_from`` until its next entry. Prices are
-USD per 1M tokens written as decimal strings.
+effective-dated: a model's entry holds from ``valid_from`` until its next entry.
+
+One unit throughout: prices are USD per 1M tokens written as decimal strings (``currency``
+and ``unit`` say so, and a file that says otherwise is refused rather than misread 1000
+times over or in another currency), and every discount is a percentage off
+(``discounts[].percent``, ``batch_discounts``, a model's ``batch_discount_percent``).
 """
 
 from __future__ import annotations
@@ -17,10 +21,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas.common import NAME_PATTERN
-from schemas.pricing import Rates, TieredRates
+from schemas.pricing import Rates, TieredRates, exactly
 
 PRICES_ENV = "TOKENLEDGER_PRICES"
 BUNDLED_FILE = Path(__file__).parent / "prices" / "default.json"
@@ -39,6 +51,8 @@ def _decimal_string(value: Any) -> Any:
 
 Rate = Annotated[Decimal, BeforeValidator(_decimal_string), Field(ge=0, le=1_000_000)]
 ModelName = Annotated[str, Field(pattern=NAME_PATTERN)]
+Percent = Annotated[Decimal, BeforeValidator(_decimal_string), Field(gt=0, lt=100)]
+"""Every discount of the file: percent off the price, e.g. "15" (15%), "50" (half price)."""
 
 
 def _midnight(day: date) -> datetime:
@@ -59,10 +73,20 @@ class ModelPrice(BaseModel):
     cache_write: Rate | None = Field(default=None, description="5-minute writes; defaults to input")
     cache_write_1h: Rate | None = Field(default=None, description="defaults to cache_write")
     reasoning: Rate | None = Field(default=None, description="defaults to output")
-    batch_discount: Annotated[Decimal, BeforeValidator(_decimal_string), Field(ge=0, lt=1)] = (
-        Decimal(0)
+    batch_discount_percent: Percent | None = Field(
+        default=None, description="percent off every rate for batch calls"
     )
     aliases: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_fraction(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "batch_discount" in data:
+            raise ValueError(
+                "batch_discount (a fraction) is now batch_discount_percent, a percentage like "
+                'every discount: write "50" for half price'
+            )
+        return data
 
     @property
     def starts(self) -> datetime:
@@ -71,12 +95,11 @@ class ModelPrice(BaseModel):
     def rates(self, *, batch: bool) -> TieredRates:
         rates = Rates.per_mtok(self.input, self.output, self.cached_read, self.cache_write,
                                self.cache_write_1h, self.reasoning)  # fmt: skip
-        if batch and self.batch_discount:
-            rates = rates.scaled(1 - self.batch_discount)
+        if batch and self.batch_discount_percent:
+            with exactly():
+                factor = 1 - self.batch_discount_percent / 100
+            rates = rates.scaled(factor)
         return TieredRates.flat(rates)
-
-
-Percent = Annotated[Decimal, BeforeValidator(_decimal_string), Field(gt=0, lt=100)]
 
 
 class Discount(BaseModel):
@@ -102,8 +125,8 @@ class PriceFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Annotated[str, Field(min_length=1, max_length=64)] = "local"
-    currency: str = "USD"
-    unit: str = "per_1m_tokens"
+    currency: str = Field(default="USD", description="USD: the only currency tokenledger counts")
+    unit: str = Field(default="per_1m_tokens", description="per_1m_tokens: the only unit")
     reference_models: ReferenceModels = ReferenceModels()
     models: list[ModelPrice] = []
     discounts: list[Discount] = []
@@ -115,6 +138,26 @@ class PriceFile(BaseModel):
         description="provider -> percent off list prices for batch calls the "
         "source has no batch price for (e.g. before its batch history starts)",
     )
+
+    @field_validator("currency")
+    @classmethod
+    def _usd(cls, value: str) -> str:
+        if value.upper() != "USD":
+            raise ValueError(
+                f"{value!r} is not supported: tokenledger counts US dollars; convert the "
+                'prices to USD and write "USD"'
+            )
+        return "USD"
+
+    @field_validator("unit")
+    @classmethod
+    def _per_million(cls, value: str) -> str:
+        if value.lower() != "per_1m_tokens":
+            raise ValueError(
+                f"{value!r} is not supported: write every price in USD per 1M tokens "
+                '("per_1m_tokens"; a price per 1K tokens times 1000)'
+            )
+        return "per_1m_tokens"
 
 
 class Overrides:
@@ -134,6 +177,11 @@ class Overrides:
         self._entries: dict[str, list[ModelPrice]] = {}
         self._starts: dict[str, list[datetime]] = {}
         for name, entries in by_name.items():
+            for entry in entries:  # refused now, not when the first event needs the price
+                try:
+                    entry.rates(batch=True)
+                except ValueError as exc:
+                    raise PriceFileError(f"model {name!r}: {exc}") from None
             entries.sort(key=lambda e: e.valid_from)
             starts = [e.starts for e in entries]
             if len(set(starts)) != len(starts):
@@ -178,5 +226,6 @@ def read_price_file(path: str | Path | None = None) -> Overrides:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise PriceFileError(f"price file {chosen}: {where}: {first['msg']}") from None
+        why = first["msg"].removeprefix("Value error, ")
+        raise PriceFileError(f"price file {chosen}: {where}: {why}") from None
     return Overrides(spec, chosen)

@@ -21,7 +21,7 @@ from importlib.metadata import version as _version
 
 from genai_prices import data_snapshot, types
 
-from schemas.pricing import Rates, TieredRates
+from schemas.pricing import Rates, TieredRates, exactly
 
 GENAI_PRICES_VERSION = _version("genai-prices")
 _NANO = Decimal(1_000_000_000)
@@ -77,8 +77,11 @@ def probe_rates(price: types.ModelPrice) -> TieredRates:
     for threshold in (-1, *thresholds):
         flat = _flatten(price, threshold + 1)
         base = _total_usd(flat, {})  # per-request fees
-        per_token = tuple((_total_usd(flat, p) - base) * _NANO for p in _PROBES)
-        tiers.append((threshold, Rates(per_token, base * _NANO)))  # type: ignore[arg-type]
+        totals = [_total_usd(flat, p) for p in _PROBES]  # the library's own arithmetic
+        with exactly():
+            per_token = tuple((total - base) * _NANO for total in totals)
+            fee = base * _NANO
+        tiers.append((threshold, Rates(per_token, fee)))  # type: ignore[arg-type]
     return TieredRates(tuple(tiers))
 
 

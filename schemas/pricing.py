@@ -2,7 +2,9 @@
 
 A cost is the exact Decimal sum of every token class at its rate (plus a per-request fee
 where the provider has one), rounded once, half-to-even, to integer nano-USD. Rates are held
-in nano-USD per token: 1 USD per 1M tokens is exactly 1000 nano-USD per token.
+in nano-USD per token: 1 USD per 1M tokens is exactly 1000 nano-USD per token. Decimal
+arithmetic on rates runs in ``EXACT``, where a result that would need rounding raises
+instead of being rounded: the only rounding is the one per call, on integers.
 
 Where the rates come from is ``schemas.price_book`` (the operator's file on top of the
 ``genai-prices`` snapshot); this module only knows how to apply them.
@@ -10,10 +12,43 @@ Where the rates come from is ``schemas.price_book`` (the operator's file on top 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
 
 NANO_PER_USD_PER_MTOK = Decimal(1000)  # 1e9 nano-USD / 1e6 tokens
+
+EXACT = Context(
+    prec=60, rounding=ROUND_HALF_EVEN, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow]
+)
+"""The context of every Decimal operation on prices (``with exactly():``): 60
+digits hold any rate a price file or genai-prices gives times any scale and discount, and
+anything that would still round (``Inexact``) raises rather than silently changing a
+price."""
+
+
+@contextmanager
+def exactly() -> Iterator[None]:
+    """The block's Decimal arithmetic in ``EXACT``; a result that would have to be rounded
+    is a ValueError that says so."""
+    with localcontext(EXACT):
+        try:
+            yield
+        except Inexact:
+            raise ValueError(
+                f"a price with more than {EXACT.prec} significant digits cannot be applied "
+                "exactly; shorten it"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -65,11 +100,12 @@ class Rates:
 
     def __post_init__(self) -> None:
         values = (*self.per_token, self.per_request)
+        if not all(v.is_finite() for v in values):
+            raise ValueError("rates must be finite decimals")
         places = max(0, *(-int(v.as_tuple().exponent) for v in values))
         scale = 10**places
-        ints = [int(v * scale) for v in values]
-        if any(Decimal(i) != v * scale for i, v in zip(ints, values, strict=True)):
-            raise ValueError("rates must be finite decimals")
+        with exactly():
+            ints = [int(v * scale) for v in values]
         object.__setattr__(self, "_ints", tuple(ints[:6]))
         object.__setattr__(self, "_request", ints[6])
         object.__setattr__(self, "_scale", scale)
@@ -93,10 +129,10 @@ class Rates:
         return q
 
     def scaled(self, factor: Decimal) -> Rates:
-        return Rates(
-            tuple(r * factor for r in self.per_token),  # type: ignore[arg-type]
-            self.per_request * factor,
-        )
+        with exactly():
+            per_token = tuple(r * factor for r in self.per_token)
+            per_request = self.per_request * factor
+        return Rates(per_token, per_request)  # type: ignore[arg-type]
 
     @classmethod
     def per_mtok(cls, input: Decimal, output: Decimal, cached_read: Decimal | None = None,
@@ -113,7 +149,9 @@ class Rates:
             output,
             output if reasoning is None else reasoning,
         )
-        return cls(tuple(p * NANO_PER_USD_PER_MTOK for p in prices))  # type: ignore[arg-type]
+        with exactly():
+            per_token = tuple(p * NANO_PER_USD_PER_MTOK for p in prices)
+        return cls(per_token)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,7 @@ class UsageRow(EnvelopeRow):
     context_saved_nusd: int | None
     cache_write_1h_tokens: int
     service_tier: str
+    reported_cost_nusd: int | None
 
     @classmethod
     def from_message(cls, m: EnrichedUsage) -> UsageRow:

@@ -39,6 +39,19 @@ def _namespace(env: Mapping[str, str]) -> str:
         raise UserError(str(exc)) from None
 
 
+def _services(value: str) -> frozenset[str]:
+    from schemas.common import NAME_PATTERN
+
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for name in names:
+        if not re.fullmatch(NAME_PATTERN, name):
+            raise UserError(
+                f"TOKENLEDGER_TRUSTED_COST_SERVICES: {name!r} is not a service name; give "
+                "service names separated by commas"
+            )
+    return frozenset(names)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -62,6 +75,9 @@ class Settings:
     """TOKENLEDGER_REPLICATION: replication factor when topics are created. 1"""
     topic_namespace: str
     """TOKENLEDGER_TOPIC_NAMESPACE: prefix of every topic and consumer group name. empty"""
+    trusted_cost_services: frozenset[str]
+    """TOKENLEDGER_TRUSTED_COST_SERVICES: services whose own cost_nusd the worker counts
+    instead of the price book's (e.g. a gateway reporting the provider's bill). none"""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +99,7 @@ class Settings:
             partitions=_int(env, "TOKENLEDGER_PARTITIONS", 3, 1, 1000),
             replication_factor=_int(env, "TOKENLEDGER_REPLICATION", 1, 1, 10),
             topic_namespace=_namespace(env),
+            trusted_cost_services=_services(env.get("TOKENLEDGER_TRUSTED_COST_SERVICES") or ""),
         )
 
     def topic(self, name: str) -> str:

@@ -1,7 +1,9 @@
 -- answers: Spend per tenant in its budget window, with a linear forecast to the window end
 -- param now DateTime64(3) = now
 -- The limit and window come from each tenant scope's latest budget signal; spend is the
--- committed usage inside that window; forecast = spend / elapsed share of the window.
+-- committed usage inside that window; forecast = spend / elapsed share of the window, in
+-- integer nano-USD (spend x window seconds, intDiv elapsed seconds, in Int128 so the product
+-- cannot wrap; a forecast past Int64 reads as its largest value).
 WITH latest AS
 (
     SELECT tenant_id, argMax(limit_nusd, issued_at) AS lim,
@@ -19,8 +21,9 @@ SELECT
     l.lim AS limit_nusd,
     s.spend_nusd AS spend_nusd,
     round(s.spend_nusd / l.lim, 4) AS burn,
-    toInt64(s.spend_nusd / greatest(dateDiff('second', l.w_start, {now:DateTime64(3)}), 1)
-            * dateDiff('second', l.w_start, l.w_end)) AS forecast_nusd,
+    toInt64(least(intDiv(toInt128(s.spend_nusd) * dateDiff('second', l.w_start, l.w_end),
+                         greatest(dateDiff('second', l.w_start, {now:DateTime64(3)}), 1)),
+                  9223372036854775807)) AS forecast_nusd,
     forecast_nusd >= l.lim AS will_exhaust
 FROM latest AS l
 INNER JOIN

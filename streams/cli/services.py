@@ -89,8 +89,8 @@ def register(add: Add) -> None:
                    help="disk: RocksDB under $TOKENLEDGER_HOME/state, a restart replays only "
                    "the changelog tail (default); memory: replay the whole changelog")  # fmt: skip
     p.add_argument("--dedup-hours", type=float, default=48.0,
-                   help="event-time hours an event_id is remembered (48); memory ~600 bytes "
-                   "per event in that window")  # fmt: skip
+                   help="hours an event_id is remembered after the worker first sees it, "
+                   "however old the event (48); ~120 bytes on disk per event in that window")  # fmt: skip
     p.add_argument("--signal-heartbeat", type=float, default=10.0,
                    help="seconds between re-publishing every warn and block state with a new "
                    "issue time (10): a replayed old signal stands at most this long")  # fmt: skip

@@ -4,8 +4,9 @@ Spend of a scope in its current window = committed usage cost + open reservation
 Committed cost is kept in 15-minute slots per tenant and tenant x feature (every real
 timezone offset is a multiple of 15 minutes, so any budget window in any timezone is an
 exact sum of slots); a budget set mid-window therefore counts what was already spent.
-A request event reserves its estimated cost until the usage event of the same request
-and attempt settles it, or until ``reservation_timeout`` passes (an orphan).
+A request event reserves its estimated cost until the usage event of the same tenant,
+request and attempt settles it, or until ``reservation_timeout`` passes (an orphan).
+Request ids are the caller's: another tenant's ``req-1`` settles nothing of this one's.
 
 The state of a scope is ``block`` at or over the limit, ``warn`` at or over a warn
 threshold, else ``allow``. A signal is published only when that state (or its threshold,
@@ -29,7 +30,7 @@ from pydantic import ValidationError
 from schemas.common import format_usd
 from schemas.messages import Budget, RequestEvent, Signal, budget_scope
 from streams.worker.price import Enriched
-from streams.worker.state import SETTLED, State
+from streams.worker.state import SETTLED, SETTLED_REQUEST, UNSCOPED, State, holds
 from streams.worker.windows import scope_dim
 from tokenledger.freshness import Freshness
 from tokenledger.signing import Headers, PublicKeyring, Verdict, check
@@ -84,6 +85,9 @@ def evaluate(budget: Budget, spend: int) -> tuple[SignalState, int | None, str]:
         pct = max(crossed)
         return "warn", pct, f"{pct}% of the {limit} used"
     return "allow", None, f"within the {limit}"
+
+
+_OLD_SETTLED = UNSCOPED[SETTLED_REQUEST]
 
 
 def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
@@ -191,6 +195,14 @@ class BudgetTracker:
         self.reservations: dict[str, Reservation] = {
             k: Reservation.decode(v) for k, v in state.items("r:")
         }
+        for key in [k for k in self.reservations if " " not in k]:
+            # written before request ids were scoped by tenant; the value names the tenant
+            reservation = self.reservations.pop(key)
+            scoped = f"r:{reservation.tenant_id} {key[2:]}"
+            self.reservations[scoped] = reservation
+            self.state.delete(key)
+            self.state.put(scoped, reservation.encode())
+        self._unscoped_settled = holds(state, _OLD_SETTLED)
         self._expiry = [(r.ts_ms, k) for k, r in self.reservations.items()]
         heapq.heapify(self._expiry)
         self.slots: dict[str, int] = {k: int(v) for k, v in state.items("q:")}
@@ -211,9 +223,9 @@ class BudgetTracker:
     # -- inputs --------------------------------------------------------------------------
 
     def on_request(self, event: RequestEvent) -> None:
-        rid = f"{event.request_id}:{event.attempt}"
-        if self.state.get("x:" + rid) is not None or not event.reserved_cost_nusd:
-            return  # settled before it arrived (topics are not ordered), or nothing reserved
+        rid = f"{event.tenant_id} {event.request_id}:{event.attempt}"  # ids hold no space
+        if not event.reserved_cost_nusd or self._settled(rid):
+            return  # nothing reserved, or settled before it arrived (topics are not ordered)
         ts_ms = int(event.ts.timestamp() * 1000)
         reservation = Reservation(event.tenant_id, event.feature, event.reserved_cost_nusd, ts_ms)
         self.reservations["r:" + rid] = reservation
@@ -221,14 +233,20 @@ class BudgetTracker:
         heapq.heappush(self._expiry, (ts_ms, "r:" + rid))
         self._touch(event.tenant_id, event.feature)
 
+    def _settled(self, rid: str) -> bool:
+        if self.state.get(SETTLED_REQUEST + rid) is not None:
+            return True
+        unscoped = self._unscoped_settled  # a mark written before request ids were scoped
+        return unscoped and self.state.get(_OLD_SETTLED + rid.split(" ", 1)[1]) is not None
+
     def on_usage(self, event: Enriched) -> None:
-        rid = f"{event.request_id}:{event.attempt}"
+        rid = f"{event.tenant_id} {event.request_id}:{event.attempt}"
         ts_ms = int(event.ts.timestamp() * 1000)
         if self.reservations.pop("r:" + rid, None) is not None:
             self.state.delete("r:" + rid)
         else:  # settles a request that arrives later; the state forgets it after the timeout
-            self.state.put("x:" + rid, str(ts_ms))
-            self.state.expire_later("x:" + rid, ts_ms)
+            self.state.put(SETTLED_REQUEST + rid, str(ts_ms))
+            self.state.expire_later(SETTLED_REQUEST + rid, ts_ms)
         group = (event.tenant_id, event.feature, ts_ms - ts_ms % SLOT_MS)
         self._batch[group] = self._batch.get(group, 0) + (event.cost_nusd or 0)
 
@@ -346,6 +364,7 @@ class BudgetTracker:
         self.state.expire(now_ms - self.timeout_ms, SETTLED)
         if now_ms >= self._next_cleanup_ms:  # slots older than a month window: not needed
             self._next_cleanup_ms = now_ms + 3_600_000
+            self._unscoped_settled = self._unscoped_settled and holds(self.state, _OLD_SETTLED)
             for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:
                 del self.slots[key]
                 self.state.delete(key)

@@ -1,10 +1,13 @@
 """Step 3 of the worker: a usage event -> its enriched record with exact costs.
 
-The cost is the price book's (the operator's file over genai-prices, in force at the
-event's time, for its batch processing and service tier), the caller's own cost when
-it agrees with the table (a mismatch is flagged), 0 for a cache hit (its table cost is what
-it saved), or unpriced for an unknown model: never $0. The list, unbatched, counterfactual
-and context-saved costs feed the savings waterfall.
+The cost counted is the price book's (the operator's file over genai-prices, in force at
+the event's time, for its batch processing and service tier), 0 for a cache hit (its table
+cost is what it saved), or unpriced for an unknown model: never $0. A caller's own
+``cost_nusd`` is kept beside it (``reported_cost_nusd``) and a disagreement flagged
+(``cost_mismatch``), but it is counted only where the book has no price, or for a service
+the operator trusts to report what the provider billed (``TOKENLEDGER_TRUSTED_COST_SERVICES``,
+e.g. a gateway): a caller cannot spend without it counting by claiming a cost of 0. The
+list, unbatched, counterfactual and context-saved costs feed the savings waterfall.
 
 The record is built from the already validated event's fields and written with orjson: no
 second validation round-trip on the hot path (``Enriched.as_message`` gives the contract's model
@@ -46,6 +49,7 @@ class Enriched:
     input_tokens: int
     token_budget_violations: tuple[str, ...]
     cost_nusd: int | None
+    cost_mismatch: bool
     list_cost_nusd: int | None
     counterfactual_cost_nusd: int | None
     duplicate_generation: bool
@@ -66,23 +70,27 @@ class Enriched:
 def enrich(
     event: UsageEvent,
     book: PriceBook,
+    trusted: frozenset[str] = frozenset(),
     *,
     duplicate_generation: bool,
     late: bool,
     now: datetime,
 ) -> Enriched:
-    """Price one usage event. A cache hit costs 0 and its table cost is what it saved."""
+    """Price one usage event. A cache hit costs 0 and its table cost is what it saved;
+    ``trusted`` names the services whose own cost is counted."""
     fields = dict(event.__dict__)  # validated once, when the event was read
     fields["kind"] = "usage.enriched"
     fields["schema_version"] = SCHEMA_VERSION  # written as this version
-    fields.update(costs(event, book))
+    fields.update(costs(event, book, trusted))
     fields["duplicate_generation"] = duplicate_generation
     fields["late"] = late
     fields["processed_at"] = now
     return Enriched(fields)
 
 
-def costs(event: UsageEvent, book: PriceBook) -> dict[str, Any]:
+def costs(
+    event: UsageEvent, book: PriceBook, trusted: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """The pricing fields of ``EnrichedUsage`` for ``event``."""
     tokens = TokenCounts(
         input=event.input_tokens, output=event.output_tokens,
@@ -114,17 +122,21 @@ def costs(event: UsageEvent, book: PriceBook) -> dict[str, Any]:
             trimmed = TokenCounts(input=event.context_trimmed_tokens, output=0)
             context_saved = reference.cost_nusd(trimmed) - reference.cost_nusd(TokenCounts(0, 0))
     version = quote.version if quote is not None else f"{book.version}:unknown"
+    reported = event.cost_nusd
+    mismatch = False
+    if reported is not None and table_cost is not None and event.cache == "none":
+        mismatch = cost_mismatch(reported, table_cost)
     if event.cache != "none":
-        cost, source, mismatch = 0, "cache", False
-    elif event.cost_nusd is not None:
-        cost, source = event.cost_nusd, "event"
-        mismatch = table_cost is not None and cost_mismatch(event.cost_nusd, table_cost)
+        cost, source = 0, "cache"
+    elif reported is not None and (table_cost is None or event.service in trusted):
+        cost, source = reported, "event"  # nothing else prices it, or trusted to bill
     elif table_cost is not None:
-        cost, source, mismatch = table_cost, "table", False
+        cost, source = table_cost, "table"
     else:
-        cost, source, mismatch = None, "unpriced", False
+        cost, source = None, "unpriced"
     return {
         "cost_nusd": cost,
+        "reported_cost_nusd": reported,
         "priced": cost is not None,
         "table_cost_nusd": table_cost,
         "cost_source": source,

@@ -68,7 +68,7 @@ def build(
     )
     _check_copartitioned(settings, names[topics.USAGE], names[topics.REQUESTS],
                          names[topics.WORKER_CHANGELOG])  # fmt: skip
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"trusted_cost_services": settings.trusted_cost_services}
     if dedup_retention is not None:
         options["dedup_retention"] = dedup_retention
     if allowed_lateness is not None:

@@ -9,9 +9,14 @@ offline demo, tests); ``streams.worker.store.DiskState`` keeps it in RocksDB and
 uncommitted changes in memory (the worker).
 
 Keys under an expiring prefix (``EXPIRING``: the deduplication ids, the settled requests)
-hold the event time in milliseconds as their value; the state indexes them by that time,
-one index per kind, so that forgetting the oldest is a range, not a scan, and memory does
-not hold them (``expire_later`` / ``expire``).
+hold a time in milliseconds as their value; the state indexes them by that time, one index
+per kind, so that forgetting the oldest is a range, not a scan, and memory does not hold
+them (``expire_later`` / ``expire``).
+
+Every remembered id belongs to its tenant: callers choose event ids (CloudEvents ``source``
++ ``id``), idempotency keys and request ids, so two tenants on one partition may well send
+the same one. Keys written before ids were scoped (``UNSCOPED``) are still read until they
+expire; none is written any more.
 """
 
 from __future__ import annotations
@@ -22,20 +27,37 @@ from hashlib import blake2b
 from typing import Protocol
 
 IDS, SETTLED = "ids", "settled"
-EXPIRING = {"E:": IDS, "K:": IDS, "x:": SETTLED}
-"""Prefixes of keys whose value is their event time in ms, and the expiry index each is
-in: remembered event ids (E:) and idempotency keys (K:), each a 16-byte BLAKE2b digest in
-hex, forgotten after the dedup retention; usage events that settled a request (x:), kept
-for the reservation timeout."""
+EVENT_ID, GENERATION, SETTLED_REQUEST = "I:", "G:", "s:"
+UNSCOPED = {EVENT_ID: "E:", GENERATION: "K:", SETTLED_REQUEST: "x:"}
+"""Each prefix, and the one the same ids had before they were scoped by tenant."""
+_SCOPED = {EVENT_ID: IDS, GENERATION: IDS, SETTLED_REQUEST: SETTLED}
+EXPIRING = {**_SCOPED, **{UNSCOPED[prefix]: index for prefix, index in _SCOPED.items()}}
+"""Prefixes of keys whose value is a time in ms, and the expiry index each is in: a
+tenant's event ids (I:) and idempotency keys (G:), each a 16-byte BLAKE2b digest in hex,
+valued with when they were first seen and forgotten the dedup retention after; usage
+events that settled a request (s:, ``<tenant> <request id>:<attempt>``), valued with their
+event time and kept for the reservation timeout. E:, K: and x: are the same ids unscoped."""
 
 LEGACY = {"d:": "E:", "i:": "K:"}
 """Deduplication keys of releases before digests (``d:<event_id>`` = ts, ``i:<key>`` =
-``<event_id>|ts``): read from an old changelog, rewritten under their digest key."""
+``<event_id>|ts``): read from an old changelog, rewritten under their (unscoped) digest
+key."""
 
 
 def digest_key(prefix: str, value: str) -> str:
     """The fixed-size state key of an id: prefix + 16-byte BLAKE2b in hex (34 chars)."""
     return prefix + blake2b(value.encode(), digest_size=16).hexdigest()
+
+
+def scoped_key(prefix: str, tenant_id: str, value: str) -> str:
+    """The fixed-size state key of a tenant's id: one digest of ``<tenant> <id>`` (neither
+    a tenant name nor an id may hold a space, so no two pairs share a key)."""
+    return prefix + blake2b(f"{tenant_id} {value}".encode(), digest_size=16).hexdigest()
+
+
+def holds(state: State, prefix: str) -> bool:
+    """Whether any key under ``prefix`` is left (a seek on disk, not a scan)."""
+    return next(iter(state.items(prefix)), None) is not None
 
 
 def legacy_entry(key: str, value: str) -> tuple[str, str] | None:

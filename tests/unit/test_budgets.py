@@ -145,12 +145,12 @@ def test_settle_marks_leave_memory_and_are_forgotten_after_the_timeout(
     for i in range(3):
         t.on_usage(usage_at(now, NANO, request_id=f"r{i}"))  # type: ignore[arg-type]
     commit(now)
-    marks = {f"x:r{i}:1" for i in range(3)}
-    assert {k for k, _ in state.items("x:")} == marks
+    marks = {f"s:acme r{i}:1" for i in range(3)}
+    assert {k for k, _ in state.items("s:")} == marks
     assert t._expiry == []  # memory holds reservations only, not one entry per usage event
     assert commit(now + timedelta(seconds=58)) == {}  # event time + 60 s not yet past
     assert commit(now + timedelta(seconds=62)) == dict.fromkeys(marks)  # tombstoned
-    assert list(state.items("x:")) == []
+    assert list(state.items("s:")) == []
 
 
 def test_feature_budgets_and_removal() -> None:

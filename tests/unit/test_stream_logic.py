@@ -13,7 +13,7 @@ from schemas.price_book import load_price_book
 from streams.records import MAX_MESSAGE_BYTES, Rejection
 from streams.worker.dedup import Dedup, Verdict
 from streams.worker.price import cost_mismatch, enrich
-from streams.worker.state import ChangelogState, digest_key
+from streams.worker.state import ChangelogState, digest_key, scoped_key
 from streams.worker.usage import UsageTask, UsageTopics
 from streams.worker.validate import parse
 from streams.worker.windows import SpendWindows, parse_window, window_start
@@ -61,23 +61,23 @@ def test_a_good_event_parses() -> None:
 def test_dedup_decisions_and_bounded_state() -> None:
     state = ChangelogState()
     dedup = Dedup(state, retention=timedelta(hours=1))
-    first = dedup.decide("e1", "k1")
+    first = dedup.decide("acme", "e1", "k1")
     assert first.verdict is Verdict.FIRST
     dedup.remember(first, 1_000)
-    assert dedup.decide("e1", "k1").verdict is Verdict.REDELIVERY
-    retry = dedup.decide("e2", "k1")
+    assert dedup.decide("acme", "e1", "k1").verdict is Verdict.REDELIVERY
+    retry = dedup.decide("acme", "e2", "k1")
     assert retry.verdict is Verdict.DUPLICATE_GENERATION
     dedup.remember(retry, 2_000)
-    assert state.data[digest_key("K:", "k1")] == "1000"  # the first generation stays
+    assert state.data[scoped_key("G:", "acme", "k1")] == "1000"  # the first generation stays
     assert all(len(k) == 34 for k in state.data)  # fixed-size keys, whatever the id
     restored = ChangelogState()
     for key, value in state.changes():
         restored.restore(key, value)
     again = Dedup(restored, retention=timedelta(hours=1))
-    assert again.decide("e2", "k9").verdict is Verdict.REDELIVERY and len(again) == 3
+    assert again.decide("acme", "e2", "k9").verdict is Verdict.REDELIVERY and len(again) == 3
     assert again.expire(1_000 + 3_600_000) == 0  # exactly at the horizon: kept
     assert again.expire(2_001 + 3_600_000) == 3
-    assert again.decide("e1", "k1").verdict is Verdict.FIRST and restored.data == {}
+    assert again.decide("acme", "e1", "k1").verdict is Verdict.FIRST and restored.data == {}
 
 
 def test_an_old_changelog_of_plain_ids_is_rewritten_under_digests() -> None:
@@ -85,13 +85,13 @@ def test_an_old_changelog_of_plain_ids_is_rewritten_under_digests() -> None:
     restored.restore("d:e1", "1000")
     restored.restore("i:k1", "e1|1000")
     dedup = Dedup(restored, retention=timedelta(hours=1))
-    assert dedup.decide("e1", "k9").verdict is Verdict.REDELIVERY
-    assert dedup.decide("e2", "k1").verdict is Verdict.DUPLICATE_GENERATION
-    # the next commit writes the digest keys and tombstones the old ones
+    assert dedup.decide("acme", "e1", "k9").verdict is Verdict.REDELIVERY
+    assert dedup.decide("acme", "e2", "k1").verdict is Verdict.DUPLICATE_GENERATION
+    # the next commit writes the (unscoped) digest keys and tombstones the old ones
     assert dict(restored.changes()) == {"d:e1": None, "i:k1": None,
                                         digest_key("E:", "e1"): "1000",
                                         digest_key("K:", "k1"): "1000"}  # fmt: skip
-    assert dedup.expire(1_001 + 3_600_000) == 2
+    assert dedup.expire(1_001 + 3_600_000) == 2 and not dedup.unscoped
 
 
 def test_window_assignment_and_lateness() -> None:
