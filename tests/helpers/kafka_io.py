@@ -97,8 +97,8 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) 
     return got
 
 
-def changelog_windows(bootstrap: str, topic: str) -> dict[str, tuple[int, int, int]]:
-    """The latest committed value of every window key in the workers' changelog."""
+def changelog_state(bootstrap: str, topic: str) -> dict[str, bytes | None]:
+    """The latest committed value of every key in the workers' changelog (None: deleted)."""
     from confluent_kafka import KafkaError
 
     latest: dict[str, bytes | None] = {}
@@ -118,8 +118,13 @@ def changelog_windows(bootstrap: str, topic: str) -> dict[str, tuple[int, int, i
     finally:
         consumer.close()
     assert len(eof) == partitions, "changelog not read to its end"
+    return latest
+
+
+def changelog_windows(bootstrap: str, topic: str) -> dict[str, tuple[int, int, int]]:
+    """The latest committed value of every window key in the workers' changelog."""
     out: dict[str, tuple[int, int, int]] = {}
-    for name, value in latest.items():
+    for name, value in changelog_state(bootstrap, topic).items():
         if name.startswith("w:") and value is not None:
             total, events, unpriced = (int(x) for x in value.decode().split(","))
             out[name] = (total, events, unpriced)

@@ -219,7 +219,7 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     burndown = queries.get("budget_burndown")
     (row,) = queries.run(ch, burndown, burndown.bind({"now": now.isoformat()}))[1]
     spend = sum(e.cost_nusd or 0 for e in usage if e.tenant_id == "tenant-1")
-    forecast = int(spend / (6 * 3600 + 60) * 24 * 3600)
+    forecast = spend * 24 * 3600 // (6 * 3600 + 60)  # integer nano-USD, as the query
     assert row[:4] == ("tenant-1", "warn", 900_000_000_000, spend)
     assert (row[5], row[6]) == (forecast, forecast >= 900_000_000_000)
 

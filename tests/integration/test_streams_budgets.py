@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas import topics
-from schemas.messages import Signal
+from schemas.messages import EnrichedUsage, Signal
 from streams.admin import budgets as budget_admin
 from streams.config import Settings
 from streams.worker import service as worker
@@ -111,3 +111,37 @@ def test_an_orphan_reservation_blocks_until_it_expires(
     )
     (dead,) = read_committed(settings.kafka, settings.topic(topics.DLQ), 1, timeout=10)
     assert b'"reason":"malformed_json"' in dead.value()
+
+
+def test_a_claimed_cost_of_zero_on_a_priced_model_still_blocks(
+    settings: Settings, pipeline: tuple[worker.TransactionalEngine, BudgetGuard]
+) -> None:
+    engine, guard = pipeline
+    now = datetime.now(UTC) - timedelta(seconds=1)
+    events = [factories.usage(tenant_id="acme", ts=now, cost_nusd=0) for _ in range(9)]
+    produce(
+        settings.kafka,
+        settings.topic(topics.USAGE),
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
+    )
+    wait_value(lambda: guard.check("acme"), lambda d: not d.allowed, "block")
+
+    def signals() -> list[Signal]:
+        read = read_committed(settings.kafka, settings.topic(topics.SIGNALS), 1, timeout=5)
+        return [Signal.model_validate_json(m.value()) for m in read]
+
+    *before, block = wait_value(signals, lambda s: bool(s) and s[-1].state == "block", "signal")
+    assert (block.scope, block.spend_nusd, block.limit_nusd) == (
+        "tenant/acme",
+        9 * CALL_NUSD,  # $0.10503: the book's cost of each call, not the claimed $0
+        100_000_000,
+    )
+    assert {s.state for s in before} <= {"warn"}
+    enriched = [
+        EnrichedUsage.model_validate_json(m.value())
+        for m in read_committed(settings.kafka, settings.topic(topics.USAGE_ENRICHED), 9)
+    ]
+    assert {(e.cost_nusd, e.reported_cost_nusd, e.cost_mismatch) for e in enriched} == {
+        (CALL_NUSD, 0, True)
+    }
+    assert len(enriched) == 9 and engine.counters()["cost_mismatch"] == 9

@@ -12,13 +12,17 @@ import pytest
 
 from schemas import topics
 from schemas.messages import DlqRecord, EnrichedUsage, UsageEvent
+from schemas.topics import TOPICS, TopicSpec
+from streams.admin.topics import create_topics
 from streams.config import Settings
 from streams.worker import service as worker
 from streams.worker.windows import window_start
 from tests.helpers import factories
-from tests.helpers.kafka_io import changelog_windows, produce, read_committed
+from tests.helpers.clock import recent
+from tests.helpers.kafka_io import changelog_state, changelog_windows, produce, read_committed
 from tests.helpers.pricing_oracle import expected_cost
 from tests.helpers.settings import isolated
+from tests.helpers.state_keys import scoped, unscoped
 from tests.helpers.workers import run_worker
 
 pytestmark = pytest.mark.integration
@@ -99,8 +103,13 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
         "cache",
         expected_cost(cache_hit),
     )
-    own = by_id[carried.event_id]
-    assert (own.cost_nusd, own.cost_source, own.cost_mismatch) == (999, "event", True)
+    own = by_id[carried.event_id]  # the book's cost counts; the claim is kept beside it
+    assert (own.cost_nusd, own.cost_source, own.cost_mismatch, own.reported_cost_nusd) == (
+        expected_cost(carried),
+        "table",
+        True,
+        999,
+    )
     mystery = by_id[unknown.event_id]
     assert (mystery.cost_nusd, mystery.priced, mystery.cost_source) == (None, False, "unpriced")
     assert mystery.pricing_version.endswith(":unknown")
@@ -129,9 +138,115 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
 
     counters = running_worker.counters()
     assert counters["redelivered"] == 5 and counters["late"] == 1
-    assert counters["duplicate_generation"] == 3
+    assert counters["duplicate_generation"] == 3 and counters["cost_mismatch"] == 1
     assert sum(v for k, v in counters.items() if k.startswith("dlq.")) == len(bad)
 
 
 def _mutate(event: UsageEvent, **changes: Any) -> bytes:
     return factories.mutated_json(event, event_id=uuid.uuid4().hex, **changes)
+
+
+@pytest.fixture
+def one_partition(kafka_bootstrap: str) -> Settings:
+    """Every tenant on one partition: one worker task sees all their ids."""
+    return isolated(kafka_bootstrap, 1)
+
+
+def send(settings: Settings, events: list[UsageEvent]) -> None:
+    produce(
+        settings.kafka,
+        settings.topic(topics.USAGE),
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
+    )
+
+
+def enriched_records(settings: Settings, n: int) -> list[EnrichedUsage]:
+    """Every committed enriched record once at least ``n`` are (and a second for more)."""
+    return [
+        EnrichedUsage.model_validate_json(m.value())
+        for m in read_committed(settings.kafka, settings.topic(topics.USAGE_ENRICHED), n)
+    ]
+
+
+def test_two_tenants_on_one_partition_keep_their_own_ids(one_partition: Settings) -> None:
+    settings, base = one_partition, recent()
+    same = {"event_id": "billing/evt-1", "idempotency_key": "order-42", "ts": base}
+    acme, globex = (
+        factories.usage(tenant_id="acme", **same),
+        factories.usage(tenant_id="globex", **same),
+    )
+    retry = factories.usage(
+        tenant_id="globex", event_id="billing/evt-2", idempotency_key="order-42", ts=base
+    )
+    with run_worker(settings, "w1") as engine:
+        send(settings, [acme, globex, acme, globex, retry])  # two redeliveries, one retry
+        got = enriched_records(settings, 3)
+        counters = engine.counters()
+    call = expected_cost(acme)
+    assert [(e.tenant_id, e.event_id, e.cost_nusd, e.duplicate_generation) for e in got] == [
+        ("acme", "billing/evt-1", call, False),
+        ("globex", "billing/evt-1", call, False),
+        ("globex", "billing/evt-2", call, True),
+    ]
+    windows = changelog_windows(settings.kafka, settings.topic(topics.WORKER_CHANGELOG))
+    day = window_start(int(base.timestamp() * 1000), "day")
+    assert (windows[f"w:day:t=acme:{day}"], windows[f"w:day:t=globex:{day}"]) == (
+        (call, 1, 0),
+        (2 * call, 2, 0),
+    )
+    assert (counters["enriched"], counters["redelivered"], counters["duplicate_generation"]) == (
+        3,
+        2,
+        1,
+    )
+
+
+def test_a_three_day_old_event_redelivered_after_newer_traffic_counts_once(
+    one_partition: Settings,
+) -> None:
+    settings = one_partition
+    spilled = factories.usage(ts=datetime.now(UTC) - timedelta(days=3), idempotency_key="spill")
+    live = factories.usage(ts=recent(), idempotency_key="live")
+    marker = factories.usage(ts=recent(), idempotency_key="marker")
+    with run_worker(settings, "w1") as engine:
+        send(settings, [spilled, live])  # the watermark moves three days on
+        assert len(enriched_records(settings, 2)) == 2  # committed, expiry run and all
+        send(settings, [spilled, marker])
+        got = enriched_records(settings, 3)
+        counters = engine.counters()
+    assert [e.event_id for e in got] == [spilled.event_id, live.event_id, marker.event_id]
+    assert sum(e.cost_nusd or 0 for e in got) == sum(map(expected_cost, (spilled, live, marker)))
+    assert (counters["enriched"], counters["redelivered"]) == (3, 1)
+
+
+def test_ids_remembered_before_they_were_scoped_are_honoured(one_partition: Settings) -> None:
+    settings = one_partition
+    names = {t.name: settings.topic(t.name) for t in TOPICS}
+    create_topics(
+        settings.kafka, [TopicSpec(names[t.name], t.compacted, t.configs) for t in TOPICS], 1, 1
+    )
+    seen = str(int(datetime.now(UTC).timestamp() * 1000) - 3_600_000).encode()
+    old = {unscoped("E:", "evt-old"): seen, unscoped("K:", "order-7"): seen}
+    produce(
+        settings.kafka, names[topics.WORKER_CHANGELOG], [(k.encode(), v) for k, v in old.items()]
+    )
+    redelivery = factories.usage(event_id="evt-old", idempotency_key="order-8", ts=recent())
+    retry = factories.usage(event_id="evt-new", idempotency_key="order-7", ts=recent())
+    marker = factories.usage(event_id="evt-marker", idempotency_key="order-9", ts=recent())
+    with run_worker(settings, "w1") as engine:
+        send(settings, [redelivery, retry, marker])
+        got = enriched_records(settings, 2)
+        counters = engine.counters()
+    assert [(e.event_id, e.duplicate_generation) for e in got] == [
+        ("evt-new", True),
+        ("evt-marker", False),
+    ]
+    assert (counters["redelivered"], counters["duplicate_generation"]) == (1, 1)
+    state = changelog_state(settings.kafka, names[topics.WORKER_CHANGELOG])
+    ids = {k for k, v in state.items() if k[:2] in ("E:", "K:", "I:", "G:") and v is not None}
+    assert ids == {
+        *old,
+        scoped("I:", "acme", "evt-new"),
+        scoped("I:", "acme", "evt-marker"),
+        scoped("G:", "acme", "order-9"),
+    }

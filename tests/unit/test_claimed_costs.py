@@ -33,8 +33,7 @@ def run(events: list[Any], trusted: frozenset[str] = frozenset()) -> tuple[Any, 
     book = BudgetBook()
     budget = Budget(tenant_id="acme", limit_nusd=100_000_000, updated_at=NOW)
     book.apply(budget.scope.encode(), budget.model_dump_json().encode())
-    options = {"trusted_cost_services": trusted} if trusted else {}
-    task = partition_task(ChangelogState(), BOOK, book, NAMES, **options)
+    task = partition_task(ChangelogState(), BOOK, book, NAMES, trusted_cost_services=trusted)
     out = []
     for offset, event in enumerate(events):
         raw = event.model_dump_json().encode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from streams.worker.store import DiskState
 from streams.worker.task import PartitionTask, partition_task
 from streams.worker.windows import parse_window, window_start
 from tests.helpers import factories
+from tests.helpers.state_keys import scoped, unscoped
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BOOK = load_price_book()
@@ -31,16 +31,6 @@ RESERVED = 60_000_000
 
 def ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
-
-
-def key(prefix: str, tenant: str, value: str) -> str:
-    """The state key layout of a tenant's id (a changed layout would forget every id held
-    across an upgrade): prefix + 16-byte BLAKE2b of "<tenant> <id>" in hex."""
-    return prefix + blake2b(f"{tenant} {value}".encode(), digest_size=16).hexdigest()
-
-
-def unscoped(prefix: str, value: str) -> str:
-    return prefix + blake2b(value.encode(), digest_size=16).hexdigest()
 
 
 def task_over(state: State) -> PartitionTask:
@@ -78,7 +68,11 @@ def spend(task: PartitionTask, tenant: str) -> int:
 def test_two_tenants_sending_the_same_ids_are_each_counted_once() -> None:
     state = ChangelogState()
     task = task_over(state)
-    same = {"event_id": "src-1/evt-1", "idempotency_key": "order-42", "request_id": "req-1"}
+    same: dict[str, Any] = {
+        "event_id": "src-1/evt-1",
+        "idempotency_key": "order-42",
+        "request_id": "req-1",
+    }
     acme, globex = usage(tenant_id="acme", **same), usage(tenant_id="globex", **same)
     retry = usage(tenant_id="globex", event_id="src-1/evt-2", idempotency_key="order-42")
     records = [acme, globex, acme, globex, retry]  # two redeliveries, one real retry
@@ -130,7 +124,7 @@ def test_an_old_event_is_remembered_from_when_it_was_seen() -> None:
     # forgotten the retention (48 h) after it was seen, not kept for ever
     past = NOW + timedelta(hours=48, minutes=1)
     feed(task, [], past)
-    assert task.state.get(key("I:", "acme", json.loads(spilled)["event_id"])) is None
+    assert task.state.get(scoped("I:", "acme", json.loads(spilled)["event_id"])) is None
 
 
 @pytest.mark.parametrize("kind", ["memory", "disk"])
@@ -167,9 +161,9 @@ def test_state_written_before_ids_were_scoped_is_honoured_until_it_expires(
     written = {k for k, v in changes.items() if v is not None}
     assert not {k for k in written if k[:2] in ("E:", "K:", "x:")}  # nothing unscoped written
     assert {
-        key("I:", "acme", "evt-2"),
-        key("I:", "acme", "evt-3"),
-        key("G:", "acme", "new"),
+        scoped("I:", "acme", "evt-2"),
+        scoped("I:", "acme", "evt-3"),
+        scoped("G:", "acme", "new"),
         "s:acme req-1:1",
     } <= written
     assert "r:acme req-7:1" not in written and changes["r:req-7:1"] is None  # re-keyed, settled
