@@ -21,17 +21,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import Enum
-from typing import NamedTuple
+from hashlib import blake2b
+from typing import Any, NamedTuple
 
-from streams.worker.state import (
-    EVENT_ID,
-    GENERATION,
-    UNSCOPED,
-    State,
-    digest_key,
-    holds,
-    scoped_key,
-)
+from streams.worker.state import EVENT_ID, GENERATION, UNSCOPED, State, digest_key, holds
 
 
 class Verdict(Enum):
@@ -50,6 +43,7 @@ class Decision(NamedTuple):
 
 DEFAULT_RETENTION = timedelta(hours=48)
 _OLD_ID, _OLD_GENERATION = UNSCOPED[EVENT_ID], UNSCOPED[GENERATION]
+_MAX_TENANTS = 10_000
 
 
 class Dedup:
@@ -58,10 +52,24 @@ class Dedup:
         self.retention_ms = int(retention.total_seconds() * 1000)
         self.unscoped = _holds_unscoped(state)
         """Whether ids remembered before they were scoped by tenant are still held."""
+        self._tenants: dict[str, Any] = {}
+
+    def _tenant(self, tenant_id: str) -> Any:
+        """The digest state after ``"<tenant> "``: copying it and adding an id gives
+        ``state.scoped_key`` at about half the cost of a new BLAKE2b."""
+        if len(self._tenants) >= _MAX_TENANTS:
+            self._tenants.clear()
+        h = self._tenants[tenant_id] = blake2b(f"{tenant_id} ".encode(), digest_size=16)
+        return h
 
     def decide(self, tenant_id: str, event_id: str, idempotency_key: str) -> Decision:
-        id_key = scoped_key(EVENT_ID, tenant_id, event_id)
-        generation_key = scoped_key(GENERATION, tenant_id, idempotency_key)
+        tenant = self._tenants.get(tenant_id) or self._tenant(tenant_id)
+        h = tenant.copy()
+        h.update(event_id.encode())
+        id_key = EVENT_ID + h.hexdigest()
+        h = tenant.copy()
+        h.update(idempotency_key.encode())
+        generation_key = GENERATION + h.hexdigest()
         get = self.state.get
         if get(id_key) is not None:
             verdict = Verdict.REDELIVERY
