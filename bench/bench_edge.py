@@ -151,7 +151,7 @@ def run() -> list[Figure]:
                "TOKENLEDGER_TOPIC_NAMESPACE": ""}  # fmt: skip
         create_topics(bootstrap, topics.TOPICS, 3, 1)
         key = keys.new_key()
-        (tmp / "keys.json").write_text(json.dumps({"keys": [keys.entry("bench", ["*"], key)]}))
+        (tmp / "keys.json").write_text(json.dumps({"keys": [keys.entry("*", ["*"], key)]}))
         port = free_port()
         with server([TOKENLEDGER, "serve", "--port", str(port), "--keys", str(tmp / "keys.json")],
                     env, f"http://127.0.0.1:{port}/ready"):  # fmt: skip

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from schemas.names import MODEL_NAME_PATTERN, NAME_CHARS, NAME_PATTERN
+
 SCHEMA_VERSION = 2
 """The message schema version this code writes. It reads every version in SCHEMA_VERSIONS; a
 message with another is rejected. Version 2 added usage fields ``cache_write_1h_tokens`` and
@@ -26,19 +28,23 @@ MAX_TOKENS = 10_000_000
 MAX_FUTURE = timedelta(minutes=10)
 MAX_PAST = timedelta(days=30)
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,127}$"
-"""Identifiers (tenant, feature, model, ...) are short and printable: they reach ClickHouse,
-Grafana variables and Kafka keys, so anything else is rejected rather than escaped."""
-
 Name = Annotated[
     str,
     StringConstraints(pattern=NAME_PATTERN),
-    Field(description="1-128 chars: letters, digits and . _ : / @ + -; starts alphanumeric"),
+    Field(
+        description=f"1-128 chars: {NAME_CHARS}; starts alphanumeric; never '/', which "
+        "separates the parts of a scope"
+    ),
 ]
 OptionalName = Annotated[
     str,
     StringConstraints(pattern=r"^$|" + NAME_PATTERN),
-    Field(description="empty, or a name (1-128 chars: letters, digits and . _ : / @ + -)"),
+    Field(description=f"empty, or a name (1-128 chars: {NAME_CHARS})"),
+]
+ModelName = Annotated[
+    str,
+    StringConstraints(pattern=MODEL_NAME_PATTERN),
+    Field(description=f"a model name: 1-128 chars, {NAME_CHARS} and / (openai/gpt-4o)"),
 ]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Text = Annotated[str, StringConstraints(max_length=2048)]
@@ -79,7 +85,7 @@ class Event(Message):
     feature: Name
     route: OptionalName = ""
     prompt_version: OptionalName = ""
-    model: Name
+    model: ModelName
     provider: Name
     environment: Name = "prod"
 

@@ -24,6 +24,7 @@ from schemas.common import (
     Event,
     Id,
     Message,
+    ModelName,
     Name,
     Nusd,
     OptionalName,
@@ -31,6 +32,7 @@ from schemas.common import (
     Tokens,
     UtcDatetime,
 )
+from schemas.names import budget_scope
 
 CacheKind = Literal["none", "exact", "semantic"]
 """How the response was served: a model call, or a hit in the application's own cache."""
@@ -147,7 +149,7 @@ class EnrichedUsage(UsageEvent):
         "the cost counted; null when it carried none",
     )
     pricing_version: str = Field(max_length=128)
-    reference_model: Name
+    reference_model: ModelName
     counterfactual_cost_nusd: Nusd | None = Field(
         description="same tokens on the route's reference model, no cache, no batch discount"
     )
@@ -168,11 +170,6 @@ class EnrichedUsage(UsageEvent):
 
 
 Window = Literal["hour", "day", "week", "month"]
-
-
-def budget_scope(tenant_id: str, feature: str | None) -> str:
-    """The key of a budget and of its signals: ``tenant/<t>`` or ``tenant/<t>/feature/<f>``."""
-    return f"tenant/{tenant_id}" if feature is None else f"tenant/{tenant_id}/feature/{feature}"
 
 
 class Budget(Message):
@@ -226,6 +223,15 @@ class Signal(Message):
     window_end: UtcDatetime
     issued_at: UtcDatetime
     issuer: Name = Field(description="the component that published it")
+
+    @model_validator(mode="after")
+    def _scope_is_its_tenants(self) -> Signal:
+        if self.scope != budget_scope(self.tenant_id, self.feature):
+            of = f"tenant {self.tenant_id!r}" + (
+                f" feature {self.feature!r}" if self.feature is not None else ""
+            )
+            raise ValueError(f"scope {self.scope!r} is not the scope of {of}")
+        return self
 
 
 class AlertEvidence(BaseModel):

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.common import NAME_PATTERN
+from schemas.names import MODEL_NAME_PATTERN
 from schemas.pricing import Rates, TieredRates, exactly
 
 PRICES_ENV = "TOKENLEDGER_PRICES"
@@ -50,7 +50,7 @@ def _decimal_string(value: Any) -> Any:
 
 
 Rate = Annotated[Decimal, BeforeValidator(_decimal_string), Field(ge=0, le=1_000_000)]
-ModelName = Annotated[str, Field(pattern=NAME_PATTERN)]
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 Percent = Annotated[Decimal, BeforeValidator(_decimal_string), Field(gt=0, lt=100)]
 """Every discount of the file: percent off the price, e.g. "15" (15%), "50" (half price)."""
 

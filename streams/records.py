@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from schemas.common import SCHEMA_VERSIONS
 from schemas.messages import DlqReason, DlqRecord
+from schemas.names import error_message
 
 MAX_MESSAGE_BYTES = 64 * 1024
 """A usage or request event is well under 2 KiB; anything this large is a producer bug."""
@@ -41,9 +42,10 @@ class Rejection:
 
 
 def first_error(exc: ValidationError) -> tuple[str, str]:
-    """(dotted field path, or '' for the whole message; its message) of the first problem."""
+    """(dotted field path, or '' for the whole message; its message) of the first problem
+    (for a name, what is wrong with it: schemas.names.error_message)."""
     first = exc.errors()[0]
-    return ".".join(str(p) for p in first["loc"]), first["msg"]
+    return ".".join(str(p) for p in first["loc"]), error_message(first)
 
 
 def _reason_for(exc: ValidationError) -> Rejection:

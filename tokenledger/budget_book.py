@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from schemas.common import format_usd
 from schemas.messages import Signal
+from schemas.names import error_message, parse_scope
 from tokenledger import signing
 from tokenledger.freshness import Freshness
 
@@ -96,15 +97,6 @@ def _decision_for(signal: Signal) -> Decision:
     if signal.state == "block":
         return Decision(False, "block", f"budget exhausted: {signal.reason} {of}", signal.scope)
     return Decision(True, "warn", f"{signal.reason} {of}", signal.scope)
-
-
-def _scope_parts(scope: str) -> tuple[str, str | None] | None:
-    parts = scope.split("/")
-    if len(parts) == 2 and parts[0] == "tenant":
-        return parts[1], None
-    if len(parts) == 4 and parts[0] == "tenant" and parts[2] == "feature":
-        return parts[1], parts[3]
-    return None
 
 
 class BudgetBook:
@@ -262,7 +254,7 @@ class BudgetBook:
             return
         if value is None:  # a tombstone: the scope no longer has a signal
             scope = key.decode(errors="replace") if key else ""
-            parts = _scope_parts(scope)
+            parts = parse_scope(scope)
             fresh = verdict.issued_ms is None or self.freshness.accept(scope, verdict.issued_ms)
             if parts is not None and fresh:
                 self._forget(*parts)
@@ -271,7 +263,7 @@ class BudgetBook:
             signal = Signal.model_validate_json(value)
         except ValidationError as exc:
             self.invalid_signals += 1
-            log.warning("ignoring an invalid signal: %s", exc.errors()[0]["msg"])
+            log.warning("ignoring an invalid signal: %s", error_message(exc.errors()[0]))
             return
         if not self.freshness.accept(signal.scope, int(signal.issued_at.timestamp() * 1000)):
             return

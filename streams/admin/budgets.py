@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from schemas import topics
 from schemas.common import format_usd
 from schemas.messages import Budget, Window
+from schemas.names import budget_scope, error_message, name_problem
 from streams.admin import hmac_migration
 from streams.admin.signer import Signer, headers_for, writer_keys
 from streams.admin.topics import create_topics
@@ -40,6 +41,16 @@ def parse_warn(text: str) -> tuple[int, ...]:
         raise UserError(f"--warn {text!r} is not a list of percentages like 50,80") from None
 
 
+def scope_of(tenant: str, feature: str | None) -> str:
+    """The scope of a tenant's (feature's) budget; refused unless both are names (a name
+    with '/' would make the scope another tenant's)."""
+    for what, value in (("tenant", tenant), ("feature", feature)):
+        problem = name_problem(value) if value is not None else None
+        if problem is not None:
+            raise UserError(f"--{what} {value!r}: {problem}")
+    return budget_scope(tenant, feature)
+
+
 def make_budget(tenant: str, feature: str | None, limit_usd: str, window: Window, tz: str,
                 warn: str) -> Budget:  # fmt: skip
     try:
@@ -49,9 +60,7 @@ def make_budget(tenant: str, feature: str | None, limit_usd: str, window: Window
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]).replace("_id", "").replace("_pct", "")
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "string_pattern_mismatch":
-            message = "use 1-128 letters, digits and . _ : / @ + - (starting alphanumeric)"
+        message = error_message(first).removeprefix("Value error, ")
         raise UserError(f"--{where} {first['input']!r}: {message}") from None
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from schemas.common import NAME_PATTERN
+from schemas.names import name_problem
 from streams.config import sql_root
 from streams.errors import UserError
 
@@ -29,9 +29,9 @@ def render(name: str, *, database: str, tenant: str | None = None) -> list[str]:
         raise UserError(f"database name {database!r} is not valid")
     values = {"database": database}
     if tenant is not None:
-        if not re.match(NAME_PATTERN, tenant):
-            raise UserError(f"--tenant {tenant!r}: use 1-128 letters, digits and . _ : / @ + - "
-                            "(starting alphanumeric)")  # fmt: skip
+        problem = name_problem(tenant)
+        if problem is not None:
+            raise UserError(f"--tenant {tenant!r}: {problem}")
         values.update(tenant=tenant, role=role_for(tenant))
     text = (sql_root() / "access" / f"{name}.sql").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))

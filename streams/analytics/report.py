@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from schemas.common import format_evidence, format_usd
+from schemas.names import parse_scope
 from streams.analytics import queries
 
 DIMENSIONS = ("tenant_id", "feature", "route", "model")
@@ -90,7 +91,8 @@ def _burndowns(client: Any, signals: Table) -> list[Burndown]:
     rows = signals.dicts()
     latest: dict[str, dict[str, Any]] = {}
     for row in rows:
-        if row["scope"].count("/") == 1 and row["limit_nusd"] > 0:
+        parts = parse_scope(row["scope"])
+        if parts is not None and parts[1] is None and row["limit_nusd"] > 0:
             latest[row["scope"]] = row  # rows are in issue order: the last one wins
     out = []
     for scope, last in sorted(latest.items()):

@@ -92,10 +92,13 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas.messages import budget_scope
     from streams.admin import budgets as budget_admin
     from streams.admin.topics import require_broker
 
+    if args.action in ("set", "rm"):  # the names first: a mistake is told without a broker
+        if not args.tenant:
+            raise UserError(f"budget {args.action} needs --tenant")
+        scope = budget_admin.scope_of(args.tenant, args.feature)
     budget_admin.authority()  # before the broker: a key mistake is one line at once
     require_broker(settings.kafka)
     if args.action == "list":
@@ -109,10 +112,7 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
         signed, key = budget_admin.resign(settings)
         print(f"published {len(signed)} budget(s) again, signed with key {key}")
         return 0
-    if not args.tenant:
-        raise UserError(f"budget {args.action} needs --tenant")
     if args.action == "rm":
-        scope = budget_scope(args.tenant, args.feature)
         if not budget_admin.remove(settings, scope):
             raise UserError(f"{scope} has no budget (see `tokenledger budget list`)")
         print(f"removed the budget of {scope}")

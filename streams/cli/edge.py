@@ -57,6 +57,9 @@ def cmd_edge_key(args: argparse.Namespace, settings: Settings) -> int:
     """Make an API key: the key on stderr (hand it to the service), the key list on stdout."""
     from streams.edge import keys
 
+    problem = keys.grant_problem(args.service, args.tenant)
+    if problem is not None:
+        raise UserError(f"--{problem}")
     key = keys.new_key()
     doc = {"keys": []} if args.add_to is None else _key_list(Path(args.add_to))
     doc["keys"].append(keys.entry(args.service, args.tenant, key))
@@ -107,7 +110,8 @@ def register(add: Add) -> None:
             help=f"/v1/authz reads the {name} from this request header ({default})",
         )
     k = add("edge-key", cmd_edge_key, "make an API key for the edge (prints the key once)")
-    k.add_argument("--service", required=True, help="the calling service's name")
+    k.add_argument("--service", required=True,
+                   help="the calling service's name; '*' for any (a collector's key)")  # fmt: skip
     k.add_argument("--tenant", action="append", required=True,
                    help="a tenant it may report and ask for (repeat; '*' for all)")  # fmt: skip
     k.add_argument("--add-to", metavar="FILE", help="append to this key list instead of "

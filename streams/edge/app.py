@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aiohttp.web import RequestPayloadError
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.types import TP
@@ -28,7 +29,15 @@ from schemas import topics
 from streams.admin import hmac_migration, signer
 from streams.config import Settings
 from streams.edge import checks, genai_spans
-from streams.edge.bodies import HttpError, Limits, Reply, check_length, json_reply, too_large
+from streams.edge.bodies import (
+    HttpError,
+    Limits,
+    Reply,
+    check_length,
+    json_reply,
+    too_large,
+    unreadable,
+)
 from streams.edge.handlers import BrokerUnavailableError, Edge, Record
 from streams.edge.kafka import EdgeApp, broker_url
 from streams.edge.keys import ApiKeys
@@ -169,12 +178,22 @@ def _agent(app: EdgeApp, topic_name: str, feed: Feed) -> None:
 async def _body(request: Any, limit: int) -> bytes:
     check_length(request.headers, limit)
     chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise too_large("the body", limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > limit:
+                raise too_large("the body", limit)
+            chunks.append(chunk)
+    except RequestPayloadError as exc:  # aiohttp could not inflate (or de-chunk) it
+        raise unreadable(request.headers.get("Content-Encoding"), _innermost(exc)) from None
     return b"".join(chunks)
+
+
+def _innermost(exc: BaseException) -> str:
+    """The first cause's message (zlib's "incorrect header check"), not the wrappers'."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return str(exc).strip() or type(exc).__name__
 
 
 def _views(app: EdgeApp, edge: Edge, limits: Limits) -> None:

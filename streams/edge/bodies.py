@@ -58,6 +58,16 @@ def too_large(what: str, limit: int) -> HttpError:
                      "batches", reason="too_large")  # fmt: skip
 
 
+def unreadable(encoding: str | None, detail: str) -> HttpError:
+    """A body that cannot be read as sent: most often one whose Content-Encoding says gzip
+    (or deflate, zstd) while the bytes are not, or are cut or corrupt."""
+    if encoding:
+        return HttpError(400, f"the body is not valid {encoding} (Content-Encoding: {encoding}): "
+                         f"{detail}; send it compressed whole, or without Content-Encoding",
+                         reason="bad_encoding")  # fmt: skip
+    return HttpError(400, f"the body cannot be read: {detail}", reason="bad_body")
+
+
 def check_length(headers: Mapping[str, str], limit: int) -> None:
     """Refuse early when Content-Length already says the body is too large."""
     raw = headers.get("Content-Length")

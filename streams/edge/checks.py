@@ -5,8 +5,8 @@
 feature, route and estimated cost from request headers (names configurable), 200 to allow,
 429 with ``x-tokenledger-reason`` to refuse. ``/v1/authz/nginx`` is the same question for
 nginx ``auth_request``, which treats any status but 2xx, 401 and 403 as an error: it refuses
-with 403 and the reason header, which the nginx snippet in the README turns into the 429 the
-client sees.
+with 403 and the reason header (a question it cannot answer too: no key, no tenant, a bad
+name), which the nginx snippet in the README turns into the 429 the client sees.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from schemas.common import NANO_PER_USD
+from schemas.names import name_problem
 from streams.edge.bodies import HttpError, Reply, json_reply
 from tokenledger.budget_book import BudgetBook, Decision
 
@@ -56,8 +57,9 @@ def from_query(query: Mapping[str, str]) -> Question:
     if not tenant:
         raise HttpError(400, "tenant is required: /v1/check?tenant=acme&feature=search",
                         reason="no_tenant")  # fmt: skip
-    cost = query.get("est_cost_usd")
-    return Question(tenant, query.get("feature") or None, query.get("route") or None,
+    cost, feature = query.get("est_cost_usd"), query.get("feature")
+    return Question(_named("tenant", tenant), _named("feature", feature) if feature else None,
+                    query.get("route") or None,
                     usd_to_nusd(cost, "est_cost_usd") if cost else None)  # fmt: skip
 
 
@@ -66,9 +68,19 @@ def from_headers(headers: Mapping[str, str], names: AuthzHeaders) -> Question:
     if not tenant:
         raise HttpError(400, f"the {names.tenant} header is required (the tenant to check)",
                         reason="no_tenant")  # fmt: skip
-    cost = headers.get(names.est_cost_usd)
-    return Question(tenant, headers.get(names.feature) or None, headers.get(names.route) or None,
+    cost, feature = headers.get(names.est_cost_usd), headers.get(names.feature)
+    return Question(_named("tenant", tenant), _named("feature", feature) if feature else None,
+                    headers.get(names.route) or None,
                     usd_to_nusd(cost, names.est_cost_usd) if cost else None)  # fmt: skip
+
+
+def _named(what: str, value: str) -> str:
+    """``value`` if it is a name: a scope holds only names, so nothing else can ever be
+    limited, and an answer of "allow" for it would mislead."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise HttpError(400, f"{what} {value[:130]!r}: {problem}", reason="bad_name")
+    return value
 
 
 def decide(book: BudgetBook, q: Question) -> Decision:
@@ -86,6 +98,16 @@ def authz_reply(decision: Decision, deny_status: int) -> Reply:
     if decision.allowed:
         return Reply(200, b"", "text/plain", headers)
     return Reply(deny_status, decision.reason.encode(), "text/plain", headers)
+
+
+def refusal_reply(exc: HttpError, deny_status: int) -> Reply:
+    """A question refused (no key, no tenant, a bad name or cost). Where denials are 403
+    (nginx's ``auth_request`` makes any status but 2xx, 401 and 403 a 500 of its own), the
+    refusal is a 403 too, with the reason in the header the gateway passes on."""
+    if deny_status != 403:
+        return exc.reply()
+    headers = {STATE_HEADER: "refused", REASON_HEADER: _header_safe(exc.message)}
+    return json_reply(403, {"error": exc.message}, headers)
 
 
 def _header_safe(text: str) -> str:

@@ -95,8 +95,10 @@ def derived_event_id(source: str, ce_id: str) -> str:
     return f"ce-{digest}"
 
 
-def read_event(index: int, raw: Any, may_write: Callable[[str], bool]) -> Accepted | Rejected:
-    """One raw CloudEvent checked against the CloudEvents spec and the contract."""
+def read_event(index: int, raw: Any, may_write: Callable[[str], bool],
+               writes_as: Callable[[str], bool]) -> Accepted | Rejected:  # fmt: skip
+    """One raw CloudEvent checked against the CloudEvents spec and the contract, and its
+    tenant and service against what the caller's key grants."""
     if not isinstance(raw, dict):
         return Rejected(index, None, None, "an event is a JSON object", "not_an_object")
     ce_id = raw.get("id") if isinstance(raw.get("id"), str) else None
@@ -133,12 +135,12 @@ def read_event(index: int, raw: Any, may_write: Callable[[str], bool]) -> Accept
     if "data_base64" in raw or not isinstance(data, dict) or content != "application/json":
         return reject("data", "data must be a JSON object (datacontenttype application/json)",
                       "invalid_data")  # fmt: skip
-    return _contract_event(index, event, data, known, may_write)
+    return _contract_event(index, event, data, known, may_write, writes_as)
 
 
 def _contract_event(index: int, event: CloudEvent, data: dict[str, Any],
-                    known: tuple[type[Event], str],
-                    may_write: Callable[[str], bool]) -> Accepted | Rejected:  # fmt: skip
+                    known: tuple[type[Event], str], may_write: Callable[[str], bool],
+                    writes_as: Callable[[str], bool]) -> Accepted | Rejected:  # fmt: skip
     model, topic = known
     ce_id = event.get_id()
     fields = dict(data)
@@ -164,4 +166,7 @@ def _contract_event(index: int, event: CloudEvent, data: dict[str, Any],
     if not may_write(tenant):
         return Rejected(index, ce_id, "data.tenant_id", f"this API key may not write tenant "
                         f"{tenant!r}", "tenant_not_allowed")  # fmt: skip
+    if not writes_as(parsed.service):
+        return Rejected(index, ce_id, "data.service", f"this API key may not write service "
+                        f"{parsed.service!r}", "service_not_allowed")  # fmt: skip
     return Accepted(topic, tenant.encode(), value, event.get_type())

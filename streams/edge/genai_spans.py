@@ -12,8 +12,8 @@ holds the rules that name model-call and aggregate spans.
 The event's ``event_id`` is ``otel-<trace id>-<span id>``: an exporter that re-sends a batch
 sends the same ids, and the worker counts each once. ``ts`` is the span's end (when the
 call's usage was known), ``latency_ms`` its duration, ``success`` false when its status is
-ERROR. Feature, route, prompt version and user scope values are made into names (``/users/{id}``
-becomes ``users/_id_``); a tenant that is not a valid name rejects the span.
+ERROR. The other dimensions' values are made into names (schemas.names.as_name:
+``/users/{id}`` becomes ``users._id_``); a tenant that is not a valid name rejects the span.
 
 Cached parts: the contract counts them in ``input_tokens``; genai_conventions.token_counts
 adds them once where an instrumentation reports them outside its input count.
@@ -22,7 +22,6 @@ adds them once where an instrumentation reports them outside its input count.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -33,12 +32,12 @@ from pydantic import ValidationError
 
 from schemas.common import check_event_time
 from schemas.messages import UsageEvent
+from schemas.names import as_name
 from streams.edge import genai_conventions as conventions
 from streams.edge.otlp_decode import Span
 from streams.errors import UserError
 from streams.records import first_error
 
-_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._:/@+\-]")
 _RULES = ("call_spans", "aggregate_spans", "cached_outside_input")
 
 
@@ -146,14 +145,6 @@ def _first(keys: tuple[str, ...], *scopes: Mapping[str, Any]) -> Any:
     return None
 
 
-def _name(value: Any) -> str:
-    """A dimension value as a name: characters a name cannot hold become ``_``, leading
-    punctuation goes (``/users/{id}`` -> ``users/_id_``); tenants are never rewritten."""
-    if value is None:
-        return ""
-    return _NOT_IN_NAME.sub("_", str(value)).lstrip("._:/@+-")[:128]
-
-
 def skip_reason(span: Span, mapping: SpanMapping) -> str | None:
     """Why the span is not a model call to count, or None when it is one."""
     return conventions.skip_reason(span.name, span.attributes, mapping.rules)
@@ -182,13 +173,15 @@ def to_usage(span: Span, mapping: SpanMapping, now: datetime) -> UsageEvent | tu
     fields_ = {
         "event_id": event_id, "request_id": event_id, "idempotency_key": event_id,
         "ts": datetime.fromtimestamp(end / 1e9, UTC) if end else now,
-        "tenant_id": tenant, "service": _first(mapping.service, res, attrs) or "unknown_service",
-        "feature": _name(_first(mapping.feature, attrs, res)) or mapping.default_feature,
-        "route": _name(_first(mapping.route, attrs, res)),
-        "prompt_version": _name(_first(mapping.prompt_version, attrs, res)),
-        "user_scope": _name(_first(mapping.user_scope, attrs, res)),
-        "environment": _first(mapping.environment, res, attrs) or mapping.default_environment,
-        "model": model, "provider": provider,
+        "tenant_id": tenant,
+        "service": as_name(_first(mapping.service, res, attrs)) or "unknown_service",
+        "feature": as_name(_first(mapping.feature, attrs, res)) or mapping.default_feature,
+        "route": as_name(_first(mapping.route, attrs, res)),
+        "prompt_version": as_name(_first(mapping.prompt_version, attrs, res)),
+        "user_scope": as_name(_first(mapping.user_scope, attrs, res)),
+        "environment": as_name(_first(mapping.environment, res, attrs))
+        or mapping.default_environment,
+        "model": as_name(model, model=True), "provider": as_name(provider),
         "latency_ms": max(0, (end - start) // 1_000_000) if start and end else 0,
         "success": span.error is None, "error": span.error[:2048] if span.error else None,
         **counts,

@@ -55,9 +55,10 @@ class Edge:
                             reason="no_key" if missing else "unknown_key")  # fmt: skip
         return caller
 
-    def refused(self, exc: HttpError) -> Reply:
+    def refused(self, exc: HttpError,
+                reply: Callable[[HttpError], Reply] = HttpError.reply) -> Reply:  # fmt: skip
         self.metrics.requests.labels(exc.reason).inc()
-        return exc.reply()
+        return reply(exc)
 
     async def _produce(self, records: Sequence[Record]) -> None:
         started = time.perf_counter()
@@ -75,7 +76,7 @@ class Edge:
         try:
             caller = self.caller(headers)
             items = cloudevents_in.events_of(media_type(headers), body, self.limits)
-            results = [cloudevents_in.read_event(i, item, caller.may)
+            results = [cloudevents_in.read_event(i, item, caller.may, caller.writes_as)
                        for i, item in enumerate(items)]  # fmt: skip
             accepted = [r for r in results if isinstance(r, cloudevents_in.Accepted)]
             rejected = [r for r in results if isinstance(r, cloudevents_in.Rejected)]
@@ -132,6 +133,9 @@ class Edge:
             elif not caller.may(usage.tenant_id):
                 outcome.reject("tenant_not_allowed", f"span {span.span_id.hex()}: this API key "
                                f"may not write tenant {usage.tenant_id!r}")  # fmt: skip
+            elif not caller.writes_as(usage.service):
+                outcome.reject("service_not_allowed", f"span {span.span_id.hex()}: this API "
+                               f"key may not write service {usage.service!r}")  # fmt: skip
             else:
                 outcome.events.append(usage)
         return outcome
@@ -139,14 +143,17 @@ class Edge:
     # -- gateway questions ---------------------------------------------------------------
 
     def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:
-        return self._answer(headers, lambda: checks.from_query(query), checks.check_reply)
+        return self._answer(headers, lambda: checks.from_query(query), checks.check_reply,
+                            HttpError.reply)  # fmt: skip
 
     def authz(self, headers: Mapping[str, str], deny_status: int) -> Reply:
         return self._answer(headers, lambda: checks.from_headers(headers, self.authz_headers),
-                            lambda decision: checks.authz_reply(decision, deny_status))  # fmt: skip
+                            lambda decision: checks.authz_reply(decision, deny_status),
+                            lambda exc: checks.refusal_reply(exc, deny_status))  # fmt: skip
 
     def _answer(self, headers: Mapping[str, str], question: Callable[[], checks.Question],
-                reply: Callable[[Decision], Reply]) -> Reply:  # fmt: skip
+                reply: Callable[[Decision], Reply],
+                refusal: Callable[[HttpError], Reply]) -> Reply:  # fmt: skip
         """The caller's question, if the key may ask it, decided by the book."""
         try:
             caller = self.caller(headers)
@@ -155,7 +162,7 @@ class Edge:
                 raise HttpError(403, f"this API key may not ask about tenant {asked.tenant!r}",
                                 reason="tenant_not_allowed")  # fmt: skip
         except HttpError as exc:
-            return self.refused(exc)
+            return self.refused(exc, refusal)
         decision = checks.decide(self.book, asked)
         self.metrics.decisions.labels(decision.state).inc()
         return reply(decision)

@@ -8,8 +8,10 @@ TOKENLEDGER_EDGE_KEYS::
     {"keys": [{"service": "checkout", "sha256": "<64 hex>", "tenants": ["acme", "globex"]},
               {"service": "gateway", "sha256": "<64 hex>", "tenants": ["*"]}]}
 
-``"*"`` stands for every tenant. ``tokenledger edge-key --service S --tenant T`` makes a key
-and prints the entry to add.
+``"*"`` stands for every tenant. A key writes events of its own service only (the ``service``
+of an event, ``service.name`` of a span); ``"service": "*"`` is a key for any service, for a
+collector or a gateway that forwards many. ``tokenledger edge-key --service S --tenant T``
+makes a key and prints the entry to add.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.common import NAME_PATTERN
+from schemas.names import name_problem
 from streams.errors import UserError
 
 PREFIX = "tlk_"
-_SERVICE = re.compile(NAME_PATTERN)
+ANY = "*"
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,10 @@ class Caller:
     tenants: frozenset[str]
 
     def may(self, tenant_id: str) -> bool:
-        return "*" in self.tenants or tenant_id in self.tenants
+        return ANY in self.tenants or tenant_id in self.tenants
+
+    def writes_as(self, service: str) -> bool:
+        return self.service in (ANY, service)
 
 
 def digest(key: str) -> str:
@@ -44,6 +49,16 @@ def digest(key: str) -> str:
 
 def new_key() -> str:
     return PREFIX + secrets.token_urlsafe(32)
+
+
+def grant_problem(service: str, tenants: list[str]) -> str | None:
+    """Why a key cannot be granted to ``service`` for ``tenants`` (None when it can): each is
+    a name, or ``"*"``."""
+    for what, value in [("service", service), *(("tenant", t) for t in tenants)]:
+        problem = None if value == ANY else name_problem(value)
+        if problem is not None:
+            return f"{what} {value!r}: {problem}"
+    return None
 
 
 def entry(service: str, tenants: list[str], key: str) -> dict[str, object]:
@@ -105,8 +120,8 @@ def _caller(item: object, where: str) -> tuple[str, Caller]:
     if not isinstance(item, dict):
         raise UserError(f"{where} is not an object")
     service, sha, tenants = item.get("service"), item.get("sha256"), item.get("tenants")
-    if not isinstance(service, str) or not _SERVICE.fullmatch(service):
-        raise UserError(f"{where}: service must be a name (letters, digits, . _ : / @ + -)")
+    if not isinstance(service, str):
+        raise UserError(f'{where}: service must be the name of a service, or "*" for any')
     if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise UserError(f"{where}: sha256 must be 64 lowercase hex digits (the key's SHA-256)")
     if (
@@ -115,6 +130,9 @@ def _caller(item: object, where: str) -> tuple[str, Caller]:
         or not all(isinstance(t, str) and t for t in tenants)
     ):
         raise UserError(f'{where}: tenants must be a non-empty list of tenant ids or ["*"]')
+    problem = grant_problem(service, tenants)
+    if problem is not None:
+        raise UserError(f"{where}: {problem}")
     return sha, Caller(service, frozenset(tenants))
 
 

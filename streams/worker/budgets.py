@@ -28,7 +28,8 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from schemas.common import format_usd
-from schemas.messages import Budget, RequestEvent, Signal, budget_scope
+from schemas.messages import Budget, RequestEvent, Signal
+from schemas.names import budget_scope, error_message, parse_scope
 from streams.worker.price import Enriched
 from streams.worker.state import SETTLED, SETTLED_REQUEST, UNSCOPED, State, holds
 from streams.worker.windows import scope_dim
@@ -148,7 +149,9 @@ class BudgetBook:
             budget = Budget.model_validate_json(value)
         except ValidationError as exc:
             self.invalid += 1
-            log.warning("ignoring an invalid budget for %r: %s", scope, exc.errors()[0]["msg"])
+            log.warning(
+                "ignoring an invalid budget for %r: %s", scope, error_message(exc.errors()[0])
+            )
             return
         if not self.freshness.accept(budget.scope, _ms(budget.updated_at)):
             return
@@ -268,8 +271,8 @@ class BudgetTracker:
         known = {key.split(":")[1].split("=", 1)[1].split("|")[0] for key in
                  self.slots} | {r.tenant_id for r in self.reservations.values()}  # fmt: skip
         for scope in scopes:
-            parts = scope.split("/")
-            if len(parts) >= 2 and parts[1] in known:
+            parts = parse_scope(scope)
+            if parts is not None and parts[0] in known:
                 self._dirty_scopes.add(scope)
             elif self.state.get("g:" + scope) is not None:
                 self._dirty_scopes.add(scope)
@@ -328,9 +331,15 @@ class BudgetTracker:
         if budget is None:
             if last is None or last_state == "allow":
                 return None
-            self.state.put("g:" + scope, f"allow||{issued_ms}|{issued_ms}")
+            parts = parse_scope(scope)
             self._asserting.discard(scope)
-            tenant, feature = parse_scope(scope)
+            if parts is None:  # published before names lost '/': no tenant to name
+                self.state.delete("g:" + scope)
+                log.warning("forgetting the signal state of %r, which is not a budget scope "
+                            "of valid names", scope)  # fmt: skip
+                return None
+            self.state.put("g:" + scope, f"allow||{issued_ms}|{issued_ms}")
+            tenant, feature = parts
             return Signal(scope=scope, tenant_id=tenant, feature=feature, state="allow",
                           reason="budget removed", spend_nusd=0, limit_nusd=0,
                           window_start=now, window_end=now, issued_at=issued, issuer=ISSUER)  # fmt: skip
@@ -368,9 +377,3 @@ class BudgetTracker:
             for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:
                 del self.slots[key]
                 self.state.delete(key)
-
-
-def parse_scope(scope: str) -> tuple[str, str | None]:
-    """(tenant, feature) of a budget scope (schemas.messages.budget_scope)."""
-    parts = scope.split("/")
-    return parts[1], parts[3] if len(parts) == 4 else None

@@ -40,7 +40,7 @@ class Answer:
 class Served:
     url: str
     key: str
-    """A key for every tenant."""
+    """A key for every tenant and service (``"*"``: a collector's or a gateway's)."""
     keys: dict[str, str]
     """More keys, by service name."""
     proc: subprocess.Popen[bytes]
@@ -86,14 +86,14 @@ def key_list(path: Path, grants: Mapping[str, list[str]]) -> dict[str, str]:
 @contextmanager
 def served(env: Mapping[str, str], tmp: Path, *args: str,
            grants: Mapping[str, list[str]] | None = None) -> Iterator[Served]:  # fmt: skip
-    made = key_list(tmp / "keys.json", {"all": ["*"], **(grants or {})})
+    made = key_list(tmp / "keys.json", {"*": ["*"], **(grants or {})})
     port = free_port()
     log = tmp / f"edge-{port}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen([TOKENLEDGER, "serve", "--port", str(port), "--keys",  # noqa: S603
                                  str(tmp / "keys.json"), *args], env={**os.environ, **env},
                                 stdout=out, stderr=out)  # fmt: skip
-    edge = Served(f"http://127.0.0.1:{port}", made["all"], made, proc, log)
+    edge = Served(f"http://127.0.0.1:{port}", made["*"], made, proc, log)
     try:
         wait_for(edge.ready, 60, f"the edge to be ready (log: {log})", interval=0.1)
         yield edge

@@ -34,9 +34,11 @@ pytestmark = pytest.mark.integration
 FIGURES: dict[str, float] = {}
 
 
-def through(url: str, tenant: str) -> tuple[int, str, str]:
-    """A request through the gateway as ``tenant``: status, body, reason header."""
-    request = urllib.request.Request(url + "/chat", headers={"X-Tokenledger-Tenant": tenant})
+def through(url: str, tenant: str | None, **headers: str) -> tuple[int, str, str]:
+    """A request through the gateway as ``tenant`` (with ``headers``): status, body, reason
+    header."""
+    sent = {**({"X-Tokenledger-Tenant": tenant} if tenant is not None else {}), **headers}
+    request = urllib.request.Request(url + "/chat", headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, r.read().decode(), r.headers.get("x-tokenledger-reason", "")
@@ -130,6 +132,30 @@ def test_nginx_refuses_a_blocked_tenant_soon_after_the_block_signal(
     block_ms = _block_signal_ms(settings)
     FIGURES["block_to_refusal_s"] = refused_at - block_ms / 1000
     print(f"\nnginx refused acme {FIGURES['block_to_refusal_s']:.3f}s after the block signal")
+
+
+SEPARATOR = "'/' is the scope separator and cannot be part of a name (use - or . instead)"
+
+
+def test_nginx_turns_every_refusal_into_429_with_the_reason(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = isolated(kafka_bootstrap, 1)
+    env = with_topics(settings, tmp_path)
+    with (
+        served(env, tmp_path) as edge,
+        gateway(tmp_path, snippet_from_readme(ROOT / "README.md").replace(
+            "127.0.0.1:8787", edge.url.removeprefix("http://")).replace(
+            "TOKENLEDGER_GATEWAY_KEY", edge.key)) as nginx,
+    ):  # fmt: skip
+        assert through(nginx, "acme")[:2] == (200, "upstream ok\n")
+        for tenant, headers, why in (
+            (None, {}, "the x-tokenledger-tenant header is required (the tenant to check)"),
+            ("team/a", {}, f"tenant 'team/a': {SEPARATOR}"),
+            ("acme", {"X-Tokenledger-Est-Cost-Usd": "lots"},
+             "x-tokenledger-est-cost-usd 'lots' is not a number of dollars, e.g. 0.0125"),
+        ):  # fmt: skip
+            assert through(nginx, tenant, **headers) == (429, f"refused: {why}\n", why)
 
 
 def _block_signal_ms(settings: Settings) -> int:

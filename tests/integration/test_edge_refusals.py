@@ -15,6 +15,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -47,8 +48,7 @@ def edge(settings: Settings, tmp_path: Path) -> Iterator[Served]:
 
 
 def ce(i: int, type_: str = "dev.tokenledger.usage.v1", **data: Any) -> bytes:
-    event = factories.usage(tenant_id=data.pop("tenant_id", "acme"),
-                            ts=datetime.now(UTC) - timedelta(minutes=1))  # fmt: skip
+    event = factories.usage(ts=datetime.now(UTC) - timedelta(minutes=1))
     body = {**json.loads(event.model_dump_json()), **data}
     return JSONFormat().write(CloudEvent({"type": type_, "source": "tests", "id": f"e{i}"}, body))
 
@@ -57,9 +57,10 @@ def batch(*events: bytes) -> bytes:
     return b"[" + b",".join(events) + b"]"
 
 
-def spans(*usages: dict[str, Any]) -> bytes:
+def spans(*usages: dict[str, Any], service: str | None = None) -> bytes:
     memory = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(resource=Resource.create({"service.name": service} if service
+                                                       else {}))  # fmt: skip
     provider.add_span_processor(SimpleSpanProcessor(memory))
     for attrs in usages:
         span = provider.get_tracer("t").start_span("chat")
@@ -92,6 +93,11 @@ def test_every_bad_request_is_refused_clearly_and_produces_nothing(
         (edge.call("POST", "/v1/traces", gzip.compress(b"\0" * (6 << 20)),
                    {**PROTOBUF, "Content-Encoding": "gzip"}), 413, "exceeds the limit"),
         (edge.call("POST", "/v1/traces", b"{}", {"Content-Type": "text/xml"}), 415, "not OTLP"),
+        (edge.call("POST", "/v1/traces", gzip.compress(b"\x0a\x00" * 50)[:-8] + b"\0" * 8,
+                   {**PROTOBUF, "Content-Encoding": "gzip"}), 400, "the body is not valid gzip"),
+        (edge.call("POST", "/v1/events", b"[not compressed]", {**BATCH, "Content-Encoding":
+                                                                "gzip"}), 400,
+         "the body is not valid gzip"),
     ]  # fmt: skip
     for answer, status, message in refusals:
         assert answer.status == status, (answer, message)
@@ -126,6 +132,7 @@ def test_every_bad_request_is_refused_clearly_and_produces_nothing(
     assert produced(settings, 2) == 2  # the good span and the good event, nothing else
     metrics = edge.call("GET", "/metrics", key=None).body.decode()
     assert 'tokenledger_edge_requests_refused_total{reason="too_large"} 2.0' in metrics
+    assert 'tokenledger_edge_requests_refused_total{reason="bad_encoding"} 2.0' in metrics
     assert 'tokenledger_edge_events_rejected_total{reason="bad_tokens"} 1.0' in metrics
 
 
@@ -149,3 +156,42 @@ def test_kafka_away_is_a_503_with_retry_after_and_a_resend_counts(
     records = read_committed(settings.kafka, settings.topic(topics.USAGE), 40, timeout=10)
     ids = {json.loads(m.value())["event_id"] for m in records}
     assert len(ids) == 20 and len(records) >= 40  # at-least-once; the worker dedups by id
+
+
+SEPARATOR = "'/' is the scope separator and cannot be part of a name (use - or . instead)"
+
+
+def test_a_key_writes_as_its_service_and_names_with_the_scope_separator_are_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = with_topics(settings, tmp_path)
+    with served(env, tmp_path, grants={"checkout": ["acme"]}) as edge:
+        key = edge.keys["checkout"]
+        events = edge.call("POST", "/v1/events", batch(
+            ce(0, service="checkout"), ce(1, service="billing"),
+            ce(2, service="checkout", tenant_id="acme/feature/answer")), BATCH, key=key)  # fmt: skip
+        assert events.json() == {"accepted": 1, "rejected": [
+            {"index": 1, "id": "e1", "field": "data.service",
+             "reason": "this API key may not write service 'billing'"},
+            {"index": 2, "id": "e2", "field": "data.tenant_id", "reason": SEPARATOR}]}  # fmt: skip
+        usage = {"gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 5}
+        for service, rejected in (("checkout", 0), ("billing", 1)):
+            answer = edge.call("POST", "/v1/traces", spans(usage, service=service), PROTOBUF,
+                               key=key)  # fmt: skip
+            reply = ExportTraceServiceResponse.FromString(answer.body)
+            assert (answer.status, reply.partial_success.rejected_spans) == (200, rejected)
+        assert "this API key may not write service 'billing'" in (
+            reply.partial_success.error_message)  # fmt: skip
+        check = edge.call("GET", "/v1/check?tenant=team/a")
+        assert (check.status, check.json()) == (400, {"error": f"tenant 'team/a': {SEPARATOR}"})
+        for headers, why in (({}, "the x-tokenledger-tenant header is required (the tenant to "
+                               "check)"), ({"x-tokenledger-tenant": "team/a"},
+                                          f"tenant 'team/a': {SEPARATOR}")):  # fmt: skip
+            nginx = edge.call("GET", "/v1/authz/nginx", headers=headers)
+            assert (nginx.status, nginx.headers["x-tokenledger-reason"],
+                    nginx.headers["x-tokenledger-state"]) == (403, why, "refused")  # fmt: skip
+        keyless = edge.call("GET", "/v1/authz/nginx", headers={"x-tokenledger-tenant": "acme"},
+                            key=None)  # fmt: skip
+        assert (keyless.status, keyless.headers["x-tokenledger-reason"]) == (
+            403, "an API key is required: send 'Authorization: Bearer <key>'")  # fmt: skip
+    assert produced(settings, 2) == 2  # one event and one span, of service checkout

@@ -10,6 +10,8 @@ import pytest
 
 from streams.local.broker import free_port
 
+SEPARATOR = "'/' is the scope separator and cannot be part of a name (use - or . instead)"
+
 
 @pytest.mark.parametrize(
     ("args", "extra_env", "code", "starts"),
@@ -58,6 +60,13 @@ from streams.local.broker import free_port
         (["report"], {}, 2, "database tokenledger does not exist at chdb://"),
         (["demo", "--requests-per-day", "5"], {}, 2, "--requests-per-day must be at least 100"),
         (["worker", "--dedup-hours", "0"], {}, 2, "--dedup-hours must be above 0"),
+        (["budget", "rm", "--tenant", "team/a"], {}, 2, f"--tenant 'team/a': {SEPARATOR}"),
+        (["budget", "set", "--tenant", "acme", "--feature", "answer/v2", "--limit-usd", "5"], {},
+         2, f"--feature 'answer/v2': {SEPARATOR}"),
+        (["edge-key", "--service", "checkout", "--tenant", "acme/feature/answer"], {}, 2,
+         f"--tenant 'acme/feature/answer': {SEPARATOR}"),
+        (["edge-key", "--service", "check out", "--tenant", "acme"], {}, 2,
+         "--service 'check out': ' ' cannot be part of a name (letters, digits and . _ : @ + - only)"),
     ],
 )  # fmt: skip
 def test_usage_and_input_mistakes(

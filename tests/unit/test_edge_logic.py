@@ -34,10 +34,14 @@ def usage_data(**overrides: Any) -> dict[str, Any]:
     return {**data, **overrides}
 
 
+ANYONE = (lambda tenant: True, lambda service: True)
+"""A key that may write every tenant, as every service."""
+
+
 def test_a_cloudevent_without_ids_gets_deterministic_ones_and_its_time() -> None:
-    first = cloudevents_in.read_event(0, ce(usage_data()), lambda t: True)
-    again = cloudevents_in.read_event(0, ce(usage_data()), lambda t: True)
-    other = cloudevents_in.read_event(0, ce(usage_data(), id="call-2"), lambda t: True)
+    first = cloudevents_in.read_event(0, ce(usage_data()), *ANYONE)
+    again = cloudevents_in.read_event(0, ce(usage_data()), *ANYONE)
+    other = cloudevents_in.read_event(0, ce(usage_data(), id="call-2"), *ANYONE)
     assert isinstance(first, cloudevents_in.Accepted) and isinstance(other, cloudevents_in.Accepted)
     assert first == again and first.value != other.value
     event = UsageEvent.model_validate_json(first.value)
@@ -57,9 +61,10 @@ def test_a_cloudevent_without_ids_gets_deterministic_ones_and_its_time() -> None
     (ce(usage_data(color="red")), "data.color", "Extra inputs"),
     (ce(usage_data(), time=(NOW - timedelta(days=40)).isoformat()), "data.ts", "30 days"),
     (ce(usage_data(tenant_id="globex")), "data.tenant_id", "may not write tenant 'globex'"),
+    (ce(usage_data(service="billing")), "data.service", "may not write service 'billing'"),
 ])  # fmt: skip
 def test_each_bad_event_names_its_field_and_reason(raw: Any, field: str, words: str) -> None:
-    got = cloudevents_in.read_event(3, raw, lambda t: t == "acme")
+    got = cloudevents_in.read_event(3, raw, lambda t: t == "acme", lambda s: s == "support-bot")
     assert isinstance(got, cloudevents_in.Rejected), got
     assert (got.index, got.field) == (3, field) and words in got.reason, got
 

@@ -3,7 +3,7 @@ worker's changelog state so that a replay or a takeover reproduces it."""
 
 from __future__ import annotations
 
-from streams.worker.budgets import parse_scope
+from schemas.names import budget_scope, parse_scope, route_scope
 from streams.worker.state import State
 
 MINUTE_MS = 60_000
@@ -19,15 +19,16 @@ the reference model); tm= (tenant x model, spend only: names the top model of an
 
 def human_scope(scope: str) -> tuple[str, str, str | None]:
     """(alert scope, tenant, feature) of an internal scope ``t=``/``tf=``/``tr=`` or a budget."""
-    if scope.startswith("tenant/"):
-        return (scope, *parse_scope(scope))
+    budget = parse_scope(scope)
+    if budget is not None:
+        return (scope, *budget)
     kind, _, rest = scope.partition("=")
     tenant, _, other = rest.partition("|")
     if kind == "t":
-        return f"tenant/{tenant}", tenant, None
+        return budget_scope(tenant, None), tenant, None
     if kind == "tf":
-        return f"tenant/{tenant}/feature/{other}", tenant, other
-    return f"tenant/{tenant}/route/{other or '-'}", tenant, None
+        return budget_scope(tenant, other), tenant, other
+    return route_scope(tenant, other), tenant, None
 
 
 def keep_top_two(entry: list[int], first: int, second: int, cost: int) -> None:
