@@ -58,7 +58,7 @@ def test_budgets_and_signals_refuse_ambiguous_names() -> None:
     with pytest.raises(ValidationError, match="scope 'tenant/team/a' is not the scope of tenant "
                        "'team'"):  # fmt: skip
         factories.signal(scope="tenant/team/a", tenant_id="team", state="allow")
-    book = GuardBook(topic="signals", signing_key=None)
+    book = GuardBook(topic="signals", public_keys=None)
     book.caught_up()
     book.apply(b"tenant/acme/feature/answer", factories.signal(
         scope="tenant/acme/feature/answer", feature="answer").model_dump_json().encode())  # fmt: skip
