@@ -25,6 +25,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
+from schemas.names import error_message
+
 log = logging.getLogger(__name__)
 
 BAD_INPUT = (TypeError, ValueError, AttributeError, ArithmeticError)
@@ -67,8 +69,8 @@ def cause(error: Exception) -> str:
     """The problem in one line, without the offending value (it may be anything)."""
     if isinstance(error, ValidationError):
         first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        return f"{where}: {first['msg']}" if where else first["msg"]
+        where, msg = ".".join(str(p) for p in first["loc"]), error_message(first)
+        return f"{where}: {msg}" if where else msg
     return f"{type(error).__name__}: {error}"
 
 

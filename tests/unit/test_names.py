@@ -4,8 +4,10 @@ feature); one parser reads scopes everywhere; the edge makes dimension values in
 from __future__ import annotations
 
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,15 +15,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.messages import Budget, UsageEvent
+from schemas.messages import Budget, RequestEvent, UsageEvent
 from schemas.names import NAME_PATTERN, as_name, budget_scope, parse_scope
 from streams.edge import checks, genai_spans, keys, otlp_decode
 from streams.edge.bodies import HttpError
 from streams.errors import UserError
+from streams.local.broker import free_port
 from streams.records import Rejection, parse_message
 from streams.worker.budgets import BudgetBook, BudgetTracker
 from streams.worker.state import ChangelogState
 from tests.helpers import factories
+from tokenledger import Ledger
+from tokenledger.bad_input import AsGiven
 from tokenledger.budget_book import BudgetBook as GuardBook
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -133,3 +138,30 @@ def test_gateway_questions_and_key_lists_refuse_ambiguous_names() -> None:
     with pytest.raises(UserError) as refused:
         keys.ApiKeys.parse(json.dumps({"keys": [entry]}), "keys.json")
     assert str(refused.value) == f"keys.json keys[0]: tenant 'team/a': {SEPARATOR}"
+
+
+def test_track_with_a_scope_separator_sends_the_event_as_given_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ledger = Ledger("svc", bootstrap=f"127.0.0.1:{free_port()}", spill_dir=tmp_path,
+                    delivery_timeout_ms=500)  # fmt: skip
+    sent: list[Any] = []
+    ledger.emit = sent.append  # type: ignore[method-assign,assignment]
+    try:
+        with caplog.at_level(logging.WARNING, logger="tokenledger.bad_input"):
+            with ledger.track(tenant_id="acme/feature/answer", feature="answer", model="gpt-4o",
+                              provider="openai") as call:  # fmt: skip
+                call.record(input_tokens=10, output_tokens=5)
+        assert [type(e) for e in sent] == [AsGiven, AsGiven]
+        models: tuple[type[RequestEvent | UsageEvent], ...] = (RequestEvent, UsageEvent)
+        for item, model in zip(sent, models, strict=True):
+            topic, key, value = item.record
+            assert key == b"acme/feature/answer"
+            assert parse_message(value, model) == Rejection("invalid_fields",
+                                                            f"tenant_id: {SEPARATOR}")  # fmt: skip
+        assert [r.getMessage() for r in caplog.records if r.name == "tokenledger.bad_input"] == [
+            f"a request event does not fit the contract (tenant_id: {SEPARATOR}): it is sent "
+            "as given and the worker dead-letters it; fix the arguments of this call"
+        ]
+    finally:
+        ledger.close(timeout=1)
