@@ -9,6 +9,7 @@ a model. ``parse_scope`` is the one reader of scopes, for the SDK and the server
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,7 @@ MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+\-]{0,127}$"
 """A model name: a name that may also hold ``/`` (routing prefixes, provider paths)."""
 
 _NAME = re.compile(NAME_PATTERN)
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._:@+\-]")
 _NOT_IN_MODEL_NAME = re.compile(r"[^A-Za-z0-9._:/@+\-]")
 _LEADING = re.compile(r"^[^A-Za-z0-9]+")
@@ -64,9 +66,14 @@ def as_name(value: object, *, model: bool = False) -> str:
     """Any dimension value made into a name ("" when nothing is left): ``/`` becomes ``.``
     (except in a model name), other characters a name cannot hold ``_``, and leading
     punctuation goes: ``/users/{id}`` -> ``users._id_``. Tenants are never rewritten."""
-    if value is None:
-        return ""
-    text = str(value)
+    return "" if value is None else _as_name(str(value), model)
+
+
+@functools.lru_cache(maxsize=4096)
+def _as_name(text: str, model: bool) -> str:
+    """Cached: a span's service, environment, model and provider repeat on every span."""
+    if (_MODEL_NAME if model else _NAME).fullmatch(text) is not None:
+        return text
     if not model:
         text = text.replace(SCOPE_SEPARATOR, ".")
     text = (_NOT_IN_MODEL_NAME if model else _NOT_IN_NAME).sub("_", text)
