@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.call_control import BreakerSignal, RetryBudget, RetryBudgetSignal
 from schemas.common import (
     Event,
     Id,
@@ -304,4 +305,7 @@ MESSAGES: dict[str, type[Message]] = {
     "signal": Signal,
     "alert": Alert,
     "dlq_record": DlqRecord,
+    "retry_budget": RetryBudget,
+    "retry_budget_signal": RetryBudgetSignal,
+    "breaker_signal": BreakerSignal,
 }

@@ -23,27 +23,22 @@ from typing import Literal
 
 from pydantic import ValidationError
 
+from schemas.call_control import (
+    BREAKER_SIGNAL,
+    SIGNAL_KINDS,
+    BreakerSignal,
+    RetryBudgetSignal,
+    kind_of,
+)
 from schemas.common import format_usd
 from schemas.messages import Signal
 from schemas.names import error_message, parse_scope
 from tokenledger import signing
+from tokenledger.decision import ALLOW, Decision
 from tokenledger.freshness import Freshness
+from tokenledger.gates import Gates
 
 log = logging.getLogger(__name__)
-
-State = Literal["allow", "warn", "block", "guardrail", "unavailable"]
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    allowed: bool
-    state: State
-    reason: str
-    scope: str | None = None
-    degraded: bool = False
-
-
-ALLOW = Decision(True, "allow", "no budget signal limits this scope")
 
 
 @dataclass(frozen=True)
@@ -144,6 +139,8 @@ class BudgetBook:
         """Refused signals by reason (unsigned, another key, the old HMAC key, ...)."""
         self.public_keys = signing.reader_ring(public_keys)
         self.freshness = Freshness("signal")
+        self.gates = Gates()
+        """Retry-budget blocks and open circuit breakers (tokenledger.gates)."""
 
     # -- the feed's health -------------------------------------------------------------
 
@@ -204,8 +201,11 @@ class BudgetBook:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         tool_steps: int | None = None,
+        provider: str | None = None,
+        model: str | None = None,
     ) -> Decision:
-        """May this request spend now? ``est_cost`` is in nano-USD."""
+        """May this request spend now? ``est_cost`` is in nano-USD. With ``attempt`` > 1 the
+        route's retry budget is asked too; with ``provider`` and ``model``, its breaker."""
         if self.guardrails is not None:
             denied = self.guardrails.check(
                 route, attempt, est_cost, input_tokens, output_tokens, tool_steps
@@ -214,10 +214,13 @@ class BudgetBook:
                 return denied
         if self._mode is not None:
             return self._mode
+        gated = self.gates.check(tenant_id, route, attempt, provider, model) if self.gates else None
+        if gated is not None and not gated.allowed:
+            return gated
         tenant = self._tenant.get(tenant_id)
         scoped = self._feature.get((tenant_id, feature)) if feature is not None else None
         if tenant is None and scoped is None:
-            return ALLOW
+            return gated or ALLOW
         for entry in (tenant, scoped):
             if entry is not None and not entry[1].allowed:
                 return entry[1]
@@ -259,6 +262,10 @@ class BudgetBook:
             if parts is not None and fresh:
                 self._forget(*parts)
             return
+        kind = kind_of(value)
+        if kind in SIGNAL_KINDS:
+            self._apply_gate(kind, value)
+            return
         try:
             signal = Signal.model_validate_json(value)
         except ValidationError as exc:
@@ -274,6 +281,22 @@ class BudgetBook:
             self._tenant[signal.tenant_id] = (signal, _decision_for(signal))
         else:
             self._feature[(signal.tenant_id, signal.feature)] = (signal, _decision_for(signal))
+
+    def _apply_gate(self, kind: str | None, value: bytes) -> None:
+        """A retry-budget or breaker signal (its kind says which)."""
+        signal: RetryBudgetSignal | BreakerSignal
+        try:
+            if kind == BREAKER_SIGNAL:
+                signal = BreakerSignal.model_validate_json(value)
+            else:
+                signal = RetryBudgetSignal.model_validate_json(value)
+        except ValidationError as exc:
+            self.invalid_signals += 1
+            log.warning("ignoring an invalid signal: %s", exc.errors()[0]["msg"])
+            return
+        if self.freshness.accept(signal.scope, int(signal.issued_at.timestamp() * 1000)):
+            self.signals_seen += 1
+            self.gates.apply(signal)
 
     def _forget(self, tenant_id: str, feature: str | None) -> None:
         if feature is None:

@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from schemas.messages import Signal
 from tokenledger import signing
-from tokenledger.budget_book import ALLOW, BudgetBook, Decision, Guardrails, State
+from tokenledger.budget_book import BudgetBook, Guardrails
+from tokenledger.decision import ALLOW, Decision, State
 from tokenledger.freshness import Freshness
 from tokenledger.kafka_config import client_config
 from tokenledger.topic_names import signals_topic
@@ -114,11 +115,15 @@ class BudgetGuard:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         tool_steps: int | None = None,
+        provider: str | None = None,
+        model: str | None = None,
     ) -> Decision:
-        """May this request spend now? ``est_cost`` is in nano-USD."""
+        """May this request spend now? ``est_cost`` is in nano-USD. A retry (``attempt`` > 1)
+        is refused while its route's retry budget is used; with ``provider`` and ``model``
+        a call to an open circuit breaker is refused at once (README: Budgets)."""
         return self.book.check(tenant_id, feature, est_cost, route, attempt,
                                input_tokens=input_tokens, output_tokens=output_tokens,
-                               tool_steps=tool_steps)  # fmt: skip
+                               tool_steps=tool_steps, provider=provider, model=model)  # fmt: skip
 
     def state(self) -> dict[str, Signal]:
         """Current non-allow signal per scope (a copy)."""

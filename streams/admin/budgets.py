@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from pydantic import ValidationError
 
 from schemas import topics
+from schemas.call_control import RetryBudget
 from schemas.common import format_usd
 from schemas.messages import Budget, Window
 from schemas.names import budget_scope, error_message, name_problem
@@ -107,7 +109,10 @@ def _send(settings: Settings, key: str, value: bytes | None, issued_ms: int) -> 
         raise ServiceUnavailableError(f"the budget for {key} was not acknowledged by Kafka")
 
 
-def put(settings: Settings, budget: Budget, book: BudgetBook | None = None) -> Budget:
+Definition = TypeVar("Definition", Budget, RetryBudget)
+
+
+def put(settings: Settings, budget: Definition, book: BudgetBook | None = None) -> Definition:
     """Publish ``budget``, stamped newer than whatever the topic holds for its scope (so
     readers, which accept only newer records, take it); the budget as published."""
     book = read(settings) if book is None else book
@@ -122,7 +127,7 @@ def remove(settings: Settings, scope: str) -> bool:
     """Tombstone ``scope`` (its signed issue time in the headers); False when it had no
     budget."""
     book = read(settings)
-    if scope not in book.by_scope:
+    if scope not in book.by_scope and scope not in book.retry_budgets.by_scope:
         return False
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     _send(settings, scope, None, book.freshness.next_after(scope, now_ms))
@@ -133,11 +138,14 @@ def resign(settings: Settings) -> tuple[list[Budget], str]:
     """Publish every budget in force again, signed with this host's key (and its id): the
     step of a key rotation after which the previous key can be retired, and of the
     migration from HMAC, where the budgets in force include those signed with
-    TOKENLEDGER_LEGACY_HMAC_KEY (README: Security)."""
+    TOKENLEDGER_LEGACY_HMAC_KEY (README: Security). Retry budgets are published again too;
+    the budgets are returned."""
     signer, _ = authority()
     if signer is None:
         raise UserError("budget resign signs with TOKENLEDGER_SIGNING_KEY_FILE, which is not set")
     book = read(settings, migrating=True)
+    for retry in list(book.retry_budgets.by_scope.values()):
+        put(settings, retry, book)
     return [put(settings, budget, book) for budget in list(book.by_scope.values())], signer.key_id
 
 

@@ -12,12 +12,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streams.cli import admin, analytics, demo, edge, local, prices, services
+from streams.cli import admin, analytics, demo, edge, local, prices, retry_budgets, services
 from streams.cli.base import Handler, Parser
 from streams.config import Settings
 from streams.errors import UserError
 
-GROUPS = (local, admin, prices, services, edge, analytics, demo)
+GROUPS = (local, admin, retry_budgets, prices, services, edge, analytics, demo)
 """Command modules in the order `tokenledger --help` lists them."""
 SERVICES = {services.__name__, edge.__name__}
 """Modules of the long-running commands (their log lines carry the time)."""

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from schemas import topics
+from schemas.call_control import kind_of
 from schemas.messages import Alert, Budget, Signal
 from schemas.price_book import PriceBook, load_price_book
 from streams.worker.anomalies import DetectorConfig
@@ -89,6 +90,6 @@ class OfflineWorker:
         for out in outputs:
             if out.topic == topics.ALERTS:
                 self.run.alerts.append(Alert.model_validate_json(out.value))
-            elif out.topic == topics.SIGNALS:
+            elif out.topic == topics.SIGNALS and kind_of(out.value) == "signal":
                 self.run.signals.append(Signal.model_validate_json(out.value))
         self.state.changes()  # what the engine would write to the changelog

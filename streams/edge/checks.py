@@ -11,8 +11,8 @@ name), which the nginx snippet in the README turns into the 429 the client sees.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
 from schemas.common import NANO_PER_USD
@@ -30,6 +30,9 @@ class AuthzHeaders:
     feature: str = "x-tokenledger-feature"
     route: str = "x-tokenledger-route"
     est_cost_usd: str = "x-tokenledger-est-cost-usd"
+    attempt: str = "x-tokenledger-attempt"
+    provider: str = "x-tokenledger-provider"
+    model: str = "x-tokenledger-model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,9 @@ class Question:
     feature: str | None
     route: str | None
     est_cost_nusd: int | None
+    attempt: int = 1
+    provider: str | None = None
+    model: str | None = None
 
 
 def usd_to_nusd(raw: str, what: str) -> int:
@@ -52,15 +58,46 @@ def usd_to_nusd(raw: str, what: str) -> int:
     return int((usd * NANO_PER_USD).to_integral_value())
 
 
+def attempt_of(raw: str | None, what: str) -> int:
+    """The call's attempt number (1 = first); a retry is asked about its retry budget."""
+    if not raw:
+        return 1
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
+        problem = f"{what} {raw[:40]!r} is not a whole number from 1 to 1000 (1 = first attempt)"
+        raise HttpError(400, problem, reason="bad_attempt")
+    return int(raw)
+
+
+def with_call(
+    q: Question, get: Callable[[str], str | None], names: tuple[str, str, str]
+) -> Question:
+    """``q`` with the call's attempt, provider and model, read by their ``names`` (query
+    parameters or headers): what retry budgets and circuit breakers are asked about."""
+    attempt, provider, model = names
+    return replace(
+        q,
+        attempt=attempt_of(get(attempt), attempt),
+        provider=get(provider) or None,
+        model=get(model) or None,
+    )
+
+
 def from_query(query: Mapping[str, str]) -> Question:
     tenant = query.get("tenant") or ""
     if not tenant:
         raise HttpError(400, "tenant is required: /v1/check?tenant=acme&feature=search",
                         reason="no_tenant")  # fmt: skip
     cost, feature = query.get("est_cost_usd"), query.get("feature")
-    return Question(_named("tenant", tenant), _named("feature", feature) if feature else None,
-                    query.get("route") or None,
-                    usd_to_nusd(cost, "est_cost_usd") if cost else None)  # fmt: skip
+    return with_call(
+        Question(
+            _named("tenant", tenant),
+            _named("feature", feature) if feature else None,
+            query.get("route") or None,
+            usd_to_nusd(cost, "est_cost_usd") if cost else None,
+        ),
+        query.get,
+        ("attempt", "provider", "model"),
+    )
 
 
 def from_headers(headers: Mapping[str, str], names: AuthzHeaders) -> Question:
@@ -69,9 +106,16 @@ def from_headers(headers: Mapping[str, str], names: AuthzHeaders) -> Question:
         raise HttpError(400, f"the {names.tenant} header is required (the tenant to check)",
                         reason="no_tenant")  # fmt: skip
     cost, feature = headers.get(names.est_cost_usd), headers.get(names.feature)
-    return Question(_named("tenant", tenant), _named("feature", feature) if feature else None,
-                    headers.get(names.route) or None,
-                    usd_to_nusd(cost, names.est_cost_usd) if cost else None)  # fmt: skip
+    return with_call(
+        Question(
+            _named("tenant", tenant),
+            _named("feature", feature) if feature else None,
+            headers.get(names.route) or None,
+            usd_to_nusd(cost, names.est_cost_usd) if cost else None,
+        ),
+        headers.get,
+        (names.attempt, names.provider, names.model),
+    )
 
 
 def _named(what: str, value: str) -> str:
@@ -84,7 +128,9 @@ def _named(what: str, value: str) -> str:
 
 
 def decide(book: BudgetBook, q: Question) -> Decision:
-    return book.check(q.tenant, q.feature, q.est_cost_nusd, q.route)
+    return book.check(
+        q.tenant, q.feature, q.est_cost_nusd, q.route, q.attempt, provider=q.provider, model=q.model
+    )
 
 
 def check_reply(decision: Decision) -> Reply:

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from schemas import topics
+from schemas.call_control import SIGNAL_KINDS, kind_of
 from schemas.messages import (
     Alert,
     DlqRecord,
@@ -94,6 +95,7 @@ class Sink:
         self.table_of = {settings.topic(t): (model, row) for t, (model, row) in ROUTES.items()}
         self.dlq_topic = settings.topic(topics.DLQ)
         self.usage_topic = settings.topic(topics.USAGE_ENRICHED)
+        self.signals_topic = settings.topic(topics.SIGNALS)
         self.counters: Counter[str] = Counter()
         self._client: Any = None
         self._consumer: Any = None  # set by run()
@@ -241,6 +243,10 @@ class Sink:
         topic, partition, offset = m.topic(), m.partition(), m.offset()
         raw = m.value()
         source = (m.key(), raw)
+        if topic == self.signals_topic and kind_of(raw) in SIGNAL_KINDS:
+            batch.read(topic, partition, offset)  # retry-budget and breaker state: no rows
+            self.counters["signals.call_control"] += 1
+            return
         try:
             if topic != self.usage_topic:
                 batch.add(topic, partition, offset, self._row(topic, raw).values(), source)

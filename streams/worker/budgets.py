@@ -31,6 +31,7 @@ from schemas.common import format_usd
 from schemas.messages import Budget, RequestEvent, Signal
 from schemas.names import budget_scope, error_message, parse_scope
 from streams.worker.price import Enriched
+from streams.worker.retry_budgets import RetryBudgetConfigs
 from streams.worker.state import SETTLED, SETTLED_REQUEST, UNSCOPED, State, holds
 from streams.worker.windows import scope_dim
 from tokenledger.freshness import Freshness
@@ -113,6 +114,8 @@ class BudgetBook:
         self.topic = topic
         self.public_keys = public_keys
         self.freshness = Freshness("budget")
+        self.retry_budgets = RetryBudgetConfigs()
+        """Retry budget definitions: records of the same topic with a kind of their own."""
 
     @property
     def replayed(self) -> int:
@@ -137,6 +140,8 @@ class BudgetBook:
             )
             return
         scope = key.decode(errors="replace") if key else ""
+        if self.retry_budgets.apply(scope, value, self.freshness, verdict.issued_ms):
+            return
         if value is None:
             if verdict.issued_ms is not None and not self.freshness.accept(
                 scope, verdict.issued_ms

@@ -42,6 +42,8 @@ class Enriched:
     feature: str
     model: str
     route: str
+    provider: str
+    success: bool
     request_id: str
     attempt: int
     ts: datetime

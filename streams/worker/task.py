@@ -18,12 +18,14 @@ from schemas.price_book import PriceBook
 from streams.admin.signer import Signer, headers_for
 from streams.records import Output
 from streams.worker.anomalies import AnomalyTask, DetectorConfig
+from streams.worker.breakers import BreakerConfig
 from streams.worker.budgets import (
     DEFAULT_HEARTBEAT,
     DEFAULT_RESERVATION_TIMEOUT,
     BudgetBook,
     BudgetTracker,
 )
+from streams.worker.call_control import CallControl
 from streams.worker.price import Enriched
 from streams.worker.requests import RequestHandler
 from streams.worker.state import State
@@ -35,7 +37,8 @@ class PartitionTask:
 
     def __init__(self, state: State, usage: UsageTask, requests: RequestHandler,
                  budgets: BudgetTracker, anomalies: AnomalyTask, requests_topic: str,
-                 signals_topic: str, signer: Signer | None = None) -> None:  # fmt: skip
+                 signals_topic: str, signer: Signer | None = None,
+                 control: CallControl | None = None) -> None:  # fmt: skip
         self.state = state
         self.usage = usage
         self.requests = requests
@@ -44,10 +47,12 @@ class PartitionTask:
         self.signer = signer
         self.requests_topic = requests_topic
         self.signals_topic = signals_topic
+        self.control = control
 
     @property
     def counters(self) -> Counter[str]:
-        return self.usage.counters + self.requests.counters + self.anomalies.counters
+        control = self.control.counters if self.control is not None else Counter()
+        return self.usage.counters + self.requests.counters + self.anomalies.counters + control
 
     def process(
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
@@ -64,6 +69,8 @@ class PartitionTask:
             issued_ms = int(signal.issued_at.timestamp() * 1000)
             headers = headers_for(self.signer, self.signals_topic, key, value, issued_ms)
             outputs.append(Output(self.signals_topic, key, value, headers))
+        if self.control is not None:
+            outputs += self.control.end_batch(self.usage.watermark_ms, now)
         return outputs + self.anomalies.end_batch(self.usage.watermark_ms, now)
 
 
@@ -77,6 +84,7 @@ def partition_task(
     heartbeat: timedelta = DEFAULT_HEARTBEAT,
     detectors: DetectorConfig | None = None,
     signer: Signer | None = None,
+    breakers: BreakerConfig | None = None,
     **options: Any,
 ) -> PartitionTask:
     """The processors of one input partition over ``state``; ``names`` maps each topic's
@@ -88,11 +96,17 @@ def partition_task(
     anomalies = AnomalyTask(state, usage.windows, names[topics.ALERTS], budgets=budgets,
                             config=detectors)  # fmt: skip
 
+    signals = names[topics.SIGNALS]
+    control = CallControl(
+        state, book.retry_budgets, signals, signer, heartbeat=heartbeat, breakers=breakers
+    )
+
     def on_enriched(event: Enriched) -> None:
         budgets.on_usage(event)
         anomalies.observe(event)
+        control.on_usage(event)
 
     usage.on_enriched = on_enriched
     requests = RequestHandler(budgets, names[topics.DLQ])
     return PartitionTask(state, usage, requests, budgets, anomalies, names[topics.REQUESTS],
-                         names[topics.SIGNALS], signer)  # fmt: skip
+                         names[topics.SIGNALS], signer, control)  # fmt: skip

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from schemas.common import check_event_time
 from schemas.messages import MESSAGES, Budget, UsageEvent, budget_scope
-from tests.helpers import factories
+from tests.helpers import call_control, factories
 
 
 def usage_json(**overrides: Any) -> str:
@@ -32,7 +32,9 @@ def test_usage_round_trips_through_json_unchanged() -> None:
 def test_every_message_round_trips() -> None:
     samples = [factories.request(), factories.usage(), factories.outcome(), factories.enriched(),
                factories.signal(), factories.alert(), factories.dlq(),
-               Budget(tenant_id="acme", limit_nusd=5, updated_at=factories.now())]  # fmt: skip
+               Budget(tenant_id="acme", limit_nusd=5, updated_at=factories.now()),
+               call_control.retry_budget(), call_control.retry_signal(),
+               call_control.breaker_signal()]  # fmt: skip
     assert {type(s) for s in samples} == set(MESSAGES.values())
     for sample in samples:
         assert type(sample).model_validate_json(sample.model_dump_json()) == sample

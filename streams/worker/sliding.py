@@ -1,0 +1,68 @@
+"""Counts per second of event time over a sliding minute, kept as one state value.
+
+Retry budgets and circuit breakers judge "the last minute" of a route: a tumbling minute
+would forget a burst that straddles its boundary, so they keep one small row of counters
+per second and sum the 60 seconds up to the partition's watermark (event time). A second
+is the resolution: an event leaves the window 60 s after its second began.
+"""
+
+from __future__ import annotations
+
+WINDOW_S = 60
+
+
+class Minute:
+    """Per-second rows of ``width`` counters; ``slide`` drops seconds older than a minute."""
+
+    __slots__ = ("seconds", "width")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.seconds: dict[int, list[int]] = {}
+
+    def add(self, ts_ms: int, *values: int) -> None:
+        row = self.seconds.get(ts_ms // 1000)
+        if row is None:
+            self.seconds[ts_ms // 1000] = list(values)
+        else:
+            for i, v in enumerate(values):
+                row[i] += v
+
+    def slide(self, now_ms: int) -> bool:
+        """Keep the minute ending at ``now_ms`` (its second included); True when any went."""
+        oldest = now_ms // 1000 - WINDOW_S + 1
+        gone = [s for s in self.seconds if s < oldest]
+        for s in gone:
+            del self.seconds[s]
+        return bool(gone)
+
+    def totals(self) -> list[int]:
+        out = [0] * self.width
+        for row in self.seconds.values():
+            for i, v in enumerate(row):
+                out[i] += v
+        return out
+
+    def clear(self) -> None:
+        self.seconds.clear()
+
+    def __bool__(self) -> bool:
+        return bool(self.seconds)
+
+    def encode(self) -> str:
+        """``second:v1:v2...`` per second, comma-separated (the state's form)."""
+        return ",".join(":".join(map(str, (s, *row))) for s, row in sorted(self.seconds.items()))
+
+    @classmethod
+    def decode(cls, text: str, width: int) -> Minute:
+        minute = cls(width)
+        for item in filter(None, text.split(",")):
+            second, *values = (int(x) for x in item.split(":"))
+            minute.seconds[second] = values
+        return minute
+
+
+def window(now_ms: int) -> tuple[int, int]:
+    """[start, end) in ms of the minute ``slide(now_ms)`` keeps."""
+    end = (now_ms // 1000 + 1) * 1000
+    return end - WINDOW_S * 1000, end
