@@ -19,6 +19,7 @@ from streams.admin.topics import create_topics, partition_counts
 from streams.config import Settings
 from streams.errors import UserError
 from streams.worker.anomalies import DetectorConfig
+from streams.worker.breakers import BreakerConfig
 from streams.worker.budget_feed import BudgetFeed
 from streams.worker.budgets import DEFAULT_HEARTBEAT, DEFAULT_RESERVATION_TIMEOUT, BudgetBook
 from streams.worker.engine import EngineConfig, TransactionalEngine
@@ -45,6 +46,7 @@ def build(
     max_batch: int = 2000,
     detectors: DetectorConfig | None = None,
     state: str = "disk",
+    breakers: BreakerConfig | None = None,
 ) -> TransactionalEngine:
     """The worker for ``settings``; checks and creates the topics it needs. ``state``:
     ``disk`` keeps each partition's state in RocksDB under
@@ -81,7 +83,8 @@ def build(
     def factory(partition: int, state: State) -> PartitionTask:
         return partition_task(state, prices, book, names, reservation_timeout=reservation_timeout,
                               heartbeat=heartbeat,
-                              detectors=detectors, signer=signer, **options)  # fmt: skip
+                              detectors=detectors, signer=signer, breakers=breakers,
+                              **options)  # fmt: skip
 
     instance = instance_id or default_instance()
     state_dir = settings.home / "state" / settings.topic(GROUP) / instance
