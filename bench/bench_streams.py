@@ -9,6 +9,9 @@
   a UsageEvent, for the second): the ceiling any worker logic starts from.
 - ``streams.block_latency_*``: from the produce of the usage event that crosses a tenant's
   limit to a BudgetGuard reporting that tenant blocked, under steady background traffic.
+- ``breaker.open_ms`` / ``breaker.open_p99_ms``: from the produce of a burst of failed calls
+  (enough to open a circuit breaker) to every one of several BudgetGuards refusing calls to
+  that route x provider x model, under the same background traffic.
 """
 
 from __future__ import annotations
@@ -40,22 +43,29 @@ from tokenledger.kafka_config import client_config
 EVENTS = 60_000
 BACKGROUND_RATE = 2_000
 BLOCK_SAMPLES = 40
+BREAKER_SAMPLES = 20
+GUARDS = 3
 
 
-def usage(tenant: str, i: int, model: str | None = None) -> bytes:
+def usage(tenant: str, i: int, model: str | None = None, success: bool = True) -> bytes:
     return UsageEvent(
         event_id=uuid.uuid4().hex, request_id=f"r-{i}", idempotency_key=f"r-{i}",
         ts=datetime.now(UTC) - timedelta(seconds=1), tenant_id=tenant, user_scope="u",
         service="bench", feature=f"f{i % 4}", route="rag", prompt_version="v1",
         model=model or ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5")[i % 3], provider="x",
         input_tokens=3000 + i % 500, output_tokens=300 + i % 200, cached_input_tokens=1024,
-        latency_ms=800, success=True,
+        latency_ms=800, success=success,
     ).model_dump_json().encode()  # fmt: skip
 
 
 def run() -> list[Figure]:
     with local_broker() as (bootstrap, _):
-        return throughput(bootstrap) + two_workers(bootstrap) + block_latency(bootstrap)
+        return (
+            throughput(bootstrap)
+            + two_workers(bootstrap)
+            + block_latency(bootstrap)
+            + breaker_open(bootstrap)
+        )
 
 
 def _settings(bootstrap: str, partitions: int) -> Settings:
@@ -195,6 +205,81 @@ def two_workers(bootstrap: str) -> list[Figure]:
     ]
 
 
+def _background(bootstrap: str, source: str, stop: threading.Event) -> threading.Thread:
+    """BACKGROUND_RATE usage events a second to ``source`` until ``stop``."""
+    from confluent_kafka import Producer
+
+    def run() -> None:
+        producer = Producer(client_config(bootstrap, {"linger.ms": 5}))
+        i, started = 0, time.perf_counter()
+        while not stop.is_set():
+            due = int((time.perf_counter() - started) * BACKGROUND_RATE)
+            while i < due:
+                producer.produce(source, usage(f"bg{i % 40}", i), f"bg{i % 40}".encode())
+                i += 1
+            producer.poll(0)
+            time.sleep(0.002)
+        producer.flush(30)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def breaker_open(bootstrap: str) -> list[Figure]:
+    """Per sample a tenant of its own sends 20 failed calls at once (the default breaker
+    opens at 50% of at least 20 in a minute); timed until all GUARDS guards refuse."""
+    from confluent_kafka import Producer
+
+    settings = _settings(bootstrap, 3)
+    engine = worker.build(settings, "breakers")
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    guards = [
+        BudgetGuard(bootstrap=bootstrap, topic=settings.topic(topics.SIGNALS)).start()
+        for _ in range(GUARDS)
+    ]
+    for guard in guards:
+        guard.wait_ready(60)
+    stop = threading.Event()
+    source = settings.topic(topics.USAGE)
+    traffic = _background(bootstrap, source, stop)
+    time.sleep(2)  # let the background rate settle before sampling
+    producer = Producer(client_config(bootstrap, {"linger.ms": 0}))
+    latencies = []
+    for s in range(BREAKER_SAMPLES):
+        tenant = f"brk-{s}"
+        sent = time.perf_counter()
+        for i in range(20):
+            producer.produce(source, usage(tenant, i, "gpt-4o", success=False), tenant.encode())
+        producer.poll(0)
+        waiting = list(guards)
+        while waiting:
+            waiting = [
+                g
+                for g in waiting
+                if g.check(tenant, route="rag", provider="x", model="gpt-4o").allowed
+            ]
+            if time.perf_counter() - sent > 30:
+                raise AssertionError(f"{tenant}'s breaker was not open at every guard in 30 s")
+            time.sleep(0.0005)
+        latencies.append((time.perf_counter() - sent) * 1000)
+        time.sleep(0.25)
+    stop.set()
+    traffic.join(30)
+    for guard in guards:
+        guard.close()
+    engine.stop()
+    thread.join(30)
+    note = f"{BREAKER_SAMPLES} failure bursts to all {GUARDS} guards refusing"
+    return [
+        Figure("breaker.open_ms", median(latencies), "ms", f"median; {note}"),
+        Figure(
+            "breaker.open_p99_ms", p99(latencies), "ms", f"{note}, under {BACKGROUND_RATE} ev/s"
+        ),
+    ]
+
+
 def block_latency(bootstrap: str) -> list[Figure]:
     from confluent_kafka import Producer
 
@@ -209,21 +294,7 @@ def block_latency(bootstrap: str) -> list[Figure]:
     guard.wait_ready(60)
     stop = threading.Event()
     source = settings.topic(topics.USAGE)
-
-    def background() -> None:
-        producer = Producer(client_config(bootstrap, {"linger.ms": 5}))
-        i, started = 0, time.perf_counter()
-        while not stop.is_set():
-            due = int((time.perf_counter() - started) * BACKGROUND_RATE)
-            while i < due:
-                producer.produce(source, usage(f"bg{i % 40}", i), f"bg{i % 40}".encode())
-                i += 1
-            producer.poll(0)
-            time.sleep(0.002)
-        producer.flush(30)
-
-    traffic = threading.Thread(target=background, daemon=True)
-    traffic.start()
+    traffic = _background(bootstrap, source, stop)
     time.sleep(2)  # let the background rate settle before sampling
     producer = Producer(client_config(bootstrap, {"linger.ms": 0}))
     latencies = []

@@ -42,7 +42,7 @@ class CallControl:
         self.counters: Counter[str] = Counter()
 
     def on_usage(self, event: Enriched) -> None:
-        ts_ms = int(event.ts.timestamp() * 1000)
+        ts_ms = int(event.ts.timestamp() * 1000)  # the same arithmetic as the usage task
         self.retries.observe(
             event.tenant_id, event.route, event.attempt, event.cost_nusd or 0, ts_ms
         )
