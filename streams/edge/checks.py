@@ -1,6 +1,8 @@
 """Gateway questions over HTTP, answered by the same BudgetBook a Python BudgetGuard uses.
 
-``GET /v1/check?tenant=&feature=&route=&est_cost_usd=`` answers with the decision as JSON.
+``GET /v1/check?tenant=&feature=&route=&est_cost_usd=`` answers with the decision as JSON;
+``attempt``, ``provider`` and ``model`` (headers ``x-tokenledger-attempt``, ``-provider``,
+``-model`` on /v1/authz) ask about the route's retry budget and circuit breaker too.
 ``/v1/authz`` answers Envoy ``ext_authz`` (HTTP service) and Kong-style callers: tenant,
 feature, route and estimated cost from request headers (names configurable), 200 to allow,
 429 with ``x-tokenledger-reason`` to refuse. ``/v1/authz/nginx`` is the same question for
