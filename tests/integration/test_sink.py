@@ -25,7 +25,7 @@ from streams.config import Settings
 from streams.sink import migrations
 from streams.sink.client import get_client
 from streams.sink.service import Sink
-from tests.helpers import factories
+from tests.helpers import call_control, factories
 from tests.helpers.cli import TOKENLEDGER
 from tests.helpers.kafka_io import committed_total, produce
 from tests.helpers.settings import isolated
@@ -95,6 +95,8 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
         topics.SIGNALS: [
             factories.signal().model_dump_json().encode(),
             burn.model_dump_json().encode(),
+            call_control.breaker_signal().model_dump_json().encode(),  # state, not rows
+            call_control.retry_signal().model_dump_json().encode(),
         ],
         topics.ALERTS: [
             factories.alert().model_dump_json().encode(),
@@ -119,6 +121,7 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     wait_for(lambda: all(stored(t) == n for t, n in counts.items()), 60, "every row in ClickHouse")
     sink.stop()
     thread.join(30)
+    assert sink.counters["signals.call_control"] == 2
 
     priced = [e.cost_nusd for e in usage if e.cost_nusd is not None]
     raw = ch.query("SELECT sum(cost_nusd), countIf(cost_nusd IS NULL), uniqExact(event_id) "
