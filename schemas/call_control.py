@@ -21,7 +21,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from schemas.common import Message, Name, Nusd, OptionalName, Text, UtcDatetime
+from schemas.common import Message, ModelName, Name, Nusd, OptionalName, Text, UtcDatetime
+from schemas.names import route_scope
 
 Scope = Annotated[str, StringConstraints(min_length=1, max_length=400)]
 Count = Annotated[int, Field(ge=0, le=2**62)]
@@ -30,10 +31,6 @@ RETRY_BUDGET = "retry_budget"
 RETRY_BUDGET_SIGNAL = "retry_budget_signal"
 BREAKER_SIGNAL = "breaker_signal"
 SIGNAL_KINDS = (RETRY_BUDGET_SIGNAL, BREAKER_SIGNAL)
-
-
-def route_scope(tenant_id: str, route: str) -> str:
-    return f"tenant/{tenant_id}/route/{route or '-'}"
 
 
 def retry_budget_scope(tenant_id: str, route: str) -> str:
@@ -112,7 +109,7 @@ class BreakerSignal(Message):
     tenant_id: Name
     route: OptionalName
     provider: Name
-    model: Name
+    model: ModelName
     state: Literal["open", "closed"]
     reason: Text
     calls: Count = Field(description="calls in the window that opened it (or the probes)")
