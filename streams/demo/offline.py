@@ -45,11 +45,13 @@ class OfflineWorker:
         batch: int = 500,
         processing_delay: timedelta = timedelta(seconds=1),
         max_batch_time: timedelta = timedelta(seconds=5),
+        state: ChangelogState | None = None,
     ) -> None:
+        """``state``: what a previous run committed (a restore), else empty."""
         self.book = BudgetBook()
         for budget in budgets:
             self.book.apply(budget.scope.encode(), budget.model_dump_json().encode())
-        self.state = ChangelogState()
+        self.state = state or ChangelogState()
         self.task: PartitionTask = partition_task(
             self.state, prices or load_price_book(), self.book, NAMES, detectors=detectors
         )

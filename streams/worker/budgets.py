@@ -217,8 +217,8 @@ class BudgetTracker:
         self.latest_slot_ms = max((int(k.rsplit(":", 1)[1]) for k in self.slots), default=0)
         self._dirty_slots: set[str] = set()
         self._batch: dict[tuple[str, str, int], int] = {}
-        """Spend of the running batch per (tenant, feature, slot start): ``end_batch``
-        folds it into ``slots``."""
+        """Spend of the running batch per (tenant, feature, slot start): ``fold`` (at batch
+        end, or when the anomaly detectors need the slots) adds it to ``slots``."""
         self._dirty_scopes: set[str] = set()
         self._next_cleanup_ms = 0
         self._rollovers: list[tuple[int, str]] = []
@@ -258,8 +258,8 @@ class BudgetTracker:
         group = (event.tenant_id, event.feature, ts_ms - ts_ms % SLOT_MS)
         self._batch[group] = self._batch.get(group, 0) + (event.cost_nusd or 0)
 
-    def _fold(self) -> None:
-        """Add the batch's spend (summed per tenant, feature and slot) to the slots."""
+    def fold(self) -> None:
+        """Add the batch's spend so far (summed per tenant, feature and slot) to the slots."""
         slots = self.slots
         for (tenant_id, feature, slot_ms), cost in self._batch.items():
             if cost:
@@ -288,23 +288,29 @@ class BudgetTracker:
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def spend(self, budget: Budget, start: datetime, end: datetime) -> int:
+    def spend(
+        self, budget: Budget, start: datetime, end: datetime, *, reserved: bool = True
+    ) -> int:
+        """Committed spend in [start, end), with the open reservations unless not
+        ``reserved``."""
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         dim = scope_dim(budget.tenant_id, budget.feature)
         slots = self.slots
         last = min(end_ms, self.latest_slot_ms + SLOT_MS)  # later slots are empty
         committed = sum(slots.get(f"q:{dim}:{slot}", 0) for slot in range(start_ms, last, SLOT_MS))
-        reserved = sum(
+        if not reserved:
+            return committed
+        held = sum(
             r.nusd for r in self.reservations.values()
             if r.tenant_id == budget.tenant_id
             and (budget.feature is None or r.feature == budget.feature)
             and start_ms <= r.ts_ms < end_ms
         )  # fmt: skip
-        return committed + reserved
+        return committed + held
 
     def end_batch(self, now: datetime) -> list[Signal]:
         now_ms = int(now.timestamp() * 1000)
-        self._fold()
+        self.fold()
         for key in self._dirty_slots:
             self.state.put(key, str(self.slots[key]))
         self._dirty_slots.clear()

@@ -71,7 +71,7 @@ class PartitionTask:
             outputs.append(Output(self.signals_topic, key, value, headers))
         if self.control is not None:
             outputs += self.control.end_batch(self.usage.watermark_ms, now)
-        return outputs + self.anomalies.end_batch(self.usage.watermark_ms, now)
+        return outputs + self.anomalies.end_batch()
 
 
 def partition_task(
@@ -107,6 +107,7 @@ def partition_task(
         control.on_usage(event)
 
     usage.on_enriched = on_enriched
+    usage.on_minute = anomalies.tick
     requests = RequestHandler(budgets, names[topics.DLQ])
     return PartitionTask(state, usage, requests, budgets, anomalies, names[topics.REQUESTS],
                          names[topics.SIGNALS], signer, control)  # fmt: skip

@@ -22,7 +22,7 @@ from streams.worker.dedup import DEFAULT_RETENTION, Dedup, Verdict
 from streams.worker.price import Enriched, enrich
 from streams.worker.state import State
 from streams.worker.validate import parse
-from streams.worker.windows import DEFAULT_LATENESS, SpendWindows
+from streams.worker.windows import DEFAULT_LATENESS, SpendWindows, window_start
 
 COMPONENT = "usage-worker"
 _EXPIRE_EVERY_MS = 60_000
@@ -47,9 +47,13 @@ class UsageTask:
         allowed_lateness: timedelta = DEFAULT_LATENESS,
         trusted_cost_services: frozenset[str] = frozenset(),
         on_enriched: Callable[[Enriched], None] | None = None,
+        on_minute: Callable[[int], None] | None = None,
     ) -> None:
         self.state = state
         self.on_enriched = on_enriched
+        self.on_minute = on_minute
+        """Called with the new watermark before an event moves it into a later minute (an
+        event-time tick: the anomaly detectors judge the minutes it closes)."""
         self.prices = prices
         self.topics = topics
         self.trusted = trusted_cost_services
@@ -88,6 +92,9 @@ class UsageTask:
         if late:
             self.counters["late"] += 1
         else:
+            if window_start(ts_ms, "minute") > self.watermark_ms and self.on_minute is not None:
+                self.windows.flush()  # what the judges of the closed minutes read
+                self.on_minute(ts_ms)
             self.windows.add(ts_ms, event.tenant_id, event.feature, event.model,
                              enriched.cost_nusd)  # fmt: skip
         if duplicate:

@@ -70,6 +70,21 @@ def read_committed(bootstrap: str, topic: str, expected: int, timeout: float = 6
     return got
 
 
+def read_all_committed(bootstrap: str, topic: str, timeout: float = 30) -> list[Any]:
+    """Every committed record of ``topic``, read until each partition reports its end (no
+    transaction may be left open: a running producer's open one would hold the end back)."""
+    from tokenledger.kafka_config import read_to_end
+
+    consumer = assigned_reader(bootstrap, topic, **{"enable.partition.eof": True})
+    got: list[Any] = []
+    try:
+        partitions = {tp.partition for tp in consumer.assignment()}
+        assert read_to_end(consumer, partitions, got.append, timeout), f"{topic} not read to its end"
+    finally:
+        consumer.close()
+    return got
+
+
 def wait_visible(bootstrap: str, topic: str, at_least: int, timeout: float = 60) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

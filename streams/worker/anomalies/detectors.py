@@ -22,6 +22,7 @@ from streams.worker.anomalies.buckets import (
     Buckets,
     human_scope,
 )
+from streams.worker.anomalies.onset import Onset, mix_onset, share_onset, spend_onset
 from streams.worker.budgets import ADJECTIVE, budget_window
 from streams.worker.windows import SpendWindows, scope_dim
 
@@ -75,6 +76,9 @@ class Observation:
     evaluation)."""
     evidence: int = 0
     """Calls the judgement rests on (where the detector counts them)."""
+    onset: Onset | None = field(default=None, repr=False)
+    """The change point behind the observation (onset.py), read only when it fires; None:
+    the window's start."""
 
 
 def _median(values: list[int]) -> int:
@@ -131,6 +135,22 @@ class Detectors:
         return (observed >= self.cfg.spend_ratio * expected
                 and observed - expected >= self.cfg.spend_small_excess_nusd)  # fmt: skip
 
+    def spread_beyond(self, scope: str, minute: int, obs: Observation | None) -> bool:
+        """Whether a feature's anomalous spend is not the feature's alone: its tenant's other
+        features together also spend ``spend_ratio`` times what they are expected to (a bulk
+        job across features). Such a change is the tenant's incident, named at the tenant."""
+        if (
+            obs is None
+            or not obs.volume_ok
+            or not self.spend_is_anomalous(obs.observed, obs.expected)
+        ):
+            return False
+        tenant = self.spend_rate("t=" + scope[3:].split("|", 1)[0], minute)
+        if tenant is None:
+            return False
+        rest_expected = max(tenant.expected - obs.expected, 1)
+        return tenant.observed - obs.observed >= self.cfg.spend_ratio * rest_expected
+
     def _spend(self, scope: str, minute: int) -> tuple[int, int, int, int]:
         """(observed, spent, events, tops) over the two minutes ending with ``minute``."""
         events = spent = 0
@@ -171,8 +191,18 @@ class Detectors:
         summary = lambda: (f"{where} spent {format_usd(spent)} in the 2 minutes to "
                    f"{_minute_label(end)} UTC ({events} calls), about {format_usd(expected)} "
                    f"expected; {self._top_spenders(tenant, start, minute)}")  # fmt: skip
-        return Observation(observed, expected, SPEND_UNIT, volume_ok, start, end, summary,
-                           evidence=events)  # fmt: skip
+        began = spend_onset(self.b, scope, minute, expected // 2, observed // 2, without_top=True)
+        return Observation(
+            observed,
+            expected,
+            SPEND_UNIT,
+            volume_ok,
+            start,
+            end,
+            summary,
+            evidence=events,
+            onset=began,
+        )
 
     def _top_spenders(self, tenant: str, first: int, last: int) -> str:
         """The tenant's feature and model that spent most in minutes [first, last]."""
@@ -237,8 +267,10 @@ class Detectors:
                    f"{(end - start) // MINUTE_MS} minutes to {_minute_label(end)} UTC "
                    f"({counted} of {calls} calls, {detail}), against {expected / 10:.1f}% "
                    f"{when}")  # fmt: skip
-        return Observation(observed, expected, unit, volume_ok, start, end, summary,
-                           evidence=calls)  # fmt: skip
+        began = share_onset(self.b, scope, minute, expected, observed)
+        return Observation(
+            observed, expected, unit, volume_ok, start, end, summary, evidence=calls, onset=began
+        )
 
     def retry_is_anomalous(self, observed: int, expected: int) -> bool:
         return (observed >= self.cfg.retry_share_pct * 10
@@ -277,7 +309,10 @@ class Detectors:
                    f"reference model over the {minutes} minutes to {_minute_label(end)} UTC "
                    f"({calls} priced calls, {format_usd(spent)}), against "
                    f"{expected / 1000:.2f}x {when}")  # fmt: skip
-        return Observation(observed, expected, unit, True, start, end, summary, evidence=calls)
+        began = mix_onset(self.b, scope, minute, expected, observed)
+        return Observation(
+            observed, expected, unit, True, start, end, summary, evidence=calls, onset=began
+        )
 
     @property
     def mix_windows(self) -> tuple[int, ...]:
@@ -315,9 +350,21 @@ class Detectors:
             f"{ADJECTIVE[budget.window]} limit {format_usd(budget.limit_nusd)} by "
             f"{end.strftime('%Y-%m-%d %H:%M')} UTC ({format_usd(spent)} spent so far)"
         )
+        # began: when the spend rate rose from what the limit allows, evenly spread, towards
+        # the last hour's rate (searched over the minutes the buckets keep)
+        even = budget.limit_nusd * MINUTE_MS // (end_ms - start_ms)
+        began = spend_onset(self.b, dim, minute, even, last_hour // 60, first=start_ms)
         # the evidence window: from this minute (when it fires) to the budget window's end
-        return Observation(forecast, budget.limit_nusd, "nusd/window", volume_ok, minute,
-                           end_ms, summary)  # fmt: skip
+        return Observation(
+            forecast,
+            budget.limit_nusd,
+            "nusd/window",
+            volume_ok,
+            minute,
+            end_ms,
+            summary,
+            onset=began,
+        )
 
     def _hours(self, dim: str, first_ms: int, end_ms: int) -> int:
         """Spend in whole UTC hours starting in [first_ms, end_ms) (budget windows align

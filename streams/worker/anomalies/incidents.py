@@ -1,12 +1,14 @@
 """One alert per incident: firing once, resolved after quiet minutes judged against the
-expectation frozen at firing, then a cooldown. Fingerprints are the same on every worker
-and replay."""
+expectation frozen at firing, then a cooldown. Everything in an alert comes from event time:
+it starts at the change point behind the observation that fired (onset.py), it is issued
+at the end of the minute judged, and its fingerprint hashes the detector, the scope and
+that minute, so every worker, batch size and replay gives the same alert."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from schemas.messages import Alert
@@ -23,7 +25,6 @@ class Incident:
     severity: str
     summary: str
     quiet: int = 0
-    last: Observation | None = field(default=None, compare=False)
 
     def encode(self) -> str:
         return f"firing|{self.start_ms}|{self.expected}|{self.quiet}|{self.fingerprint}|{self.severity}"
@@ -43,7 +44,6 @@ class Incidents:
         self.state = state
         self.cfg = config
         self.judge = judge
-        self.now = datetime.now(UTC)
         self.incidents: dict[tuple[str, str], Incident] = {}
         self.cooling: dict[tuple[str, str], int] = {}
         for key, value in state.items("a:f:"):
@@ -63,10 +63,8 @@ class Incidents:
         """Every scope with a firing incident (evaluated even in a minute without traffic)."""
         return {scope for _, scope in self.incidents}
 
-    def step(
-        self, detector: str, scope: str, obs: Observation | None, minute: int,
-        *, fire_only: bool = False,
-    ) -> list[Alert]:  # fmt: skip
+    def step(self, detector: str, scope: str, obs: Observation | None, minute: int) -> list[Alert]:
+        """Judge ``minute`` of an incident's scope: fire, hold, or resolve."""
         key = (detector, scope)
         incident = self.incidents.get(key)
         if incident is None:
@@ -82,13 +80,13 @@ class Incidents:
                     return []
                 del self.cooling[key]
             severity = "critical" if detector in ("spend_rate", "budget_burn") else "warning"
-            incident = Incident(obs.start_ms, obs.expected, fingerprint(detector, scope, minute),
-                                severity, obs.summary(), last=obs)  # fmt: skip
+            began = obs.start_ms if obs.onset is None else obs.onset(self._since(until))
+            incident = Incident(
+                began, obs.expected, fingerprint(detector, scope, minute), severity, obs.summary()
+            )
             self.incidents[key] = incident
             self.state.put(f"a:f:{detector}:{scope}", incident.encode())
-            return [self._alert(detector, scope, incident, obs, "firing")]
-        if fire_only:
-            return []
+            return [self._alert(detector, scope, incident, obs, "firing", minute)]
         if obs is None and detector != "budget_burn":
             return []  # no evidence either way (an idle route): the incident holds
         if detector == "budget_burn":  # against the current limit, with a lower band
@@ -97,8 +95,6 @@ class Incidents:
         else:  # against the expectation frozen when it fired
             bad = obs is not None and self.judge(detector, obs.observed, incident.expected)
         incident.quiet = 0 if bad else incident.quiet + 1
-        if obs is not None:
-            incident.last = obs
         if incident.quiet < self.cfg.resolve_after:
             self.state.put(f"a:f:{detector}:{scope}", incident.encode())
             return []
@@ -106,14 +102,18 @@ class Incidents:
         until = minute + MINUTE_MS + self.cfg.cooldown_minutes * MINUTE_MS
         self.cooling[key] = until
         self.state.put(f"a:f:{detector}:{scope}", f"cool|{until}")
-        last = incident.last or Observation(0, incident.expected, "", True, minute,
-                                            minute + MINUTE_MS)  # fmt: skip
+        last = obs or Observation(0, incident.expected, "", True, minute, minute + MINUTE_MS)
         text = (f"resolved: {detector} on {human_scope(scope)[0]} back to normal for "
                 f"{self.cfg.resolve_after} minutes")  # fmt: skip
         last = replace(last, summary=lambda: text)
-        return [
-            self._alert(detector, scope, incident, last, "resolved", ends_ms=minute + MINUTE_MS)
-        ]
+        return [self._alert(detector, scope, incident, last, "resolved", minute, ends=True)]
+
+    def _since(self, cooled_until: int | None) -> int:
+        """How far back the change point of a new incident may lie: not before the end of
+        the scope's previous incident (nor its cooldown's start)."""
+        if cooled_until is None:
+            return 0
+        return cooled_until - self.cfg.cooldown_minutes * MINUTE_MS
 
     def _tenant_spend_firing(self, scope: str, minute: int) -> bool:
         """A spend incident of the tenant (any of its scopes) is firing or cooling down."""
@@ -128,9 +128,12 @@ class Incidents:
 
     def _alert(
         self, detector: str, scope: str, incident: Incident, obs: Observation, status: str,
-        ends_ms: int | None = None,
+        minute: int, *, ends: bool = False,
     ) -> Alert:  # fmt: skip
+        """The alert of ``incident``, issued at the end of ``minute`` (event time); with
+        ``ends``, the incident ends there too."""
         where, tenant, feature = human_scope(scope)
+        ends_ms = minute + MINUTE_MS if ends else None
 
         def at(ms: int) -> datetime:
             return datetime.fromtimestamp(ms / 1000, UTC)
@@ -145,5 +148,5 @@ class Incidents:
                          "window_end": at(obs.end_ms)},
             "starts_at": at(incident.start_ms),
             "ends_at": at(ends_ms) if ends_ms is not None else None,
-            "issued_at": self.now,
+            "issued_at": at(minute + MINUTE_MS),
         })  # fmt: skip

@@ -1,5 +1,12 @@
-"""The anomaly task of one partition: observe enriched usage, evaluate closed minutes (and
-the open one for spend rate) at each batch end, and emit alerts."""
+"""The anomaly task of one partition: observe enriched usage, judge each minute once the
+partition's watermark has passed it, and emit alerts.
+
+Judging happens on event-time ticks, never at batch ends: the usage task calls ``tick``
+just before an event moves the watermark into a later minute, so every closed minute is
+judged on exactly the events that came before that one, in the partition's order. Batch
+sizes, poll timing, the worker's speed, restarts and partition hand-overs therefore change
+no judgement; the batch only decides when the alerts are written (with the state, in the
+batch's transaction)."""
 
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from streams.worker.windows import SpendWindows
 
 
 class AnomalyTask:
-    """Buckets, detectors and incidents of one partition; emits alerts at batch end."""
+    """Buckets, detectors and incidents of one partition; judges minutes on ticks."""
 
     def __init__(
         self,
@@ -53,15 +60,15 @@ class AnomalyTask:
         self._day = -1
         self._seen: set[tuple[str, str]] = set()
         self._judged: set[tuple[str, str]] = set()
-        self._touched: set[str] = set()
         self._batch: dict[tuple[int, str, str, str, str], list[int]] = {}
+        self._alerts: list[Alert] = []
         self.counters: Counter[str] = Counter()
 
     # -- input ---------------------------------------------------------------------------
 
     def observe(self, event: Enriched) -> None:
-        """Count one call: summed per (minute, tenant, feature, model, route) for the batch,
-        folded into the scopes' buckets by ``end_batch``."""
+        """Count one call: summed per (minute, tenant, feature, model, route), folded into
+        the scopes' buckets at the next tick or batch end."""
         if event.late:
             return
         ts_ms = int(event.ts.timestamp() * 1000)
@@ -86,7 +93,7 @@ class AnomalyTask:
             g[9] += event.list_cost_nusd * 1000 // counterfactual
 
     def _fold(self) -> None:
-        """The batch's sums into the buckets of the tenant (aux: duplicate generations and
+        """The sums so far into the buckets of the tenant (aux: duplicate generations and
         their cost), tenant x model, tenant x feature (violating calls, input tokens) and
         tenant x route (priced calls, price levels)."""
         merge = self.buckets.merge
@@ -97,46 +104,39 @@ class AnomalyTask:
             merge(f"tm={tenant}|{model}", minute, cost, events, tops, 0, 0)
             merge(tf, minute, cost, events, tops, g[6], g[7])
             merge(f"tr={tenant}|{route}", minute, cost, events, tops, g[8], g[9])
-            self._touched.add(t)
-            self._touched.add(tf)
         self._batch.clear()
 
     # -- evaluation ----------------------------------------------------------------------
 
-    def end_batch(self, watermark_ms: int, now: datetime) -> list[Output]:
+    def tick(self, watermark_ms: int) -> None:
+        """The watermark moves to ``watermark_ms``: judge every minute that closes (up to
+        ``max_catch_up_minutes`` of them after a gap), on what was observed before."""
         self._fold()
-        self.incidents.now = now
-        alerts: list[Alert] = []
+        if self.budgets is not None:
+            self.budgets.fold()
         closed_to = watermark_ms - watermark_ms % MINUTE_MS  # minutes before this are closed
+        if closed_to <= self.evaluated_to:
+            return
         if self.evaluated_to == 0:
             first = min(self.buckets.active, default=closed_to)
         else:
             first = max(self.evaluated_to, closed_to - self.cfg.max_catch_up_minutes * MINUTE_MS)
         for minute in range(first, closed_to, MINUTE_MS):
-            alerts.extend(self._evaluate_minute(minute))
-        if closed_to > self.evaluated_to:
-            self.evaluated_to = closed_to
-            self.state.put("a:e", str(closed_to))
-        for scope in sorted(self._touched, key=feature_first):  # the open minute: a runaway
-            key = ("spend_rate", scope)
-            if self.incidents.firing(*key):
-                continue
-            obs = self.detectors.spend_rate(scope, closed_to)
-            if (
-                obs is not None
-                and obs.volume_ok
-                and self.detectors.spend_is_anomalous(obs.observed, obs.expected)
-            ):
-                alerts.extend(
-                    self.incidents.step("spend_rate", scope, obs, closed_to, fire_only=True)
-                )
-        self._touched.clear()
-        self.buckets.flush()
+            self._alerts.extend(self._evaluate_minute(minute))
+        self.evaluated_to = closed_to
+        self.state.put("a:e", str(closed_to))
         self.buckets.expire(closed_to - KEEP_MINUTES * MINUTE_MS)
         self.levels.expire(closed_to - 7 * DAY_MS)
+
+    def end_batch(self) -> list[Output]:
+        """The batch's observations into the state, and the alerts of its ticks."""
+        self._fold()
+        self.buckets.flush()
+        alerts, self._alerts = self._alerts, []
         self.counters.update(f"alert.{a.status}" for a in alerts)
-        return [Output(self.topic, a.fingerprint.encode(), a.model_dump_json().encode())
-                for a in alerts]  # fmt: skip
+        return [
+            Output(self.topic, a.fingerprint.encode(), a.model_dump_json().encode()) for a in alerts
+        ]
 
     def _evaluate_minute(self, minute: int) -> Iterable[Alert]:
         scopes = set(self.buckets.active.get(minute, ()))
@@ -146,9 +146,14 @@ class AnomalyTask:
         for scope in sorted(scopes, key=feature_first):
             kind = scope.split("=", 1)[0]
             if kind in ("t", "tf"):
-                out.extend(
-                    self.incidents.step("spend_rate", scope, d.spend_rate(scope, minute), minute)
-                )
+                spend = d.spend_rate(scope, minute)
+                if (
+                    kind == "tf"
+                    and not self.incidents.firing("spend_rate", scope)
+                    and d.spread_beyond(scope, minute, spend)
+                ):
+                    spend = None  # the tenant's incident: its scope comes after its features
+                out.extend(self.incidents.step("spend_rate", scope, spend, minute))
             if kind not in ("t", "tf", "tr"):
                 continue  # tm=: spend per model, read only to name an alert's top model
             level = self.levels.level(scope, minute)
@@ -220,7 +225,8 @@ class AnomalyTask:
                 continue
             at = datetime.fromtimestamp((minute + MINUTE_MS) / 1000, UTC)
             start, end = budget_window(at, budget.window, budget.tz)
-            spent = self.budgets.spend(budget, start, end)
+            # committed usage only: open reservations come and go with processing time
+            spent = self.budgets.spend(budget, start, end, reserved=False)
             obs = self.detectors.budget_burn(budget, spent, minute)
             out.extend(self.incidents.step("budget_burn", scope, obs, minute))
         return out
