@@ -7,7 +7,8 @@ Incidents, all on ``drip`` (one call a minute on its route): a retry storm, a mo
 on the route, and later a runaway agent loop on a second feature. Traps on ``pause`` (one
 call a minute too): an outage of 40 minutes, after which a backlog arrives ahead of its new
 traffic (events of the last minutes, within the allowed lateness, and a few from long
-before, beyond it), and two calls retried twice, which are no storm. Events arrive up to two
+before, beyond it), two calls retried twice, which are no storm, and one burst of six long
+calls, which is no runaway. Events arrive up to two
 seconds after their event time, so arrival order is not event-time order.
 """
 
@@ -167,7 +168,7 @@ def history(start: datetime, seed: int = SEED) -> History:
 def _pause(c: _Calls, minute: datetime, m: int, at: Any) -> list[tuple[datetime, dict[str, Any]]]:
     """One call a minute, silent from 60 to 100; at 100 a backlog arrives first: twelve
     calls of minutes 96-99 (within the allowed lateness) and three of minute 70 (beyond);
-    the calls of minutes 130 and 133 are retried twice."""
+    the calls of minutes 130 and 133 are retried twice; six long calls at minute 140."""
     if 60 <= m < 100:
         return []
     out = []
@@ -186,6 +187,9 @@ def _pause(c: _Calls, minute: datetime, m: int, at: Any) -> list[tuple[datetime,
     out.append((ts, event))
     if m in (130, 133):
         out.extend(c.retried(event, ts, 2))
+    for _ in range(6 if m == 140 else 0):  # a burst of long calls, once: no runaway
+        ts = c.second(minute)
+        out.append((ts, c.call("pause", "report", "draft", "gpt-4.1", ts, 20_000, 1000)))
     return out
 
 

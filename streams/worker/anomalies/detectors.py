@@ -27,6 +27,8 @@ from streams.worker.budgets import ADJECTIVE, budget_window
 from streams.worker.windows import SpendWindows, scope_dim
 
 SPEND_UNIT = "nusd/2min"
+SPEND_WIDTHS = (2, 5, 10)
+"""spend_rate's windows in minutes: the first holding spend_min_events calls is judged."""
 MIX_UNIT = "x1000_reference"
 """model_mix: the price level, 1000 = the route's reference model on the same tokens."""
 DETECTORS = ("spend_rate", "retry_storm", "model_mix", "context_growth", "budget_burn")
@@ -135,33 +137,24 @@ class Detectors:
         return (observed >= self.cfg.spend_ratio * expected
                 and observed - expected >= self.cfg.spend_small_excess_nusd)  # fmt: skip
 
-    def spread_beyond(self, scope: str, minute: int, obs: Observation | None) -> bool:
-        """Whether a feature's anomalous spend is not the feature's alone: its tenant's other
-        features together also spend ``spend_ratio`` times what they are expected to (a bulk
-        job across features). Such a change is the tenant's incident, named at the tenant."""
-        if (
-            obs is None
-            or not obs.volume_ok
-            or not self.spend_is_anomalous(obs.observed, obs.expected)
-        ):
-            return False
-        tenant = self.spend_rate("t=" + scope[3:].split("|", 1)[0], minute)
-        if tenant is None:
-            return False
-        rest_expected = max(tenant.expected - obs.expected, 1)
-        return tenant.observed - obs.observed >= self.cfg.spend_ratio * rest_expected
-
     def _spend(self, scope: str, minute: int) -> tuple[int, int, int, int]:
-        """(observed, spent, events, tops) over the two minutes ending with ``minute``."""
-        events = spent = 0
+        """(observed, spent, events, width) of the window ending with ``minute``: two
+        minutes, widened (5, 10) until it holds ``spend_min_events`` calls (not when the two
+        minutes hold none: an idle scope spends nothing). Observed is the window's spend
+        without its two largest calls, as a rate per two minutes, so that windows of any
+        width compare with one expectation and one set of thresholds."""
+        events = spent = width = 0
         tops: list[int] = []
-        for m in (minute - MINUTE_MS, minute):
-            entry = self.b.get(scope, m)
+        for width in range(1, SPEND_WIDTHS[-1] + 1):
+            entry = self.b.get(scope, minute - (width - 1) * MINUTE_MS)
             if entry is not None:
                 spent += entry[COST]
                 events += entry[EVENTS]
-                tops += entry[TOP1:TOP2 + 1]  # fmt: skip
-        return spent - sum(sorted(tops)[-2:]), spent, events, len(tops)
+                tops += entry[TOP1 : TOP2 + 1]
+            if width in SPEND_WIDTHS and (events >= self.cfg.spend_min_events or events == 0):
+                break  # enough calls, or none lately: an idle scope spends nothing
+        observed = (spent - sum(sorted(tops)[-2:])) * 2 // width
+        return observed, spent, events, width
 
     def _spend_anomalous_at(self, scope: str, minute: int) -> bool:
         observed, _, events, _ = self._spend(scope, minute)
@@ -170,14 +163,31 @@ class Detectors:
         per_minute, history = self.spend_expected(scope, minute)
         return history and self.spend_is_anomalous(observed, 2 * per_minute)
 
+    def _sustained(self, scope: str, minute: int, width: int, per_minute: int) -> bool:
+        """A smaller excess has held: for ``spend_sustain_minutes`` evaluations in a row, and
+        in a widened window also in each of those minutes on its own (without its largest
+        call), so that one burst inside a wide window does not pass for a lasting change."""
+        minutes = range(1, self.cfg.spend_sustain_minutes)
+        if not all(self._spend_anomalous_at(scope, minute - k * MINUTE_MS) for k in minutes):
+            return False
+        if width == 2:
+            return True
+        floor = self.cfg.spend_ratio * max(per_minute, 1)
+        for k in range(self.cfg.spend_sustain_minutes):
+            entry = self.b.get(scope, minute - k * MINUTE_MS)
+            if entry is None or entry[COST] - entry[TOP1] < floor:
+                return False
+        return True
+
     def spend_rate(self, scope: str, minute: int) -> Observation | None:
-        """Spend in the two minutes ending with ``minute`` (which may still be open) without
-        its two largest calls (a pasted book is not a runaway), against twice the expected
-        minute. An excess of ``spend_min_excess_nusd`` fires at once; a smaller one (down to
-        ``spend_small_excess_nusd``: a small tenant's runaway) only when it has held for
-        ``spend_sustain_minutes`` evaluations in a row (a loop lasts, a burst does not)."""
-        start, end = minute - MINUTE_MS, minute + MINUTE_MS
-        observed, spent, events, _ = self._spend(scope, minute)
+        """Spend in the two minutes ending with ``minute`` (five or ten while that holds
+        fewer than ``spend_min_events`` calls: a tenant at a call a minute) without its two
+        largest calls (a pasted book is not a runaway), per two minutes, against twice the
+        expected minute. An excess of ``spend_min_excess_nusd`` fires at once; a smaller one
+        (down to ``spend_small_excess_nusd``: a small tenant's runaway) only when it has held
+        for ``spend_sustain_minutes`` evaluations in a row (a loop lasts, a burst does not)."""
+        observed, spent, events, width = self._spend(scope, minute)
+        start, end = minute - (width - 1) * MINUTE_MS, minute + MINUTE_MS
         if observed < self.cfg.spend_small_excess_nusd:  # cheap exit: cannot fire
             return Observation(observed, 0, SPEND_UNIT, False, start, end, evidence=events)
         per_minute, history = self.spend_expected(scope, minute)
@@ -185,13 +195,13 @@ class Detectors:
         volume_ok = history and events >= self.cfg.spend_min_events
         if (volume_ok and self.spend_is_anomalous(observed, expected)
                 and observed - expected < self.cfg.spend_min_excess_nusd):  # fmt: skip
-            volume_ok = all(self._spend_anomalous_at(scope, minute - k * MINUTE_MS)
-                            for k in range(1, self.cfg.spend_sustain_minutes))  # fmt: skip
+            volume_ok = self._sustained(scope, minute, width, per_minute)
         where, tenant, _ = human_scope(scope)
-        summary = lambda: (f"{where} spent {format_usd(spent)} in the 2 minutes to "
-                   f"{_minute_label(end)} UTC ({events} calls), about {format_usd(expected)} "
-                   f"expected; {self._top_spenders(tenant, start, minute)}")  # fmt: skip
-        began = spend_onset(self.b, scope, minute, expected // 2, observed // 2, without_top=True)
+        summary = lambda: (f"{where} spent {format_usd(spent)} in the {width} minutes to "
+                   f"{_minute_label(end)} UTC ({events} calls), about "
+                   f"{format_usd(expected * width // 2)} expected; "
+                   f"{self._top_spenders(tenant, start, minute)}")  # fmt: skip
+        began = spend_onset(self.b, scope, minute, per_minute, observed // 2, without_top=True)
         return Observation(
             observed,
             expected,

@@ -150,7 +150,7 @@ class AnomalyTask:
                 if (
                     kind == "tf"
                     and not self.incidents.firing("spend_rate", scope)
-                    and d.spread_beyond(scope, minute, spend)
+                    and self._spread_beyond(scope, minute, spend)
                 ):
                     spend = None  # the tenant's incident: its scope comes after its features
                 out.extend(self.incidents.step("spend_rate", scope, spend, minute))
@@ -173,6 +173,19 @@ class AnomalyTask:
         if self.budgets is not None:
             out.extend(self._evaluate_budgets(minute, scopes))
         return out
+
+    def _spread_beyond(self, scope: str, minute: int, obs: Observation | None) -> bool:
+        """Whether a feature's anomalous spend is not the feature's alone: its tenant's other
+        features together also spend ``spend_ratio`` times what they are expected to (a bulk
+        job across features). Such a change is the tenant's incident, named at the tenant."""
+        d = self.detectors
+        if obs is None or not obs.volume_ok or not d.spend_is_anomalous(obs.observed, obs.expected):
+            return False
+        tenant = d.spend_rate("t=" + scope[3:].split("|", 1)[0], minute)
+        if tenant is None:
+            return False
+        rest_expected = max(tenant.expected - obs.expected, 1)
+        return tenant.observed - obs.observed >= self.cfg.spend_ratio * rest_expected
 
     def _learn(self, kind: str, scope: str, minute: int) -> None:
         """Add a closed minute to the scope's day-long level: price level per priced call
