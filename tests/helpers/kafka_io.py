@@ -79,7 +79,8 @@ def read_all_committed(bootstrap: str, topic: str, timeout: float = 30) -> list[
     got: list[Any] = []
     try:
         partitions = {tp.partition for tp in consumer.assignment()}
-        assert read_to_end(consumer, partitions, got.append, timeout), f"{topic} not read to its end"
+        done = read_to_end(consumer, partitions, got.append, timeout)
+        assert done, f"{topic} not read to its end"
     finally:
         consumer.close()
     return got
