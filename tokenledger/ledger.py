@@ -149,8 +149,8 @@ class Ledger:
         route: str = "",
         user_scope: str = "",
         prompt_version: str = "",
-        model: str = "n/a",
-        provider: str = "n/a",
+        model: str = "none",
+        provider: str = "none",
     ) -> None:
         """Report that a task (one or more calls) finished, for cost per successful task."""
         from datetime import UTC, datetime
