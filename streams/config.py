@@ -12,6 +12,9 @@ from streams.errors import UserError
 from tokenledger.paths import cache_dir, home_dir
 from tokenledger.topic_names import topic_namespace
 
+GRAFANA_PASSWORD_ENV = "TOKENLEDGER_GRAFANA_PASSWORD"  # noqa: S105 - the name, not a value
+"""The password of Grafana's read-only ClickHouse user (`tokenledger access grafana`)."""
+
 
 def sql_root() -> Path:
     """clickhouse/ in a source checkout, or its copy inside an installed wheel."""
@@ -79,6 +82,8 @@ class Settings:
     trusted_cost_services: frozenset[str]
     """TOKENLEDGER_TRUSTED_COST_SERVICES: services whose own cost_nusd the worker counts
     instead of the price book's (e.g. a gateway reporting the provider's bill). none"""
+    clickhouse_database_chosen: bool = False
+    """Whether TOKENLEDGER_CLICKHOUSE_DATABASE was set (else the default is in use)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -101,7 +106,13 @@ class Settings:
             replication_factor=_int(env, "TOKENLEDGER_REPLICATION", 1, 1, 10),
             topic_namespace=_namespace(env),
             trusted_cost_services=_services(env.get("TOKENLEDGER_TRUSTED_COST_SERVICES") or ""),
+            clickhouse_database_chosen=bool(env.get("TOKENLEDGER_CLICKHOUSE_DATABASE")),
         )
+
+    @property
+    def demo_database(self) -> str:
+        """The database `tokenledger demo` recreates and fills, beside the configured one."""
+        return f"{self.clickhouse_database}_demo"
 
     def topic(self, name: str) -> str:
         from schemas.topics import namespaced

@@ -30,8 +30,10 @@ def parse_usd(text: str) -> int:
         value = Decimal(text.strip().removeprefix("$"))
     except InvalidOperation:
         raise UserError(f"--limit-usd {text!r} is not an amount; write e.g. 50 or 12.50") from None
+    if not value.is_finite():  # NaN, sNaN, Infinity: no arithmetic on them (sNaN raises)
+        raise UserError(f"--limit-usd {text!r} is not an amount; write e.g. 50 or 12.50")
     nano = value * 1_000_000_000
-    if not value.is_finite() or value <= 0 or nano != nano.to_integral_value():
+    if value <= 0 or nano != nano.to_integral_value():
         raise UserError(f"--limit-usd {text!r} must be positive with at most 9 decimals")
     return int(nano)
 

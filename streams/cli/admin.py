@@ -10,6 +10,7 @@ from pathlib import Path
 from streams.cli.base import Add, log
 from streams.config import Settings
 from streams.errors import UserError
+from streams.redact import redact_dsn
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,7 +67,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     now = migrations.migrate(client, files, progress=log.info)
     print(
         f"{len(now)} migration(s) applied, {len(files) - len(now)} already applied "
-        f"(database {database} at {settings.clickhouse})"
+        f"(database {database} at {redact_dsn(settings.clickhouse)})"
     )
     return 0
 
@@ -99,6 +100,13 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
         if not args.tenant:
             raise UserError(f"budget {args.action} needs --tenant")
         scope = budget_admin.scope_of(args.tenant, args.feature)
+    new = None
+    if args.action == "set":  # the amount too: sNaN or a typo is told without a broker
+        if args.limit_usd is None:
+            raise UserError("budget set needs --limit-usd, e.g. --limit-usd 50")
+        new = budget_admin.make_budget(
+            args.tenant, args.feature, args.limit_usd, args.window, args.tz, args.warn
+        )
     budget_admin.authority()  # before the broker: a key mistake is one line at once
     require_broker(settings.kafka)
     if args.action == "list":
@@ -112,17 +120,13 @@ def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
         signed, key = budget_admin.resign(settings)
         print(f"published {len(signed)} budget(s) again, signed with key {key}")
         return 0
-    if args.action == "rm":
-        if not budget_admin.remove(settings, scope):
-            raise UserError(f"{scope} has no budget (see `tokenledger budget list`)")
-        print(f"removed the budget of {scope}")
+    if new is not None:
+        budget_admin.put(settings, new)
+        print(f"set {budget_admin.describe(new)}")
         return 0
-    if args.limit_usd is None:
-        raise UserError("budget set needs --limit-usd, e.g. --limit-usd 50")
-    budget = budget_admin.make_budget(args.tenant, args.feature, args.limit_usd, args.window,
-                                      args.tz, args.warn)  # fmt: skip
-    budget_admin.put(settings, budget)
-    print(f"set {budget_admin.describe(budget)}")
+    if not budget_admin.remove(settings, scope):  # rm, the one action left
+        raise UserError(f"{scope} has no budget (see `tokenledger budget list`)")
+    print(f"removed the budget of {scope}")
     return 0
 
 

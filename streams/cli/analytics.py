@@ -11,11 +11,12 @@ from pathlib import Path
 from streams.cli.base import Add
 from streams.config import Settings
 from streams.errors import UserError
+from streams.redact import redact_dsn
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from streams.analytics import queries
-    from streams.sink.client import get_client
+    from streams.sink.client import reading_client
 
     if args.list or not args.name:
         for q in queries.library().values():
@@ -30,7 +31,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(f"--param {item!r} needs the form name=value")
         given[key] = value
     bound = query.bind(given)
-    client = get_client(settings.clickhouse, settings.clickhouse_database)
+    client, _ = reading_client(settings)
     columns, rows = queries.run(client, query, bound)
     _print_table(columns, rows, args.format)
     return 0
@@ -60,7 +61,7 @@ def _print_table(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """Write the HTML report (and print the summary) from what ClickHouse holds."""
     from streams.analytics import queries, report, report_html
-    from streams.sink.client import get_client
+    from streams.sink.client import reading_client
 
     now = datetime.now(UTC)
 
@@ -77,9 +78,11 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     begin, until = when("start", args.start), when("end", args.end)
     if begin >= until:
         raise UserError("--start must be before --end")
-    client = get_client(settings.clickhouse, settings.clickhouse_database)
-    data = report.collect(client, begin, until, bucket_s=args.bucket)
     out = Path(args.out) if args.out else settings.home / "report.html"
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; name the file, e.g. --out {out / 'report.html'}")
+    client, _ = reading_client(settings)
+    data = report.collect(client, begin, until, bucket_s=args.bucket)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report_html.render_html(data))
     print(report.render_text(data))
@@ -104,14 +107,29 @@ def cmd_grafana(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
-    """Grant a tenant's read-only analyst role, or the platform role, on a ClickHouse server."""
+    """Grant a tenant's read-only analyst role, the platform role, or make Grafana's
+    read-only user, on a ClickHouse server."""
+    import os
+
     from streams.analytics import access
+    from streams.config import GRAFANA_PASSWORD_ENV
     from streams.sink.client import get_client
 
     if args.action == "grant" and not args.tenant:
         raise UserError("access grant needs --tenant (the platform role: access platform)")
-    name, tenant = ("tenant_analyst", args.tenant) if args.action == "grant" else ("platform", None)
-    statements = access.render(name, database=settings.clickhouse_database, tenant=tenant)
+    password = None
+    if args.action == "grafana":
+        password = os.environ.get(GRAFANA_PASSWORD_ENV) or ""
+        if not password:
+            raise UserError(
+                f"access grafana needs {GRAFANA_PASSWORD_ENV}: the password Grafana's "
+                "datasource logs in with"
+            )
+    name = {"grant": "tenant_analyst"}.get(args.action, args.action)
+    tenant = args.tenant if args.action == "grant" else None
+    statements = access.render(
+        name, database=settings.clickhouse_database, tenant=tenant, password=password
+    )
     if args.print:
         print(";\n".join(statements) + ";")
         return 0
@@ -122,12 +140,11 @@ def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
               "and skipped; apply them on a ClickHouse server (--print shows them)")  # fmt: skip
         return 0
     access.apply(client, statements)
-    who = (
-        f"role {access.role_for(tenant)} (tenant {tenant})"
-        if tenant
-        else "role tokenledger_platform"
-    )
-    print(f"{who}: {len(statements)} statements applied on {settings.clickhouse}")
+    who = {
+        "grant": f"role {access.role_for(tenant or '')} (tenant {tenant})",
+        "grafana": f"read-only user {access.GRAFANA_USER}",
+    }.get(args.action, "role tokenledger_platform")
+    print(f"{who}: {len(statements)} statements applied on {redact_dsn(settings.clickhouse)}")
     return 0
 
 
@@ -138,14 +155,23 @@ def register(add: Add) -> None:
     p.add_argument("--param", action="append", metavar="NAME=VALUE")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p = add("report", cmd_report, "write the HTML cost report from ClickHouse")
-    p.add_argument("--start", default="-1d", help="ISO 8601, now, today or --start=-7d (-1d)")
+    p.add_argument("--start", default="-7d", help="ISO 8601, now, today, or relative as -12h (-7d)")
     p.add_argument("--end", default="now", help="(now)")
     p.add_argument("--bucket", type=int, default=3600, help="seconds per time bucket (3600)")
     p.add_argument("--out", help="default: $TOKENLEDGER_HOME/report.html")
     p = add("grafana", cmd_grafana, "generate Grafana dashboards and alerts from the library")
     p.add_argument("action", choices=["export"])
     p.add_argument("--check", action="store_true", help="exit 1 if the files differ")
-    p = add("access", cmd_access, "ClickHouse roles: a tenant's read-only analyst, the platform")
-    p.add_argument("action", choices=["grant", "platform"])
+    p = add(
+        "access",
+        cmd_access,
+        "ClickHouse roles: a tenant's read-only analyst, the platform, Grafana's reader",
+    )
+    p.add_argument(
+        "action",
+        choices=["grant", "platform", "grafana"],
+        help="grafana: the read-only user Grafana's datasource logs in as, with "
+        "TOKENLEDGER_GRAFANA_PASSWORD",
+    )
     p.add_argument("--tenant")
     p.add_argument("--print", action="store_true", help="print the SQL instead of applying it")

@@ -77,6 +77,11 @@ def cmd_edge_key(args: argparse.Namespace, settings: Settings) -> int:
 def _key_list(path: Path) -> dict[str, list[object]]:
     from streams.edge.keys import ApiKeys
 
+    if path.is_dir():
+        raise UserError(
+            f"--add-to {path} is a folder; name the key list file, e.g. "
+            f"--add-to {path / 'edge-keys.json'}"
+        )
     if not path.exists():
         return {"keys": []}
     text = path.read_text()

@@ -9,6 +9,7 @@ from streams.cli.base import Add, log
 from streams.config import Settings
 from streams.errors import UserError
 from streams.local.broker import LocalKafka
+from streams.redact import redact_dsn
 
 
 def _local_kafka(settings: Settings) -> LocalKafka:
@@ -31,8 +32,10 @@ def _require_local(settings: Settings) -> None:
 def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from streams.local import tiktoken_ranks as setup_tiktoken
 
+    if not 1 <= args.timeout <= 3600:
+        raise UserError("--timeout must be 1 to 3600 seconds")
     if args.only in (None, "tiktoken"):
-        where = setup_tiktoken.install(settings.cache / "tiktoken", progress=log.info)
+        where = setup_tiktoken.install(settings.cache / "tiktoken", log.info, args.timeout)
         print(f"tiktoken ranks: {where}")
     if args.only in (None, "kafka"):
         local = _local_kafka(settings)
@@ -73,7 +76,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
                settings)  # fmt: skip
     cmd_migrate(argparse.Namespace(database=None, status=False), settings)
     print(f"\nKafka:      {settings.kafka}")
-    print(f"ClickHouse: {settings.clickhouse} (database {settings.clickhouse_database})")
+    print(
+        f"ClickHouse: {redact_dsn(settings.clickhouse)} (database {settings.clickhouse_database})"
+    )
     print(f"State:      {settings.home}")
     return 0
 
@@ -88,6 +93,9 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 def register(add: Add) -> None:
     p = add("setup", cmd_setup, "install tiktoken ranks and the Kafka jars (idempotent)")
     p.add_argument("--only", choices=["tiktoken", "kafka"])
+    p.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds the tiktoken download may take (300)"
+    )
     p = add(
         "kafka",
         cmd_kafka,

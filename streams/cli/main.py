@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from streams.cli import admin, analytics, demo, edge, local, prices, retry_budgets, services
 from streams.cli.base import Handler, Parser
 from streams.config import Settings
-from streams.errors import UserError
+from streams.errors import UserError, from_exception
+from streams.redact import RedactingFilter, dsn_secrets, scrub
 
 GROUPS = (local, admin, retry_budgets, prices, services, edge, analytics, demo)
 """Command modules in the order `tokenledger --help` lists them."""
@@ -38,13 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(quiet: bool, service: bool) -> None:
+def _configure_logging(quiet: bool, service: bool, secrets: tuple[str, ...] = ()) -> None:
     """Our progress lines on stderr; libraries' own log lines (retries, driver errors) stay
     out of the terminal: failures reach the user as one error line instead. A long-running
-    stage (worker, sink, notifier) stamps each line with the time, for its operators."""
+    stage (worker, sink, notifier) stamps each line with the time, for its operators. No
+    line carries a secret (the ClickHouse DSN's password)."""
     logging.getLogger().addHandler(logging.NullHandler())
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s" if service else "%(message)s"))
+    handler.addFilter(RedactingFilter(secrets))
     for name in ("tokenledger", "streams", "schemas"):
         ours = logging.getLogger(name)
         ours.handlers[:] = [handler]
@@ -62,22 +65,27 @@ def commands() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    secrets: tuple[str, ...] = ()
     try:
         args = parser.parse_args(argv)
-        _configure_logging(quiet=args.quiet, service=args.handler.__module__ in SERVICES)
+        settings = Settings.from_env()
+        secrets = dsn_secrets(settings.clickhouse)
+        _configure_logging(args.quiet, args.handler.__module__ in SERVICES, secrets)
         for option in ("partitions", "replication_factor", "max_batch", "max_rows"):
             value = getattr(args, option, None)
             if value is not None and value < 1:
                 raise UserError(f"--{option.replace('_', '-')} must be at least 1")
-        settings = Settings.from_env()
         code: int = args.handler(args, settings)
         return code
-    except UserError as exc:
-        print(f"tokenledger: {exc}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print("tokenledger: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        error = exc if isinstance(exc, UserError) else from_exception(exc)
+        if error is None:
+            raise  # a bug: its traceback is what a report needs
+        print(f"tokenledger: {' '.join(scrub(str(error), secrets).splitlines())}", file=sys.stderr)
+        return error.exit_code
 
 
 if __name__ == "__main__":

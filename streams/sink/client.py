@@ -7,12 +7,16 @@ one process per path.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from streams.errors import ServiceUnavailableError, UserError
+from streams.config import Settings
+from streams.errors import ServiceUnavailableError, UserError, clickhouse_reason
+from streams.redact import dsn_secrets, redact_dsn, scrub
 
+log = logging.getLogger(__name__)
 _HINT = "use chdb:///path/to/data (embedded) or http(s)://host:8123 (a server)"
 
 
@@ -23,12 +27,53 @@ def normalize_dsn(dsn: str) -> str:
         if not rest:
             raise UserError(f"TOKENLEDGER_CLICKHOUSE={dsn!r} has no data path; {_HINT}")
         path = Path(rest).resolve()
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".tokenledger-write-check"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(
+                f"TOKENLEDGER_CLICKHOUSE={dsn!r}: cannot write the data path {path} "
+                f"({exc.strerror}); point it at a folder you can write"
+            ) from None
         return f"chdb://{path}"
     parts = urlsplit(dsn)
     if parts.scheme in ("http", "https", "clickhouse", "clickhouses") and parts.hostname:
         return dsn
-    raise UserError(f"TOKENLEDGER_CLICKHOUSE={dsn!r} is not a ClickHouse DSN; {_HINT}")
+    raise UserError(f"TOKENLEDGER_CLICKHOUSE={redact_dsn(dsn)!r} is not a ClickHouse DSN; {_HINT}")
+
+
+class MissingDatabaseError(UserError):
+    """The database does not exist (yet): `tokenledger migrate` creates it."""
+
+
+def reading_client(settings: Settings) -> tuple[Any, str]:
+    """A client for reading (report, query) and the database it reads: the configured one;
+    when that is the default and does not exist but the demo's database does, the demo's,
+    so a bare `tokenledger report` after `make demo` shows the demo's day."""
+    try:
+        return get_client(
+            settings.clickhouse, settings.clickhouse_database
+        ), settings.clickhouse_database
+    except MissingDatabaseError:
+        if settings.clickhouse_database_chosen:
+            raise
+        try:
+            client = get_client(settings.clickhouse, settings.demo_database)
+        except MissingDatabaseError:
+            raise MissingDatabaseError(
+                f"database {settings.clickhouse_database} does not exist at "
+                f"{redact_dsn(normalize_dsn(settings.clickhouse))}; create it with `tokenledger "
+                "migrate` (or fill a demo one with `tokenledger demo`)"
+            ) from None
+    log.info(
+        "reading %s, the database `tokenledger demo` wrote (%s does not exist; "
+        "TOKENLEDGER_CLICKHOUSE_DATABASE chooses another)",
+        settings.demo_database,
+        settings.clickhouse_database,
+    )
+    return client, settings.demo_database
 
 
 def get_client(dsn: str, database: str | None = None, *, create: bool = False) -> Any:
@@ -41,6 +86,7 @@ def get_client(dsn: str, database: str | None = None, *, create: bool = False) -
             "clickhouse-connect is not installed; pip install 'tokenledger[streams]'"
         ) from None
     dsn = normalize_dsn(dsn)
+    shown = redact_dsn(dsn)
     try:
         if create and database:
             _valid_database(database)
@@ -55,15 +101,15 @@ def get_client(dsn: str, database: str | None = None, *, create: bool = False) -
             for m in ("Cannot lock file", "already initialized", "Unable to open the chdb")
         ):
             raise ServiceUnavailableError(
-                f"the embedded ClickHouse at {dsn} is in use by another process (a running "
+                f"the embedded ClickHouse at {shown} is in use by another process (a running "
                 "sink or worker?); stop it, or point TOKENLEDGER_CLICKHOUSE at a server"
             ) from None
         if "UNKNOWN_DATABASE" in text:
-            raise UserError(
-                f"database {database} does not exist at {dsn}; create it with `tokenledger migrate`"
+            raise MissingDatabaseError(
+                f"database {database} does not exist at {shown}; create it with `tokenledger migrate`"
             ) from None
         raise ServiceUnavailableError(
-            f"ClickHouse at {dsn} is unavailable: {_reason(text, exc)}; check "
+            f"ClickHouse at {shown} is unavailable: {scrub(_reason(text), dsn_secrets(dsn))}; check "
             "TOKENLEDGER_CLICKHOUSE and that the server is up"
         ) from None
 
@@ -77,12 +123,11 @@ _REASONS = (
 )
 
 
-def _reason(text: str, exc: Exception) -> str:
+def _reason(text: str) -> str:
     for needle, reason in _REASONS:
         if needle in text:
             return reason
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return first[:200]
+    return clickhouse_reason(text)[:200]
 
 
 def _valid_database(name: str) -> None:

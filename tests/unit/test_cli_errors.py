@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from streams.local.broker import free_port
+from tests.helpers.npm_registry import Mode, bad_registry
 
 SEPARATOR = "'/' is the scope separator and cannot be part of a name (use - or . instead)"
 
@@ -46,6 +48,8 @@ SEPARATOR = "'/' is the scope separator and cannot be part of a name (use - or .
         (["notify"], {}, 2, "no alert receiver is configured; set TOKENLEDGER_NOTIFY_WEBHOOK_URL"),
         (["notify"], {"TOKENLEDGER_NOTIFY_SLACK_URL": "hooks.example/T0/B0/secret"}, 2,
          "TOKENLEDGER_NOTIFY_SLACK_URL must be an http:// or https:// URL"),
+        (["notify"], {"TOKENLEDGER_NOTIFY_SLACK_URL": "https://hooks.example/T0/B0/sec ret"}, 2,
+         "TOKENLEDGER_NOTIFY_SLACK_URL holds a space or a control character; percent-encode it"),
         (["notify", "--retries", "0"], {"TOKENLEDGER_NOTIFY_FILE": "alerts.jsonl"}, 2,
          "--retries must be at least 1"),
         (["report", "--start", "yesterday"], {}, 2, "--start 'yesterday' is not a time"),
@@ -122,3 +126,127 @@ def test_schema_drift_check_exits_1(cli_env: dict[str, str], tmp_path: Path) -> 
     assert "differs from the models" in done.stderr and "Traceback" not in done.stderr
     assert tl(cli_env, "schemas", "export", "--out", str(tmp_path)).returncode == 0
     assert tl(cli_env, "schemas", "export", "--check", "--out", str(tmp_path)).returncode == 0
+
+
+def test_a_limit_that_is_not_a_number_is_refused_before_kafka_is_asked(
+    cli_env: dict[str, str],
+) -> None:
+    """sNaN used to raise InvalidOperation (a traceback) once the broker answered; no broker
+    is running here, so the argument is checked first."""
+    for limit in ("sNaN", "NaN", "-Infinity"):
+        done = tl(cli_env, "budget", "set", "--tenant", "acme", f"--limit-usd={limit}")
+        one_line_error(done, 2, f"--limit-usd {limit!r} is not an amount; write e.g. 50 or 12.50")
+
+
+def test_a_folder_where_a_file_belongs_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    done = tl(cli_env, "report", "--out", str(folder))
+    line = f"--out {folder} is a folder; name the file, e.g. --out {folder / 'report.html'}"
+    one_line_error(done, 2, line)
+    assert done.stderr == f"tokenledger: {line}\n"
+    done = tl(
+        cli_env, "edge-key", "--service", "checkout", "--tenant", "acme", "--add-to", str(folder)
+    )
+    line = (
+        f"--add-to {folder} is a folder; name the key list file, e.g. "
+        f"--add-to {folder / 'edge-keys.json'}"
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (2, f"tokenledger: {line}\n", "")
+
+
+def test_file_errors_are_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    dsn = f"chdb://{blocker}/clickhouse"
+    done = tl({**cli_env, "TOKENLEDGER_CLICKHOUSE": dsn}, "migrate")
+    assert (done.returncode, done.stderr) == (
+        2,
+        (
+            f"tokenledger: TOKENLEDGER_CLICKHOUSE='{dsn}': cannot write the data path "
+            f"{blocker}/clickhouse (Not a directory); point it at a folder you can write\n"
+        ),
+    )
+    done = tl(cli_env, "schemas", "export", "--out", str(blocker / "json"))  # any other OSError
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"tokenledger: Not a directory: {blocker / 'json'}\n",
+    )
+
+
+def test_a_clickhouse_error_no_command_expected_is_one_line(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Another migration tool's schema_migrations (golang-migrate's columns) in the database."""
+    home = Path(cli_env["TOKENLEDGER_HOME"])
+    script = (
+        "import clickhouse_connect, sys; c = clickhouse_connect.get_client(dsn=sys.argv[1]); "
+        "c.command('CREATE DATABASE tokenledger'); c.command('CREATE TABLE "
+        "tokenledger.schema_migrations (version Int64, dirty UInt8) ENGINE = MergeTree ORDER BY "
+        "version')"
+    )
+    subprocess.run([sys.executable, "-c", script, f"chdb://{home / 'clickhouse'}"], check=True)
+    done = tl(cli_env, "migrate", "--status")
+    assert (done.returncode, done.stderr) == (
+        2,
+        (
+            "tokenledger: ClickHouse refused the query: Unknown expression identifier `name`. In "
+            "scope SELECT version, name, checksum FROM schema_migrations. (UNKNOWN_IDENTIFIER)\n"
+        ),
+    )
+
+
+def test_serve_refuses_a_signing_key_that_cannot_verify(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Before the broker is asked (none runs here): a bad key is one line, never a traceback
+    from the edge's budget book."""
+    keys = tmp_path / "keys.json"
+    made = tl(cli_env, "edge-key", "--service", "checkout", "--tenant", "acme")
+    keys.write_text(made.stdout)
+    done = tl({**cli_env, "TOKENLEDGER_SIGNING_KEY": "too-short"}, "serve", "--keys", str(keys))
+    assert (done.returncode, done.stderr) == (
+        2,
+        (
+            "tokenledger: a key in TOKENLEDGER_SIGNING_KEY is 9 characters; use at least 32 (e.g. "
+            "the output of `openssl rand -hex 32`)\n"
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "args", "line"),
+    [
+        (
+            "hang",
+            ["--timeout", "3"],
+            "npm pack tiktoken@1.0.22 did not finish within 3s; check the network and npm's "
+            "registry setting (`npm config get registry`), then run `tokenledger setup` again",
+        ),
+        (
+            "incomplete",
+            [],
+            "npm pack tiktoken@1.0.22 failed (ECONNRESET: aborted); check the network and npm's "
+            "registry setting (`npm config get registry`), then run `tokenledger setup` again",
+        ),
+    ],
+)
+def test_a_tiktoken_download_that_hangs_or_breaks_off_is_one_line(
+    cli_env: dict[str, str], tmp_path: Path, mode: Mode, args: list[str], line: str
+) -> None:
+    from streams.local.tiktoken_ranks import NPM_PACKAGE
+
+    with bad_registry(NPM_PACKAGE, mode) as registry:
+        env = {
+            **cli_env,
+            "TOKENLEDGER_CACHE": str(tmp_path / "cache"),
+            "npm_config_registry": registry.url,
+            "npm_config_cache": str(tmp_path / "npm"),
+        }
+        done = tl(env, "setup", "--only", "tiktoken", *args, timeout=60)
+        assert (done.returncode, done.stderr.splitlines()[-1:]) == (2, [f"tokenledger: {line}"])
+        assert done.stderr.splitlines()[:-1] == [
+            "fetching tiktoken rank files from the npm package tiktoken@1.0.22"
+        ]
+        assert registry.requests[-1] == "/tiktoken/-/tiktoken-1.0.22.tgz"  # it was the download
+    assert not any((tmp_path / "cache" / "tiktoken").iterdir())  # nothing half-installed
