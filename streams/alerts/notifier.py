@@ -2,7 +2,8 @@
 
 At least once: an alert's offset is committed only after every receiver took it or, after
 its retries, the failure went to the DLQ (reason ``delivery_failed``, the receiver's error,
-the alert's bytes). PagerDuty and Alertmanager deduplicate by fingerprint, so a redelivery
+the alert's bytes) and the broker acknowledged that record; while it does not, the record
+is sent again and nothing is committed. PagerDuty and Alertmanager deduplicate by fingerprint, so a redelivery
 after a crash does not page twice. Unreadable alerts go to the DLQ with their reason.
 
 Alertmanager forgets an alert that is not re-sent (at its ``endsAt``, or ``resolve_timeout``
@@ -77,6 +78,8 @@ class Notifier:
         self.resend_s = resend_s
         self.firing: dict[str, Alert] = {}
         """Firing alerts by fingerprint: what Alertmanager receivers get again and again."""
+        self._refused: list[tuple[bytes, bytes | None, str]] = []
+        """DLQ records the broker refused since the last check: value, key, its error."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -119,7 +122,8 @@ class Notifier:
                 last_message = time.monotonic()
                 self.handle(producer, m.topic() or self.topic, m.partition() or 0,
                             m.offset() or 0, m.key(), m.value())  # fmt: skip
-                producer.flush(30)
+                if not self._dlq_stored(producer):
+                    break  # stopping first: not committed, so the alert is read again
                 consumer.commit(message=m, asynchronous=False)
         finally:
             consumer.close()
@@ -203,4 +207,35 @@ class Notifier:
                      now: datetime) -> None:  # fmt: skip
         record = dlq_record(rejection, raw=value, key=key, topic=topic, partition=partition,
                             offset=offset, component=COMPONENT, now=now)  # fmt: skip
-        producer.produce(self.dlq_topic, record.model_dump_json().encode(), key)
+        producer.produce(
+            self.dlq_topic, record.model_dump_json().encode(), key, on_delivery=self._on_dlq
+        )
+
+    def _on_dlq(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self._refused.append((message.value(), message.key(), error.str()))
+
+    def _dlq_stored(self, producer: Any, flush_s: float = 10.0) -> bool:
+        """Whether every DLQ record so far is acknowledged (as the sink checks before it
+        commits): records the broker refused are sent again, with waits doubling to 30 s,
+        until it takes them or the notifier stops (False)."""
+        delay = 0.5
+        while True:
+            left = producer.flush(flush_s)
+            refused, self._refused = self._refused, []
+            if not left and not refused:
+                return True
+            self.counters["dlq_retries"] += 1
+            why = refused[0][2] if refused else f"not acknowledged within {flush_s:g}s"
+            log.warning(
+                "%d DLQ record(s) not stored (%s); the alert stays uncommitted, retrying in %.1fs",
+                left + len(refused),
+                why,
+                delay,
+            )
+            if self._stop.is_set():
+                return False
+            for value, key, _ in refused:
+                producer.produce(self.dlq_topic, value, key, on_delivery=self._on_dlq)
+            self.sleep(delay)
+            delay = min(delay * 2, 30.0)

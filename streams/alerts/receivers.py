@@ -16,8 +16,9 @@ Receivers (any number at once; at least one is needed to run ``tokenledger notif
 ``TOKENLEDGER_NOTIFY_FILE``               a local file: one JSON alert per line
 ========================================  ================================================
 
-URLs, keys and tokens are secrets: they are never logged, and every error text that leaves
-this module has them replaced by ``***``.
+URLs, keys and tokens are secrets (a Slack or webhook URL carries its token in the path):
+they are never logged, and every error text that leaves this module has them, and any
+other URL, replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from typing import Any
 from schemas.common import format_evidence
 from schemas.messages import Alert
 from streams.errors import UserError
+from streams.redact import scrub, url_secrets
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
@@ -51,7 +54,9 @@ class Receiver:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.url, self.secret) if s)
+        if self.kind == "file":
+            return ()
+        return url_secrets(self.url, *((self.secret,) if self.secret else ()))
 
 
 def receivers_from_env(env: Mapping[str, str] | None = None) -> list[Receiver]:
@@ -66,6 +71,14 @@ def receivers_from_env(env: Mapping[str, str] | None = None) -> list[Receiver]:
             return None
         if not value.startswith(("http://", "https://")):
             raise UserError(f"{var} must be an http:// or https:// URL")
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise UserError(f"{var} holds a space or a control character; percent-encode it")
+        try:
+            host = urllib.parse.urlsplit(value).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise UserError(f"{var} is not a URL with a host")
         return value
 
     if (u := url("TOKENLEDGER_NOTIFY_WEBHOOK_URL")) is not None:
@@ -238,12 +251,6 @@ class Delivery:
     error: str = ""
 
 
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 def deliver(
     receiver: Receiver,
     alert: Alert,
@@ -256,7 +263,9 @@ def deliver(
     valid_until: datetime | None = None,
 ) -> Delivery:
     """Deliver ``alert`` to ``receiver``: up to ``retries`` attempts on a 5xx, 408, 425 or
-    429 answer or no answer, waiting ``backoff_s`` doubled after each; a 4xx fails at once."""
+    429 answer or no usable answer, waiting ``backoff_s`` doubled after each; a 4xx fails at
+    once. Never raises: whatever goes wrong on the way (a refused connection, a URL the
+    HTTP client rejects, a reply that is not HTTP or breaks off) is a failed attempt."""
     body = json.dumps(payload(receiver, alert, valid_until), separators=(",", ":")).encode()
     if receiver.kind == "file":
         return _append(receiver, body)
@@ -267,17 +276,30 @@ def deliver(
     for attempt in range(1, retries + 1):
         try:
             status = send(receiver.url, body, headers, timeout_s)
-        except OSError as exc:
-            error = f"no answer ({type(exc).__name__}: {getattr(exc, 'reason', exc)})"
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
+            error = f"no answer ({_failure(exc)})"
         else:
             if 200 <= status < 300:
                 return Delivery(True, attempt)
             error = f"HTTP {status}"
             if status not in RETRYABLE_STATUS:
-                return Delivery(False, attempt, scrub(f"{error} (not retried)", receiver.secrets))
+                return Delivery(
+                    False, attempt, scrub(f"{error} (not retried)", receiver.secrets, urls=True)
+                )
         if attempt < retries:
             sleep(backoff_s * 2 ** (attempt - 1))
-    return Delivery(False, retries, scrub(f"{error} after {retries} attempts", receiver.secrets))
+    return Delivery(
+        False, retries, scrub(f"{error} after {retries} attempts", receiver.secrets, urls=True)
+    )
+
+
+def _failure(exc: Exception) -> str:
+    """``BadStatusLine: HELLO``, ``IncompleteRead: 3 bytes read, 97 more expected``."""
+    name = type(exc).__name__
+    detail = " ".join(str(getattr(exc, "reason", exc)).split())[:200]
+    if detail.startswith(f"{name}(") and detail.endswith(")"):
+        detail = detail[len(name) + 1 : -1]
+    return f"{name}: {detail}" if detail else name
 
 
 def _append(receiver: Receiver, body: bytes) -> Delivery:

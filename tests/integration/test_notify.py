@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socketserver
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from streams.alerts.receivers import Receiver, receivers_from_env
 from streams.config import Settings
 from tests.helpers.kafka_io import committed_total, produce, read_committed
 from tests.helpers.settings import isolated
+from tests.helpers.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +193,138 @@ def test_after_the_retry_limit_the_alert_goes_to_the_dlq_with_the_error_and_no_s
     assert "very-secret" not in caplog.text and catcher.url not in caplog.text
     group = settings.topic("tokenledger-notifier")
     assert committed_total(settings.kafka, group, settings.topic(topics.ALERTS), 1) == 2
+
+
+@pytest.fixture
+def broken_http() -> Iterator[dict[str, str]]:
+    """Servers on 127.0.0.1 that answer a POST with something that is not HTTP, or with a
+    200 whose body breaks off: base URLs by name."""
+    replies = {
+        "not_http": b"HELLO\r\n\r\n",
+        "breaks_off": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc",
+    }
+    servers, threads = [], []
+    for reply in replies.values():
+
+        class Handler(socketserver.StreamRequestHandler):
+            answer = reply
+
+            def handle(self) -> None:
+                length = 0
+                while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                self.rfile.read(length)
+                self.wfile.write(self.answer)
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        servers.append(server)
+        threads.append(threading.Thread(target=server.serve_forever, daemon=True))
+        threads[-1].start()
+    yield {
+        name: f"http://127.0.0.1:{s.server_address[1]}"
+        for name, s in zip(replies, servers, strict=True)
+    }
+    for server, thread in zip(servers, threads, strict=True):
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_a_reply_that_is_not_http_breaks_off_or_a_bad_url_fails_the_delivery_not_the_notifier(
+    settings: Settings, broken_http: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """BadStatusLine, IncompleteRead and InvalidURL are no OSError: each used to end the
+    notifier with a traceback quoting the URL (a webhook's secret path). Now each is a failed
+    attempt, retried, then dead-lettered with the error and no URL; the alert is committed."""
+    receivers = [
+        Receiver("webhook", "webhook", broken_http["not_http"] + "/hooks/s3cret-path-1"),
+        Receiver("slack", "slack", broken_http["breaks_off"] + "/services/T1/B1/s3cret-path-2"),
+        Receiver("alertmanager", "alertmanager", broken_http["not_http"] + "/s3cret path-3"),
+    ]
+    raw = _alert("firing").model_dump_json().encode()
+    produce(settings.kafka, settings.topic(topics.ALERTS), [(b"k", raw)])
+    caplog.set_level("INFO")
+    notifier = Notifier(settings, receivers, retries=2, backoff_s=0.01, resend_s=600)
+    notifier.run(idle_stop_s=3)
+
+    dlq = [
+        DlqRecord.model_validate_json(m.value())
+        for m in read_committed(settings.kafka, settings.topic(topics.DLQ), 3)
+    ]
+    assert [(d.reason, d.detail) for d in dlq] == [
+        ("delivery_failed", "receiver webhook: no answer (BadStatusLine: HELLO) after 2 attempts"),
+        (
+            "delivery_failed",
+            "receiver slack: no answer (IncompleteRead: 3 bytes read, 97 more "
+            "expected) after 2 attempts",
+        ),
+        (
+            "delivery_failed",
+            "receiver alertmanager: no answer (InvalidURL: URL can't contain "
+            "control characters. '***' (found at least ' ')) after 2 attempts",
+        ),
+    ]
+    assert notifier.counters == {
+        "failed.webhook": 1,
+        "failed.slack": 1,
+        "failed.alertmanager": 1,
+        "resend_failed.alertmanager": 1,
+    }  # the firing alert, kept up
+    shown = caplog.text + "".join(d.detail for d in dlq)
+    assert "s3cret" not in shown and "127.0.0.1" not in shown
+    group = settings.topic("tokenledger-notifier")
+    assert committed_total(settings.kafka, group, settings.topic(topics.ALERTS), 1) == 1
+
+
+def test_an_alert_is_not_committed_before_its_dlq_record_is_stored(
+    kafka_bootstrap: str, catcher: Catcher
+) -> None:
+    """The DLQ topic refuses the record (it is larger than the topic allows): the notifier
+    keeps it and sends it again, and commits nothing. Once the topic takes it, the next run
+    stores it and commits the alert."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    from streams.admin.topics import admin_client
+
+    s = isolated(kafka_bootstrap, 1)
+    create_topics(
+        s.kafka,
+        [
+            topics.TopicSpec(s.topic(topics.ALERTS)),
+            topics.TopicSpec(s.topic(topics.DLQ), configs={"max.message.bytes": "200"}),
+        ],
+        1,
+        1,
+    )
+    catcher.script["/hook"] = [400] * 2  # refused at once, twice: dead-lettered each run
+    produce(s.kafka, s.topic(topics.ALERTS), [(b"k", _alert("firing").model_dump_json().encode())])
+    receivers = [Receiver("webhook", "webhook", catcher.url + "/hook")]
+    notifier = Notifier(s, receivers, retries=1)
+    runner = threading.Thread(target=notifier.run)
+    runner.start()
+    wait_for(lambda: notifier.counters["dlq_retries"] >= 2, 60, "the DLQ record to be re-sent")
+    notifier.stop()
+    runner.join(60)
+    group, alerts = s.topic("tokenledger-notifier"), s.topic(topics.ALERTS)
+    assert committed_total(s.kafka, group, alerts, 1) == 0
+    assert read_committed(s.kafka, s.topic(topics.DLQ), 1, timeout=5) == []  # refused
+
+    admin = admin_client(s.kafka)
+    larger = ConfigEntry(
+        "max.message.bytes", "1048588", incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource("topic", s.topic(topics.DLQ), incremental_configs=[larger])
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(timeout=30)
+    again = Notifier(s, receivers, retries=1)
+    again.run(idle_stop_s=3)
+    (record,) = read_committed(s.kafka, s.topic(topics.DLQ), 1)
+    assert DlqRecord.model_validate_json(record.value()).detail == (
+        "receiver webhook: HTTP 400 (not retried)"
+    )
+    assert (again.counters, committed_total(s.kafka, group, alerts, 1)) == (
+        {"failed.webhook": 1},
+        1,
+    )
