@@ -2,8 +2,15 @@
 
 Every panel's SQL is a library query (clickhouse/queries) with its parameters replaced by
 Grafana macros: ``{start:...}`` -> ``$__fromTime``, ``{end:...}`` -> ``$__toTime``,
-``{tenant:String}`` -> ``'${tenant}'`` (a dashboard variable), ``{bucket_s:UInt32}`` ->
-``$__interval_s``, and fixed values a panel sets. `tokenledger grafana export` writes
+``{tenant:String}`` -> the dashboard variable, ``{bucket_s:UInt32}`` -> ``$__interval_s``,
+and fixed values a panel sets.
+
+The tenant comes from the page's URL (``?var-tenant=``), so anyone who can open a dashboard
+chooses it. The ClickHouse plugin pastes a variable as it is, and neither of Grafana's
+quoting formats is safe in a ClickHouse string (``sqlstring`` doubles quotes and
+``singlequote`` backslashes them, but neither escapes a backslash, so ``\'`` still closes
+the string). Grafana's ``percentencode`` leaves only ``A-Z a-z 0-9 - _ . ~`` and ``%XX``,
+which cannot end a string literal, and ``decodeURLComponent`` gives the value back. `tokenledger grafana export` writes
 grafana/dashboards/*.json and grafana/provisioning/alerting/tokenledger.json; a test fails
 when the committed files differ, so panels never drift from the library.
 """
@@ -24,7 +31,7 @@ MACROS = {
     "start": "$__fromTime",
     "end": "$__toTime",
     "now": "now64(3)",
-    "tenant": "'${tenant}'",
+    "tenant": "decodeURLComponent('${tenant:percentencode}')",
     "bucket_s": "$__interval_s",
 }
 _PARAM = re.compile(r"\{(\w+):[^}]+\}")
