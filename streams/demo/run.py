@@ -10,8 +10,9 @@ whose bulk job exceeds its daily budget (refused at its gateway by a ``BudgetGua
 the worker blocks it) and a runaway agent loop that pages on-call. At the end: a summary
 in the terminal and the HTML report, both from the query library.
 
-Every run uses its own topic namespace and recreates the demo database: re-running works.
-Ctrl-C stops everything the demo started.
+Every run uses its own topic namespace, deleted at the end, and recreates the demo database:
+re-running works. Alerts go only to the demo's own file, never to a receiver configured in
+the environment. Ctrl-C stops everything the demo started.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ from schemas.messages import Budget, UsageEvent
 from schemas.price_book import load_price_book
 from streams.admin.progress import Probe, RecordCount
 from streams.config import Settings
+from streams.demo.namespace import delete_namespace, stage_env
 from streams.demo.scenario import Incident, Scenario, Tenant, mean_request_cost_nusd, usage_events
 from streams.demo.status import StatusLine
 from streams.errors import ServiceUnavailableError
+from streams.redact import redact_dsn
 from tokenledger.guard import BudgetGuard
 from tokenledger.ledger import Ledger, TopicNames
 
@@ -167,7 +170,7 @@ def run(settings: Settings, plan: DemoPlan, *, report_path: Path | None = None) 
     say = status.say
     now = datetime.now(UTC).replace(microsecond=0)
     namespace = f"demo{now:%Y%m%d%H%M%S}"
-    database = f"{settings.clickhouse_database}_demo"
+    database = settings.demo_database
     home = settings.home / "demo"
     home.mkdir(parents=True, exist_ok=True)
     alerts_file = home / "alerts.jsonl"
@@ -182,9 +185,15 @@ def run(settings: Settings, plan: DemoPlan, *, report_path: Path | None = None) 
         say("starting the local Kafka broker ...")
         if not kafka.start(progress=say):
             kafka = None  # it was already running: leave it running
-    env = {**os.environ, "TOKENLEDGER_TOPIC_NAMESPACE": namespace,
-           "TOKENLEDGER_CLICKHOUSE_DATABASE": database, "TOKENLEDGER_KAFKA": settings.kafka,
-           "TOKENLEDGER_HOME": str(settings.home)}  # fmt: skip
+    env = stage_env(
+        os.environ,
+        {
+            "TOKENLEDGER_TOPIC_NAMESPACE": namespace,
+            "TOKENLEDGER_CLICKHOUSE_DATABASE": database,
+            "TOKENLEDGER_KAFKA": settings.kafka,
+            "TOKENLEDGER_HOME": str(settings.home),
+        },
+    )
     stack = Stack(env, home)
     try:
         scenario = plan_scenario(plan, now)
@@ -203,6 +212,7 @@ def run(settings: Settings, plan: DemoPlan, *, report_path: Path | None = None) 
     finally:
         status.close()
         stack.stop()
+        delete_namespace(settings.kafka, namespace)
         if kafka is not None:
             say("stopping the local Kafka broker the demo started")
             kafka.stop()
@@ -217,7 +227,7 @@ def _prepare(settings: Settings, scenario: Scenario, now: datetime,
     from streams.sink.client import get_client
 
     database = settings.clickhouse_database
-    say(f"fresh ClickHouse database {database} at {settings.clickhouse}")
+    say(f"fresh ClickHouse database {database} at {redact_dsn(settings.clickhouse)}")
     client = get_client(settings.clickhouse, database, create=True)
     client.command(f"DROP DATABASE IF EXISTS `{database}`")
     client = get_client(settings.clickhouse, database, create=True)
