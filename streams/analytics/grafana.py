@@ -110,8 +110,10 @@ def panel_sql(query: queries.Query, fixed: dict[str, str]) -> str:
     return _PARAM.sub(replace, body).strip()
 
 
-def _panel(panel: Panel, index: int, y: int, x: int) -> dict[str, object]:
+def _panel(panel: Panel, index: int, y: int, x: int, tenant_variable: bool) -> dict[str, object]:
     query = queries.get(panel.query)
+    # without the variable Grafana would leave ${tenant} as text, matching no tenant: all of them
+    fixed = panel.fixed if tenant_variable else {"tenant": "", **panel.fixed}
     return {
         "id": index + 1,
         "title": panel.title,
@@ -125,7 +127,7 @@ def _panel(panel: Panel, index: int, y: int, x: int) -> dict[str, object]:
             "editorType": "sql",
             "queryType": "timeseries" if panel.kind == "timeseries" else "table",
             "format": 0 if panel.kind == "timeseries" else 1,
-            "rawSql": panel_sql(query, panel.fixed),
+            "rawSql": panel_sql(query, fixed),
             "meta": {"library_query": panel.query},
         }],
     }  # fmt: skip
@@ -136,7 +138,7 @@ def dashboard(spec: Dashboard) -> dict[str, object]:
     for i, panel in enumerate(spec.panels):
         if x + panel.width > 24:
             x, y = 0, y + 8
-        panels.append(_panel(panel, i, y, x))
+        panels.append(_panel(panel, i, y, x, spec.tenant_variable))
         x += panel.width
     variables = []
     if spec.tenant_variable:

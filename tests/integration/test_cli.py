@@ -9,14 +9,17 @@ import json
 import os
 import signal
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from schemas import topics
+from streams.local.broker import free_port
 from streams.sink.migrations import discover
 from tests.helpers import factories
 from tests.helpers.cli import TOKENLEDGER, tl
@@ -122,3 +125,65 @@ def test_the_readme_commands_on_a_stack_of_their_own(
     names = [line.split()[0] for line in ok(env, "query", "--list").splitlines()]
     assert names == sorted(p.stem for p in (ROOT / "clickhouse" / "queries").glob("*.sql"))
     assert os.path.isdir(Path(env["TOKENLEDGER_HOME"]) / "clickhouse")
+
+
+def test_no_output_or_log_carries_the_clickhouse_password(
+    cli_env: dict[str, str], kafka_bootstrap: str, spawn: Callable[..., subprocess.Popen[Any]]
+) -> None:
+    """Every command that names the ClickHouse DSN (`migrate`, `up`, `access`, `report`,
+    `query`, the demo) and the sink's retry log, against a server that refuses the
+    connection: each says where it failed with the password as ***, and no line, file or
+    log under the home holds the password in any form."""
+    password = "pw-S3cr3t@tl"  # noqa: S105 - its @ is %40 in the DSN: both forms are looked for
+    port = free_port()
+    dsn = f"http://tl:{quote(password, safe='')}@127.0.0.1:{port}"
+    env = {
+        **cli_env,
+        "TOKENLEDGER_CLICKHOUSE": dsn,
+        "TOKENLEDGER_KAFKA": kafka_bootstrap,
+        "TOKENLEDGER_TOPIC_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+        "TOKENLEDGER_PARTITIONS": "1",
+    }
+    refused = (
+        f"tokenledger: ClickHouse at http://tl:***@127.0.0.1:{port} is unavailable: "
+        "connection refused; check TOKENLEDGER_CLICKHOUSE and that the server is up"
+    )
+    said = []
+    for args in (
+        ["up"],
+        ["migrate"],
+        ["access", "platform"],
+        ["report"],
+        ["query", "cost_by"],
+        ["demo", "--requests-per-day", "100", "--seconds", "1"],
+    ):
+        done = tl(env, *args)
+        assert (done.returncode, done.stderr.splitlines()[-1]) == (3, refused), args
+        said.append(done.stdout + done.stderr)
+    assert (
+        f"fresh ClickHouse database tokenledger_demo at http://tl:***@127.0.0.1:{port}" in said[-1]
+    )
+
+    log_path = Path(env["TOKENLEDGER_HOME"]) / "sink.log"
+    with log_path.open("wb") as log:  # `up` made the topics: the sink is assigned them
+        sink = spawn([TOKENLEDGER, "sink"], env=env, stdout=log, stderr=log)
+        wait_for(
+            lambda: log_path.read_text().count("ClickHouse unavailable") >= 2,
+            60,
+            "the sink to retry ClickHouse twice",
+        )
+        sink.kill()  # it retries until ClickHouse answers, SIGTERM or not
+        sink.wait(30)
+    retries = [
+        line for line in log_path.read_text().splitlines() if "ClickHouse unavailable" in line
+    ]
+    assert all(f"ClickHouse at http://tl:***@127.0.0.1:{port} is unavailable" in r for r in retries)
+
+    files = [
+        p.read_text(errors="replace")
+        for p in Path(env["TOKENLEDGER_HOME"]).rglob("*")
+        if p.is_file() and p.stat().st_size < 10_000_000
+    ]
+    for form in {password, quote(password, safe=""), quote(password)}:
+        for text in [*said, *files]:
+            assert form not in text

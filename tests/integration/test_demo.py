@@ -8,15 +8,20 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from schemas.common import format_usd
 from schemas.messages import UsageEvent
 from streams.demo.run import ANOMALY_TENANT, OVER_BUDGET_TENANT
+from tests.helpers.cli import tl
 from tests.helpers.pricing_oracle import expected_cost
 
 pytestmark = pytest.mark.integration
@@ -27,17 +32,58 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="module")
-def demo_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def on_call() -> Iterator[tuple[str, list[str]]]:
+    """The user's own on-call receivers (a webhook, Slack, PagerDuty, Alertmanager), all
+    on one HTTP server on 127.0.0.1: its URL and every path anything sent it."""
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            requests.append(self.path)
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def demo_run(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, on_call: tuple[str, list[str]]
+) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("demo")
+    receivers = {
+        "TOKENLEDGER_NOTIFY_WEBHOOK_URL": f"{on_call[0]}/hook",
+        "TOKENLEDGER_NOTIFY_SLACK_URL": f"{on_call[0]}/services/T0/B0/X",
+        "TOKENLEDGER_NOTIFY_PAGERDUTY_KEY": "R0UTINGKEY",
+        "TOKENLEDGER_NOTIFY_PAGERDUTY_URL": f"{on_call[0]}/v2/enqueue",
+        "TOKENLEDGER_NOTIFY_ALERTMANAGER_URL": f"{on_call[0]}/am",
+    }
     env = {**os.environ, "TOKENLEDGER_KAFKA": kafka_bootstrap, "TOKENLEDGER_HOME": str(home),
            "TOKENLEDGER_CLICKHOUSE": f"chdb://{home / 'clickhouse'}",
-           "TOKENLEDGER_PARTITIONS": "3"}  # fmt: skip
+           "TOKENLEDGER_PARTITIONS": "3", **receivers}  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "tests.integration.demo_run", "8000", "25"],
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     out: dict[str, Any] = json.loads(done.stdout)
     out["progress"] = [line for line in done.stderr.splitlines() if " sim | emitted " in line]
     out["home"] = home
+    # After the demo, as a user would: `tokenledger report`, nothing set but the home (and
+    # the broker). It writes $TOKENLEDGER_HOME/report.html too: the demo's page moves aside.
+    page = Path(out["report"])
+    out["report"] = str(page.replace(home / "demo-report.html"))
+    bare = {k: v for k, v in env.items() if not k.startswith("TOKENLEDGER_")}
+    bare["TOKENLEDGER_HOME"] = str(home)
+    out["bare_report"] = tl(bare, "report")
+    out["bare_report_page"] = page.read_text()
     return out
 
 
@@ -157,3 +203,41 @@ def test_the_report_renders_its_charts_with_data_in_headless_chromium(
     assert colors[(0x4E, 0x79, 0xA7)] > 5000  # the baseline bar and the series
     assert colors[(0x59, 0xA1, 0x4F)] > 1000  # the actual bar
     assert len(colors) > 50  # text, axes, bars: not a blank page
+
+
+def test_the_demo_pages_only_its_own_file_and_leaves_no_topic_behind(
+    demo_run: dict[str, Any], on_call: tuple[str, list[str]], kafka_bootstrap: str
+) -> None:
+    """The user's receivers were configured (every kind): the runaway was paged to the
+    demo's file and to none of them. The demo's namespace is gone from the broker."""
+    from streams.admin.topics import admin_client
+
+    assert ("spend_rate", ANOMALY_TENANT, "firing") in [
+        (a["detector"], a["tenant_id"], a["status"]) for a in demo_run["alerts"]
+    ]
+    assert on_call[1] == []
+    admin = admin_client(kafka_bootstrap)
+    topics = [t for t in admin.list_topics(timeout=30).topics if t.startswith("demo")]
+    groups = admin.list_consumer_groups().result(timeout=30).valid
+    assert (topics, [g.group_id for g in groups if g.group_id.startswith("demo")]) == ([], [])
+
+
+def test_a_bare_report_after_the_demo_shows_the_demos_day(demo_run: dict[str, Any]) -> None:
+    """README: `tokenledger report [--start=-7d]`; the demo wrote `tokenledger_demo`, and
+    the default database does not exist, so the report reads the demo's and says so."""
+    emitted = [UsageEvent.model_validate_json(json.dumps(e)) for e in demo_run["emitted"]]
+    total = sum(expected_cost(e) for e in emitted if e.cache == "none")
+    done = demo_run["bare_report"]
+    assert (done.returncode, done.stderr) == (
+        0,
+        (
+            "reading tokenledger_demo, the database `tokenledger demo` wrote (tokenledger does not "
+            "exist; TOKENLEDGER_CLICKHOUSE_DATABASE chooses another)\n"
+        ),
+    )
+    first = done.stdout.splitlines()[0]
+    assert first.endswith(f" UTC: {format_usd(total)} exactly {format_usd(total, exact=True)}")
+    start = datetime.strptime(first.split()[1] + " " + first.split()[2], "%Y-%m-%d %H:%M")
+    assert datetime.now(UTC).replace(tzinfo=None) - start > timedelta(days=6, hours=23)  # -7d
+    assert done.stdout.splitlines()[-1] == f"Report: {demo_run['home'] / 'report.html'}"
+    assert "<th>Cost</th>" in demo_run["bare_report_page"]

@@ -86,7 +86,7 @@ def _pinned_kafka() -> str:
 
 def test_app_services_read_only_known_settings() -> None:
     known = settings_env_names()
-    for name in ("init", "worker", "sink", "notifier", "edge"):
+    for name in ("init", "grafana-user", "worker", "sink", "notifier", "edge"):
         env = SERVICES[name]["environment"]
         assert set(env) <= known, set(env) - known
         assert env["TOKENLEDGER_CLICKHOUSE"] == "http://clickhouse:8123"
@@ -140,6 +140,28 @@ def test_grafana_datasource_points_at_the_compose_clickhouse() -> None:
     )
 
 
+def test_grafana_logs_in_as_the_read_only_user_compose_makes_for_it() -> None:
+    """Not `default` (who may write and manage access): the user of
+    clickhouse/access/grafana.sql, made by `tokenledger access grafana` before Grafana
+    starts, with the one password both are given."""
+    from streams.analytics.access import GRAFANA_USER
+    from streams.config import GRAFANA_PASSWORD_ENV
+
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/clickhouse.yml").read_text())
+    (source,) = ds["datasources"]
+    assert source["jsonData"]["username"] == GRAFANA_USER
+    assert source["secureJsonData"] == {"password": f"${GRAFANA_PASSWORD_ENV}"}
+    maker = SERVICES["grafana-user"]
+    assert maker["command"] == ["access", "grafana"]
+    assert maker["depends_on"] == {"init": {"condition": "service_completed_successfully"}}
+    given = SERVICES["grafana"]["environment"][GRAFANA_PASSWORD_ENV]
+    assert given == maker["environment"][GRAFANA_PASSWORD_ENV]
+    assert given.startswith(f"${{{GRAFANA_PASSWORD_ENV}:?")  # compose refuses to start without it
+    assert SERVICES["grafana"]["depends_on"] == {
+        "grafana-user": {"condition": "service_completed_successfully"}
+    }
+
+
 def test_every_settings_field_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in settings_env_names():
@@ -169,3 +191,12 @@ def test_ci_runs_make_test() -> None:
         x for x in ci.splitlines() if x and not x.startswith("#") and not x.startswith("set ")
     ]
     assert commands[-1] == "make test"
+
+
+def test_the_readme_gives_the_report_default_the_cli_has() -> None:
+    from streams.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    start = sub.choices["report"].get_default("start")
+    readme = (ROOT / "README.md").read_text()
+    assert (start, f"`tokenledger report [--start={start}]" in readme) == ("-7d", True)
