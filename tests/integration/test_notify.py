@@ -302,11 +302,13 @@ def test_an_alert_is_not_committed_before_its_dlq_record_is_stored(
     produce(s.kafka, s.topic(topics.ALERTS), [(b"k", _alert("firing").model_dump_json().encode())])
     receivers = [Receiver("webhook", "webhook", catcher.url + "/hook")]
     notifier = Notifier(s, receivers, retries=1)
-    runner = threading.Thread(target=notifier.run)
+    runner = threading.Thread(target=notifier.run, daemon=True)
     runner.start()
-    wait_for(lambda: notifier.counters["dlq_retries"] >= 2, 60, "the DLQ record to be re-sent")
-    notifier.stop()
-    runner.join(60)
+    try:
+        wait_for(lambda: notifier.counters["dlq_retries"] >= 2, 60, "the DLQ record to be re-sent")
+    finally:
+        notifier.stop()
+        runner.join(60)
     group, alerts = s.topic("tokenledger-notifier"), s.topic(topics.ALERTS)
     assert committed_total(s.kafka, group, alerts, 1) == 0
     assert read_committed(s.kafka, s.topic(topics.DLQ), 1, timeout=5) == []  # refused
