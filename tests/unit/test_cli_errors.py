@@ -196,22 +196,28 @@ def test_a_clickhouse_error_no_command_expected_is_one_line(
     )
 
 
-def test_serve_refuses_a_signing_key_that_cannot_verify(
-    cli_env: dict[str, str], tmp_path: Path
-) -> None:
-    """Before the broker is asked (none runs here): a bad key is one line, never a traceback
-    from the edge's budget book."""
+def test_serve_refuses_a_key_it_cannot_verify_with(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Before the broker is asked (none runs here): a short or malformed public key, or the
+    retired shared key, is one line, never a traceback from the edge's budget book."""
     keys = tmp_path / "keys.json"
-    made = tl(cli_env, "edge-key", "--service", "checkout", "--tenant", "acme")
-    keys.write_text(made.stdout)
-    done = tl({**cli_env, "TOKENLEDGER_SIGNING_KEY": "too-short"}, "serve", "--keys", str(keys))
-    assert (done.returncode, done.stderr) == (
-        2,
+    keys.write_text(tl(cli_env, "edge-key", "--service", "checkout", "--tenant", "acme").stdout)
+    for name, value, line in [
         (
-            "tokenledger: a key in TOKENLEDGER_SIGNING_KEY is 9 characters; use at least 32 (e.g. "
-            "the output of `openssl rand -hex 32`)\n"
+            "TOKENLEDGER_PUBLIC_KEYS",
+            "too-short",
+            "key 1 in TOKENLEDGER_PUBLIC_KEYS is not a public key; write ed25519:<base64> as "
+            "`tokenledger keys public KEYFILE` prints it",
         ),
-    )
+        (
+            "TOKENLEDGER_SIGNING_KEY",
+            "too-short",
+            "TOKENLEDGER_SIGNING_KEY (a shared HMAC key) is no longer read: readers take "
+            "TOKENLEDGER_PUBLIC_KEYS, writers a private key file (README: Security, migrating "
+            "from HMAC)",
+        ),
+    ]:
+        done = tl({**cli_env, name: value}, "serve", "--keys", str(keys))
+        assert (done.returncode, done.stderr) == (2, f"tokenledger: {line}\n"), name
 
 
 @pytest.mark.parametrize(
