@@ -83,7 +83,7 @@ def demo_run(
     bare = {k: v for k, v in env.items() if not k.startswith("TOKENLEDGER_")}
     bare["TOKENLEDGER_HOME"] = str(home)
     out["bare_report"] = tl(bare, "report")
-    out["bare_report_page"] = page.read_text()
+    out["bare_report_page"] = page.read_text() if page.exists() else ""
     return out
 
 
