@@ -48,6 +48,7 @@ SELECT
     0 AS context_saved_nusd,
     0 AS cache_write_1h_tokens,
     '' AS service_tier,
+    NULL AS reported_cost_nusd,
     0 AS kafka_partition,
     number AS kafka_offset
 FROM numbers({rows:UInt64})
