@@ -4,7 +4,6 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY tokenledger tokenledger
 COPY schemas schemas
-COPY streams streams
 COPY clickhouse clickhouse
 RUN pip install --no-cache-dir '.[streams]'
 ENTRYPOINT ["tokenledger"]

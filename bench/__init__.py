@@ -48,13 +48,14 @@ def p99(values: list[float]) -> float:
 def local_broker() -> Iterator[tuple[str, Path]]:
     """A Kafka broker of its own on 127.0.0.1 for one benchmark: (bootstrap, a scratch
     folder that lives as long as the broker); stopped and removed afterwards."""
-    from streams.config import Settings
-    from streams.local.broker import LocalKafka, free_ports
+    from tokenledger.streams.config import Settings
+    from tokenledger.streams.local.broker import LocalKafka, free_ports
 
     with tempfile.TemporaryDirectory() as tmp:
         port, controller = free_ports(2)
-        broker = LocalKafka(Path(tmp) / "kafka", Settings.from_env().cache, port=port,
-                            controller_port=controller)  # fmt: skip
+        broker = LocalKafka(
+            Path(tmp) / "kafka", Settings.from_env().cache, port=port, controller_port=controller
+        )
         broker.start()
         try:
             yield broker.bootstrap, Path(tmp)

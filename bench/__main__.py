@@ -41,8 +41,10 @@ def main() -> int:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "figures.json"
-            done = subprocess.run([sys.executable, "-m", "bench", "--module", name, str(out)],  # noqa: S603
-                                  check=False)  # fmt: skip
+            done = subprocess.run(
+                [sys.executable, "-m", "bench", "--module", name, str(out)],  # noqa: S603
+                check=False,
+            )
             if done.returncode != 0:
                 failed.append(name)
                 continue

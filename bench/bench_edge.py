@@ -21,10 +21,10 @@ from pathlib import Path
 import aiohttp
 
 from bench import Figure, local_broker, median, p99
-from schemas import topics
-from streams.admin.topics import create_topics
-from streams.edge import keys
-from streams.local.broker import free_port
+from tokenledger.contract import topics
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.edge import keys
+from tokenledger.streams.local.broker import free_port
 
 DURATION_S = 8.0
 CONCURRENCY = 8
@@ -35,12 +35,27 @@ TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 
 def cloudevents_batch(n: int, start: int) -> bytes:
     ts = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-    events = [{"specversion": "1.0", "type": "dev.tokenledger.usage.v1", "source": "bench",
-               "id": f"e{start + i}", "time": ts,
-               "data": {"tenant_id": f"t{i % 20}", "service": "bench", "feature": "search",
-                        "model": "gpt-4o-mini", "provider": "openai", "input_tokens": 1200,
-                        "output_tokens": 80, "latency_ms": 400, "success": True}}
-              for i in range(n)]  # fmt: skip
+    events = [
+        {
+            "specversion": "1.0",
+            "type": "dev.tokenledger.usage.v1",
+            "source": "bench",
+            "id": f"e{start + i}",
+            "time": ts,
+            "data": {
+                "tenant_id": f"t{i % 20}",
+                "service": "bench",
+                "feature": "search",
+                "model": "gpt-4o-mini",
+                "provider": "openai",
+                "input_tokens": 1200,
+                "output_tokens": 80,
+                "latency_ms": 400,
+                "success": True,
+            },
+        }
+        for i in range(n)
+    ]
     return json.dumps(events).encode()
 
 
@@ -55,11 +70,16 @@ def otlp_request(n: int) -> bytes:
     provider.add_span_processor(SimpleSpanProcessor(memory))
     for i in range(n):
         span = provider.get_tracer("bench").start_span("chat gpt-4o-mini")
-        span.set_attributes({"gen_ai.provider.name": "openai",
-                             "gen_ai.request.model": "gpt-4o-mini",
-                             "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 80,
-                             "tokenledger.tenant_id": f"t{i % 20}",
-                             "tokenledger.feature": "search"})  # fmt: skip
+        span.set_attributes(
+            {
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 1200,
+                "gen_ai.usage.output_tokens": 80,
+                "tokenledger.tenant_id": f"t{i % 20}",
+                "tokenledger.feature": "search",
+            }
+        )
         span.end()
     return encode_spans(memory.get_finished_spans()).SerializeToString()
 
@@ -72,8 +92,9 @@ async def throughput(url: str, bodies: list[bytes], headers: dict[str, str]) -> 
     async def loop(session: aiohttp.ClientSession, k: int) -> None:
         nonlocal done
         while time.perf_counter() < deadline:
-            async with session.post(url, data=bodies[(done + k) % len(bodies)],
-                                    headers=headers) as r:  # fmt: skip
+            async with session.post(
+                url, data=bodies[(done + k) % len(bodies)], headers=headers
+            ) as r:
                 await r.read()
                 assert r.status == 200, (r.status, await r.text())
             done += 1
@@ -106,8 +127,12 @@ async def paced_latency_ms(url: str, headers: dict[str, str]) -> list[float]:
 @contextmanager
 def server(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
     pin = ["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() else []
-    proc = subprocess.Popen([*pin, *args], env=env, stdout=subprocess.DEVNULL,  # noqa: S603
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [*pin, *args],
+        env=env,
+        stdout=subprocess.DEVNULL,  # noqa: S603
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -130,10 +155,14 @@ def measure(base: str, key: str) -> dict[str, float]:
     auth = {"Authorization": f"Bearer {key}"}
     ce = [cloudevents_batch(100, i * 100) for i in range(50)]
     spans = [otlp_request(100)]
-    ce_rps = asyncio.run(throughput(f"{base}/v1/events", ce, {
-        **auth, "Content-Type": "application/cloudevents-batch+json"}))  # fmt: skip
-    span_rps = asyncio.run(throughput(f"{base}/v1/traces", spans, {
-        **auth, "Content-Type": "application/x-protobuf"}))  # fmt: skip
+    ce_rps = asyncio.run(
+        throughput(
+            f"{base}/v1/events", ce, {**auth, "Content-Type": "application/cloudevents-batch+json"}
+        )
+    )
+    span_rps = asyncio.run(
+        throughput(f"{base}/v1/traces", spans, {**auth, "Content-Type": "application/x-protobuf"})
+    )
     checks = asyncio.run(paced_latency_ms(f"{base}/v1/check?tenant=t1&feature=search", auth))
     return {
         "events": ce_rps * 100,
@@ -147,28 +176,50 @@ def run() -> list[Figure]:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})  # the client on core 0, the servers on core 1
     with local_broker() as (bootstrap, tmp):
-        env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_HOME": str(tmp),
-               "TOKENLEDGER_TOPIC_NAMESPACE": ""}  # fmt: skip
+        env = {
+            **os.environ,
+            "TOKENLEDGER_KAFKA": bootstrap,
+            "TOKENLEDGER_HOME": str(tmp),
+            "TOKENLEDGER_TOPIC_NAMESPACE": "",
+        }
         create_topics(bootstrap, topics.TOPICS, 3, 1)
         key = keys.new_key()
         (tmp / "keys.json").write_text(json.dumps({"keys": [keys.entry("*", ["*"], key)]}))
         port = free_port()
-        with server([TOKENLEDGER, "serve", "--port", str(port), "--keys", str(tmp / "keys.json")],
-                    env, f"http://127.0.0.1:{port}/ready"):  # fmt: skip
+        with server(
+            [TOKENLEDGER, "serve", "--port", str(port), "--keys", str(tmp / "keys.json")],
+            env,
+            f"http://127.0.0.1:{port}/ready",
+        ):
             edge = measure(f"http://127.0.0.1:{port}", key)
         port = free_port()
-        with server([sys.executable, "-m", "bench.bare_http", str(port)], env,
-                    f"http://127.0.0.1:{port}/ready"):  # fmt: skip
+        with server(
+            [sys.executable, "-m", "bench.bare_http", str(port)],
+            env,
+            f"http://127.0.0.1:{port}/ready",
+        ):
             bare = measure(f"http://127.0.0.1:{port}", key)
     return [
-        Figure("edge.ingest_events_per_s", edge["events"], "ev/s",
-               f"CloudEvents batches of 100, one core; bare aiohttp {bare['events']:,.0f} "
-               f"(ratio {edge['events'] / bare['events']:.2f}); target >= 20,000"),
+        Figure(
+            "edge.ingest_events_per_s",
+            edge["events"],
+            "ev/s",
+            f"CloudEvents batches of 100, one core; bare aiohttp {bare['events']:,.0f} "
+            f"(ratio {edge['events'] / bare['events']:.2f}); target >= 20,000",
+        ),
         Figure("edge.bare_ingest_events_per_s", bare["events"], "ev/s", "same client, bare"),
-        Figure("edge.otlp_spans_per_s", edge["spans"], "spans/s",
-               f"OTLP protobuf, 100 GenAI spans per request; bare {bare['spans']:,.0f}"),
-        Figure("edge.check_p99_ms", edge["p99"], "ms",
-               f"at {CHECK_RATE:,}/s; p50 {edge['p50']:.2f} ms; bare p99 {bare['p99']:.2f} ms, "
-               f"p50 {bare['p50']:.2f} ms; target < 5 ms"),
+        Figure(
+            "edge.otlp_spans_per_s",
+            edge["spans"],
+            "spans/s",
+            f"OTLP protobuf, 100 GenAI spans per request; bare {bare['spans']:,.0f}",
+        ),
+        Figure(
+            "edge.check_p99_ms",
+            edge["p99"],
+            "ms",
+            f"at {CHECK_RATE:,}/s; p50 {edge['p50']:.2f} ms; bare p99 {bare['p99']:.2f} ms, "
+            f"p50 {bare['p50']:.2f} ms; target < 5 ms",
+        ),
         Figure("edge.bare_check_p99_ms", bare["p99"], "ms", "same client, bare aiohttp GET"),
-    ]  # fmt: skip
+    ]

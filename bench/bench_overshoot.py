@@ -19,16 +19,16 @@ from decimal import Decimal
 from pathlib import Path
 
 from bench import Figure, local_broker
-from schemas import topics
-from schemas.common import format_usd
-from schemas.messages import UsageEvent
-from schemas.topics import TopicSpec
-from streams.admin import budgets as budget_admin
-from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.worker import service as worker
 from tokenledger import BudgetGuard, Ledger
+from tokenledger.contract import topics
+from tokenledger.contract.common import format_usd
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.contract.topics import TopicSpec
 from tokenledger.ledger import TopicNames
+from tokenledger.streams.admin import budgets as budget_admin
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
 
 RATES = (200, 2_000, 10_000)
 GATEWAYS = 4
@@ -38,19 +38,29 @@ CALL_NUSD = 2000 * 150 + 200 * 600  # gpt-4o-mini, 2,000 in / 200 out: $0.00042
 
 def overshoot(bootstrap: str, home: Path, rate: int) -> tuple[float, int, int]:
     """(percent over the limit, spent nano-USD, limit nano-USD) at ``rate`` requests/s."""
-    env = {"TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_PARTITIONS": "3",
-           "TOKENLEDGER_TOPIC_NAMESPACE": f"ov{uuid.uuid4().hex[:6]}"}  # fmt: skip
+    env = {
+        "TOKENLEDGER_KAFKA": bootstrap,
+        "TOKENLEDGER_PARTITIONS": "3",
+        "TOKENLEDGER_TOPIC_NAMESPACE": f"ov{uuid.uuid4().hex[:6]}",
+    }
     settings = replace(Settings.from_env(env), home=home)
-    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-                              for t in topics.TOPICS], 3, 1)  # fmt: skip
+    create_topics(
+        bootstrap,
+        [TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS],
+        3,
+        1,
+    )
     limit = rate * LIMIT_SECONDS * CALL_NUSD
-    budget_admin.put(settings, budget_admin.make_budget(
-        "acme", None, f"{Decimal(limit) / 10**9}", "day", "UTC", "50"))  # fmt: skip
+    budget_admin.put(
+        settings,
+        budget_admin.make_budget("acme", None, f"{Decimal(limit) / 10**9}", "day", "UTC", "50"),
+    )
     engine = worker.build(settings, "ov", max_batch=5000)
     runner = threading.Thread(target=engine.run, daemon=True)
     runner.start()
-    names = TopicNames(**{f: settings.topic(getattr(topics, f.upper())) for f in
-                          ("usage", "requests", "outcomes")})  # fmt: skip
+    names = TopicNames(
+        **{f: settings.topic(getattr(topics, f.upper())) for f in ("usage", "requests", "outcomes")}
+    )
     spent = [0] * GATEWAYS
     blocked = threading.Barrier(GATEWAYS + 1)
 
@@ -65,12 +75,23 @@ def overshoot(bootstrap: str, home: Path, rate: int) -> tuple[float, int, int]:
             while sent < due and not refused:
                 refused = not guard.check("acme").allowed
                 if not refused:
-                    ledger.emit(UsageEvent(
-                        event_id=uuid.uuid4().hex, request_id=f"{n}-{sent}",
-                        idempotency_key=f"{n}-{sent}", ts=datetime.now(UTC), tenant_id="acme",
-                        service="gw", feature="chat", model="gpt-4o-mini", provider="openai",
-                        input_tokens=2000, output_tokens=200, latency_ms=300, success=True,
-                    ))  # fmt: skip
+                    ledger.emit(
+                        UsageEvent(
+                            event_id=uuid.uuid4().hex,
+                            request_id=f"{n}-{sent}",
+                            idempotency_key=f"{n}-{sent}",
+                            ts=datetime.now(UTC),
+                            tenant_id="acme",
+                            service="gw",
+                            feature="chat",
+                            model="gpt-4o-mini",
+                            provider="openai",
+                            input_tokens=2000,
+                            output_tokens=200,
+                            latency_ms=300,
+                            success=True,
+                        )
+                    )
                     spent[n] += CALL_NUSD
                     sent += 1
             time.sleep(0.002)
@@ -78,8 +99,7 @@ def overshoot(bootstrap: str, home: Path, rate: int) -> tuple[float, int, int]:
         guard.close()
         blocked.wait(120)
 
-    threads = [threading.Thread(target=gateway, args=(n,), daemon=True)
-               for n in range(GATEWAYS)]  # fmt: skip
+    threads = [threading.Thread(target=gateway, args=(n,), daemon=True) for n in range(GATEWAYS)]
     for t in threads:
         t.start()
     blocked.wait(LIMIT_SECONDS * 20 + 120)
@@ -94,7 +114,13 @@ def run() -> list[Figure]:
     with local_broker() as (bootstrap, tmp):
         for rate in RATES:
             pct, spent, limit = overshoot(bootstrap, tmp / f"h{rate}", rate)
-            figures.append(Figure(f"budgets.overshoot_pct_at_{rate}_rps", pct, "%",
-                                  f"{format_usd(spent - limit)} past a "
-                                  f"{format_usd(limit)} limit, {GATEWAYS} gateways"))  # fmt: skip
+            figures.append(
+                Figure(
+                    f"budgets.overshoot_pct_at_{rate}_rps",
+                    pct,
+                    "%",
+                    f"{format_usd(spent - limit)} past a "
+                    f"{format_usd(limit)} limit, {GATEWAYS} gateways",
+                )
+            )
     return figures

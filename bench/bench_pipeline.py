@@ -24,10 +24,10 @@ from bench import Figure, local_broker, produce
 from bench.bench_sink import enriched
 from bench.bench_streams import usage
 from bench.processes import Stage, rate_until
-from schemas import topics
-from streams.admin.progress import Probe
-from streams.sink.service import GROUP as SINK_GROUP
-from streams.worker.service import GROUP as WORKER_GROUP
+from tokenledger.contract import topics
+from tokenledger.streams.admin.progress import Probe
+from tokenledger.streams.sink.service import GROUP as SINK_GROUP
+from tokenledger.streams.worker.service import GROUP as WORKER_GROUP
 
 PARTITIONS = 6
 ROWS = 200_000
@@ -41,14 +41,26 @@ def run() -> list[Figure]:
         two = sinks_alone(bootstrap, 2)
         both = workers_and_sinks(bootstrap)
     return [
-        Figure("sink.one_process_rows_per_s", one, "rows/s",
-               "one `tokenledger sink` process, six partitions"),
-        Figure("sink.two_process_rows_per_s", two, "rows/s",
-               "two sink processes, three partitions each, each with its own chdb"),
+        Figure(
+            "sink.one_process_rows_per_s",
+            one,
+            "rows/s",
+            "one `tokenledger sink` process, six partitions",
+        ),
+        Figure(
+            "sink.two_process_rows_per_s",
+            two,
+            "rows/s",
+            "two sink processes, three partitions each, each with its own chdb",
+        ),
         Figure("sink.two_process_scaling", two / one, "x", "two sink processes / one"),
-        Figure("pipeline.two_workers_two_sinks_events_per_s", both, "ev/s",
-               "usage -> 2 workers -> 2 sinks, until every row is stored"),
-    ]  # fmt: skip
+        Figure(
+            "pipeline.two_workers_two_sinks_events_per_s",
+            both,
+            "ev/s",
+            "usage -> 2 workers -> 2 sinks, until every row is stored",
+        ),
+    ]
 
 
 def _stored(outputs: list[str], expected: int) -> None:
@@ -61,8 +73,9 @@ def _stored(outputs: list[str], expected: int) -> None:
 def sinks_alone(bootstrap: str, count: int) -> float:
     """Rows per second of ``count`` sink processes over ROWS pre-loaded enriched rows."""
     now = datetime.now(UTC)  # made before the clock starts: producing them is cheap
-    rows = [(f"t{i % 60}".encode(), enriched(i, now).model_dump_json().encode())
-            for i in range(ROWS)]  # fmt: skip
+    rows = [
+        (f"t{i % 60}".encode(), enriched(i, now).model_dump_json().encode()) for i in range(ROWS)
+    ]
     with tempfile.TemporaryDirectory() as home:
         stage = Stage(bootstrap, Path(home), PARTITIONS)
         source = stage.settings.topic(topics.USAGE_ENRICHED)
@@ -85,15 +98,19 @@ def workers_and_sinks(bootstrap: str) -> float:
     with tempfile.TemporaryDirectory() as home:
         stage = Stage(bootstrap, Path(home), PARTITIONS)
         settings = stage.settings
-        produce(bootstrap, settings.topic(topics.USAGE),
-                ((f"t{i % 60}".encode(), usage(f"t{i % 60}", i)) for i in range(EVENTS)))  # fmt: skip
+        produce(
+            bootstrap,
+            settings.topic(topics.USAGE),
+            ((f"t{i % 60}".encode(), usage(f"t{i % 60}", i)) for i in range(EVENTS)),
+        )
         try:
             for name in ("s1", "s2"):
                 stage.start("sink", name)
             stage.wait_members(SINK_GROUP, 2)
             workers = Probe(settings, settings.topic(WORKER_GROUP), settings.topic(topics.USAGE))
-            sinks = Probe(settings, settings.topic(SINK_GROUP),
-                          settings.topic(topics.USAGE_ENRICHED))  # fmt: skip
+            sinks = Probe(
+                settings, settings.topic(SINK_GROUP), settings.topic(topics.USAGE_ENRICHED)
+            )
             for name in ("w1", "w2"):
                 stage.start("worker", name)
             rate = rate_until(stage, workers, EVENTS, sinks.caught_up)

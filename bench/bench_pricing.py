@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import genai_prices
 
 from bench import Figure, median, p99, sample_us
-from schemas.price_book import load_price_book
-from schemas.pricing import TokenCounts
+from tokenledger.contract.price_book import load_price_book
+from tokenledger.contract.pricing import TokenCounts
 
 
 def run() -> list[Figure]:
@@ -18,10 +18,14 @@ def run() -> list[Figure]:
     tokens = TokenCounts(input=3500, output=420, cached_input=1024, reasoning=128)
     book.price("openai", "gpt-4o", at, tokens)  # resolve the name once, as the worker does
     exact = sample_us(lambda: book.price("openai", "gpt-4o", at, tokens))
-    usage = genai_prices.Usage(input_tokens=3500, cache_read_tokens=1024, output_tokens=420,
-                               output_reasoning_tokens=128)  # fmt: skip
-    library = sample_us(lambda: genai_prices.calc_price(usage, "gpt-4o", provider_id="openai",
-                                                         genai_request_timestamp=at))  # fmt: skip
+    usage = genai_prices.Usage(
+        input_tokens=3500, cache_read_tokens=1024, output_tokens=420, output_reasoning_tokens=128
+    )
+    library = sample_us(
+        lambda: genai_prices.calc_price(
+            usage, "gpt-4o", provider_id="openai", genai_request_timestamp=at
+        )
+    )
     rates = (2.5, 1.25, 10.0)
 
     def bare() -> float:
@@ -29,14 +33,30 @@ def run() -> list[Figure]:
 
     baseline = sample_us(bare)
     return [
-        Figure("pricing.lookup_ns", median(exact) * 1000, "ns",
-               "PriceBook.price(): resolve (cached) + exact cost of one event"),
+        Figure(
+            "pricing.lookup_ns",
+            median(exact) * 1000,
+            "ns",
+            "PriceBook.price(): resolve (cached) + exact cost of one event",
+        ),
         Figure("pricing.price_p99_us", p99(exact), "us"),
-        Figure("pricing.calc_price_median_us", median(library), "us",
-               "genai_prices.calc_price, the same call"),
-        Figure("pricing.book_vs_calc_price_ratio", median(library) / median(exact), "x",
-               "how much faster the cached book is"),
+        Figure(
+            "pricing.calc_price_median_us",
+            median(library),
+            "us",
+            "genai_prices.calc_price, the same call",
+        ),
+        Figure(
+            "pricing.book_vs_calc_price_ratio",
+            median(library) / median(exact),
+            "x",
+            "how much faster the cached book is",
+        ),
         Figure("pricing.float_baseline_median_us", median(baseline), "us", "same sum, floats"),
-        Figure("pricing.exact_vs_float_ratio", median(exact) / median(baseline), "x",
-               "the price of exactness"),
-    ]  # fmt: skip
+        Figure(
+            "pricing.exact_vs_float_ratio",
+            median(exact) / median(baseline),
+            "x",
+            "the price of exactness",
+        ),
+    ]

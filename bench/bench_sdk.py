@@ -9,30 +9,53 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import Figure, local_broker, median, p99, sample_us
-from schemas.messages import Signal, UsageEvent
-from schemas.topics import TopicSpec
-from streams.admin.topics import create_topics
 from tokenledger import BudgetGuard, Guardrails, Ledger, TopicNames
+from tokenledger.contract.messages import Signal, UsageEvent
+from tokenledger.contract.topics import TopicSpec
 from tokenledger.kafka_config import client_config
+from tokenledger.streams.admin.topics import create_topics
 
 
 def usage() -> UsageEvent:
     return UsageEvent(
-        event_id=uuid.uuid4().hex, request_id="r-1", idempotency_key="r-1",
-        ts=datetime.now(UTC), tenant_id="acme", user_scope="u-42", service="support-bot",
-        feature="answer", route="rag", prompt_version="v3", model="gpt-4o",
-        provider="openai", input_tokens=3500, output_tokens=420, cached_input_tokens=1024,
-        latency_ms=812, success=True,
-    )  # fmt: skip
+        event_id=uuid.uuid4().hex,
+        request_id="r-1",
+        idempotency_key="r-1",
+        ts=datetime.now(UTC),
+        tenant_id="acme",
+        user_scope="u-42",
+        service="support-bot",
+        feature="answer",
+        route="rag",
+        prompt_version="v3",
+        model="gpt-4o",
+        provider="openai",
+        input_tokens=3500,
+        output_tokens=420,
+        cached_input_tokens=1024,
+        latency_ms=812,
+        success=True,
+    )
 
 
 def block(tenant_id: str) -> bytes:
     now = datetime.now(UTC)
-    return Signal(
-        scope=f"tenant/{tenant_id}", tenant_id=tenant_id, state="block", reason="daily limit",
-        spend_nusd=10**10, limit_nusd=10**10, window_start=now, window_end=now,
-        issued_at=now, issuer="bench",
-    ).model_dump_json().encode()  # fmt: skip
+    return (
+        Signal(
+            scope=f"tenant/{tenant_id}",
+            tenant_id=tenant_id,
+            state="block",
+            reason="daily limit",
+            spend_nusd=10**10,
+            limit_nusd=10**10,
+            window_start=now,
+            window_end=now,
+            issued_at=now,
+            issuer="bench",
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 def run() -> list[Figure]:
@@ -45,8 +68,8 @@ def signing() -> list[Figure]:
     topic, key, value and issue time) and the worker's signature. No broker needed."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from streams.admin.signer import Signer
     from tokenledger.signing import PublicKeyring, check
+    from tokenledger.streams.admin.signer import Signer
 
     private = Ed25519PrivateKey.generate()
     signer, ring = Signer(private), PublicKeyring((private.public_key(),))
@@ -73,14 +96,19 @@ def _measure(bootstrap: str, tmp: Path) -> list[Figure]:
     from confluent_kafka import Producer
 
     names = TopicNames(requests="b.requests", usage="b.usage", outcomes="b.outcomes")
-    create_topics(bootstrap, [TopicSpec(n) for n in (names.requests, names.usage,
-                                                      names.outcomes)], 3, 1)  # fmt: skip
+    create_topics(
+        bootstrap, [TopicSpec(n) for n in (names.requests, names.usage, names.outcomes)], 3, 1
+    )
     event: UsageEvent = usage()
     value = event.model_dump_json().encode()
     key = event.tenant_id.encode()
 
-    bare = Producer(client_config(bootstrap, {"enable.idempotence": True, "acks": "all",
-                                              "linger.ms": 5, "compression.type": "lz4"}))  # fmt: skip
+    bare = Producer(
+        client_config(
+            bootstrap,
+            {"enable.idempotence": True, "acks": "all", "linger.ms": 5, "compression.type": "lz4"},
+        )
+    )
     counter = [0]
 
     def produce() -> None:
@@ -97,8 +125,13 @@ def _measure(bootstrap: str, tmp: Path) -> list[Figure]:
         assert ledger.flush(60)
 
         def track() -> None:
-            with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
-                              provider="openai", max_output_tokens=800) as call:  # fmt: skip
+            with ledger.track(
+                tenant_id="acme",
+                feature="answer",
+                model="gpt-4o",
+                provider="openai",
+                max_output_tokens=800,
+            ) as call:
                 call.record(input_tokens=3500, output_tokens=420)
 
         track_us = sample_us(track, samples=500, batch=10)
@@ -110,8 +143,9 @@ def _measure(bootstrap: str, tmp: Path) -> list[Figure]:
     for i in range(1000):
         guard.apply(f"tenant/t{i}".encode(), block(f"t{i}"))
     check_us = sample_us(lambda: guard.check("acme", "answer"), samples=2000, batch=100)
-    blocked_us = sample_us(lambda: guard.check("t7", "answer", input_tokens=3000),
-                           samples=2000, batch=100)  # fmt: skip
+    blocked_us = sample_us(
+        lambda: guard.check("t7", "answer", input_tokens=3000), samples=2000, batch=100
+    )
 
     ratio = median(emit_us) / median(bare_us)
     return [

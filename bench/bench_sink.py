@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from bench import Figure, local_broker
-from schemas import topics
-from schemas.messages import EnrichedUsage
-from schemas.rows import UsageRow
-from schemas.topics import TopicSpec
-from streams.admin.topics import create_topics
-from streams.analytics import queries
-from streams.config import Settings
-from streams.sink import migrations
-from streams.sink.client import get_client
-from streams.sink.service import INSERT_SETTINGS, Sink
+from tokenledger.contract import topics
+from tokenledger.contract.messages import EnrichedUsage
+from tokenledger.contract.rows import UsageRow
+from tokenledger.contract.topics import TopicSpec
 from tokenledger.kafka_config import client_config
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.analytics import queries
+from tokenledger.streams.config import Settings
+from tokenledger.streams.sink import migrations
+from tokenledger.streams.sink.client import get_client
+from tokenledger.streams.sink.service import INSERT_SETTINGS, Sink
 
 SINK_ROWS = 50_000
 QUERY_ROWS = 10_000_000
@@ -32,16 +32,36 @@ SEED = Path(__file__).parent / "sql" / "seed_usage_events.sql"
 
 def enriched(i: int, now: datetime) -> EnrichedUsage:
     return EnrichedUsage(
-        event_id=uuid.uuid4().hex, request_id=f"r{i}", idempotency_key=f"r{i}",
-        ts=now - timedelta(seconds=i % 3600), tenant_id=f"t{i % 50}", user_scope="u",
-        service="bench", feature=f"f{i % 8}", route="rag", prompt_version="v1",
-        model="gpt-4o", provider="openai", input_tokens=3000, output_tokens=400,
-        latency_ms=900, success=True, cost_nusd=11_500_000 + i, priced=True,
-        table_cost_nusd=11_500_000 + i, cost_source="table", cost_mismatch=False,
-        pricing_version="bench", reference_model="gpt-4o", counterfactual_cost_nusd=12_000_000,
-        list_cost_nusd=12_000_000, unbatched_cost_nusd=11_500_000, context_saved_nusd=0,
-        duplicate_generation=False, processed_at=now,
-    )  # fmt: skip
+        event_id=uuid.uuid4().hex,
+        request_id=f"r{i}",
+        idempotency_key=f"r{i}",
+        ts=now - timedelta(seconds=i % 3600),
+        tenant_id=f"t{i % 50}",
+        user_scope="u",
+        service="bench",
+        feature=f"f{i % 8}",
+        route="rag",
+        prompt_version="v1",
+        model="gpt-4o",
+        provider="openai",
+        input_tokens=3000,
+        output_tokens=400,
+        latency_ms=900,
+        success=True,
+        cost_nusd=11_500_000 + i,
+        priced=True,
+        table_cost_nusd=11_500_000 + i,
+        cost_source="table",
+        cost_mismatch=False,
+        pricing_version="bench",
+        reference_model="gpt-4o",
+        counterfactual_cost_nusd=12_000_000,
+        list_cost_nusd=12_000_000,
+        unbatched_cost_nusd=11_500_000,
+        context_saved_nusd=0,
+        duplicate_generation=False,
+        processed_at=now,
+    )
 
 
 def run() -> list[Figure]:
@@ -65,19 +85,35 @@ def sink_throughput(bootstrap: str, dsn: str) -> list[Figure]:
         started = time.perf_counter()
         for chunk in range(0, SINK_ROWS, 5000):
             token = f"{attempt}-{chunk}"
-            bare.insert("usage_events", rows[chunk:chunk + 5000], column_names=UsageRow.insert_columns(),
-                        settings={**INSERT_SETTINGS, "insert_deduplication_token": token})  # fmt: skip
+            bare.insert(
+                "usage_events",
+                rows[chunk : chunk + 5000],
+                column_names=UsageRow.insert_columns(),
+                settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
+            )
         rates.append(SINK_ROWS / (time.perf_counter() - started))
     bare_rate = statistics.median(rates)
 
-    settings = Settings.from_env({"TOKENLEDGER_KAFKA": bootstrap,
-                                  "TOKENLEDGER_TOPIC_NAMESPACE": "bench", "TOKENLEDGER_PARTITIONS": "3"})  # fmt: skip
-    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-                              for t in topics.TOPICS], 3, 1)  # fmt: skip
+    settings = Settings.from_env(
+        {
+            "TOKENLEDGER_KAFKA": bootstrap,
+            "TOKENLEDGER_TOPIC_NAMESPACE": "bench",
+            "TOKENLEDGER_PARTITIONS": "3",
+        }
+    )
+    create_topics(
+        bootstrap,
+        [TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS],
+        3,
+        1,
+    )
     producer = Producer(client_config(bootstrap, {"linger.ms": 20}))
     for e in events:
-        producer.produce(settings.topic(topics.USAGE_ENRICHED), e.model_dump_json().encode(),
-                         e.tenant_id.encode())  # fmt: skip
+        producer.produce(
+            settings.topic(topics.USAGE_ENRICHED),
+            e.model_dump_json().encode(),
+            e.tenant_id.encode(),
+        )
         producer.poll(0)
     producer.flush(60)
     client = get_client(dsn, "bench_sink", create=True)
@@ -98,14 +134,26 @@ def sink_throughput(bootstrap: str, dsn: str) -> list[Figure]:
     sink.stop()
     thread.join(30)
     return [
-        Figure("sink.rows_per_s", sink_rate, "rows/s",
-               "consume + parse + insert + commit, from the first stored batch to the last"),
-        Figure("sink.rows_per_s_with_startup", SINK_ROWS / (done - started), "rows/s",
-               "the same from the sink's start (group join included)"),
-        Figure("sink.bare_insert_rows_per_s", bare_rate, "rows/s",
-               "clickhouse-connect insert of the same rows, median of 3 rounds"),
+        Figure(
+            "sink.rows_per_s",
+            sink_rate,
+            "rows/s",
+            "consume + parse + insert + commit, from the first stored batch to the last",
+        ),
+        Figure(
+            "sink.rows_per_s_with_startup",
+            SINK_ROWS / (done - started),
+            "rows/s",
+            "the same from the sink's start (group join included)",
+        ),
+        Figure(
+            "sink.bare_insert_rows_per_s",
+            bare_rate,
+            "rows/s",
+            "clickhouse-connect insert of the same rows, median of 3 rounds",
+        ),
         Figure("sink.ratio_to_bare", sink_rate / bare_rate, "x"),
-    ]  # fmt: skip
+    ]
 
 
 def query_latency(dsn: str) -> list[Figure]:
@@ -117,8 +165,9 @@ def query_latency(dsn: str) -> list[Figure]:
     figures = [Figure("queries.seed_10m_rows_s", seeded, "s", "INSERT ... SELECT numbers()")]
     worst = 0.0
     for name, query in queries.library().items():
-        params: dict[str, Any] = query.bind({"start": "-30d"} if any(
-            p.name == "start" for p in query.params) else {})  # fmt: skip
+        params: dict[str, Any] = query.bind(
+            {"start": "-30d"} if any(p.name == "start" for p in query.params) else {}
+        )
         times = []
         for _ in range(3):
             t = time.perf_counter()

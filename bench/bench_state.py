@@ -30,12 +30,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import Figure, local_broker, produce
-from schemas import topics
-from schemas.messages import UsageEvent
-from schemas.topics import TopicSpec
-from streams.admin.progress import Probe
-from streams.admin.topics import create_topics
-from streams.config import Settings
+from tokenledger.contract import topics
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.contract.topics import TopicSpec
+from tokenledger.streams.admin.progress import Probe
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
 
 RESTART_EVENTS = 5_000_000
 PARTITIONS = 3
@@ -50,8 +50,8 @@ def _rss_mb() -> float:
 
 def measure_disk(events: int, folder: str) -> dict[str, float]:
     """In this process: ``events`` ids through Dedup on a DiskState, committed per 5000."""
-    from streams.worker.dedup import Dedup
-    from streams.worker.store import DiskState
+    from tokenledger.streams.worker.dedup import Dedup
+    from tokenledger.streams.worker.store import DiskState
 
     state = DiskState(Path(folder) / "p")
     dedup = Dedup(state)
@@ -74,8 +74,8 @@ def measure_disk(events: int, folder: str) -> dict[str, float]:
 
 
 def measure_memory(events: int) -> dict[str, float]:
-    from streams.worker.dedup import Dedup
-    from streams.worker.state import ChangelogState
+    from tokenledger.streams.worker.dedup import Dedup
+    from tokenledger.streams.worker.state import ChangelogState
 
     state = ChangelogState()
     dedup = Dedup(state)
@@ -89,18 +89,42 @@ def measure_memory(events: int) -> dict[str, float]:
 
 def _in_child(kind: str, events: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
-        done = subprocess.run([sys.executable, "-m", "bench.bench_state", kind, str(events),  # noqa: S603
-                               folder], capture_output=True, text=True, check=True)  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.bench_state",
+                kind,
+                str(events),  # noqa: S603
+                folder,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return json.loads(done.stdout)
 
 
 def _usage(i: int, base: datetime) -> bytes:
-    return UsageEvent(
-        event_id=uuid.uuid4().hex, request_id=f"r{i}", idempotency_key=uuid.uuid4().hex,
-        ts=base + timedelta(milliseconds=i % 60_000), tenant_id=f"t{i % 40}", service="bench",
-        feature=f"f{i % 4}", model="gpt-4o-mini", provider="openai", input_tokens=900,
-        output_tokens=90, latency_ms=500, success=True,
-    ).model_dump_json().encode()  # fmt: skip
+    return (
+        UsageEvent(
+            event_id=uuid.uuid4().hex,
+            request_id=f"r{i}",
+            idempotency_key=uuid.uuid4().hex,
+            ts=base + timedelta(milliseconds=i % 60_000),
+            tenant_id=f"t{i % 40}",
+            service="bench",
+            feature=f"f{i % 4}",
+            model="gpt-4o-mini",
+            provider="openai",
+            input_tokens=900,
+            output_tokens=90,
+            latency_ms=500,
+            success=True,
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 def _events(n: int) -> Iterator[tuple[bytes, bytes]]:
@@ -108,8 +132,13 @@ def _events(n: int) -> Iterator[tuple[bytes, bytes]]:
     return ((f"t{i % 40}".encode(), _usage(i, base)) for i in range(n))
 
 
-def _back_after(settings: Settings, env: dict[str, str], state: str, probe: Probe,
-                stop: signal.Signals = signal.SIGTERM) -> float:  # fmt: skip
+def _back_after(
+    settings: Settings,
+    env: dict[str, str],
+    state: str,
+    probe: Probe,
+    stop: signal.Signals = signal.SIGTERM,
+) -> float:
     """Seconds from starting the worker until 1,000 new events are committed; then the
     worker is stopped with ``stop``."""
     produce(settings.kafka, settings.topic(topics.USAGE), _events(1000))
@@ -127,17 +156,31 @@ def _back_after(settings: Settings, env: dict[str, str], state: str, probe: Prob
 
 
 def _worker(env: dict[str, str], state: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "streams.cli", "worker", "--instance", "b1",
-               "--max-batch", "5000", "--state", state]  # fmt: skip
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,  # noqa: S603
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "tokenledger.streams.cli",
+        "worker",
+        "--instance",
+        "b1",
+        "--max-batch",
+        "5000",
+        "--state",
+        state,
+    ]
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,  # noqa: S603
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def seed_changelog(settings: Settings, events: int) -> None:
     """The changelog records ``events`` remembered events leave behind (an event-id and an
     idempotency-key digest each, seen an hour ago), spread over the partitions by key:
     state to restore without running that many events through a worker first."""
-    from streams.worker.state import EVENT_ID, GENERATION, scoped_key
+    from tokenledger.streams.worker.state import EVENT_ID, GENERATION, scoped_key
 
     ts = str(int(time.time() * 1000) - 3_600_000).encode()
     records = (
@@ -149,12 +192,20 @@ def seed_changelog(settings: Settings, events: int) -> None:
 
 
 def restarts(bootstrap: str, home: Path) -> list[Figure]:
-    env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_HOME": str(home),
-           "TOKENLEDGER_TOPIC_NAMESPACE": f"st{uuid.uuid4().hex[:6]}",
-           "TOKENLEDGER_PARTITIONS": str(PARTITIONS)}  # fmt: skip
+    env = {
+        **os.environ,
+        "TOKENLEDGER_KAFKA": bootstrap,
+        "TOKENLEDGER_HOME": str(home),
+        "TOKENLEDGER_TOPIC_NAMESPACE": f"st{uuid.uuid4().hex[:6]}",
+        "TOKENLEDGER_PARTITIONS": str(PARTITIONS),
+    }
     settings = Settings.from_env(env)
-    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-                              for t in topics.TOPICS], PARTITIONS, 1)  # fmt: skip
+    create_topics(
+        bootstrap,
+        [TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS],
+        PARTITIONS,
+        1,
+    )
     seed_changelog(settings, RESTART_EVENTS)
     probe = Probe(settings, settings.topic("tokenledger-worker"), settings.topic(topics.USAGE))
     rebuild = _back_after(settings, env, "disk", probe, signal.SIGKILL)  # no store yet
@@ -173,13 +224,21 @@ def run() -> list[Figure]:
     disk = _in_child("disk", 5_000_000)
     memory = _in_child("memory", 500_000)
     figures = [
-        Figure("streams.state_bytes_per_event", disk["bytes_per_event"], "B",
-               "RocksDB after compaction, 5M events of dedup state"),
+        Figure(
+            "streams.state_bytes_per_event",
+            disk["bytes_per_event"],
+            "B",
+            "RocksDB after compaction, 5M events of dedup state",
+        ),
         Figure("streams.rss_mb_after_1m_events", disk["rss_1m"], "MB", "state process"),
         Figure("streams.rss_mb_after_5m_events", disk["rss"], "MB", "the same after 5M"),
-        Figure("streams.memory_state_bytes_per_event", memory["bytes_per_event"], "B",
-               "--state memory: resident growth per event"),
-    ]  # fmt: skip
+        Figure(
+            "streams.memory_state_bytes_per_event",
+            memory["bytes_per_event"],
+            "B",
+            "--state memory: resident growth per event",
+        ),
+    ]
     with local_broker() as (bootstrap, tmp):
         figures += restarts(bootstrap, tmp / "home")
     return figures

@@ -26,19 +26,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import Figure, local_broker, median, p99, produce
-from schemas import topics
-from schemas.messages import UsageEvent
-from schemas.topics import TopicSpec
-from streams.admin import budgets as budget_admin
-from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.records import Output, Rejection
-from streams.worker import service as worker
-from streams.worker.engine import EngineConfig, TransactionalEngine
-from streams.worker.state import State
-from streams.worker.validate import parse
 from tokenledger import BudgetGuard
+from tokenledger.contract import topics
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.contract.topics import TopicSpec
 from tokenledger.kafka_config import client_config
+from tokenledger.streams.admin import budgets as budget_admin
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.records import Output, Rejection
+from tokenledger.streams.worker import service as worker
+from tokenledger.streams.worker.engine import EngineConfig, TransactionalEngine
+from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.validate import parse
 
 EVENTS = 60_000
 BACKGROUND_RATE = 2_000
@@ -48,14 +48,29 @@ GUARDS = 3
 
 
 def usage(tenant: str, i: int, model: str | None = None, success: bool = True) -> bytes:
-    return UsageEvent(
-        event_id=uuid.uuid4().hex, request_id=f"r-{i}", idempotency_key=f"r-{i}",
-        ts=datetime.now(UTC) - timedelta(seconds=1), tenant_id=tenant, user_scope="u",
-        service="bench", feature=f"f{i % 4}", route="rag", prompt_version="v1",
-        model=model or ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5")[i % 3], provider="x",
-        input_tokens=3000 + i % 500, output_tokens=300 + i % 200, cached_input_tokens=1024,
-        latency_ms=800, success=success,
-    ).model_dump_json().encode()  # fmt: skip
+    return (
+        UsageEvent(
+            event_id=uuid.uuid4().hex,
+            request_id=f"r-{i}",
+            idempotency_key=f"r-{i}",
+            ts=datetime.now(UTC) - timedelta(seconds=1),
+            tenant_id=tenant,
+            user_scope="u",
+            service="bench",
+            feature=f"f{i % 4}",
+            route="rag",
+            prompt_version="v1",
+            model=model or ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5")[i % 3],
+            provider="x",
+            input_tokens=3000 + i % 500,
+            output_tokens=300 + i % 200,
+            cached_input_tokens=1024,
+            latency_ms=800,
+            success=success,
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 def run() -> list[Figure]:
@@ -69,9 +84,13 @@ def run() -> list[Figure]:
 
 
 def _settings(bootstrap: str, partitions: int) -> Settings:
-    return Settings.from_env({"TOKENLEDGER_KAFKA": bootstrap,
-                              "TOKENLEDGER_TOPIC_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}",
-                              "TOKENLEDGER_PARTITIONS": str(partitions)})  # fmt: skip
+    return Settings.from_env(
+        {
+            "TOKENLEDGER_KAFKA": bootstrap,
+            "TOKENLEDGER_TOPIC_NAMESPACE": f"bench{uuid.uuid4().hex[:6]}",
+            "TOKENLEDGER_PARTITIONS": str(partitions),
+        }
+    )
 
 
 def throughput(bootstrap: str) -> list[Figure]:
@@ -96,16 +115,28 @@ def throughput(bootstrap: str) -> list[Figure]:
         memory = _worker_rate(_loaded(bootstrap, Path(home)), "memory")
     forward, validated = (_engine_rate(bootstrap, settings, check) for check in (False, True))
     return [
-        Figure("streams.events_per_s", rate, "ev/s", "one worker, whole chain, exactly once, "
-               "state in RocksDB"),
+        Figure(
+            "streams.events_per_s",
+            rate,
+            "ev/s",
+            "one worker, whole chain, exactly once, state in RocksDB",
+        ),
         Figure("streams.bare_loop_events_per_s", bare, "ev/s", "consume + json.loads"),
         Figure("streams.ratio_to_bare", rate / bare, "x", "whole chain / bare loop"),
         Figure("streams.memory_state_events_per_s", memory, "ev/s", "the same, --state memory"),
-        Figure("streams.engine_forward_events_per_s", forward, "ev/s",
-               "the transactional engine forwarding each record as it is: no task work"),
-        Figure("streams.engine_validate_events_per_s", validated, "ev/s",
-               "the same, each record validated as a UsageEvent first"),
-    ]  # fmt: skip
+        Figure(
+            "streams.engine_forward_events_per_s",
+            forward,
+            "ev/s",
+            "the transactional engine forwarding each record as it is: no task work",
+        ),
+        Figure(
+            "streams.engine_validate_events_per_s",
+            validated,
+            "ev/s",
+            "the same, each record validated as a UsageEvent first",
+        ),
+    ]
 
 
 class _Forward:
@@ -116,8 +147,15 @@ class _Forward:
         self.state, self.topic, self.check = state, topic, check
         self.counters: Counter[str] = Counter()
 
-    def process(self, topic: str, partition: int, offset: int, key: bytes | None,
-                value: bytes | None, now: datetime) -> list[Output]:  # fmt: skip
+    def process(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        now: datetime,
+    ) -> list[Output]:
         if self.check and isinstance(parse(value, UsageEvent, now), Rejection):
             self.counters["rejected"] += 1
             return []
@@ -133,9 +171,14 @@ def _engine_rate(bootstrap: str, settings: Settings, check: bool) -> float:
     name = f"forward{int(check)}"
     target = settings.topic(name)
     create_topics(bootstrap, [TopicSpec(target, False, {})], 1, 1)
-    config = EngineConfig(group_id=target, inputs=(settings.topic(topics.USAGE),),
-                          changelog=settings.topic(topics.WORKER_CHANGELOG), instance_id=name,
-                          bootstrap=bootstrap, max_batch=5000)  # fmt: skip
+    config = EngineConfig(
+        group_id=target,
+        inputs=(settings.topic(topics.USAGE),),
+        changelog=settings.topic(topics.WORKER_CHANGELOG),
+        instance_id=name,
+        bootstrap=bootstrap,
+        max_batch=5000,
+    )
     engine = TransactionalEngine(config, lambda p, state: _Forward(state, target, check))
     return _timed_run(engine)
 
@@ -145,10 +188,17 @@ def _loaded(bootstrap: str, home: Path) -> Settings:
     from dataclasses import replace
 
     settings = replace(_settings(bootstrap, 1), home=home)
-    create_topics(bootstrap, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-                              for t in topics.TOPICS], 1, 1)  # fmt: skip
-    produce(bootstrap, settings.topic(topics.USAGE),
-             [(f"t{i % 50}".encode(), usage(f"t{i % 50}", i)) for i in range(EVENTS)])  # fmt: skip
+    create_topics(
+        bootstrap,
+        [TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS],
+        1,
+        1,
+    )
+    produce(
+        bootstrap,
+        settings.topic(topics.USAGE),
+        [(f"t{i % 50}".encode(), usage(f"t{i % 50}", i)) for i in range(EVENTS)],
+    )
     return settings
 
 
@@ -180,13 +230,16 @@ def two_workers(bootstrap: str) -> list[Figure]:
     """Two `tokenledger worker` processes over six partitions, 2 x EVENTS events: from the
     first committed batch to the last."""
     from bench.processes import Stage, rate_until
-    from streams.admin.progress import Probe
+    from tokenledger.streams.admin.progress import Probe
 
     with tempfile.TemporaryDirectory() as home:
         stage = Stage(bootstrap, Path(home), 6)
         settings, total = stage.settings, 2 * EVENTS
-        produce(bootstrap, settings.topic(topics.USAGE),
-                 [(f"t{i % 60}".encode(), usage(f"t{i % 60}", i)) for i in range(total)])  # fmt: skip
+        produce(
+            bootstrap,
+            settings.topic(topics.USAGE),
+            [(f"t{i % 60}".encode(), usage(f"t{i % 60}", i)) for i in range(total)],
+        )
         probe = Probe(settings, settings.topic(worker.GROUP), settings.topic(topics.USAGE))
         try:
             for name in ("w1", "w2"):
@@ -285,8 +338,9 @@ def block_latency(bootstrap: str) -> list[Figure]:
 
     settings = _settings(bootstrap, 3)
     for i in range(BLOCK_SAMPLES):  # each blocked by its first gpt-4o call (~$0.009 > $0.001)
-        budget_admin.put(settings, budget_admin.make_budget(f"blk-{i}", None, "0.001", "day",
-                                                            "UTC", "50"))  # fmt: skip
+        budget_admin.put(
+            settings, budget_admin.make_budget(f"blk-{i}", None, "0.001", "day", "UTC", "50")
+        )
     engine = worker.build(settings, "latency")
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()

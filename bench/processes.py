@@ -11,11 +11,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from schemas import topics
-from schemas.topics import TopicSpec
-from streams.admin.progress import Probe
-from streams.admin.topics import create_topics
-from streams.config import Settings
+from tokenledger.contract import topics
+from tokenledger.contract.topics import TopicSpec
+from tokenledger.streams.admin.progress import Probe
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
 
 
 class Stage:
@@ -25,24 +25,39 @@ class Stage:
 
     def __init__(self, bootstrap: str, home: Path, partitions: int) -> None:
         self.home = home
-        self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap, "TOKENLEDGER_HOME": str(home),
-                    "TOKENLEDGER_TOPIC_NAMESPACE": f"pipe{uuid.uuid4().hex[:6]}",
-                    "TOKENLEDGER_PARTITIONS": str(partitions)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "TOKENLEDGER_KAFKA": bootstrap,
+            "TOKENLEDGER_HOME": str(home),
+            "TOKENLEDGER_TOPIC_NAMESPACE": f"pipe{uuid.uuid4().hex[:6]}",
+            "TOKENLEDGER_PARTITIONS": str(partitions),
+        }
         self.settings = Settings.from_env(self.env)
-        create_topics(bootstrap, [TopicSpec(self.settings.topic(t.name), t.compacted, t.configs)
-                                  for t in topics.TOPICS], partitions, 1)  # fmt: skip
+        create_topics(
+            bootstrap,
+            [TopicSpec(self.settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS],
+            partitions,
+            1,
+        )
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(self, stage: str, name: str) -> None:
         """A worker (``--instance name``) or a sink (data path ``ch-<name>``)."""
-        env, argv = self.env, [sys.executable, "-m", "streams.cli", stage]
+        env, argv = self.env, [sys.executable, "-m", "tokenledger.streams.cli", stage]
         if stage == "worker":
             argv += ["--instance", name, "--max-batch", "5000"]
         else:
             env = {**env, "TOKENLEDGER_CLICKHOUSE": f"chdb://{self.home / ('ch-' + name)}"}
             argv += ["--max-rows", "5000", "--max-wait", "0.2"]
-        self.procs.append(subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE,  # noqa: S603
-                                           stderr=subprocess.DEVNULL))  # fmt: skip
+        self.procs.append(
+            subprocess.Popen(
+                argv,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,  # noqa: S603
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     def wait_members(self, group: str, count: int, timeout_s: float = 120) -> None:
         """Until ``count`` members of ``group`` hold partitions: no rebalance while timed."""
@@ -78,8 +93,9 @@ class Stage:
         return [proc.communicate(timeout=120)[0] for proc in self.procs]
 
 
-def rate_until(stage: Stage, probe: Probe, total: int,
-               finished: Callable[[], bool] = lambda: True) -> float:  # fmt: skip
+def rate_until(
+    stage: Stage, probe: Probe, total: int, finished: Callable[[], bool] = lambda: True
+) -> float:
     """Records per second from the probed group's first commit until its committed offsets
     reach ``total`` (records produced without transactions: offsets count records) and
     ``finished()`` holds."""

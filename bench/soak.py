@@ -26,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import median, p99
-from schemas import topics
-from streams.admin.progress import Probe
-from streams.config import Settings
-from streams.local.broker import LocalKafka, free_ports
+from tokenledger.contract import topics
 from tokenledger.ledger import Ledger, TopicNames
+from tokenledger.streams.admin.progress import Probe
+from tokenledger.streams.config import Settings
+from tokenledger.streams.local.broker import LocalKafka, free_ports
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 
@@ -59,20 +59,29 @@ def main() -> int:
     broker = LocalKafka(
         tmp / "kafka", Settings.from_env().cache, port=port, controller_port=controller
     )
-    print(f"soak: {rate:,} events/s for {seconds:.0f}s (worker --dedup-hours "
-          f"{os.environ.get('TOKENLEDGER_SOAK_DEDUP_HOURS') or '48'}); state in {tmp}",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"soak: {rate:,} events/s for {seconds:.0f}s (worker --dedup-hours "
+        f"{os.environ.get('TOKENLEDGER_SOAK_DEDUP_HOURS') or '48'}); state in {tmp}",
+        file=sys.stderr,
+    )
     broker.start()
-    env = {**os.environ, "TOKENLEDGER_KAFKA": broker.bootstrap, "TOKENLEDGER_HOME": str(tmp),
-           "TOKENLEDGER_CLICKHOUSE": f"chdb://{tmp / 'ch'}", "TOKENLEDGER_PARTITIONS": "3"}  # fmt: skip
+    env = {
+        **os.environ,
+        "TOKENLEDGER_KAFKA": broker.bootstrap,
+        "TOKENLEDGER_HOME": str(tmp),
+        "TOKENLEDGER_CLICKHOUSE": f"chdb://{tmp / 'ch'}",
+        "TOKENLEDGER_PARTITIONS": "3",
+    }
     settings = Settings.from_env(env)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for args in (["topics", "create"], ["migrate"]):
             subprocess.run([TOKENLEDGER, *args], env=env, check=True, capture_output=True)  # noqa: S603
         dedup = os.environ.get("TOKENLEDGER_SOAK_DEDUP_HOURS") or "48"
-        for name, args in (("worker", ["worker", "--instance", "soak-1", "--dedup-hours", dedup]),
-                           ("sink", ["sink", "--max-wait", "0.5"])):  # fmt: skip
+        for name, args in (
+            ("worker", ["worker", "--instance", "soak-1", "--dedup-hours", dedup]),
+            ("sink", ["sink", "--max-wait", "0.5"]),
+        ):
             log = (tmp / f"{name}.log").open("wb")
             procs[name] = subprocess.Popen([TOKENLEDGER, *args], env=env, stdout=log, stderr=log)  # noqa: S603
         names = TopicNames(requests=topics.REQUESTS, usage=topics.USAGE, outcomes=topics.OUTCOMES)
@@ -90,8 +99,14 @@ def main() -> int:
         def tail() -> None:
             from confluent_kafka import Consumer
 
-            c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "soak-tail",
-                          "isolation.level": "read_committed", "auto.offset.reset": "earliest"})  # fmt: skip
+            c = Consumer(
+                {
+                    "bootstrap.servers": broker.bootstrap,
+                    "group.id": "soak-tail",
+                    "isolation.level": "read_committed",
+                    "auto.offset.reset": "earliest",
+                }
+            )
             c.subscribe([topics.USAGE_ENRICHED])
             while not stop.is_set():
                 for m in c.consume(1000, 0.2):
@@ -119,14 +134,22 @@ def main() -> int:
             due = int((time.monotonic() - began) * rate)
             while sent < due:
                 emitted_at.append(time.monotonic())
-                ledger.emit(factories.usage(tenant_id=f"tenant-{sent % 50}", feature=f"f{sent % 4}",
-                                            ts=event_time + timedelta(milliseconds=sent * 1000 // rate),
-                                            idempotency_key=f"s{sent}", event_id=f"s{sent}"))  # fmt: skip
+                ledger.emit(
+                    factories.usage(
+                        tenant_id=f"tenant-{sent % 50}",
+                        feature=f"f{sent % 4}",
+                        ts=event_time + timedelta(milliseconds=sent * 1000 // rate),
+                        idempotency_key=f"s{sent}",
+                        event_id=f"s{sent}",
+                    )
+                )
                 sent += 1
             if time.monotonic() >= next_check:
                 next_check += 1
-                committed = {(tp.partition): tp.offset for tp in
-                             sink.consumer.committed(sink.partitions, timeout=5)}  # fmt: skip
+                committed = {
+                    (tp.partition): tp.offset
+                    for tp in sink.consumer.committed(sink.partitions, timeout=5)
+                }
                 now = time.monotonic()
                 with lock:
                     done = [k for k in landed if k[1] < committed.get(k[0], -1)]
@@ -138,9 +161,12 @@ def main() -> int:
                     memory[name].append(rss_mb(proc.pid))
                 w_lag = worker.end() - max(worker.committed(), 0)
                 s_lag = sink.end() - max(sink.committed(), 0)
-                print(f"  t={now - began:5.0f}s sent {sent:>9,} | worker lag {w_lag:>8,} | "
-                      f"sink lag {s_lag:>8,} | rss worker {memory['worker'][-1]:.0f} MB, "
-                      f"sink {memory['sink'][-1]:.0f} MB", file=sys.stderr)  # fmt: skip
+                print(
+                    f"  t={now - began:5.0f}s sent {sent:>9,} | worker lag {w_lag:>8,} | "
+                    f"sink lag {s_lag:>8,} | rss worker {memory['worker'][-1]:.0f} MB, "
+                    f"sink {memory['sink'][-1]:.0f} MB",
+                    file=sys.stderr,
+                )
             time.sleep(0.01)
         ledger.close()
         stop.set()
@@ -151,16 +177,22 @@ def main() -> int:
             if len(values) >= 2:
                 middle, low, high, ok = flat(values)
                 steady = steady and (ok or name != "worker")
-                print(f"  {name:<7} rss first {values[0]:.0f} MB, at {seconds / 2:.0f}s "
-                      f"{middle:.0f} MB, after that {low:.0f}-{high:.0f} MB "
-                      f"({'flat' if ok else 'NOT flat'}: within 10% of the midpoint), "
-                      f"last {values[-1]:.0f} MB")  # fmt: skip
+                print(
+                    f"  {name:<7} rss first {values[0]:.0f} MB, at {seconds / 2:.0f}s "
+                    f"{middle:.0f} MB, after that {low:.0f}-{high:.0f} MB "
+                    f"({'flat' if ok else 'NOT flat'}: within 10% of the midpoint), "
+                    f"last {values[-1]:.0f} MB"
+                )
         if fresh:
-            print(f"  freshness (emitted -> stored, every 100th event, checked each second, "
-                  f"so up to 1 s high): median "
-                  f"{median(fresh):.2f}s, p99 {p99(fresh):.2f}s over {len(fresh):,} events")  # fmt: skip
-        print(f"  final lag: worker {worker.end() - max(worker.committed(), 0):,}, "
-              f"sink {sink.end() - max(sink.committed(), 0):,}")  # fmt: skip
+            print(
+                f"  freshness (emitted -> stored, every 100th event, checked each second, "
+                f"so up to 1 s high): median "
+                f"{median(fresh):.2f}s, p99 {p99(fresh):.2f}s over {len(fresh):,} events"
+            )
+        print(
+            f"  final lag: worker {worker.end() - max(worker.committed(), 0):,}, "
+            f"sink {sink.end() - max(sink.committed(), 0):,}"
+        )
         if not steady:
             print("soak: the worker's memory kept growing after the midpoint", file=sys.stderr)
         return 0 if steady else 1

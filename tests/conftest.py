@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from streams.config import Settings
-from streams.local.broker import LocalKafka, free_ports
-from streams.sink.client import get_client
 from tests.helpers.backends import BackendError, Backends, choose, docker_answers
 from tests.helpers.containers import clickhouse_container, kafka_container
 from tests.helpers.secure import SecureKafka, secure_kafka
+from tokenledger.streams.config import Settings
+from tokenledger.streams.local.broker import LocalKafka, free_ports
+from tokenledger.streams.sink.client import get_client
 
 BACKENDS = pytest.StashKey[Backends]()
 
@@ -82,7 +82,7 @@ def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     """Creates uniquely named topics; deletes them after the test."""
     from confluent_kafka.admin import NewTopic
 
-    from streams.admin.topics import admin_client
+    from tokenledger.streams.admin.topics import admin_client
 
     admin = admin_client(kafka_bootstrap)
     created: list[str] = []
@@ -170,8 +170,12 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker this test may stop and restart."""
     port, controller = free_ports(2)
-    broker = LocalKafka(tmp_path_factory.mktemp("own-kafka"), Settings.from_env().cache,
-                        port=port, controller_port=controller)  # fmt: skip
+    broker = LocalKafka(
+        tmp_path_factory.mktemp("own-kafka"),
+        Settings.from_env().cache,
+        port=port,
+        controller_port=controller,
+    )
     broker.start()
     try:
         yield broker

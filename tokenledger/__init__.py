@@ -8,9 +8,9 @@ with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
     call.record(client.chat.completions.create(model="gpt-4o", messages=messages))
 """
 
-from schemas.pricing import TokenCounts
 from tokenledger.cache_keys import cache_key, normalize_input
 from tokenledger.context_budget import DEFAULT_BUDGETS, ContextBudget, ContextReport
+from tokenledger.contract.pricing import TokenCounts
 from tokenledger.guard import BudgetGuard, Decision, Guardrails
 from tokenledger.ledger import Ledger, LedgerClosedError, TopicNames
 from tokenledger.tokens import count_tokens

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from schemas.names import error_message
+from tokenledger.contract.names import error_message
 
 log = logging.getLogger(__name__)
 

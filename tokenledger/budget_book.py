@@ -23,17 +23,17 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from schemas.call_control import (
+from tokenledger import signing
+from tokenledger.contract.call_control import (
     BREAKER_SIGNAL,
     SIGNAL_KINDS,
     BreakerSignal,
     RetryBudgetSignal,
     kind_of,
 )
-from schemas.common import format_usd
-from schemas.messages import Signal
-from schemas.names import error_message, parse_scope
-from tokenledger import signing
+from tokenledger.contract.common import format_usd
+from tokenledger.contract.messages import Signal
+from tokenledger.contract.names import error_message, parse_scope
 from tokenledger.decision import ALLOW, Decision
 from tokenledger.freshness import Freshness
 from tokenledger.gates import Gates
@@ -73,8 +73,10 @@ class Guardrails:
                 return _deny(f"{what} {value} exceed the limit of {limit} for route {route_key!r}")
         cap = self.max_cost_per_request_nusd
         if cap is not None and est_cost is not None and est_cost > cap:
-            return _deny(f"estimated cost {format_usd(est_cost, exact=True)} exceeds the "
-                         f"per-request limit {format_usd(cap, exact=True)}")  # fmt: skip
+            return _deny(
+                f"estimated cost {format_usd(est_cost, exact=True)} exceeds the "
+                f"per-request limit {format_usd(cap, exact=True)}"
+            )
         if self.max_retries is not None and attempt - 1 > self.max_retries:
             return _deny(f"attempt {attempt} exceeds the limit of {self.max_retries} retries")
         if self.max_tool_steps is not None and tool_steps is not None:
@@ -117,8 +119,13 @@ class BudgetBook:
         self._tenant: dict[str, tuple[Signal, Decision]] = {}
         self._feature: dict[tuple[str, str], tuple[Signal, Decision]] = {}
         allowed = on_unavailable == "open"
-        self._not_ready = Decision(allowed, "unavailable", "the signals topic has not been "
-                                   f"read to its end yet; failing {on_unavailable}", None, True)  # fmt: skip
+        self._not_ready = Decision(
+            allowed,
+            "unavailable",
+            f"the signals topic has not been read to its end yet; failing {on_unavailable}",
+            None,
+            True,
+        )
         self._reading = self._not_ready
         self._missing = Decision(
             allowed,
@@ -127,8 +134,13 @@ class BudgetBook:
             None,
             True,
         )
-        self._stale = Decision(allowed, "unavailable", f"lost the broker for over "
-                               f"{stale_after_s:g}s; failing {on_unavailable}", None, True)  # fmt: skip
+        self._stale = Decision(
+            allowed,
+            "unavailable",
+            f"lost the broker for over {stale_after_s:g}s; failing {on_unavailable}",
+            None,
+            True,
+        )
         self._mode: Decision | None = self._not_ready  # None means healthy
         self._ready = False
         self._lost_since: float | None = None
@@ -228,9 +240,14 @@ class BudgetBook:
             for entry in (tenant, scoped):
                 if entry is not None and entry[0].spend_nusd + est_cost > entry[0].limit_nusd:
                     sig = entry[0]
-                    return Decision(False, "block", "estimated cost would exceed the budget "
-                                    f"({format_usd(sig.spend_nusd + est_cost)} of "
-                                    f"{format_usd(sig.limit_nusd)})", sig.scope)  # fmt: skip
+                    return Decision(
+                        False,
+                        "block",
+                        "estimated cost would exceed the budget "
+                        f"({format_usd(sig.spend_nusd + est_cost)} of "
+                        f"{format_usd(sig.limit_nusd)})",
+                        sig.scope,
+                    )
         return (scoped or tenant)[1]  # type: ignore[index]
 
     def state(self) -> dict[str, Signal]:
@@ -246,8 +263,9 @@ class BudgetBook:
         """Signals ignored because they were not newer than the one held for their scope."""
         return self.freshness.replayed
 
-    def apply(self, key: bytes | None, value: bytes | None,
-              headers: signing.Headers = None) -> None:  # fmt: skip
+    def apply(
+        self, key: bytes | None, value: bytes | None, headers: signing.Headers = None
+    ) -> None:
         """Apply one record of the signals topic."""
         verdict = signing.check(self.public_keys, self.topic, key, value, headers)
         if not verdict.ok:

@@ -28,9 +28,14 @@ class Freshness:
             self.replayed += 1
             if scope not in self._logged:
                 self._logged.add(scope)
-                log.warning("ignoring a replayed %s for %r: issued at %d ms, not newer than "
-                            "the %d ms it holds (logged once per scope)", self.what, scope,
-                            issued_ms, last)  # fmt: skip
+                log.warning(
+                    "ignoring a replayed %s for %r: issued at %d ms, not newer than "
+                    "the %d ms it holds (logged once per scope)",
+                    self.what,
+                    scope,
+                    issued_ms,
+                    last,
+                )
             return False
         self.latest[scope] = issued_ms
         return True

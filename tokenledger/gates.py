@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC
 
-from schemas.call_control import BreakerSignal, RetryBudgetSignal
+from tokenledger.contract.call_control import BreakerSignal, RetryBudgetSignal
 from tokenledger.decision import Decision
 
 Clock = Callable[[], float]

@@ -15,9 +15,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from schemas.messages import Signal
 from tokenledger import signing
 from tokenledger.budget_book import BudgetBook, Guardrails
+from tokenledger.contract.messages import Signal
 from tokenledger.decision import ALLOW, Decision, State
 from tokenledger.freshness import Freshness
 from tokenledger.kafka_config import client_config
@@ -72,8 +72,7 @@ class BudgetGuard:
 
     def start(self) -> BudgetGuard:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="tokenledger-guard",
-                                            daemon=True)  # fmt: skip
+            self._thread = threading.Thread(target=self._run, name="tokenledger-guard", daemon=True)
             self._thread.start()
         return self
 
@@ -121,16 +120,26 @@ class BudgetGuard:
         """May this request spend now? ``est_cost`` is in nano-USD. A retry (``attempt`` > 1)
         is refused while its route's retry budget is used; with ``provider`` and ``model``
         a call to an open circuit breaker is refused at once (README: Budgets)."""
-        return self.book.check(tenant_id, feature, est_cost, route, attempt,
-                               input_tokens=input_tokens, output_tokens=output_tokens,
-                               tool_steps=tool_steps, provider=provider, model=model)  # fmt: skip
+        return self.book.check(
+            tenant_id,
+            feature,
+            est_cost,
+            route,
+            attempt,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            tool_steps=tool_steps,
+            provider=provider,
+            model=model,
+        )
 
     def state(self) -> dict[str, Signal]:
         """Current non-allow signal per scope (a copy)."""
         return self.book.state()
 
-    def apply(self, key: bytes | None, value: bytes | None,
-              headers: signing.Headers = None) -> None:  # fmt: skip
+    def apply(
+        self, key: bytes | None, value: bytes | None, headers: signing.Headers = None
+    ) -> None:
         """Apply one record of the signals topic (the consumer thread calls this)."""
         self.book.apply(key, value, headers)
 
@@ -203,8 +212,9 @@ class BudgetGuard:
                                 self.topic_exists(True)
                             if not partitions:
                                 partitions = sorted(found.partitions)
-                                consumer.assign([TopicPartition(self.topic, p, -2)
-                                                 for p in partitions])  # fmt: skip
+                                consumer.assign(
+                                    [TopicPartition(self.topic, p, -2) for p in partitions]
+                                )
                         elif not book.ready() and _missing(found):
                             book.regained()  # the broker answers; the topic is not there
                             self.topic_exists(False)

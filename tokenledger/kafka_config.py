@@ -33,9 +33,14 @@ def committed_reader(group: str, extra: Mapping[str, Any] | None = None) -> dict
     session (librdkafka's default is 45 s): partitions of a crashed instance move to the
     others that soon; heartbeats come from librdkafka's own thread, so a long insert does
     not end the session."""
-    return {"group.id": group, "isolation.level": "read_committed",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "session.timeout.ms": 10_000, **(extra or {})}  # fmt: skip
+    return {
+        "group.id": group,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10_000,
+        **(extra or {}),
+    }
 
 
 def env_options(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -96,8 +101,9 @@ def assign_from_start(consumer: Any, topic: str) -> set[int]:
     return partitions
 
 
-def read_to_end(consumer: Any, partitions: set[int], apply: Callable[[Any], None],
-                timeout: float) -> bool:  # fmt: skip
+def read_to_end(
+    consumer: Any, partitions: set[int], apply: Callable[[Any], None], timeout: float
+) -> bool:
     """Hand every record of the assigned ``partitions`` to ``apply`` until each reports its
     end (the consumer needs ``enable.partition.eof``); False when ``timeout`` passes first."""
     import time

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from schemas.common import NAME_PATTERN
-from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
-from schemas.price_book import PriceBook, load_price_book
 from tokenledger import tokens
 from tokenledger.bad_input import BAD_INPUT, AsGiven, BadInput, as_given, first_refusal
+from tokenledger.contract.common import NAME_PATTERN
+from tokenledger.contract.messages import OutcomeEvent, RequestEvent, UsageEvent
+from tokenledger.contract.price_book import PriceBook, load_price_book
 from tokenledger.kafka_config import sdk_producer
 from tokenledger.paths import home_dir
 from tokenledger.spill import FsyncPolicy, Record, Spill
@@ -386,8 +386,10 @@ class Ledger:
         if waiting:
             log.warning(
                 "closing with %d event(s) in the spill %s; the next Ledger on this spill_dir "
-                "replays them", waiting, self._spill.dir,
-            )  # fmt: skip
+                "replays them",
+                waiting,
+                self._spill.dir,
+            )
 
 
 def _close_at_exit(ref: weakref.ReferenceType[Ledger]) -> None:

@@ -1,6 +1,6 @@
 """The prompt as it travels in a request event (only with ``Ledger(include_prompts=True)``).
 
-The worker refuses messages over 64 KiB (streams/records.py), and a refused request event
+The worker refuses messages over 64 KiB (tokenledger/streams/records.py), and a refused request event
 is a lost reservation. So the text is cut to ``PROMPT_MAX_BYTES`` of the message: its UTF-8
 bytes as they appear in the JSON (escapes such as ``\\"`` and ``\\n`` included), cut on a
 character boundary and ending with ``TRUNCATED``, which says how much was kept.

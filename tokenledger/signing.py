@@ -3,7 +3,7 @@ public keys only.
 
 Budgets (written by ``tokenledger budget``) and block signals (written by the workers) can
 stop a tenant's traffic, so readers must know who wrote them and when. The writers hold
-Ed25519 private keys (streams.admin.signer); every reader (a gateway's ``BudgetGuard``, the
+Ed25519 private keys (tokenledger.streams.admin.signer); every reader (a gateway's ``BudgetGuard``, the
 edge, the workers reading budgets) holds only the public keys in ``TOKENLEDGER_PUBLIC_KEYS``,
 so a reader's host, once compromised, can verify but never sign. With public keys set, a
 record whose signature is missing, made with another key or with the old shared HMAC key is

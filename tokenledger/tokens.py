@@ -95,8 +95,12 @@ _loader: threading.Thread | None = None
 def _say_once(name: str, why: str) -> None:
     if name not in _said:
         _said.add(name)
-        log.warning("token counts for %s are estimated (%d characters a token): %s", name,
-                    HEURISTIC_CHARS_PER_TOKEN, why)  # fmt: skip
+        log.warning(
+            "token counts for %s are estimated (%d characters a token): %s",
+            name,
+            HEURISTIC_CHARS_PER_TOKEN,
+            why,
+        )
 
 
 def _load_all() -> None:
@@ -114,8 +118,7 @@ def warm_up() -> None:
     global _loader
     with _lock:
         if _loader is None:
-            _loader = threading.Thread(target=_load_all, name="tokenledger-tiktoken",
-                                       daemon=True)  # fmt: skip
+            _loader = threading.Thread(target=_load_all, name="tokenledger-tiktoken", daemon=True)
             _loader.start()
 
 

@@ -2,7 +2,7 @@
 
 ``TOKENLEDGER_TOPIC_NAMESPACE`` prefixes every topic (``<ns>.tokenledger.usage.v1``) so
 that several environments share one cluster. The SDK reads it like the server does
-(streams/config.py calls ``topic_namespace`` too): a service and the workers started with
+(tokenledger/streams/config.py calls ``topic_namespace`` too): a service and the workers started with
 the same environment meet on the same topics.
 """
 
@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas import topics
+from tokenledger.contract import topics
 
 NAMESPACE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 

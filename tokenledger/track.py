@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from schemas.messages import CacheKind, RequestEvent, UsageEvent
-from schemas.price_book import CallContext
-from schemas.pricing import TokenCounts
 from tokenledger.bad_input import BAD_INPUT
 from tokenledger.context_budget import ContextReport
+from tokenledger.contract.messages import CacheKind, RequestEvent, UsageEvent
+from tokenledger.contract.price_book import CallContext
+from tokenledger.contract.pricing import TokenCounts
 from tokenledger.ledger import Ledger, new_id
 from tokenledger.prompts import Prompt, prompt_field
 from tokenledger.tokens import estimate_tokens
@@ -62,8 +62,11 @@ def _count_content(value: Any, model: str) -> int:
     if isinstance(value, str):
         return estimate_tokens(value, model)
     if isinstance(value, Sequence):  # content parts: [{"type": "text", "text": ...}, ...]
-        return sum(_count_content(part.get("text", ""), model) for part in value
-                   if isinstance(part, Mapping))  # fmt: skip
+        return sum(
+            _count_content(part.get("text", ""), model)
+            for part in value
+            if isinstance(part, Mapping)
+        )
     return 0
 
 
@@ -101,10 +104,16 @@ class Call:
     ) -> None:
         self.ledger = ledger
         self.dims: dict[str, Any] = {
-            "tenant_id": tenant_id, "user_scope": user_scope, "service": ledger.service,
-            "feature": feature, "route": route, "prompt_version": prompt_version,
-            "model": model, "provider": provider, "environment": ledger.environment,
-        }  # fmt: skip
+            "tenant_id": tenant_id,
+            "user_scope": user_scope,
+            "service": ledger.service,
+            "feature": feature,
+            "route": route,
+            "prompt_version": prompt_version,
+            "model": model,
+            "provider": provider,
+            "environment": ledger.environment,
+        }
         self.prompt = prompt
         self.max_output_tokens = max_output_tokens
         self.request_id = request_id or idempotency_key or new_id()
@@ -145,15 +154,24 @@ class Call:
         returns None then."""
         if input_tokens is not None or output_tokens is not None:
             usage = TokenCounts(
-                input=input_tokens or 0, output=output_tokens or 0,
-                cached_input=cached_input_tokens, cache_write=cache_write_tokens,
-                reasoning=reasoning_tokens, cache_write_1h=cache_write_1h_tokens,
-            )  # fmt: skip
+                input=input_tokens or 0,
+                output=output_tokens or 0,
+                cached_input=cached_input_tokens,
+                cache_write=cache_write_tokens,
+                reasoning=reasoning_tokens,
+                cache_write_1h=cache_write_1h_tokens,
+            )
         elif response is not None:
             try:
                 reading = read_usage(response)
-            except (UsageNotFoundError, TypeError, ValueError, OverflowError,
-                    AttributeError, KeyError) as exc:  # fmt: skip
+            except (
+                UsageNotFoundError,
+                TypeError,
+                ValueError,
+                OverflowError,
+                AttributeError,
+                KeyError,
+            ) as exc:
                 self.ledger.unreadable_usage(response, exc)
                 return None
             usage = reading.tokens
@@ -166,8 +184,9 @@ class Call:
             self.service_tier = service_tier
         return usage
 
-    def cache_hit(self, kind: Literal["exact", "semantic"], response: Any = None,
-                  **counts: int) -> None:  # fmt: skip
+    def cache_hit(
+        self, kind: Literal["exact", "semantic"], response: Any = None, **counts: int
+    ) -> None:
         """The answer came from the application's cache: no model call, savings measured.
         Pass the cached answer (or its token counts) so the savings can be priced."""
         self.cache = kind
@@ -181,12 +200,19 @@ class Call:
     def retry(self) -> Call:
         """The next attempt of this logical request."""
         return Call(
-            self.ledger, **self._dim_kwargs(), prompt=self.prompt,
-            max_output_tokens=self.max_output_tokens, idempotency_key=self.idempotency_key,
-            request_id=self.request_id, attempt=self.attempt + 1, task_id=self.task_id,
-            batch=self.batch, service_tier=self.service_tier, context=self.context,
+            self.ledger,
+            **self._dim_kwargs(),
+            prompt=self.prompt,
+            max_output_tokens=self.max_output_tokens,
+            idempotency_key=self.idempotency_key,
+            request_id=self.request_id,
+            attempt=self.attempt + 1,
+            task_id=self.task_id,
+            batch=self.batch,
+            service_tier=self.service_tier,
+            context=self.context,
             context_trimmed_tokens=self.context_trimmed_tokens,
-        )  # fmt: skip
+        )
 
     # -- context manager -----------------------------------------------------------------
 
@@ -316,10 +342,14 @@ class Call:
     def _fresh(self) -> Call:
         """A new call with the same dimensions: each decorated invocation is its own call."""
         return Call(
-            self.ledger, **self._dim_kwargs(), prompt=self.prompt,
-            max_output_tokens=self.max_output_tokens, task_id=self.task_id, batch=self.batch,
+            self.ledger,
+            **self._dim_kwargs(),
+            prompt=self.prompt,
+            max_output_tokens=self.max_output_tokens,
+            task_id=self.task_id,
+            batch=self.batch,
             service_tier=self.service_tier,
-        )  # fmt: skip
+        )
 
     def _dim_kwargs(self) -> dict[str, Any]:
         return {k: v for k, v in self.dims.items() if k not in ("service", "environment")}

@@ -1,6 +1,6 @@
 """Read token usage from the responses of LLM APIs, as SDK objects or as JSON.
 
-Everything maps to one convention (schemas.messages): ``input`` is the whole prompt with
+Everything maps to one convention (tokenledger.contract.messages): ``input`` is the whole prompt with
 cached reads and cache writes included; ``cache_write_1h`` is the 1-hour part of the cache
 writes; ``output`` includes reasoning tokens.
 
@@ -32,7 +32,7 @@ from typing import Any
 
 from genai_prices import data_snapshot
 
-from schemas.pricing import TokenCounts
+from tokenledger.contract.pricing import TokenCounts
 
 
 class UsageNotFoundError(ValueError):
@@ -49,8 +49,12 @@ class Reading:
     shape: str
 
 
-_ANTHROPIC_KEYS = ("cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation",
-                   "server_tool_use")  # fmt: skip
+_ANTHROPIC_KEYS = (
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation",
+    "server_tool_use",
+)
 _CAMEL = re.compile(r"_([a-z])")
 
 
@@ -104,8 +108,9 @@ def _shape(usage: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def _extract(provider_id: str, flavor: str, body: dict[str, Any]) -> Any:
-    provider = data_snapshot.find_provider_by_id(data_snapshot.get_snapshot().providers,
-                                                 provider_id)  # fmt: skip
+    provider = data_snapshot.find_provider_by_id(
+        data_snapshot.get_snapshot().providers, provider_id
+    )
     assert provider is not None  # noqa: S101 - the ids above are the snapshot's own
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # usage keys tokenledger has no price class for

@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from schemas import topics
-from schemas.messages import UsageEvent
-from streams.local.broker import LocalKafka, free_ports
 from tests.helpers import factories
 from tests.helpers.clock import recent
 from tests.helpers.pipeline import Pipeline
 from tests.helpers.waiting import wait_for
+from tokenledger.contract import topics
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.streams.local.broker import LocalKafka, free_ports
 
 OUTAGE_S = float(os.environ.get("TOKENLEDGER_FAULT_OUTAGE_S", "60"))
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash")
@@ -31,13 +31,21 @@ MODELS = ("gpt-4o", "gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash")
 
 def events(n: int, base: datetime, tag: str, *, spread_s: float = 60.0) -> list[UsageEvent]:
     return [
-        factories.usage(tenant_id=f"tenant-{i % 7}", feature=f"f{i % 3}", model=MODELS[i % 4],
-                        provider="x", input_tokens=300 + i % 1709, cached_input_tokens=0,
-                        output_tokens=20 + i % 401, reasoning_tokens=0,
-                        ts=base + timedelta(seconds=spread_s * i / n),
-                        idempotency_key=f"{tag}-{i}", event_id=f"{tag}-e{i}")
+        factories.usage(
+            tenant_id=f"tenant-{i % 7}",
+            feature=f"f{i % 3}",
+            model=MODELS[i % 4],
+            provider="x",
+            input_tokens=300 + i % 1709,
+            cached_input_tokens=0,
+            output_tokens=20 + i % 401,
+            reasoning_tokens=0,
+            ts=base + timedelta(seconds=spread_s * i / n),
+            idempotency_key=f"{tag}-{i}",
+            event_id=f"{tag}-e{i}",
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture
@@ -56,16 +64,21 @@ def test_worker_sigkilled_at_random_points_repeatedly(pipeline: Pipeline) -> Non
     progress = pipeline.worker_progress()
     for round_ in range(4):
         before = pipeline.emitted_usage_offsets()
-        pipeline.emit(ledger, events(2500, base + timedelta(seconds=15 * round_), f"k{round_}",
-                                     spread_s=15))  # fmt: skip
+        pipeline.emit(
+            ledger, events(2500, base + timedelta(seconds=15 * round_), f"k{round_}", spread_s=15)
+        )
         assert ledger.flush(30), ledger.stats()
         after = pipeline.emitted_usage_offsets()
         # The kill lands at a random point of this round, and provably mid-stream: after the
         # worker's first commit of the round and before its last. A transaction carries at
         # most 200 records, so stopping 1,000 short of the end leaves room for the kill.
         target = before + rng.randrange(1, after - before - 1000)
-        wait_for(lambda t=target: progress.committed() >= t, 60,  # type: ignore[misc]
-                 f"round {round_} in progress", interval=0.002)  # fmt: skip
+        wait_for(
+            lambda t=target: progress.committed() >= t,  # type: ignore[misc]
+            60,
+            f"round {round_} in progress",
+            interval=0.002,
+        )
         pipeline.kill("w1")
         at_kill = progress.committed()
         assert before < at_kill < after, (round_, before, at_kill, after)
@@ -92,8 +105,9 @@ def test_duplicate_and_out_of_order_delivery(pipeline: Pipeline) -> None:
     ledger.close()
     producer = Producer({"bootstrap.servers": pipeline.bootstrap})
     for e in rng.sample(batch, 2000):  # redelivered by an at-least-once producer
-        producer.produce(pipeline.topic(topics.USAGE), e.model_dump_json().encode(),
-                         e.tenant_id.encode())  # fmt: skip
+        producer.produce(
+            pipeline.topic(topics.USAGE), e.model_dump_json().encode(), e.tenant_id.encode()
+        )
     assert producer.flush(30) == 0
     cleared = time.monotonic()
     wait_for(pipeline.stored_all, 180, "every event processed and stored", interval=0.5)
@@ -139,19 +153,27 @@ def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> Non
     wait_for(pipeline.stored_all, 120, "the first events stored", interval=0.5)
     pipeline.stop("sink")
     holder = subprocess.Popen(  # another process holds the data path: ClickHouse is away
-        [sys.executable, "-c", "import sys; from streams.sink.client import get_client;"
-         f"c = get_client('chdb://{pipeline.data}', 'tokenledger'); print('held', flush=True);"
-         "sys.stdin.readline()"],
-        env=pipeline.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tokenledger.streams.sink.client import get_client;"
+            f"c = get_client('chdb://{pipeline.data}', 'tokenledger'); print('held', flush=True);"
+            "sys.stdin.readline()",
+        ],
+        env=pipeline.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         pipeline.start_sink()
         away_until = time.monotonic() + OUTAGE_S
         i = 0
         while time.monotonic() < away_until:  # traffic keeps flowing meanwhile
-            pipeline.emit(ledger, events(500, base + timedelta(seconds=30 + i), f"b{i}",
-                                         spread_s=1))  # fmt: skip
+            pipeline.emit(
+                ledger, events(500, base + timedelta(seconds=30 + i), f"b{i}", spread_s=1)
+            )
             i += 1
             time.sleep(1.0)  # pacing: 500 events a second
         assert ledger.flush(30), ledger.stats()
@@ -185,8 +207,7 @@ def test_broker_restarted_under_load_and_the_sdk_cut_off_meanwhile(
         away_until = time.monotonic() + OUTAGE_S
         i = 0
         while time.monotonic() < away_until:  # the SDK keeps emitting: spills, never blocks
-            p.emit(ledger, events(200, base + timedelta(seconds=20 + i), f"during{i}",
-                                  spread_s=1))  # fmt: skip
+            p.emit(ledger, events(200, base + timedelta(seconds=20 + i), f"during{i}", spread_s=1))
             i += 1
             time.sleep(1.0)  # pacing: 200 events a second
         own_broker.start()

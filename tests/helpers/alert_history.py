@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.messages import Alert
+from tokenledger.contract.messages import Alert
 
 MINUTES = 230
 SEED = 2028
@@ -44,7 +44,7 @@ class Planted:
 class History:
     start: datetime
     events: list[dict[str, Any]]
-    """Usage events (the JSON of schemas.messages.UsageEvent), in arrival order."""
+    """Usage events (the JSON of tokenledger.contract.messages.UsageEvent), in arrival order."""
     planted: list[Planted]
 
     def at(self, minute: float) -> datetime:

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from streams.local.broker import free_port
 from tests.helpers.waiting import wait_for
+from tokenledger.streams.local.broker import free_port
 
 CONFIG = """
 global:
@@ -36,8 +36,10 @@ class Alertmanager:
             return json.loads(r.read())
 
     def active(self, fingerprint: str) -> bool:
-        return any(a["labels"].get("fingerprint") == fingerprint
-                   and a["status"]["state"] == "active" for a in self.alerts())  # fmt: skip
+        return any(
+            a["labels"].get("fingerprint") == fingerprint and a["status"]["state"] == "active"
+            for a in self.alerts()
+        )
 
     def ready(self) -> bool:
         try:
@@ -56,13 +58,25 @@ def alertmanager(tmp: Path, resolve_timeout: str) -> Iterator[Alertmanager]:
     (root / "alertmanager.yml").write_text(CONFIG.format(resolve_timeout=resolve_timeout))
     port = free_port()
     log = (root / "log").open("wb")
-    proc = subprocess.Popen([binary, f"--config.file={root / 'alertmanager.yml'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                             f"--storage.path={root / 'data'}"], stdout=log, stderr=log)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={root / 'alertmanager.yml'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            f"--storage.path={root / 'data'}",
+        ],
+        stdout=log,
+        stderr=log,
+    )
     am = Alertmanager(f"http://127.0.0.1:{port}")
     try:
-        wait_for(lambda: proc.poll() is None and am.ready(), 30, f"Alertmanager ({root / 'log'})",
-                 interval=0.1)  # fmt: skip
+        wait_for(
+            lambda: proc.poll() is None and am.ready(),
+            30,
+            f"Alertmanager ({root / 'log'})",
+            interval=0.1,
+        )
         yield am
     finally:
         proc.terminate()

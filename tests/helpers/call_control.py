@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.call_control import (
+from tokenledger.contract.call_control import (
     BreakerSignal,
     RetryBudget,
     RetryBudgetSignal,

@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from streams.admin.topics import metadata_ok
-from streams.local.broker import free_ports
 from tests.helpers.paths import ROOT
+from tokenledger.streams.admin.topics import metadata_ok
+from tokenledger.streams.local.broker import free_ports
 
 
 def compose_image(service: str) -> str:
@@ -28,7 +28,8 @@ def kafka_container(timeout: float = 120) -> Iterator[str]:
 
     (port,) = free_ports(1)
     env = {
-        "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
         "KAFKA_LISTENERS": f"PLAINTEXT://:{port},CONTROLLER://:9093",
         "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
         "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
@@ -38,7 +39,7 @@ def kafka_container(timeout: float = 120) -> Iterator[str]:
         "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
         "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
-    }  # fmt: skip
+    }
     container: Any = DockerContainer(compose_image("kafka")).with_bind_ports(port, port)
     for key, value in env.items():
         container = container.with_env(key, value)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas import topics
-from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.edge import keys
-from streams.local.broker import free_port
 from tests.helpers.processes import stop
 from tests.helpers.waiting import wait_for
+from tokenledger.contract import topics
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.edge import keys
+from tokenledger.streams.local.broker import free_port
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 
@@ -46,8 +46,14 @@ class Served:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def call(self, method: str, path: str, body: bytes | None = None,
-             headers: Mapping[str, str] | None = None, key: str | None = "default") -> Answer:  # fmt: skip
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        key: str | None = "default",
+    ) -> Answer:
         sent = dict(headers or {})
         if key is not None:
             sent["Authorization"] = f"Bearer {self.key if key == 'default' else key}"
@@ -68,11 +74,15 @@ class Served:
 
 def with_topics(settings: Settings, tmp: Path) -> dict[str, str]:
     """Create every topic in ``settings``' namespace; the environment of an edge on them."""
-    specs = [topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-             for t in topics.TOPICS]  # fmt: skip
+    specs = [
+        topics.TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS
+    ]
     create_topics(settings.kafka, specs, settings.partitions, 1)
-    return {"TOKENLEDGER_KAFKA": settings.kafka, "TOKENLEDGER_HOME": str(tmp),
-            "TOKENLEDGER_TOPIC_NAMESPACE": settings.topic_namespace}  # fmt: skip
+    return {
+        "TOKENLEDGER_KAFKA": settings.kafka,
+        "TOKENLEDGER_HOME": str(tmp),
+        "TOKENLEDGER_TOPIC_NAMESPACE": settings.topic_namespace,
+    }
 
 
 def key_list(path: Path, grants: Mapping[str, list[str]]) -> dict[str, str]:
@@ -84,15 +94,27 @@ def key_list(path: Path, grants: Mapping[str, list[str]]) -> dict[str, str]:
 
 
 @contextmanager
-def served(env: Mapping[str, str], tmp: Path, *args: str,
-           grants: Mapping[str, list[str]] | None = None) -> Iterator[Served]:  # fmt: skip
+def served(
+    env: Mapping[str, str], tmp: Path, *args: str, grants: Mapping[str, list[str]] | None = None
+) -> Iterator[Served]:
     made = key_list(tmp / "keys.json", {"*": ["*"], **(grants or {})})
     port = free_port()
     log = tmp / f"edge-{port}.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen([TOKENLEDGER, "serve", "--port", str(port), "--keys",  # noqa: S603
-                                 str(tmp / "keys.json"), *args], env={**os.environ, **env},
-                                stdout=out, stderr=out)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                TOKENLEDGER,
+                "serve",
+                "--port",
+                str(port),
+                "--keys",  # noqa: S603
+                str(tmp / "keys.json"),
+                *args,
+            ],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=out,
+        )
     edge = Served(f"http://127.0.0.1:{port}", made["*"], made, proc, log)
     try:
         wait_for(edge.ready, 60, f"the edge to be ready (log: {log})", interval=0.1)

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.messages import (
+from tokenledger.contract.messages import (
     Alert,
     AlertEvidence,
     DlqRecord,

@@ -1,6 +1,6 @@
 """A second, independent evaluation of the detectors: traffic written from scratch for
 scoring only (its own tenants, load curves, model mixes and token distributions; nothing
-shared with streams/demo/scenario.py), with labeled incidents and labeled traps.
+shared with tokenledger/streams/demo/scenario.py), with labeled incidents and labeled traps.
 
 Three UTC days. Day 0 is the detectors' warm-up (they learn yesterday's profile there);
 incidents and traps happen on days 1 and 2, and only alerts issued from day 1 on are
@@ -21,10 +21,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-PROVIDER = {"gpt-4.1-nano": "openai", "gpt-4.1-mini": "openai", "gpt-4.1": "openai",
-            "o4-mini": "openai", "claude-3-5-haiku-latest": "anthropic",
-            "claude-opus-4-1": "anthropic", "gemini-2.0-flash": "google",
-            "mistral-small-latest": "mistral"}  # fmt: skip
+PROVIDER = {
+    "gpt-4.1-nano": "openai",
+    "gpt-4.1-mini": "openai",
+    "gpt-4.1": "openai",
+    "o4-mini": "openai",
+    "claude-3-5-haiku-latest": "anthropic",
+    "claude-opus-4-1": "anthropic",
+    "gemini-2.0-flash": "google",
+    "mistral-small-latest": "mistral",
+}
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,9 @@ def _curve(kind: str, local_hour: float) -> float:
 def tenants() -> list[Tenant]:
     nano, mini, big = "gpt-4.1-nano", "gpt-4.1-mini", "gpt-4.1"
     haiku, flash, small = "claude-3-5-haiku-latest", "gemini-2.0-flash", "mistral-small-latest"
-    chat = Route("assistant", "chat", ((mini, 0.7), (haiku, 0.3)), 1800, 0.6, 260, 0.6,
-                 cached_share=0.3)  # fmt: skip
+    chat = Route(
+        "assistant", "chat", ((mini, 0.7), (haiku, 0.3)), 1800, 0.6, 260, 0.6, cached_share=0.3
+    )
     return [
         Tenant(
             "harbor",
@@ -104,7 +111,7 @@ def tenants() -> list[Tenant]:
             "office",
             1,
             (chat, Route("agent", "tools", ((big, 1.0),), 5200, 0.4, 420, 0.4, token_budget=16000)),
-        ),  # fmt: skip
+        ),
         Tenant(
             "quill",
             4000,
@@ -146,7 +153,7 @@ def tenants() -> list[Tenant]:
             "flat",
             0,
             (Route("reports", "batch", ((mini, 1.0),), 6000, 0.3, 900, 1.0),),
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -155,25 +162,67 @@ def holdout(days: int = 3) -> Holdout:
     h = Holdout(start, days, tenants())
     tenant = lambda t: f"tenant/{t}"  # noqa: E731
     h.labels = [
-        Label("runaway", "harbor", "spend_rate", frozenset({tenant("harbor"),
-              f"{tenant('harbor')}/feature/agent"}), h.at(1, 14), h.at(1, 14.4)),  # fmt: skip
-        Label("model_switch", "quill", "model_mix",
-              frozenset({f"{tenant('quill')}/route/classify"}), h.at(1, 10), h.at(days, 0)),
-        Label("model_switch", "fjord", "model_mix",
-              frozenset({f"{tenant('fjord')}/route/classify"}), h.at(2, 13), h.at(days, 0)),
-        Label("retry_storm", "orbit", "retry_storm", frozenset({tenant("orbit")}),
-              h.at(2, 14.5), h.at(2, 15.2)),
-        Label("prompt_growth", "lumen", "context_growth",
-              frozenset({f"{tenant('lumen')}/feature/summarize"}), h.at(1, 16), h.at(1, 19)),
-        Label("budget_burn", "delta", "budget_burn", frozenset({tenant("delta")}),
-              h.at(2, 3), h.at(days, 0)),
-        Label("runaway", "fjord", "spend_rate", frozenset({tenant("fjord"),
-              f"{tenant('fjord')}/feature/assistant"}), h.at(2, 20), h.at(2, 20.3)),  # fmt: skip
+        Label(
+            "runaway",
+            "harbor",
+            "spend_rate",
+            frozenset({tenant("harbor"), f"{tenant('harbor')}/feature/agent"}),
+            h.at(1, 14),
+            h.at(1, 14.4),
+        ),
+        Label(
+            "model_switch",
+            "quill",
+            "model_mix",
+            frozenset({f"{tenant('quill')}/route/classify"}),
+            h.at(1, 10),
+            h.at(days, 0),
+        ),
+        Label(
+            "model_switch",
+            "fjord",
+            "model_mix",
+            frozenset({f"{tenant('fjord')}/route/classify"}),
+            h.at(2, 13),
+            h.at(days, 0),
+        ),
+        Label(
+            "retry_storm",
+            "orbit",
+            "retry_storm",
+            frozenset({tenant("orbit")}),
+            h.at(2, 14.5),
+            h.at(2, 15.2),
+        ),
+        Label(
+            "prompt_growth",
+            "lumen",
+            "context_growth",
+            frozenset({f"{tenant('lumen')}/feature/summarize"}),
+            h.at(1, 16),
+            h.at(1, 19),
+        ),
+        Label(
+            "budget_burn",
+            "delta",
+            "budget_burn",
+            frozenset({tenant("delta")}),
+            h.at(2, 3),
+            h.at(days, 0),
+        ),
+        Label(
+            "runaway",
+            "fjord",
+            "spend_rate",
+            frozenset({tenant("fjord"), f"{tenant('fjord')}/feature/assistant"}),
+            h.at(2, 20),
+            h.at(2, 20.3),
+        ),
         Label("organic_growth", "sprout", "", frozenset(), h.at(1, 6), h.at(days, 0), True),
         Label("outage", "tidal", "", frozenset(), h.at(1, 11), h.at(1, 15), True),
         Label("holiday", "ember", "", frozenset(), h.at(1, 0), h.at(3, 0), True),
         Label("nightly_batch", "vault", "", frozenset(), h.at(0, 1), h.at(days, 0), True),
-    ]  # fmt: skip
+    ]
     return h
 
 
@@ -196,8 +245,16 @@ class _Maker:
         self.rng = random.Random(h.seed)
         self.n = 0
 
-    def call(self, tenant: Tenant, route: Route, ts: datetime, *, model: str | None = None,
-             input_scale: float = 1.0, batch: bool = False) -> dict[str, Any]:  # fmt: skip
+    def call(
+        self,
+        tenant: Tenant,
+        route: Route,
+        ts: datetime,
+        *,
+        model: str | None = None,
+        input_scale: float = 1.0,
+        batch: bool = False,
+    ) -> dict[str, Any]:
         rng = self.rng
         self.n += 1
         if model is None:
@@ -214,14 +271,29 @@ class _Maker:
         output = max(1, int(route.output_median * math.exp(rng.gauss(0, 0.5))))
         cached = int(tokens * route.cached_share * rng.random())
         over = route.token_budget and tokens > route.token_budget
-        return {"event_id": f"h{self.n:09d}", "request_id": f"hr{self.n}",
-                "idempotency_key": f"hk{self.n}", "attempt": 1, "ts": ts.isoformat(),
-                "tenant_id": tenant.tenant_id, "user_scope": "", "service": f"{tenant.tenant_id}-app",
-                "feature": route.feature, "route": route.route, "prompt_version": "p1",
-                "model": model, "provider": PROVIDER[model], "environment": "prod",
-                "input_tokens": tokens, "output_tokens": output, "cached_input_tokens": cached,
-                "latency_ms": 300 + tokens // 20, "success": True, "batch": batch,
-                "token_budget_violations": ["context"] if over else []}  # fmt: skip
+        return {
+            "event_id": f"h{self.n:09d}",
+            "request_id": f"hr{self.n}",
+            "idempotency_key": f"hk{self.n}",
+            "attempt": 1,
+            "ts": ts.isoformat(),
+            "tenant_id": tenant.tenant_id,
+            "user_scope": "",
+            "service": f"{tenant.tenant_id}-app",
+            "feature": route.feature,
+            "route": route.route,
+            "prompt_version": "p1",
+            "model": model,
+            "provider": PROVIDER[model],
+            "environment": "prod",
+            "input_tokens": tokens,
+            "output_tokens": output,
+            "cached_input_tokens": cached,
+            "latency_ms": 300 + tokens // 20,
+            "success": True,
+            "batch": batch,
+            "token_budget_violations": ["context"] if over else [],
+        }
 
 
 def _minutes(h: Holdout) -> Iterator[datetime]:
@@ -276,21 +348,26 @@ def _shaped(
     maker: _Maker, labels: list[Label], tenant: Tenant, route: Route, ts: datetime
 ) -> dict[str, Any]:
     if route.route == "classify" and _active(labels, "model_switch", ts):
-        return maker.call(tenant, route, ts, model="gpt-4.1" if tenant.tenant_id == "quill"
-                          else "claude-opus-4-1")  # fmt: skip
+        return maker.call(
+            tenant, route, ts, model="gpt-4.1" if tenant.tenant_id == "quill" else "claude-opus-4-1"
+        )
     if route.feature == "summarize" and _active(labels, "prompt_growth", ts):
         return maker.call(tenant, route, ts, input_scale=2.8)
     return maker.call(tenant, route, ts)
 
 
-def _extra_calls(h: Holdout, maker: _Maker, labels: list[Label], tenant: Tenant,
-                 minute: datetime) -> list[tuple[datetime, dict[str, Any]]]:  # fmt: skip
+def _extra_calls(
+    h: Holdout, maker: _Maker, labels: list[Label], tenant: Tenant, minute: datetime
+) -> list[tuple[datetime, dict[str, Any]]]:
     rng, out = maker.rng, []
     extra: list[tuple[Route, float, bool]] = []
     for x in labels:
         if x.kind == "runaway" and x.start <= minute < x.end:  # an agent loop
-            route = next(r for r in tenant.routes
-                         if f"tenant/{tenant.tenant_id}/feature/{r.feature}" in x.scopes)  # fmt: skip
+            route = next(
+                r
+                for r in tenant.routes
+                if f"tenant/{tenant.tenant_id}/feature/{r.feature}" in x.scopes
+            )
             extra.append((route, 45.0, False))
     if _active(labels, "budget_burn", minute):  # a bulk job
         extra.append((tenant.routes[0], tenant.calls_per_day / 1440 * 2.2, False))
@@ -303,21 +380,31 @@ def _extra_calls(h: Holdout, maker: _Maker, labels: list[Label], tenant: Tenant,
     return out
 
 
-def _retries(maker: _Maker, labels: list[Label], event: dict[str, Any],
-             ts: datetime) -> list[tuple[datetime, dict[str, Any]]]:  # fmt: skip
+def _retries(
+    maker: _Maker, labels: list[Label], event: dict[str, Any], ts: datetime
+) -> list[tuple[datetime, dict[str, Any]]]:
     if not _active(labels, "retry_storm", ts) or maker.rng.random() >= 0.55:
         return []
     out = []
     for attempt in range(2, 2 + maker.rng.randint(1, 3)):
         maker.n += 1
         later = ts + timedelta(milliseconds=attempt * 700)
-        out.append((later, {**event, "event_id": f"h{maker.n:09d}", "attempt": attempt,
-                            "ts": later.isoformat()}))  # fmt: skip
+        out.append(
+            (
+                later,
+                {
+                    **event,
+                    "event_id": f"h{maker.n:09d}",
+                    "attempt": attempt,
+                    "ts": later.isoformat(),
+                },
+            )
+        )
     return out
 
 
 def events(h: Holdout) -> Iterator[tuple[datetime, dict[str, Any]]]:
-    """Every usage event in event-time order (the JSON of schemas.messages.UsageEvent)."""
+    """Every usage event in event-time order (the JSON of tokenledger.contract.messages.UsageEvent)."""
     maker = _Maker(h)
     streams = [sorted(_tenant_events(h, maker, t), key=lambda e: e[0]) for t in h.tenants]
     yield from heapq.merge(*streams, key=lambda e: e[0])

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.messages import Alert, Budget
-from schemas.price_book import PriceBook
-from schemas.pricing import TokenCounts
 from tests.helpers.holdout import Holdout, Label
+from tokenledger.contract.messages import Alert, Budget
+from tokenledger.contract.price_book import PriceBook
+from tokenledger.contract.pricing import TokenCounts
 
 GRACE = timedelta(hours=1)
 
@@ -57,10 +57,13 @@ def _consequence(label: Label, alert: Alert) -> bool:
 
 def score(h: Holdout, alerts: Iterable[Alert]) -> HoldoutScore:
     incidents = [x for x in h.labels if not x.trap]
-    firing = sorted((a for a in alerts if a.status == "firing" and a.issued_at >= h.scored_from),
-                    key=lambda a: a.issued_at)  # fmt: skip
-    out = HoldoutScore(incidents=len(incidents), alerts=len(firing),
-                       tenant_days=h.scored_tenant_days)  # fmt: skip
+    firing = sorted(
+        (a for a in alerts if a.status == "firing" and a.issued_at >= h.scored_from),
+        key=lambda a: a.issued_at,
+    )
+    out = HoldoutScore(
+        incidents=len(incidents), alerts=len(firing), tenant_days=h.scored_tenant_days
+    )
     for alert in firing:
         mine = [
             x for x in incidents if x.tenant_id == alert.tenant_id and _in_time(x, alert.issued_at)
@@ -71,19 +74,27 @@ def score(h: Holdout, alerts: Iterable[Alert]) -> HoldoutScore:
         else:
             out.false_alerts.append(alert)
     for label in incidents:
-        hits = [a for a in firing if a.tenant_id == label.tenant_id and a.detector == label.detector
-                and a.scope in label.scopes and _in_time(label, a.issued_at)]  # fmt: skip
+        hits = [
+            a
+            for a in firing
+            if a.tenant_id == label.tenant_id
+            and a.detector == label.detector
+            and a.scope in label.scopes
+            and _in_time(label, a.issued_at)
+        ]
         if hits:
             out.detected += 1
             out.detect_s.setdefault(label.kind, []).append(
-                (hits[0].issued_at - label.start).total_seconds())  # fmt: skip
+                (hits[0].issued_at - label.start).total_seconds()
+            )
         else:
             out.missed.append(label)
     return out
 
 
-def budgets(h: Holdout, day0: Iterable[tuple[datetime, dict[str, Any]]],
-            prices: PriceBook) -> list[Budget]:  # fmt: skip
+def budgets(
+    h: Holdout, day0: Iterable[tuple[datetime, dict[str, Any]]], prices: PriceBook
+) -> list[Budget]:
     """A daily budget per tenant: three times its day-0 spend (twice for the tenant whose
     budget a bulk job burns)."""
     spend: dict[str, int] = {}
@@ -94,6 +105,11 @@ def budgets(h: Holdout, day0: Iterable[tuple[datetime, dict[str, Any]]],
         priced = prices.price(e["provider"], e["model"], ts, tokens)
         spend[e["tenant_id"]] = spend.get(e["tenant_id"], 0) + (priced.cost_nusd if priced else 0)
     burn = {x.tenant_id for x in h.labels if x.kind == "budget_burn"}
-    return [Budget(tenant_id=t.tenant_id, updated_at=h.start,
-                   limit_nusd=max(1, spend.get(t.tenant_id, 0) * (2 if t.tenant_id in burn else 3)))
-            for t in h.tenants]  # fmt: skip
+    return [
+        Budget(
+            tenant_id=t.tenant_id,
+            updated_at=h.start,
+            limit_nusd=max(1, spend.get(t.tenant_id, 0) * (2 if t.tenant_id in burn else 3)),
+        )
+        for t in h.tenants
+    ]

@@ -54,7 +54,7 @@ class Call:
 def stored_rows(env: Mapping[str, str]) -> list[list[Any]]:
     """Every usage row, read by a process of its own (the sink must have stopped)."""
     script = (
-        "import json, os, sys; from streams.sink.client import get_client;"
+        "import json, os, sys; from tokenledger.streams.sink.client import get_client;"
         "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
         "print(json.dumps(c.query(sys.argv[1]).result_rows))"
     )

@@ -24,10 +24,15 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> 
     a fresh broker's group coordinator is still loading."""
     from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-    transient = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                 KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}  # fmt: skip
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "isolation.level": "read_uncommitted"})  # fmt: skip
+    transient = {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError._TIMED_OUT,
+    }
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_uncommitted"}
+    )
     try:
         for attempt in range(50):
             try:
@@ -49,9 +54,15 @@ def assigned_reader(bootstrap: str, topic: str, **extra: Any) -> Consumer:
     consumer group (no rebalance to wait for)."""
     from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "enable.auto.commit": False, "isolation.level": "read_committed",
-                         **extra})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            **extra,
+        }
+    )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     return consumer
@@ -96,8 +107,14 @@ def wait_visible(bootstrap: str, topic: str, at_least: int, timeout: float = 60)
 
 
 def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     got: list[Any] = []
     deadline = time.monotonic() + timeout
@@ -149,7 +166,7 @@ def changelog_windows(bootstrap: str, topic: str) -> dict[str, tuple[int, int, i
 
 def wait_topics(bootstrap: str, wanted: set[str], timeout: float = 60) -> None:
     """Wait until every topic in ``wanted`` exists (a worker creates its topics at start)."""
-    from streams.admin.topics import admin_client
+    from tokenledger.streams.admin.topics import admin_client
 
     admin = admin_client(bootstrap)
     deadline = time.monotonic() + timeout

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.local.broker import free_ports
 from tests.helpers.waiting import wait_for
+from tokenledger.streams.local.broker import free_ports
 
 GATEWAY = """
 {user}
@@ -56,12 +56,29 @@ def gateway(tmp: Path, snippet: str) -> Iterator[str]:
     for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (root / d).mkdir(parents=True, exist_ok=True)
     user = "user root;" if os.geteuid() == 0 else ""
-    conf = GATEWAY.format(user=user, dir=root, upstream=upstream, port=port,
-                          snippet=snippet.replace("127.0.0.1:8080", f"127.0.0.1:{upstream}"))  # fmt: skip
+    conf = GATEWAY.format(
+        user=user,
+        dir=root,
+        upstream=upstream,
+        port=port,
+        snippet=snippet.replace("127.0.0.1:8080", f"127.0.0.1:{upstream}"),
+    )
     (root / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-e",
-                             str(root / "error.log"), "-g", "daemon off;"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            binary,
+            "-p",
+            str(root),
+            "-c",
+            str(root / "nginx.conf"),
+            "-e",
+            str(root / "error.log"),
+            "-g",
+            "daemon off;",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(lambda: _listening(port, proc), 30, "nginx to listen")
         yield f"http://127.0.0.1:{port}"

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas import topics
-from schemas.messages import UsageEvent
-from streams.admin.progress import Probe
-from streams.config import Settings
 from tests.helpers.pricing_oracle import expected_cost
 from tests.helpers.processes import stop
+from tokenledger.contract import topics
+from tokenledger.contract.messages import UsageEvent
 from tokenledger.ledger import Ledger, TopicNames
+from tokenledger.streams.admin.progress import Probe
+from tokenledger.streams.config import Settings
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 FIGURES: list[dict[str, Any]] = []
@@ -43,19 +43,28 @@ class Pipeline:
         self.tmp = tmp
         self.namespace = f"f{uuid.uuid4().hex[:10]}"
         self.data = tmp / "ch"
-        self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap,
-                    "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
-                    "TOKENLEDGER_PARTITIONS": str(partitions),
-                    "TOKENLEDGER_CLICKHOUSE": f"chdb://{self.data}",
-                    "TOKENLEDGER_HOME": str(tmp)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "TOKENLEDGER_KAFKA": bootstrap,
+            "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
+            "TOKENLEDGER_PARTITIONS": str(partitions),
+            "TOKENLEDGER_CLICKHOUSE": f"chdb://{self.data}",
+            "TOKENLEDGER_HOME": str(tmp),
+        }
         self.settings = Settings.from_env(self.env)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sent: dict[str, UsageEvent] = {}
         self.started = time.monotonic()
-        subprocess.run([TOKENLEDGER, "topics", "create"], env=self.env, check=True,
-                       capture_output=True, timeout=120)  # fmt: skip
-        subprocess.run([TOKENLEDGER, "migrate"], env=self.env, check=True, capture_output=True,
-                       timeout=120)  # fmt: skip
+        subprocess.run(
+            [TOKENLEDGER, "topics", "create"],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [TOKENLEDGER, "migrate"], env=self.env, check=True, capture_output=True, timeout=120
+        )
 
     def topic(self, name: str) -> str:
         return self.settings.topic(name)
@@ -93,8 +102,11 @@ class Pipeline:
     # -- traffic ---------------------------------------------------------------------------
 
     def ledger(self, **options: Any) -> Ledger:
-        names = TopicNames(requests=self.topic(topics.REQUESTS), usage=self.topic(topics.USAGE),
-                           outcomes=self.topic(topics.OUTCOMES))  # fmt: skip
+        names = TopicNames(
+            requests=self.topic(topics.REQUESTS),
+            usage=self.topic(topics.USAGE),
+            outcomes=self.topic(topics.OUTCOMES),
+        )
         options.setdefault("spill_dir", self.tmp / "spill")
         options.setdefault("bootstrap", self.bootstrap)
         return Ledger("faults", topics=names, **options)
@@ -126,8 +138,9 @@ class Pipeline:
             probe.consumer.close()
 
     def stored_all(self) -> bool:
-        probe = Probe(self.settings, self.topic("tokenledger-sink"),
-                      self.topic(topics.USAGE_ENRICHED))  # fmt: skip
+        probe = Probe(
+            self.settings, self.topic("tokenledger-sink"), self.topic(topics.USAGE_ENRICHED)
+        )
         try:
             return self.processed() and probe.caught_up()
         finally:
@@ -135,7 +148,7 @@ class Pipeline:
 
     def stored(self) -> Stored:
         script = (
-            "import json, os; from streams.sink.client import get_client;"
+            "import json, os; from tokenledger.streams.sink.client import get_client;"
             "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
             "q = lambda s: int(c.command(s));"
             "print(json.dumps([q('SELECT count() FROM usage_events'),"
@@ -144,8 +157,14 @@ class Pipeline:
             " q('SELECT sum(events) FROM spend_by_minute'),"
             " q('SELECT sum(cost_nusd) FROM spend_by_minute')]))"
         )
-        done = subprocess.run([sys.executable, "-c", script], env=self.env, capture_output=True,
-                              text=True, timeout=120, check=True)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
         return Stored(*json.loads(done.stdout.strip().splitlines()[-1]))
 
     def verdict(self, fault: str, recovered_at: float, cleared_at: float) -> None:
@@ -157,9 +176,14 @@ class Pipeline:
         s = self.stored()
         sent = len(self.sent)
         cost = sum(0 if e.cache != "none" else expected_cost(e) for e in self.sent.values())
-        row = {"fault": fault, "sent": sent, "stored": s.unique, "lost": sent - s.unique,
-               "double_counted": max(s.rows - s.unique, s.rollup_events - sent, 0),
-               "recovery_s": round(recovered_at - cleared_at, 1)}  # fmt: skip
+        row = {
+            "fault": fault,
+            "sent": sent,
+            "stored": s.unique,
+            "lost": sent - s.unique,
+            "double_counted": max(s.rows - s.unique, s.rollup_events - sent, 0),
+            "recovery_s": round(recovered_at - cleared_at, 1),
+        }
         FIGURES.append(row)
         assert (s.unique, s.rows, s.rollup_events) == (sent, sent, sent), row
         assert (s.cost, s.rollup_cost) == (cost, cost), row

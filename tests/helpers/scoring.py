@@ -1,4 +1,4 @@
-"""The scoring oracle for the detectors on a labeled scenario (streams.demo.scenario).
+"""The scoring oracle for the detectors on a labeled scenario (tokenledger.streams.demo.scenario).
 
 An alert detects an incident only when its tenant, detector and scope are the ones the
 incident's label implies: a runaway is a spend-rate alert on its tenant or its agent loop's
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from schemas.messages import Alert
-from streams.demo.scenario import RUNAWAY_LOOP, SWITCHED_ROUTE, Incident, Scenario
+from tokenledger.contract.messages import Alert
+from tokenledger.streams.demo.scenario import RUNAWAY_LOOP, SWITCHED_ROUTE, Incident, Scenario
 
 MATCH_GRACE = timedelta(minutes=60)
 """An alert issued up to this long after an incident ends still belongs to it."""
@@ -116,9 +116,13 @@ def score(scenario: Scenario, alerts: list[Alert]) -> Score:
     false_alerts = []
     for alert in firing:
         pair = (alert.detector, alert.scope)
-        belongs = [i for i in scenario.incidents if i.tenant_id == alert.tenant_id
-                   and _during(i, alert.issued_at)
-                   and pair in expected_alerts(scenario, i) | tolerated_alerts(scenario, i)]  # fmt: skip
+        belongs = [
+            i
+            for i in scenario.incidents
+            if i.tenant_id == alert.tenant_id
+            and _during(i, alert.issued_at)
+            and pair in expected_alerts(scenario, i) | tolerated_alerts(scenario, i)
+        ]
         total, matched = by_detector.get(alert.detector, (0, 0))
         by_detector[alert.detector] = (total + 1, matched + (1 if belongs else 0))
         if belongs:
@@ -129,10 +133,14 @@ def score(scenario: Scenario, alerts: list[Alert]) -> Score:
         kind = kinds[incident.kind]
         kind.injected += 1
         wanted = expected_alerts(scenario, incident)
-        hits = [a for a in firing if a.tenant_id == incident.tenant_id
-                and (a.detector, a.scope) in wanted and _during(incident, a.issued_at)]  # fmt: skip
+        hits = [
+            a
+            for a in firing
+            if a.tenant_id == incident.tenant_id
+            and (a.detector, a.scope) in wanted
+            and _during(incident, a.issued_at)
+        ]
         if hits:
             kind.detected += 1
             kind.detect_s.append((hits[0].issued_at - incident.start).total_seconds())
-    return Score(kinds, len(firing), true_alerts, by_detector, scenario.tenant_days,
-                 false_alerts)  # fmt: skip
+    return Score(kinds, len(firing), true_alerts, by_detector, scenario.tenant_days, false_alerts)

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.admin.acls import COMPONENTS
-from streams.config import Settings
-from streams.local.broker import free_ports
-from streams.local.sasl import SaslKafka, scram_options
 from tests.helpers.cli import tl
+from tokenledger.streams.admin.acls import COMPONENTS
+from tokenledger.streams.config import Settings
+from tokenledger.streams.local.broker import free_ports
+from tokenledger.streams.local.sasl import SaslKafka, scram_options
 
 
 @dataclass

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from streams.config import Settings
+from tokenledger.streams.config import Settings
 
 
 def isolated(bootstrap: str, partitions: int, **extra: str) -> Settings:
-    return Settings.from_env({"TOKENLEDGER_KAFKA": bootstrap,
-                              "TOKENLEDGER_TOPIC_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
-                              "TOKENLEDGER_PARTITIONS": str(partitions), **extra})  # fmt: skip
+    return Settings.from_env(
+        {
+            "TOKENLEDGER_KAFKA": bootstrap,
+            "TOKENLEDGER_TOPIC_NAMESPACE": f"t{uuid.uuid4().hex[:10]}",
+            "TOKENLEDGER_PARTITIONS": str(partitions),
+            **extra,
+        }
+    )

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from streams.admin import hmac_migration
-from streams.admin.signer import Signer, generate, load_private
 from tokenledger.signing import ISSUED_HEADER, HeaderValue, PublicKeyring, key_id, public_text
+from tokenledger.streams.admin import hmac_migration
+from tokenledger.streams.admin.signer import Signer, generate, load_private
 
 Header = tuple[str, HeaderValue]
 

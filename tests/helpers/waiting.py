@@ -10,8 +10,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str,
-             interval: float = 0.02) -> None:  # fmt: skip
+def wait_for(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
+) -> None:
     """Poll ``condition`` until it holds; fail naming ``what`` when ``timeout`` runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -20,8 +21,9 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str,
         time.sleep(interval)
 
 
-def wait_value(get: Callable[[], T], accept: Callable[[T], bool], what: str,
-               timeout: float = 30) -> T:  # fmt: skip
+def wait_value(
+    get: Callable[[], T], accept: Callable[[T], bool], what: str, timeout: float = 30
+) -> T:
     """Poll ``get()`` until ``accept`` takes its value, and return that value."""
     deadline = time.monotonic() + timeout
     while True:

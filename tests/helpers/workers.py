@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from schemas import topics
-from streams.config import Settings
-from streams.worker import service as worker
 from tests.helpers.cli import TOKENLEDGER
 from tests.helpers.kafka_io import wait_topics
+from tokenledger.contract import topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
 
 
 class Workers:
@@ -25,10 +25,13 @@ class Workers:
 
     def __init__(self, bootstrap: str, partitions: int, tmp: Path) -> None:
         self.namespace = f"x{uuid.uuid4().hex[:10]}"
-        self.env = {**os.environ, "TOKENLEDGER_KAFKA": bootstrap,
-                    "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
-                    "TOKENLEDGER_PARTITIONS": str(partitions),
-                    "TOKENLEDGER_HOME": str(tmp / "home")}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "TOKENLEDGER_KAFKA": bootstrap,
+            "TOKENLEDGER_TOPIC_NAMESPACE": self.namespace,
+            "TOKENLEDGER_PARTITIONS": str(partitions),
+            "TOKENLEDGER_HOME": str(tmp / "home"),
+        }
         self.settings = Settings.from_env(self.env)
         self.bootstrap = bootstrap
         self.tmp = tmp
@@ -42,15 +45,28 @@ class Workers:
         """Where worker ``instance`` keeps its partitions' RocksDB stores."""
         return self.settings.home / "state" / self.topic("tokenledger-worker") / instance
 
-    def start(self, instance: str, max_batch: int = 50,
-              heartbeat_s: float = 3600) -> subprocess.Popen[bytes]:  # fmt: skip
+    def start(
+        self, instance: str, max_batch: int = 50, heartbeat_s: float = 3600
+    ) -> subprocess.Popen[bytes]:
         """A worker; signal heartbeats an hour apart unless a test is about them, so that
         every signal on the topic is a state change."""
         path = self.tmp / f"{instance}-{len(self.procs)}.log"
         log = open(path, "wb")  # noqa: SIM115
-        proc = subprocess.Popen([TOKENLEDGER, "worker", "--instance", instance, "--max-batch",
-                                 str(max_batch), "--signal-heartbeat", str(heartbeat_s)],
-                                env=self.env, stdout=log, stderr=log)  # fmt: skip
+        proc = subprocess.Popen(
+            [
+                TOKENLEDGER,
+                "worker",
+                "--instance",
+                instance,
+                "--max-batch",
+                str(max_batch),
+                "--signal-heartbeat",
+                str(heartbeat_s),
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+        )
         self.procs.append(proc)
         self.logs[proc.pid] = path
         return proc
@@ -83,8 +99,9 @@ class Workers:
 
 
 @contextmanager
-def run_worker(settings: Settings, instance: str,
-               **options: Any) -> Iterator[worker.TransactionalEngine]:  # fmt: skip
+def run_worker(
+    settings: Settings, instance: str, **options: Any
+) -> Iterator[worker.TransactionalEngine]:
     """A worker engine (``worker.build`` with ``options``) running in a thread of this
     process, stopped on the way out."""
     engine = worker.build(settings, instance, **options)

@@ -11,10 +11,10 @@ import sys
 from datetime import timedelta
 from typing import Any
 
-from streams.analytics import report
-from streams.config import Settings
-from streams.demo import run as demo
-from streams.sink.client import get_client
+from tokenledger.streams.analytics import report
+from tokenledger.streams.config import Settings
+from tokenledger.streams.demo import run as demo
+from tokenledger.streams.sink.client import get_client
 
 
 def main() -> int:

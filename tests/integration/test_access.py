@@ -13,17 +13,24 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 import pytest
 
-from schemas.rows import UsageRow
-from streams.analytics import access
-from streams.errors import UserError
-from streams.sink import migrations
 from tests.helpers import factories
 from tests.helpers.backends import Backends
+from tokenledger.contract.rows import UsageRow
+from tokenledger.streams.analytics import access
+from tokenledger.streams.errors import UserError
+from tokenledger.streams.sink import migrations
 
 pytestmark = pytest.mark.integration
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
-TABLES = {"usage_events", "request_events", "outcome_events", "signals", "alerts",
-          "spend_by_minute", "dlq_events"}  # fmt: skip
+TABLES = {
+    "usage_events",
+    "request_events",
+    "outcome_events",
+    "signals",
+    "alerts",
+    "spend_by_minute",
+    "dlq_events",
+}
 
 
 def _formatted(ch: Any, statement: str) -> str:
@@ -36,13 +43,16 @@ def test_tenant_analyst_sql_parses_and_confines_the_role_to_its_tenant(ch: Any) 
     statements = access.render("tenant_analyst", database="tokenledger", tenant="acme")
     kinds = [ast.splitlines()[0] for ast in access.parse_only(ch, statements)]
     assert kinds == ["CreateRoleQuery"] + ["GrantQuery"] * 6 + [
-        "CREATE ROW POLICY or ALTER ROW POLICY query"]  # fmt: skip
+        "CREATE ROW POLICY or ALTER ROW POLICY query"
+    ]
     assert _formatted(ch, statements[0]) == (
         "CREATE ROLE IF NOT EXISTS tl_analyst_acme SETTINGS readonly = 1"
     )
     grants = [_formatted(ch, s) for s in statements[1:7]]
-    assert all(g.startswith("GRANT SELECT ON tokenledger.") and g.endswith(" TO tl_analyst_acme")
-               for g in grants)  # fmt: skip
+    assert all(
+        g.startswith("GRANT SELECT ON tokenledger.") and g.endswith(" TO tl_analyst_acme")
+        for g in grants
+    )
     policy = _formatted(ch, statements[7])
     on = policy.split(" ON ")[1].split(" FOR ")[0].split(", ")
     assert {t.removeprefix("tokenledger.") for t in on} == TABLES
@@ -69,15 +79,25 @@ def test_a_tenant_that_is_not_a_name_never_reaches_the_sql(tenant: str, problem:
 
 def test_the_embedded_engine_says_it_skips_access_control(cli_env: dict[str, str]) -> None:
     subprocess.run([TOKENLEDGER, "migrate"], env=cli_env, check=True, capture_output=True)
-    done = subprocess.run([TOKENLEDGER, "access", "grant", "--tenant", "acme"], env=cli_env,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    done = subprocess.run(
+        [TOKENLEDGER, "access", "grant", "--tenant", "acme"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == (
         "the embedded engine has no access control: 8 statements parsed and skipped; apply "
         "them on a ClickHouse server (--print shows them)"
     )
-    shown = subprocess.run([TOKENLEDGER, "access", "grant", "--tenant", "acme", "--print"],
-                           env=cli_env, capture_output=True, text=True, check=True)  # fmt: skip
+    shown = subprocess.run(
+        [TOKENLEDGER, "access", "grant", "--tenant", "acme", "--print"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert shown.stdout.count(";\n") == 8 and "USING tenant_id = 'acme'" in shown.stdout
 
 
@@ -104,10 +124,15 @@ def test_row_policies_confine_a_tenant_analyst_to_its_rows(
             "(`--print` shows the SQL)"
         )
         return
-    rows = [UsageRow.from_message(factories.enriched(tenant_id=t, event_id=f"{t}-{i}"))
-            for i, t in enumerate(["acme", "globex", "acme", "initech"])]  # fmt: skip
-    ch.insert(UsageRow.table, [[*r.values(), 0, i] for i, r in enumerate(rows)],
-              column_names=UsageRow.insert_columns())  # fmt: skip
+    rows = [
+        UsageRow.from_message(factories.enriched(tenant_id=t, event_id=f"{t}-{i}"))
+        for i, t in enumerate(["acme", "globex", "acme", "initech"])
+    ]
+    ch.insert(
+        UsageRow.table,
+        [[*r.values(), 0, i] for i, r in enumerate(rows)],
+        column_names=UsageRow.insert_columns(),
+    )
     access.apply(ch, statements)
     user = f"u_{database}"
     ch.command(f"CREATE USER `{user}` IDENTIFIED WITH plaintext_password BY 'pw-{user}'")
@@ -115,9 +140,13 @@ def test_row_policies_confine_a_tenant_analyst_to_its_rows(
     ch.command(f"ALTER USER `{user}` DEFAULT ROLE `{role}`")
     try:
         parts = urlsplit(clickhouse_dsn)
-        analyst = clickhouse_connect.get_client(host=parts.hostname, port=parts.port,
-                                                username=user, password=f"pw-{user}",
-                                                database=database)  # fmt: skip
+        analyst = clickhouse_connect.get_client(
+            host=parts.hostname,
+            port=parts.port,
+            username=user,
+            password=f"pw-{user}",
+            database=database,
+        )
         seen = analyst.query("SELECT tenant_id, count() FROM usage_events GROUP BY tenant_id")
         assert seen.result_rows == [("acme", 2)]
         rollup = analyst.query("SELECT DISTINCT tenant_id FROM spend_by_minute").result_rows

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas import topics
-from schemas.messages import Alert
 from tests.helpers.alert_history import History, history, keys, problems
 from tests.helpers.kafka_io import produce, read_all_committed, wait_visible
 from tests.helpers.workers import Workers
+from tokenledger.contract import topics
+from tokenledger.contract.messages import Alert
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
 from tests.helpers import factories
 from tests.helpers.alertmanager import alertmanager
 from tests.helpers.cli import TOKENLEDGER
@@ -24,6 +23,7 @@ from tests.helpers.edge import with_topics
 from tests.helpers.kafka_io import produce
 from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_for
+from tokenledger.contract import topics
 
 pytestmark = pytest.mark.integration
 RESOLVE_TIMEOUT_S = 3
@@ -36,8 +36,9 @@ def test_a_firing_alert_stays_up_until_it_resolves(
     env = with_topics(settings, tmp_path)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
     firing = factories.alert(status="firing", starts_at=start, ends_at=None, issued_at=start)
-    resolved = firing.model_copy(update={"status": "resolved", "ends_at": datetime.now(UTC),
-                                         "issued_at": datetime.now(UTC)})  # fmt: skip
+    resolved = firing.model_copy(
+        update={"status": "resolved", "ends_at": datetime.now(UTC), "issued_at": datetime.now(UTC)}
+    )
 
     with alertmanager(tmp_path, f"{RESOLVE_TIMEOUT_S}s") as am:
         notify_env = {**os.environ, **env, "TOKENLEDGER_NOTIFY_ALERTMANAGER_URL": am.url}
@@ -52,8 +53,11 @@ def test_a_firing_alert_stays_up_until_it_resolves(
             )  # killed at teardown if a check fails
 
         first = notifier("notify-1")
-        produce(settings.kafka, settings.topic(topics.ALERTS),
-                [(firing.fingerprint.encode(), firing.model_dump_json().encode())])  # fmt: skip
+        produce(
+            settings.kafka,
+            settings.topic(topics.ALERTS),
+            [(firing.fingerprint.encode(), firing.model_dump_json().encode())],
+        )
         wait_for(lambda: am.active(firing.fingerprint), 30, "the alert at Alertmanager")
         held_until = time.monotonic() + 3 * RESOLVE_TIMEOUT_S
         while time.monotonic() < held_until:  # three resolve timeouts, watched throughout
@@ -66,8 +70,11 @@ def test_a_firing_alert_stays_up_until_it_resolves(
         while time.monotonic() < held_until:
             assert am.active(firing.fingerprint), "the restarted notifier dropped the alert"
             time.sleep(0.25)
-        produce(settings.kafka, settings.topic(topics.ALERTS),
-                [(resolved.fingerprint.encode(), resolved.model_dump_json().encode())])  # fmt: skip
+        produce(
+            settings.kafka,
+            settings.topic(topics.ALERTS),
+            [(resolved.fingerprint.encode(), resolved.model_dump_json().encode())],
+        )
         wait_for(lambda: not am.active(firing.fingerprint), 30, "the resolve at Alertmanager")
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0

@@ -13,13 +13,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from schemas import topics
-from schemas.messages import Budget, Signal
-from streams.admin import budgets as budget_admin
-from streams.admin import hmac_migration
-from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.worker import service as worker
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.kafka_io import produce, read_committed
@@ -35,8 +28,15 @@ from tests.helpers.signing_keys import (
     writer_env,
 )
 from tests.helpers.workers import run_worker
+from tokenledger.contract import topics
+from tokenledger.contract.messages import Budget, Signal
 from tokenledger.guard import BudgetGuard
 from tokenledger.signing import PublicKeyring, check
+from tokenledger.streams.admin import budgets as budget_admin
+from tokenledger.streams.admin import hmac_migration
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
 
 pytestmark = pytest.mark.integration
 HMAC = next(reason for reason in refusals() if "HMAC" in reason)

@@ -13,12 +13,6 @@ from typing import Any, cast
 
 import pytest
 
-from schemas import topics
-from schemas.call_control import BreakerSignal, RetryBudgetSignal, kind_of
-from streams.config import Settings
-from streams.worker import service as worker
-from streams.worker.breakers import BreakerConfig
-from streams.worker.task import PartitionTask
 from tests.helpers import factories
 from tests.helpers.cli import tl
 from tests.helpers.edge import Served, served, with_topics
@@ -27,6 +21,12 @@ from tests.helpers.settings import isolated
 from tests.helpers.signing_keys import key_file, writer_env
 from tests.helpers.waiting import wait_for, wait_value
 from tokenledger import BudgetGuard, Decision
+from tokenledger.contract import topics
+from tokenledger.contract.call_control import BreakerSignal, RetryBudgetSignal, kind_of
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
+from tokenledger.streams.worker.breakers import BreakerConfig
+from tokenledger.streams.worker.task import PartitionTask
 
 pytestmark = pytest.mark.integration
 

@@ -18,22 +18,29 @@ from urllib.parse import quote
 
 import pytest
 
-from schemas import topics
-from streams.local.broker import free_port
-from streams.sink.migrations import discover
 from tests.helpers import factories
 from tests.helpers.cli import TOKENLEDGER, tl
 from tests.helpers.clock import recent
 from tests.helpers.kafka_io import committed_total, produce
 from tests.helpers.paths import ROOT
 from tests.helpers.waiting import wait_for
+from tokenledger.contract import topics
+from tokenledger.streams.local.broker import free_port
+from tokenledger.streams.sink.migrations import discover
 
 pytestmark = pytest.mark.integration
 
 
 def make(env: dict[str, str], target: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "-s", target], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
+    return subprocess.run(
+        ["make", "-s", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -56,8 +63,10 @@ def ok(env: dict[str, str], *args: str) -> str:
 def test_setup_and_kafka_fetch_are_idempotent(cli_env: dict[str, str]) -> None:
     cache = Path(cli_env["TOKENLEDGER_CACHE"])
     setup = ok(cli_env, "setup")
-    assert setup.splitlines() == [f"tiktoken ranks: {cache / 'tiktoken'}",
-                                  f"kafka jars: {next(cache.glob('kafka-*/libs'))}"]  # fmt: skip
+    assert setup.splitlines() == [
+        f"tiktoken ranks: {cache / 'tiktoken'}",
+        f"kafka jars: {next(cache.glob('kafka-*/libs'))}",
+    ]
     assert ok(cli_env, "setup", "--only", "tiktoken") == setup.splitlines()[0] + "\n"
     assert ok(cli_env, "kafka", "fetch") == setup.splitlines()[1] + "\n"
 
@@ -71,10 +80,32 @@ def test_the_readme_commands_on_a_stack_of_their_own(
     assert [line.split()[0] for line in listed] == [t.name for t in topics.TOPICS]
     assert all(" partitions=2" in line for line in listed)
 
-    ok(env, "budget", "set", "--tenant", "acme", "--limit-usd", "50", "--tz", "Europe/Berlin",
-       "--warn", "50,80")  # fmt: skip
-    ok(env, "budget", "set", "--tenant", "acme", "--feature", "answer", "--limit-usd", "5",
-       "--window", "hour")  # fmt: skip
+    ok(
+        env,
+        "budget",
+        "set",
+        "--tenant",
+        "acme",
+        "--limit-usd",
+        "50",
+        "--tz",
+        "Europe/Berlin",
+        "--warn",
+        "50,80",
+    )
+    ok(
+        env,
+        "budget",
+        "set",
+        "--tenant",
+        "acme",
+        "--feature",
+        "answer",
+        "--limit-usd",
+        "5",
+        "--window",
+        "hour",
+    )
     assert ok(env, "budget", "list").splitlines() == [
         "tenant/acme: $50.00 per day (Europe/Berlin), warn at 50%, 80%",
         "tenant/acme/feature/answer: $5.00 per hour (UTC), warn at 50%, 80%",
@@ -88,24 +119,38 @@ def test_the_readme_commands_on_a_stack_of_their_own(
 
     status = ok(env, "migrate", "--status").splitlines()
     assert status == [f"applied  {m.path.name}" for m in discover()]
-    assert any(line.split()[:2] == ["genai-prices", "openai/gpt-4o"]
-               for line in ok(env, "prices", "list").splitlines())  # fmt: skip
+    assert any(
+        line.split()[:2] == ["genai-prices", "openai/gpt-4o"]
+        for line in ok(env, "prices", "list").splitlines()
+    )
     assert " 0 model entries, 0 discounts, 0 deployments, valid; on genai-prices " in ok(
         env, "prices", "check"
     )
 
     # Enriched usage through the real sink, then the library in each format.
     base = recent(minutes=30)
-    events = [factories.enriched(tenant_id=t, feature=f, ts=base + timedelta(seconds=i),
-                                 cost_nusd=1_000_003 * (i + 1))
-              for i, (t, f) in enumerate([("acme", "answer"), ("acme", "answer"),
-                                          ("acme", "search"), ("globex", "answer")])]  # fmt: skip
-    produce(bootstrap, topics.USAGE_ENRICHED,
-            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    events = [
+        factories.enriched(
+            tenant_id=t, feature=f, ts=base + timedelta(seconds=i), cost_nusd=1_000_003 * (i + 1)
+        )
+        for i, (t, f) in enumerate(
+            [("acme", "answer"), ("acme", "answer"), ("acme", "search"), ("globex", "answer")]
+        )
+    ]
+    produce(
+        bootstrap,
+        topics.USAGE_ENRICHED,
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
+    )
     log = (tmp_path / "sink.log").open("wb")
     sink = spawn([TOKENLEDGER, "sink", "--max-wait", "0.2"], env=env, stdout=log, stderr=log)
-    wait_for(lambda: committed_total(bootstrap, "tokenledger-sink", topics.USAGE_ENRICHED, 2)
-             == len(events), 60, "the sink to store the events")  # fmt: skip
+    wait_for(
+        lambda: (
+            committed_total(bootstrap, "tokenledger-sink", topics.USAGE_ENRICHED, 2) == len(events)
+        ),
+        60,
+        "the sink to store the events",
+    )
     sink.send_signal(signal.SIGTERM)
     assert sink.wait(60) == 0
 
@@ -118,7 +163,9 @@ def test_the_readme_commands_on_a_stack_of_their_own(
     ]
     as_json = json.loads(ok(env, *args, "--format", "json"))
     assert [(r["feature"], r["cost_nusd"], r["cost_usd"]) for r in as_json] == [
-        ("answer", 3000009, "0.003000009"), ("search", 3000009, "0.003000009")]  # fmt: skip
+        ("answer", 3000009, "0.003000009"),
+        ("search", 3000009, "0.003000009"),
+    ]
     table = ok(env, *args).splitlines()
     assert table[0].split() == rows[0] and table[-1] == "(2 rows)"
     assert [line.split()[:4] for line in table[1:-1]] == [r[:4] for r in rows[1:]]

@@ -15,9 +15,17 @@ from typing import Any
 
 import pytest
 
-from schemas.rows import ROWS, AlertRow, DlqRow, OutcomeRow, RequestRow, SignalRow, UsageRow
-from streams.sink import migrations
 from tests.helpers import factories
+from tokenledger.contract.rows import (
+    ROWS,
+    AlertRow,
+    DlqRow,
+    OutcomeRow,
+    RequestRow,
+    SignalRow,
+    UsageRow,
+)
+from tokenledger.streams.sink import migrations
 
 pytestmark = pytest.mark.integration
 
@@ -134,9 +142,13 @@ def test_money_sums_exactly_to_the_nano_dollar(ch: Any) -> None:
     migrations.migrate(ch)
     costs = [1, 999_999_999, 2**40 + 7, 11_670_000, 3]
     rows = [UsageRow.from_message(factories.enriched(cost_nusd=c)).values() for c in costs]
-    rows.append(UsageRow.from_message(factories.enriched(cost_nusd=None, priced=False,
-                                                         table_cost_nusd=None,
-                                                         cost_source="unpriced")).values())  # fmt: skip
+    rows.append(
+        UsageRow.from_message(
+            factories.enriched(
+                cost_nusd=None, priced=False, table_cost_nusd=None, cost_source="unpriced"
+            )
+        ).values()
+    )
     ch.insert("usage_events", rows, column_names=UsageRow.columns())
     total, unpriced = ch.query(
         "SELECT sum(cost_nusd), countIf(cost_nusd IS NULL) FROM usage_events"
@@ -146,8 +158,14 @@ def test_money_sums_exactly_to_the_nano_dollar(ch: Any) -> None:
 
 def test_migrate_command_twice(cli_env: dict[str, str]) -> None:
     def migrate() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([TOKENLEDGER, "migrate"], env=cli_env, capture_output=True,
-                              text=True, timeout=120, check=False)  # fmt: skip
+        return subprocess.run(
+            [TOKENLEDGER, "migrate"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     first = migrate()
     assert first.returncode == 0, first.stderr
@@ -161,18 +179,22 @@ def test_migrate_command_twice(cli_env: dict[str, str]) -> None:
 def test_rollup_repair_restores_a_lost_materialized_view_part(ch: Any) -> None:
     """A raw INSERT whose rollup part was lost (the view detached stands in for a process
     killed between the two writes): the repair makes the rollup equal the raw table."""
-    from streams.sink.resume import REPAIR_SQL
+    from tokenledger.streams.sink.resume import REPAIR_SQL
 
     migrations.migrate(ch)
     columns = UsageRow.columns() + ["kafka_partition", "kafka_offset"]
-    first = [UsageRow.from_message(factories.enriched(cost_nusd=c, table_cost_nusd=c))
-             for c in (5, 7, 11)]  # fmt: skip
+    first = [
+        UsageRow.from_message(factories.enriched(cost_nusd=c, table_cost_nusd=c))
+        for c in (5, 7, 11)
+    ]
     ch.insert(
         "usage_events", [[*r.values(), 0, i] for i, r in enumerate(first)], column_names=columns
     )
     ch.command("DETACH TABLE spend_by_minute_mv")
-    lost = [UsageRow.from_message(factories.enriched(cost_nusd=c, duplicate_generation=True))
-            for c in (13, 17)]  # fmt: skip
+    lost = [
+        UsageRow.from_message(factories.enriched(cost_nusd=c, duplicate_generation=True))
+        for c in (13, 17)
+    ]
     ch.insert(
         "usage_events", [[*r.values(), 0, 3 + i] for i, r in enumerate(lost)], column_names=columns
     )

@@ -18,17 +18,24 @@ from typing import Any
 
 import pytest
 
-from schemas.common import format_usd
-from schemas.messages import UsageEvent
-from streams.demo.run import ANOMALY_TENANT, OVER_BUDGET_TENANT
 from tests.helpers.cli import tl
 from tests.helpers.pricing_oracle import expected_cost
+from tokenledger.contract.common import format_usd
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.streams.demo.run import ANOMALY_TENANT, OVER_BUDGET_TENANT
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +74,21 @@ def demo_run(
         "TOKENLEDGER_NOTIFY_PAGERDUTY_URL": f"{on_call[0]}/v2/enqueue",
         "TOKENLEDGER_NOTIFY_ALERTMANAGER_URL": f"{on_call[0]}/am",
     }
-    env = {**os.environ, "TOKENLEDGER_KAFKA": kafka_bootstrap, "TOKENLEDGER_HOME": str(home),
-           "TOKENLEDGER_CLICKHOUSE": f"chdb://{home / 'clickhouse'}",
-           "TOKENLEDGER_PARTITIONS": "3", **receivers}  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "tests.integration.demo_run", "8000", "25"],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "TOKENLEDGER_KAFKA": kafka_bootstrap,
+        "TOKENLEDGER_HOME": str(home),
+        "TOKENLEDGER_CLICKHOUSE": f"chdb://{home / 'clickhouse'}",
+        "TOKENLEDGER_PARTITIONS": "3",
+        **receivers,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.integration.demo_run", "8000", "25"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out: dict[str, Any] = json.loads(done.stdout)
     out["progress"] = [line for line in done.stderr.splitlines() if " sim | emitted " in line]
@@ -131,9 +148,13 @@ def test_progress_counts_usage_events_and_ends_with_all_of_them_stored(
     """Not a terminal here, so plain lines; "stored" counts enriched usage events the sink
     committed (never offsets: those also count transaction markers)."""
     assert len(demo_run["progress"]) >= 3
-    figures = [{k.strip(): int(v.replace(",", "")) for k, v in
-                (part.rsplit(" ", 1) for part in line.split(" | ")[1:])}
-               for line in demo_run["progress"]]  # fmt: skip
+    figures = [
+        {
+            k.strip(): int(v.replace(",", ""))
+            for k, v in (part.rsplit(" ", 1) for part in line.split(" | ")[1:])
+        }
+        for line in demo_run["progress"]
+    ]
     for f in figures:
         assert f["stored"] <= f["processed"] <= f["emitted"], f
     last = figures[-1]
@@ -168,8 +189,14 @@ def test_the_over_budget_tenant_is_blocked_at_its_gateway_and_the_anomaly_is_pag
     assert states[-1] == "block" and "warn" in states
     emitted = [e for e in demo_run["emitted"] if e["tenant_id"] == OVER_BUDGET_TENANT]
     budget = next(b for b in demo_run["budgets"] if b["tenant_id"] == OVER_BUDGET_TENANT)
-    assert sum(expected_cost(UsageEvent.model_validate_json(json.dumps(e)))
-               for e in emitted if e["cache"] == "none") >= budget["limit_nusd"]  # fmt: skip
+    assert (
+        sum(
+            expected_cost(UsageEvent.model_validate_json(json.dumps(e)))
+            for e in emitted
+            if e["cache"] == "none"
+        )
+        >= budget["limit_nusd"]
+    )
     paged = [(a["detector"], a["tenant_id"], a["status"]) for a in demo_run["alerts"]]
     assert ("spend_rate", ANOMALY_TENANT, "firing") in paged
     stored = [tuple(a) for a in demo_run["raw"]["alerts"]]
@@ -184,18 +211,27 @@ def test_the_report_renders_its_charts_with_data_in_headless_chromium(
     chromium = shutil.which("chromium")
     assert chromium, "Debian's chromium is missing: `make setup` installs it"
     page = Path(demo_run["report"]).as_uri()
-    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
-             "--window-size=900,1400"]  # fmt: skip
-    dom = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True,
-                         timeout=120)  # fmt: skip
+    flags = [
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--window-size=900,1400",
+    ]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", page], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     charts = dom.stdout.count('class="chart"')
     assert charts >= 6  # waterfall, four dimensions over time, a burn-down
     assert f'data-charts="{charts}"' in dom.stdout  # the page's script ran: every chart has data
     assert "Uncaught" not in dom.stderr and 'data-block="1"' in dom.stdout
     shot = tmp_path / "report.png"
-    done = subprocess.run([chromium, *flags, f"--screenshot={shot}", page], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
     image = Image.open(shot).convert("RGB")
     assert image.size == (900, 1400)
@@ -210,7 +246,7 @@ def test_the_demo_pages_only_its_own_file_and_leaves_no_topic_behind(
 ) -> None:
     """The user's receivers were configured (every kind): the runaway was paged to the
     demo's file and to none of them. The demo's namespace is gone from the broker."""
-    from streams.admin.topics import admin_client
+    from tokenledger.streams.admin.topics import admin_client
 
     assert ("spend_rate", ANOMALY_TENANT, "firing") in [
         (a["detector"], a["tenant_id"], a["status"]) for a in demo_run["alerts"]

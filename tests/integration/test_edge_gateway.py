@@ -16,9 +16,6 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import Producer
 
-from schemas import topics
-from streams.admin import budgets as budget_admin
-from streams.config import Settings
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.edge import served, with_topics
@@ -29,6 +26,9 @@ from tests.helpers.settings import isolated
 from tests.helpers.signing_keys import forgeries, key_file
 from tests.helpers.waiting import wait_value
 from tests.helpers.workers import run_worker
+from tokenledger.contract import topics
+from tokenledger.streams.admin import budgets as budget_admin
+from tokenledger.streams.config import Settings
 
 pytestmark = pytest.mark.integration
 FIGURES: dict[str, float] = {}
@@ -53,9 +53,16 @@ def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -
     topic = settings.topic(topics.SIGNALS)
     issued = datetime.now(UTC).replace(microsecond=0)
     ms = int(issued.timestamp() * 1000)
-    signed = factories.signal(tenant_id="acme", scope="tenant/acme", state="warn",
-                              spend_nusd=9 * 10**9, limit_nusd=10 * 10**9, threshold_pct=80,
-                              reason="80% of the daily budget", issued_at=issued)  # fmt: skip
+    signed = factories.signal(
+        tenant_id="acme",
+        scope="tenant/acme",
+        state="warn",
+        spend_nusd=9 * 10**9,
+        limit_nusd=10 * 10**9,
+        threshold_pct=80,
+        reason="80% of the daily budget",
+        issued_at=issued,
+    )
     producer = Producer({"bootstrap.servers": settings.kafka})
     body = signed.model_dump_json().encode()
     producer.produce(
@@ -71,8 +78,9 @@ def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -
     for headers in forgeries(topic, b"tenant/mallory", forged, ms):
         producer.produce(topic, forged, b"tenant/mallory", headers=headers)
     assert producer.flush(30) == 0
-    with served(env, tmp_path, "--tenant-header", "X-Customer-Id",
-                grants={"acme-only": ["acme"]}) as edge:  # fmt: skip
+    with served(
+        env, tmp_path, "--tenant-header", "X-Customer-Id", grants={"acme-only": ["acme"]}
+    ) as edge:
         # the same rules as a guard, with public keys only: a forged block does not count
         # (unsigned, another key's, the old shared HMAC key's)
         assert edge.call("GET", "/v1/check?tenant=mallory").json()["state"] == "allow"
@@ -89,14 +97,19 @@ def test_check_answers_as_the_guard_does(kafka_bootstrap: str, tmp_path: Path) -
         assert edge.call("GET", "/v1/check").status == 400
         other = edge.call("GET", "/v1/check?tenant=globex", key=edge.keys["acme-only"])
         assert (other.status, "may not ask about tenant 'globex'" in other.json()["error"]) == (
-            403, True)  # fmt: skip
-        envoy = edge.call("GET", "/v1/authz", headers={"X-Customer-Id": "acme",
-                                                       "x-tokenledger-est-cost-usd": "2"})  # fmt: skip
+            403,
+            True,
+        )
+        envoy = edge.call(
+            "GET", "/v1/authz", headers={"X-Customer-Id": "acme", "x-tokenledger-est-cost-usd": "2"}
+        )
         assert (envoy.status, envoy.headers["x-tokenledger-state"]) == (429, "block")
         assert envoy.headers["x-tokenledger-reason"].startswith("estimated cost would exceed")
         unnamed = edge.call("GET", "/v1/authz", headers={"x-tokenledger-tenant": "acme"})
         assert (unnamed.status, unnamed.json()["error"]) == (
-            400, "the x-customer-id header is required (the tenant to check)")  # fmt: skip
+            400,
+            "the x-customer-id header is required (the tenant to check)",
+        )
 
 
 def test_nginx_refuses_a_blocked_tenant_soon_after_the_block_signal(
@@ -104,27 +117,41 @@ def test_nginx_refuses_a_blocked_tenant_soon_after_the_block_signal(
 ) -> None:
     settings: Settings = isolated(kafka_bootstrap, 1)
     env = with_topics(settings, tmp_path)
-    budget_admin.put(settings, budget_admin.make_budget("acme", None, "0.10", "day",
-                                                        midday_zone(), "50,80"))  # fmt: skip
+    budget_admin.put(
+        settings, budget_admin.make_budget("acme", None, "0.10", "day", midday_zone(), "50,80")
+    )
     with (
         run_worker(settings, "edge-w1", heartbeat=timedelta(hours=1)),
         served(env, tmp_path) as edge,
-        gateway(tmp_path, snippet_from_readme(ROOT / "README.md").replace(
-            "127.0.0.1:8787", edge.url.removeprefix("http://")).replace(
-            "TOKENLEDGER_GATEWAY_KEY", edge.key)) as nginx,
-    ):  # fmt: skip
+        gateway(
+            tmp_path,
+            snippet_from_readme(ROOT / "README.md")
+            .replace("127.0.0.1:8787", edge.url.removeprefix("http://"))
+            .replace("TOKENLEDGER_GATEWAY_KEY", edge.key),
+        ) as nginx,
+    ):
         assert through(nginx, "acme")[:2] == (200, "upstream ok\n")
         assert through(nginx, "globex")[:2] == (200, "upstream ok\n")
         now = datetime.now(UTC) - timedelta(seconds=5)
-        spend = [JSONFormat().write(CloudEvent(
-            {"type": "dev.tokenledger.usage.v1", "source": "tests", "id": f"u{i}"},
-            json.loads(factories.usage(tenant_id="acme", ts=now).model_dump_json())))
-            for i in range(12)]  # fmt: skip  # 12 x ~$0.0122 > $0.10
-        sent = edge.call("POST", "/v1/events", b"[" + b",".join(spend) + b"]",
-                         {"Content-Type": "application/cloudevents-batch+json"})  # fmt: skip
+        spend = [
+            JSONFormat().write(
+                CloudEvent(
+                    {"type": "dev.tokenledger.usage.v1", "source": "tests", "id": f"u{i}"},
+                    json.loads(factories.usage(tenant_id="acme", ts=now).model_dump_json()),
+                )
+            )
+            for i in range(12)
+        ]
+        sent = edge.call(
+            "POST",
+            "/v1/events",
+            b"[" + b",".join(spend) + b"]",
+            {"Content-Type": "application/cloudevents-batch+json"},
+        )
         assert sent.json() == {"accepted": 12, "rejected": []}
-        status, body, reason = wait_value(lambda: through(nginx, "acme"),
-                                          lambda a: a[0] != 200, "nginx to refuse acme")  # fmt: skip
+        status, body, reason = wait_value(
+            lambda: through(nginx, "acme"), lambda a: a[0] != 200, "nginx to refuse acme"
+        )
         refused_at = time.time()
         assert status == 429 and reason.startswith("budget exhausted"), (status, body, reason)
         assert body == f"refused: {reason}\n"
@@ -144,17 +171,23 @@ def test_nginx_turns_every_refusal_into_429_with_the_reason(
     env = with_topics(settings, tmp_path)
     with (
         served(env, tmp_path) as edge,
-        gateway(tmp_path, snippet_from_readme(ROOT / "README.md").replace(
-            "127.0.0.1:8787", edge.url.removeprefix("http://")).replace(
-            "TOKENLEDGER_GATEWAY_KEY", edge.key)) as nginx,
-    ):  # fmt: skip
+        gateway(
+            tmp_path,
+            snippet_from_readme(ROOT / "README.md")
+            .replace("127.0.0.1:8787", edge.url.removeprefix("http://"))
+            .replace("TOKENLEDGER_GATEWAY_KEY", edge.key),
+        ) as nginx,
+    ):
         assert through(nginx, "acme")[:2] == (200, "upstream ok\n")
         for tenant, headers, why in (
             (None, {}, "the x-tokenledger-tenant header is required (the tenant to check)"),
             ("team/a", {}, f"tenant 'team/a': {SEPARATOR}"),
-            ("acme", {"X-Tokenledger-Est-Cost-Usd": "lots"},
-             "x-tokenledger-est-cost-usd 'lots' is not a number of dollars, e.g. 0.0125"),
-        ):  # fmt: skip
+            (
+                "acme",
+                {"X-Tokenledger-Est-Cost-Usd": "lots"},
+                "x-tokenledger-est-cost-usd 'lots' is not a number of dollars, e.g. 0.0125",
+            ),
+        ):
             assert through(nginx, tenant, **headers) == (429, f"refused: {why}\n", why)
 
 

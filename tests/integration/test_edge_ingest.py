@@ -28,13 +28,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from schemas.messages import UsageEvent
-from streams.edge.cloudevents_in import derived_event_id
 from tests.helpers import factories
 from tests.helpers.edge import served
 from tests.helpers.pipeline import Pipeline
 from tests.helpers.pricing_oracle import expected_cost
 from tests.helpers.waiting import wait_for
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.streams.edge.cloudevents_in import derived_event_id
 
 pytestmark = pytest.mark.integration
 USAGE_TYPE = "dev.tokenledger.usage.v1"
@@ -61,8 +61,13 @@ def cloud_event(e: UsageEvent, *, keep_ids: bool) -> tuple[CloudEvent, UsageEven
             del data[name]
         derived = derived_event_id(source, ce_id)
         e = e.model_copy(update={"event_id": derived})
-    attrs = {"type": USAGE_TYPE, "source": source, "id": ce_id, "time": e.ts,
-             "datacontenttype": "application/json"}  # fmt: skip
+    attrs = {
+        "type": USAGE_TYPE,
+        "source": source,
+        "id": ce_id,
+        "time": e.ts,
+        "datacontenttype": "application/json",
+    }
     return CloudEvent(attrs, data), e
 
 
@@ -70,20 +75,37 @@ def genai_spans(provider: TracerProvider, end: datetime) -> list[dict[str, Any]]
     """Record GenAI spans (and one span without usage); their attributes, for the oracle."""
     tracer = provider.get_tracer("tests.edge")
     plans: list[dict[str, Any]] = [
-        {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-         "gen_ai.response.model": "gpt-4o-2024-08-06", "gen_ai.usage.input_tokens": 1200,
-         "gen_ai.usage.output_tokens": 310, "gen_ai.usage.cache_read.input_tokens": 1024,
-         "tokenledger.tenant_id": "acme", "tokenledger.feature": "search"},
-        {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini",
-         "gen_ai.usage.prompt_tokens": 800, "gen_ai.usage.completion_tokens": 90,
-         "gen_ai.usage.reasoning.output_tokens": 0, "tenant.id": "globex"},
+        {
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.response.model": "gpt-4o-2024-08-06",
+            "gen_ai.usage.input_tokens": 1200,
+            "gen_ai.usage.output_tokens": 310,
+            "gen_ai.usage.cache_read.input_tokens": 1024,
+            "tokenledger.tenant_id": "acme",
+            "tokenledger.feature": "search",
+        },
+        {
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.prompt_tokens": 800,
+            "gen_ai.usage.completion_tokens": 90,
+            "gen_ai.usage.reasoning.output_tokens": 0,
+            "tenant.id": "globex",
+        },
         # Anthropic-style: input_tokens without the cached parts
-        {"gen_ai.provider.name": "anthropic", "gen_ai.request.model": "claude-sonnet-4-5",
-         "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 700,
-         "gen_ai.usage.cache_read.input_tokens": 2000,
-         "gen_ai.usage.cache_creation.input_tokens": 500, "tokenledger.tenant_id": "acme",
-         "tokenledger.feature": "summarize", "tokenledger.route": "docs"},
-    ]  # fmt: skip
+        {
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": "claude-sonnet-4-5",
+            "gen_ai.usage.input_tokens": 100,
+            "gen_ai.usage.output_tokens": 700,
+            "gen_ai.usage.cache_read.input_tokens": 2000,
+            "gen_ai.usage.cache_creation.input_tokens": 500,
+            "tokenledger.tenant_id": "acme",
+            "tokenledger.feature": "summarize",
+            "tokenledger.route": "docs",
+        },
+    ]
     end_ns = int(end.timestamp() * 1e9)
     for i, attrs in enumerate(plans):
         span = tracer.start_span(f"chat {i}", start_time=end_ns - 250_000_000)
@@ -110,12 +132,15 @@ def expected_from(span: ReadableSpan) -> UsageEvent | None:
         model=a.get("gen_ai.response.model", a["gen_ai.request.model"]),
         provider=a.get("gen_ai.provider.name", a.get("gen_ai.system")),
         input_tokens=given + read + write if read + write > given else given,
-        output_tokens=int(a.get("gen_ai.usage.output_tokens",
-                                a.get("gen_ai.usage.completion_tokens", 0))),
-        cached_input_tokens=read, cache_write_tokens=write, reasoning_tokens=0,
+        output_tokens=int(
+            a.get("gen_ai.usage.output_tokens", a.get("gen_ai.usage.completion_tokens", 0))
+        ),
+        cached_input_tokens=read,
+        cache_write_tokens=write,
+        reasoning_tokens=0,
         ts=datetime.fromtimestamp(span.end_time / 1e9, UTC),
         tenant_id=a.get("tokenledger.tenant_id", a.get("tenant.id")),
-    )  # fmt: skip
+    )
 
 
 def test_cloudevents_and_otlp_spans_reach_clickhouse_exactly_once(
@@ -129,22 +154,33 @@ def test_cloudevents_and_otlp_spans_reach_clickhouse_exactly_once(
         answer = edge.call("POST", "/v1/events", message.body, message.headers)
         assert (answer.status, answer.json()) == (200, {"accepted": 1, "rejected": []})
         expected = {counted.event_id: counted}
-        made = [cloud_event(factories.usage(ts=base + timedelta(seconds=i), tenant_id=t,
-                                            input_tokens=3000 + i, model=m), keep_ids=i % 2 == 0)
-                for i, (t, m) in enumerate([("acme", "gpt-4o"), ("globex", "gpt-4o-mini")] * 20)]  # fmt: skip
+        made = [
+            cloud_event(
+                factories.usage(
+                    ts=base + timedelta(seconds=i), tenant_id=t, input_tokens=3000 + i, model=m
+                ),
+                keep_ids=i % 2 == 0,
+            )
+            for i, (t, m) in enumerate([("acme", "gpt-4o"), ("globex", "gpt-4o-mini")] * 20)
+        ]
         body = b"[" + b",".join(JSONFormat().write(ce) for ce, _ in made) + b"]"
-        answer = edge.call("POST", "/v1/events", body,
-                           {"Content-Type": "application/cloudevents-batch+json"})  # fmt: skip
+        answer = edge.call(
+            "POST", "/v1/events", body, {"Content-Type": "application/cloudevents-batch+json"}
+        )
         assert (answer.status, answer.json()) == (200, {"accepted": 40, "rejected": []})
         expected.update((e.event_id, e) for _, e in made)
 
         # OTLP: the protobuf exporter (gzip) sends its batch twice, the JSON one once
         auth = {"authorization": f"Bearer {edge.key}"}
         for exporter, resend in (
-            (ProtobufExporter(endpoint=f"{edge.url}/v1/traces", headers=auth,
-                              compression=Compression.Gzip), True),
+            (
+                ProtobufExporter(
+                    endpoint=f"{edge.url}/v1/traces", headers=auth, compression=Compression.Gzip
+                ),
+                True,
+            ),
             (JsonExporter(endpoint=f"{edge.url}/v1/traces", headers=auth), False),
-        ):  # fmt: skip
+        ):
             memory = InMemorySpanExporter()
             provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
             provider.add_span_processor(SimpleSpanProcessor(memory))

@@ -20,14 +20,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from schemas import topics
-from streams.config import Settings
-from streams.local.broker import LocalKafka
 from tests.helpers import factories
 from tests.helpers.edge import Served, served, with_topics
 from tests.helpers.kafka_io import read_committed
 from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_value
+from tokenledger.contract import topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.local.broker import LocalKafka
 
 pytestmark = pytest.mark.integration
 BATCH = {"Content-Type": "application/cloudevents-batch+json"}
@@ -59,20 +59,29 @@ def batch(*events: bytes) -> bytes:
 
 def spans(*usages: dict[str, Any], service: str | None = None) -> bytes:
     memory = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": service} if service
-                                                       else {}))  # fmt: skip
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service} if service else {})
+    )
     provider.add_span_processor(SimpleSpanProcessor(memory))
     for attrs in usages:
         span = provider.get_tracer("t").start_span("chat")
-        span.set_attributes({"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
-                             "tokenledger.tenant_id": "acme", **attrs})  # fmt: skip
+        span.set_attributes(
+            {
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o",
+                "tokenledger.tenant_id": "acme",
+                **attrs,
+            }
+        )
         span.end()
     return encode_spans(memory.get_finished_spans()).SerializeToString()
 
 
 def produced(settings: Settings, expected: int) -> int:
-    return sum(len(read_committed(settings.kafka, settings.topic(t), expected, timeout=5))
-               for t in (topics.USAGE, topics.REQUESTS, topics.OUTCOMES))  # fmt: skip
+    return sum(
+        len(read_committed(settings.kafka, settings.topic(t), expected, timeout=5))
+        for t in (topics.USAGE, topics.REQUESTS, topics.OUTCOMES)
+    )
 
 
 def test_every_bad_request_is_refused_clearly_and_produces_nothing(
@@ -83,42 +92,90 @@ def test_every_bad_request_is_refused_clearly_and_produces_nothing(
         (edge.call("POST", "/v1/events", good, BATCH, key=None), 401, "API key is required"),
         (edge.call("POST", "/v1/events", good, BATCH, key="tlk_nope"), 401, "not known"),
         (edge.call("POST", "/v1/events", b"{not json", BATCH), 400, "not JSON"),
-        (edge.call("POST", "/v1/events", good, {"Content-Type": "text/plain"}), 415,
-         "application/cloudevents+json"),
-        (edge.call("POST", "/v1/events", b"[" + b" " * (6 << 20) + b"]", BATCH), 413,
-         "exceeds the limit of 5,242,880 bytes"),
-        (edge.call("POST", "/v1/events", batch(*[TINY] * 10_000), BATCH), 413,
-         "a batch of 10,000 events exceeds the limit of 1,000"),
+        (
+            edge.call("POST", "/v1/events", good, {"Content-Type": "text/plain"}),
+            415,
+            "application/cloudevents+json",
+        ),
+        (
+            edge.call("POST", "/v1/events", b"[" + b" " * (6 << 20) + b"]", BATCH),
+            413,
+            "exceeds the limit of 5,242,880 bytes",
+        ),
+        (
+            edge.call("POST", "/v1/events", batch(*[TINY] * 10_000), BATCH),
+            413,
+            "a batch of 10,000 events exceeds the limit of 1,000",
+        ),
         (edge.call("POST", "/v1/traces", b"\x0a\xff\xff\xff", PROTOBUF), 400, "not an OTLP"),
-        (edge.call("POST", "/v1/traces", gzip.compress(b"\0" * (6 << 20)),
-                   {**PROTOBUF, "Content-Encoding": "gzip"}), 413, "exceeds the limit"),
+        (
+            edge.call(
+                "POST",
+                "/v1/traces",
+                gzip.compress(b"\0" * (6 << 20)),
+                {**PROTOBUF, "Content-Encoding": "gzip"},
+            ),
+            413,
+            "exceeds the limit",
+        ),
         (edge.call("POST", "/v1/traces", b"{}", {"Content-Type": "text/xml"}), 415, "not OTLP"),
-        (edge.call("POST", "/v1/traces", gzip.compress(b"\x0a\x00" * 50)[:-8] + b"\0" * 8,
-                   {**PROTOBUF, "Content-Encoding": "gzip"}), 400, "the body is not valid gzip"),
-        (edge.call("POST", "/v1/events", b"[not compressed]", {**BATCH, "Content-Encoding":
-                                                                "gzip"}), 400,
-         "the body is not valid gzip"),
-    ]  # fmt: skip
+        (
+            edge.call(
+                "POST",
+                "/v1/traces",
+                gzip.compress(b"\x0a\x00" * 50)[:-8] + b"\0" * 8,
+                {**PROTOBUF, "Content-Encoding": "gzip"},
+            ),
+            400,
+            "the body is not valid gzip",
+        ),
+        (
+            edge.call(
+                "POST", "/v1/events", b"[not compressed]", {**BATCH, "Content-Encoding": "gzip"}
+            ),
+            400,
+            "the body is not valid gzip",
+        ),
+    ]
     for answer, status, message in refusals:
         assert answer.status == status, (answer, message)
         assert message in answer.json()["error"], answer.json()
 
     # events refused one by one (all of a request refused: 400)
-    one_by_one = edge.call("POST", "/v1/events", batch(
-        ce(1, "dev.tokenledger.bogus.v1"), ce(2, input_tokens=-1),
-        ce(3, input_tokens=10_000_001), ce(4, tenant_id="globex"), b'"text"'),
-        BATCH, key=edge.keys["acme-only"])  # fmt: skip
+    one_by_one = edge.call(
+        "POST",
+        "/v1/events",
+        batch(
+            ce(1, "dev.tokenledger.bogus.v1"),
+            ce(2, input_tokens=-1),
+            ce(3, input_tokens=10_000_001),
+            ce(4, tenant_id="globex"),
+            b'"text"',
+        ),
+        BATCH,
+        key=edge.keys["acme-only"],
+    )
     assert one_by_one.status == 400
     assert [(r["index"], r["field"]) for r in one_by_one.json()["rejected"]] == [
-        (0, "type"), (1, "data.input_tokens"), (2, "data.input_tokens"),
-        (3, "data.tenant_id"), (4, None)]  # fmt: skip
+        (0, "type"),
+        (1, "data.input_tokens"),
+        (2, "data.input_tokens"),
+        (3, "data.tenant_id"),
+        (4, None),
+    ]
     assert "may not write tenant 'globex'" in one_by_one.json()["rejected"][3]["reason"]
 
     # spans: negative and absurd counts are rejected in partial_success, the good one kept
-    answer = edge.call("POST", "/v1/traces", spans(
-        {"gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 1},
-        {"gen_ai.usage.input_tokens": 10**12, "gen_ai.usage.output_tokens": 1},
-        {"gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 5}), PROTOBUF)  # fmt: skip
+    answer = edge.call(
+        "POST",
+        "/v1/traces",
+        spans(
+            {"gen_ai.usage.input_tokens": -5, "gen_ai.usage.output_tokens": 1},
+            {"gen_ai.usage.input_tokens": 10**12, "gen_ai.usage.output_tokens": 1},
+            {"gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 5},
+        ),
+        PROTOBUF,
+    )
     assert answer.status == 200
     reply = ExportTraceServiceResponse.FromString(answer.body)
     assert reply.partial_success.rejected_spans == 2
@@ -149,9 +206,12 @@ def test_kafka_away_is_a_503_with_retry_after_and_a_resend_counts(
         assert (away.status, away.headers.get("Retry-After")) == (503, "5"), away
         assert "nothing was accepted" in away.json()["error"]
         own_broker.start()
-        again = wait_value(lambda: edge.call("POST", "/v1/events", events, BATCH),
-                           lambda a: a.status == 200, "the edge to accept after the broker "
-                           "is back", timeout=120)  # fmt: skip
+        again = wait_value(
+            lambda: edge.call("POST", "/v1/events", events, BATCH),
+            lambda a: a.status == 200,
+            "the edge to accept after the broker is back",
+            timeout=120,
+        )
         assert again.json() == {"accepted": 20, "rejected": []}
     records = read_committed(settings.kafka, settings.topic(topics.USAGE), 40, timeout=10)
     ids = {json.loads(m.value())["event_id"] for m in records}
@@ -167,31 +227,56 @@ def test_a_key_writes_as_its_service_and_names_with_the_scope_separator_are_refu
     env = with_topics(settings, tmp_path)
     with served(env, tmp_path, grants={"checkout": ["acme"]}) as edge:
         key = edge.keys["checkout"]
-        events = edge.call("POST", "/v1/events", batch(
-            ce(0, service="checkout"), ce(1, service="billing"),
-            ce(2, service="checkout", tenant_id="acme/feature/answer")), BATCH, key=key)  # fmt: skip
-        assert events.json() == {"accepted": 1, "rejected": [
-            {"index": 1, "id": "e1", "field": "data.service",
-             "reason": "this API key may not write service 'billing'"},
-            {"index": 2, "id": "e2", "field": "data.tenant_id", "reason": SEPARATOR}]}  # fmt: skip
+        events = edge.call(
+            "POST",
+            "/v1/events",
+            batch(
+                ce(0, service="checkout"),
+                ce(1, service="billing"),
+                ce(2, service="checkout", tenant_id="acme/feature/answer"),
+            ),
+            BATCH,
+            key=key,
+        )
+        assert events.json() == {
+            "accepted": 1,
+            "rejected": [
+                {
+                    "index": 1,
+                    "id": "e1",
+                    "field": "data.service",
+                    "reason": "this API key may not write service 'billing'",
+                },
+                {"index": 2, "id": "e2", "field": "data.tenant_id", "reason": SEPARATOR},
+            ],
+        }
         usage = {"gen_ai.usage.input_tokens": 50, "gen_ai.usage.output_tokens": 5}
         for service, rejected in (("checkout", 0), ("billing", 1)):
-            answer = edge.call("POST", "/v1/traces", spans(usage, service=service), PROTOBUF,
-                               key=key)  # fmt: skip
+            answer = edge.call(
+                "POST", "/v1/traces", spans(usage, service=service), PROTOBUF, key=key
+            )
             reply = ExportTraceServiceResponse.FromString(answer.body)
             assert (answer.status, reply.partial_success.rejected_spans) == (200, rejected)
         assert "this API key may not write service 'billing'" in (
-            reply.partial_success.error_message)  # fmt: skip
+            reply.partial_success.error_message
+        )
         check = edge.call("GET", "/v1/check?tenant=team/a")
         assert (check.status, check.json()) == (400, {"error": f"tenant 'team/a': {SEPARATOR}"})
-        for headers, why in (({}, "the x-tokenledger-tenant header is required (the tenant to "
-                               "check)"), ({"x-tokenledger-tenant": "team/a"},
-                                          f"tenant 'team/a': {SEPARATOR}")):  # fmt: skip
+        for headers, why in (
+            ({}, "the x-tokenledger-tenant header is required (the tenant to check)"),
+            ({"x-tokenledger-tenant": "team/a"}, f"tenant 'team/a': {SEPARATOR}"),
+        ):
             nginx = edge.call("GET", "/v1/authz/nginx", headers=headers)
-            assert (nginx.status, nginx.headers["x-tokenledger-reason"],
-                    nginx.headers["x-tokenledger-state"]) == (403, why, "refused")  # fmt: skip
-        keyless = edge.call("GET", "/v1/authz/nginx", headers={"x-tokenledger-tenant": "acme"},
-                            key=None)  # fmt: skip
+            assert (
+                nginx.status,
+                nginx.headers["x-tokenledger-reason"],
+                nginx.headers["x-tokenledger-state"],
+            ) == (403, why, "refused")
+        keyless = edge.call(
+            "GET", "/v1/authz/nginx", headers={"x-tokenledger-tenant": "acme"}, key=None
+        )
         assert (keyless.status, keyless.headers["x-tokenledger-reason"]) == (
-            403, "an API key is required: send 'Authorization: Bearer <key>'")  # fmt: skip
+            403,
+            "an API key is required: send 'Authorization: Bearer <key>'",
+        )
     assert produced(settings, 2) == 2  # one event and one span, of service checkout

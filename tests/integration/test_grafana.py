@@ -14,10 +14,10 @@ import pytest
 import yaml
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from schemas.rows import DlqRow, OutcomeRow, SignalRow, UsageRow
-from streams.analytics import access, grafana, queries
-from streams.sink import migrations
 from tests.helpers import factories
+from tokenledger.contract.rows import DlqRow, OutcomeRow, SignalRow, UsageRow
+from tokenledger.streams.analytics import access, grafana, queries
+from tokenledger.streams.sink import migrations
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +74,49 @@ def library_rows(ch: Any, panel: grafana.Panel, tenant: str) -> list[tuple[Any, 
 
 def seed(ch: Any) -> None:
     migrations.migrate(ch)
-    usage = [UsageRow.from_message(factories.enriched(
-        tenant_id=f"tenant-{i % 3}", feature=f"f{i % 2}", model=("gpt-4o", "o3")[i % 2],
-        ts=START + timedelta(minutes=i), cost_nusd=1_000 * (i + 1), table_cost_nusd=1_000 * (i + 1),
-        duplicate_generation=i % 5 == 0, cache="exact" if i % 7 == 0 else "none",
-        task_id=f"task-{i % 6}")) for i in range(60)]  # fmt: skip
+    usage = [
+        UsageRow.from_message(
+            factories.enriched(
+                tenant_id=f"tenant-{i % 3}",
+                feature=f"f{i % 2}",
+                model=("gpt-4o", "o3")[i % 2],
+                ts=START + timedelta(minutes=i),
+                cost_nusd=1_000 * (i + 1),
+                table_cost_nusd=1_000 * (i + 1),
+                duplicate_generation=i % 5 == 0,
+                cache="exact" if i % 7 == 0 else "none",
+                task_id=f"task-{i % 6}",
+            )
+        )
+        for i in range(60)
+    ]
     rows: list[tuple[Any, list[Any]]] = [(UsageRow, [r.values() for r in usage])]
-    rows.append((OutcomeRow, [OutcomeRow.from_message(factories.outcome(
-        tenant_id=f"tenant-{t % 3}", task_id=f"task-{t}", ts=START)).values() for t in range(6)]))  # fmt: skip
-    rows.append((SignalRow, [SignalRow.from_message(factories.signal(
-        scope="tenant/tenant-1", tenant_id="tenant-1", window_start=START,
-        window_end=END + timedelta(hours=20))).values()]))  # fmt: skip
+    rows.append(
+        (
+            OutcomeRow,
+            [
+                OutcomeRow.from_message(
+                    factories.outcome(tenant_id=f"tenant-{t % 3}", task_id=f"task-{t}", ts=START)
+                ).values()
+                for t in range(6)
+            ],
+        )
+    )
+    rows.append(
+        (
+            SignalRow,
+            [
+                SignalRow.from_message(
+                    factories.signal(
+                        scope="tenant/tenant-1",
+                        tenant_id="tenant-1",
+                        window_start=START,
+                        window_end=END + timedelta(hours=20),
+                    )
+                ).values()
+            ],
+        )
+    )
     rows.append(
         (
             DlqRow,
@@ -92,8 +124,11 @@ def seed(ch: Any) -> None:
         )
     )
     for row_type, values in rows:
-        ch.insert(row_type.table, [[*v, 0, i] for i, v in enumerate(values)],
-                  column_names=row_type.insert_columns())  # fmt: skip
+        ch.insert(
+            row_type.table,
+            [[*v, 0, i] for i, v in enumerate(values)],
+            column_names=row_type.insert_columns(),
+        )
 
 
 def test_generated_files_match_the_library() -> None:
@@ -171,8 +206,16 @@ def test_remaining_library_queries_against_hand_computed_values(ch: Any) -> None
     feature f(i % 2), model gpt-4o / o3 alternating, at START + i minutes, costing
     1000 * (i + 1) nano-USD, route rag, prompt v3."""
     seed(ch)
-    events = [(f"tenant-{i % 3}", f"f{i % 2}", ("gpt-4o", "o3")[i % 2], START + timedelta(minutes=i),
-               1_000 * (i + 1)) for i in range(60)]  # fmt: skip
+    events = [
+        (
+            f"tenant-{i % 3}",
+            f"f{i % 2}",
+            ("gpt-4o", "o3")[i % 2],
+            START + timedelta(minutes=i),
+            1_000 * (i + 1),
+        )
+        for i in range(60)
+    ]
 
     def run(name: str, **params: str) -> list[tuple[Any, ...]]:
         query = queries.get(name)

@@ -21,8 +21,6 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from schemas import topics
-from schemas.common import format_usd
 from tests.helpers import factories
 from tests.helpers.cli import TOKENLEDGER, one_line_error, tl
 from tests.helpers.edge import served
@@ -30,6 +28,8 @@ from tests.helpers.pricing_oracle import expected_cost
 from tests.helpers.processes import stop
 from tests.helpers.secure import Secured, SecureKafka, secured
 from tests.helpers.waiting import wait_for, wait_value
+from tokenledger.contract import topics
+from tokenledger.contract.common import format_usd
 from tokenledger.guard import BudgetGuard
 from tokenledger.ledger import Emittable, Ledger, TopicNames
 
@@ -179,7 +179,7 @@ def committed_as_admin(kafka: SecureKafka, group: str, topic: str) -> int:
 def stored(env: dict[str, str]) -> list[int]:
     """What the sink stored (read in a process of its own: one process per data path)."""
     script = (
-        "import json, os; from streams.sink.client import get_client;"
+        "import json, os; from tokenledger.streams.sink.client import get_client;"
         "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
         "q = lambda s: int(c.command(s));"
         "print(json.dumps([q('SELECT count() FROM usage_events FINAL'),"

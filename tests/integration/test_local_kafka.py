@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from schemas.topics import BUDGETS, SIGNALS, TOPICS, WORKER_CHANGELOG, TopicSpec
-from streams.admin.topics import create_topics, describe_topics, metadata_ok
 from tests.helpers.cli import tl
+from tokenledger.contract.topics import BUDGETS, SIGNALS, TOPICS, WORKER_CHANGELOG, TopicSpec
+from tokenledger.streams.admin.topics import create_topics, describe_topics, metadata_ok
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from schemas.rows import SignalRow, UsageRow
-from streams.analytics import queries
-from streams.sink import migrations
 from tests.helpers import factories
+from tokenledger.contract.rows import SignalRow, UsageRow
+from tokenledger.streams.analytics import queries
+from tokenledger.streams.sink import migrations
 
 pytestmark = pytest.mark.integration
 

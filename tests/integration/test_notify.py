@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.messages import Alert, DlqRecord
-from streams.admin.topics import create_topics
-from streams.alerts.notifier import Notifier
-from streams.alerts.receivers import Receiver, receivers_from_env
-from streams.config import Settings
 from tests.helpers.kafka_io import committed_total, produce, read_committed
 from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_for
+from tokenledger.contract import topics
+from tokenledger.contract.messages import Alert, DlqRecord
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.alerts.notifier import Notifier
+from tokenledger.streams.alerts.receivers import Receiver, receivers_from_env
+from tokenledger.streams.config import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -77,16 +77,28 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 def _alert(status: str, fp: str = "0123456789abcdef0123456789abcdef") -> Alert:
     start = datetime(2026, 11, 25, 10, 31, tzinfo=UTC)
-    return Alert.model_validate({
-        "fingerprint": fp, "detector": "spend_rate", "severity": "critical", "status": status,
-        "scope": "tenant/acme/feature/agent", "tenant_id": "acme", "feature": "agent",
-        "summary": "tenant/acme/feature/agent spent $4.20 in the 2 minutes to 10:33 UTC",
-        "evidence": {"observed": 4_200_000_000, "expected": 100_000_000, "unit": "nusd/2min",
-                     "window_start": start, "window_end": start + timedelta(minutes=2)},
-        "starts_at": start,
-        "ends_at": start + timedelta(minutes=20) if status == "resolved" else None,
-        "issued_at": start + timedelta(minutes=2, seconds=1),
-    })  # fmt: skip
+    return Alert.model_validate(
+        {
+            "fingerprint": fp,
+            "detector": "spend_rate",
+            "severity": "critical",
+            "status": status,
+            "scope": "tenant/acme/feature/agent",
+            "tenant_id": "acme",
+            "feature": "agent",
+            "summary": "tenant/acme/feature/agent spent $4.20 in the 2 minutes to 10:33 UTC",
+            "evidence": {
+                "observed": 4_200_000_000,
+                "expected": 100_000_000,
+                "unit": "nusd/2min",
+                "window_start": start,
+                "window_end": start + timedelta(minutes=2),
+            },
+            "starts_at": start,
+            "ends_at": start + timedelta(minutes=20) if status == "resolved" else None,
+            "issued_at": start + timedelta(minutes=2, seconds=1),
+        }
+    )
 
 
 def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
@@ -102,16 +114,19 @@ def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
     }
     catcher.script["/v2/enqueue"] = [500, 503]  # PagerDuty fails twice, then takes it
     firing, resolved = _alert("firing"), _alert("resolved")
-    produce(settings.kafka, settings.topic(topics.ALERTS),
-            [(a.fingerprint.encode(), a.model_dump_json().encode()) for a in (firing, resolved)])  # fmt: skip
-    notifier = Notifier(settings, receivers_from_env(env), retries=3, backoff_s=0.05,
-                        resend_s=600)  # fmt: skip
+    produce(
+        settings.kafka,
+        settings.topic(topics.ALERTS),
+        [(a.fingerprint.encode(), a.model_dump_json().encode()) for a in (firing, resolved)],
+    )
+    notifier = Notifier(settings, receivers_from_env(env), retries=3, backoff_s=0.05, resend_s=600)
     notifier.run(idle_stop_s=3)
 
     text = {"observed": "$4.20 per 2 min", "expected": "$0.1000 per 2 min"}
     assert catcher.posts("/hook") == [
         {**json.loads(firing.model_dump_json()), "evidence_text": text},
-        {**json.loads(resolved.model_dump_json()), "evidence_text": text}]  # fmt: skip
+        {**json.loads(resolved.model_dump_json()), "evidence_text": text},
+    ]
     hook_headers = [h for p, h, _ in catcher.calls if p == "/hook"]
     assert all(h["Authorization"] == "Bearer s3cret-token" for h in hook_headers)
     slack = catcher.posts("/services/T000/B000/XXXX")
@@ -126,41 +141,75 @@ def test_every_receiver_gets_its_exact_payload_and_500s_are_retried(
     assert slack[1]["text"].startswith(":white_check_mark: [RESOLVED] spend_rate on ")
     pd = catcher.posts("/v2/enqueue")
     assert len(pd) == 4  # 500, 503, then the trigger; the resolve at once
-    assert pd[0] == pd[1] == pd[2] == {
-        "routing_key": "R0UTINGKEY", "event_action": "trigger",
+    assert (
+        pd[0]
+        == pd[1]
+        == pd[2]
+        == {
+            "routing_key": "R0UTINGKEY",
+            "event_action": "trigger",
+            "dedup_key": "0123456789abcdef0123456789abcdef",
+            "payload": {
+                "summary": firing.summary,
+                "source": "tokenledger",
+                "severity": "critical",
+                "timestamp": "2026-11-25T10:31:00Z",
+                "component": "tenant/acme/feature/agent",
+                "group": "acme",
+                "class": "spend_rate",
+                "custom_details": {
+                    "observed": 4_200_000_000,
+                    "expected": 100_000_000,
+                    "unit": "nusd/2min",
+                    "observed_text": "$4.20 per 2 min",
+                    "expected_text": "$0.1000 per 2 min",
+                    "window_start": "2026-11-25T10:31:00Z",
+                    "window_end": "2026-11-25T10:33:00Z",
+                    "tenant_id": "acme",
+                    "feature": "agent",
+                },
+            },
+        }
+    )
+    assert pd[3] == {
+        "routing_key": "R0UTINGKEY",
+        "event_action": "resolve",
         "dedup_key": "0123456789abcdef0123456789abcdef",
-        "payload": {
-            "summary": firing.summary, "source": "tokenledger", "severity": "critical",
-            "timestamp": "2026-11-25T10:31:00Z", "component": "tenant/acme/feature/agent",
-            "group": "acme", "class": "spend_rate",
-            "custom_details": {"observed": 4_200_000_000, "expected": 100_000_000,
-                               "unit": "nusd/2min", "observed_text": "$4.20 per 2 min",
-                               "expected_text": "$0.1000 per 2 min",
-                               "window_start": "2026-11-25T10:31:00Z",
-                               "window_end": "2026-11-25T10:33:00Z", "tenant_id": "acme",
-                               "feature": "agent"},
-        },
-    }  # fmt: skip
-    assert pd[3] == {"routing_key": "R0UTINGKEY", "event_action": "resolve",
-                     "dedup_key": "0123456789abcdef0123456789abcdef"}  # fmt: skip
+    }
     am = catcher.posts("/am/api/v2/alerts")
     held = datetime.fromisoformat(am[0][0].pop("endsAt"))  # 4 re-send intervals ahead
     assert timedelta(minutes=39) < held - datetime.now(UTC) <= timedelta(minutes=40)
-    assert am[0] == [{
-        "labels": {"alertname": "tokenledger_spend_rate", "detector": "spend_rate",
-                   "severity": "critical", "tenant_id": "acme",
-                   "scope": "tenant/acme/feature/agent",
-                   "fingerprint": "0123456789abcdef0123456789abcdef", "feature": "agent"},
-        "annotations": {"summary": firing.summary, "observed": "$4.20 per 2 min",
-                        "expected": "$0.1000 per 2 min", "observed_value": "4200000000",
-                        "expected_value": "100000000", "unit": "nusd/2min",
-                        "window_start": "2026-11-25T10:31:00Z",
-                        "window_end": "2026-11-25T10:33:00Z"},
-        "startsAt": "2026-11-25T10:31:00Z",
-    }]  # fmt: skip
+    assert am[0] == [
+        {
+            "labels": {
+                "alertname": "tokenledger_spend_rate",
+                "detector": "spend_rate",
+                "severity": "critical",
+                "tenant_id": "acme",
+                "scope": "tenant/acme/feature/agent",
+                "fingerprint": "0123456789abcdef0123456789abcdef",
+                "feature": "agent",
+            },
+            "annotations": {
+                "summary": firing.summary,
+                "observed": "$4.20 per 2 min",
+                "expected": "$0.1000 per 2 min",
+                "observed_value": "4200000000",
+                "expected_value": "100000000",
+                "unit": "nusd/2min",
+                "window_start": "2026-11-25T10:31:00Z",
+                "window_end": "2026-11-25T10:33:00Z",
+            },
+            "startsAt": "2026-11-25T10:31:00Z",
+        }
+    ]
     assert am[1][0]["endsAt"] == "2026-11-25T10:51:00Z"
-    assert notifier.counters == {"delivered.webhook": 2, "delivered.slack": 2,
-                                 "delivered.pagerduty": 2, "delivered.alertmanager": 2}  # fmt: skip
+    assert notifier.counters == {
+        "delivered.webhook": 2,
+        "delivered.slack": 2,
+        "delivered.pagerduty": 2,
+        "delivered.alertmanager": 2,
+    }
     group = settings.topic("tokenledger-notifier")
     assert committed_total(settings.kafka, group, settings.topic(topics.ALERTS), 1) == 2
 
@@ -171,8 +220,10 @@ def test_after_the_retry_limit_the_alert_goes_to_the_dlq_with_the_error_and_no_s
     slack_path = "/services/T999/B999/very-secret"
     catcher.script[slack_path] = [500] * 10
     catcher.script["/hook"] = [400]  # a refusal is not retried
-    receivers = [Receiver("slack", "slack", catcher.url + slack_path),
-                 Receiver("webhook", "webhook", catcher.url + "/hook")]  # fmt: skip
+    receivers = [
+        Receiver("slack", "slack", catcher.url + slack_path),
+        Receiver("webhook", "webhook", catcher.url + "/hook"),
+    ]
     alert = _alert("firing")
     raw = alert.model_dump_json().encode()
     produce(settings.kafka, settings.topic(topics.ALERTS), [(b"k", raw), (b"k", b"{oops")])
@@ -181,8 +232,10 @@ def test_after_the_retry_limit_the_alert_goes_to_the_dlq_with_the_error_and_no_s
     notifier.run(idle_stop_s=3)
 
     assert len(catcher.posts(slack_path)) == 4 and len(catcher.posts("/hook")) == 1
-    dlq = [DlqRecord.model_validate_json(m.value())
-           for m in read_committed(settings.kafka, settings.topic(topics.DLQ), 3)]  # fmt: skip
+    dlq = [
+        DlqRecord.model_validate_json(m.value())
+        for m in read_committed(settings.kafka, settings.topic(topics.DLQ), 3)
+    ]
     assert [(d.reason, d.detail) for d in dlq] == [
         ("delivery_failed", "receiver slack: HTTP 500 after 4 attempts"),
         ("delivery_failed", "receiver webhook: HTTP 400 (not retried)"),
@@ -286,7 +339,7 @@ def test_an_alert_is_not_committed_before_its_dlq_record_is_stored(
     stores it and commits the alert."""
     from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
-    from streams.admin.topics import admin_client
+    from tokenledger.streams.admin.topics import admin_client
 
     s = isolated(kafka_bootstrap, 1)
     create_topics(

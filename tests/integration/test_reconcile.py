@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from schemas.price_book import PriceBook, load_price_book
-from schemas.price_file import Overrides, PriceFile
-from schemas.rows import UsageRow
-from streams.analytics import queries, reconcile
-from streams.analytics.provider_reports import ReportError, read_report
-from streams.sink import migrations
-from streams.worker.price import enrich
 from tests.helpers import factories
 from tests.helpers.cli import one_line_error, tl
 from tests.helpers.paths import ROOT
+from tokenledger.contract.price_book import PriceBook, load_price_book
+from tokenledger.contract.price_file import Overrides, PriceFile
+from tokenledger.contract.rows import UsageRow
+from tokenledger.streams.analytics import queries, reconcile
+from tokenledger.streams.analytics.provider_reports import ReportError, read_report
+from tokenledger.streams.sink import migrations
+from tokenledger.streams.worker.price import enrich
 
 pytestmark = pytest.mark.integration
 
@@ -29,18 +29,32 @@ OPENAI_CALLS = [
     dict(ts=DAY1, model="gpt-4o", input_tokens=3500, output_tokens=420, cached_input_tokens=1024),
     dict(ts=DAY1, model="gpt-4o-2024-08-06", input_tokens=1500, output_tokens=380),
     dict(ts=DAY2, model="openai/gpt-4o-mini", input_tokens=2000, output_tokens=100),
-]  # fmt: skip
-ANTHROPIC_CALL = dict(ts=DAY1, model="claude-sonnet-4-5", provider="anthropic", input_tokens=5000,
-                      output_tokens=500, cached_input_tokens=2000, cache_write_tokens=2000,
-                      cache_write_1h_tokens=1000)  # fmt: skip
+]
+ANTHROPIC_CALL = dict(
+    ts=DAY1,
+    model="claude-sonnet-4-5",
+    provider="anthropic",
+    input_tokens=5000,
+    output_tokens=500,
+    cached_input_tokens=2000,
+    cache_write_tokens=2000,
+    cache_write_1h_tokens=1000,
+)
 
 
 def ledger(ch: Any, book: PriceBook, calls: list[dict[str, Any]]) -> None:
     rows = []
     for i, call in enumerate(calls):
-        fields = {"provider": "openai", "reasoning_tokens": 0, "cached_input_tokens": 0,
-                  "cache_write_tokens": 0, "cost_nusd": None, "cache": "none", "batch": False,
-                  **call}  # fmt: skip
+        fields = {
+            "provider": "openai",
+            "reasoning_tokens": 0,
+            "cached_input_tokens": 0,
+            "cache_write_tokens": 0,
+            "cost_nusd": None,
+            "cache": "none",
+            "batch": False,
+            **call,
+        }
         event = factories.usage(event_id=f"e-{i}", idempotency_key=f"k-{i}", **fields)
         enriched = enrich(event, book, duplicate_generation=False, late=False, now=DAY2)
         rows.append(UsageRow.from_message(enriched.as_message()).values() + [0, i])
@@ -53,8 +67,9 @@ def compare(ch: Any, *files: str, provider: str) -> dict[tuple[str, str], dict[s
         reconcile.store(ch, read_report(provider, FIXTURES / name), name)
     reconcile.refresh_model_keys(ch, book)
     query = queries.get("reconciliation")
-    columns, rows = queries.run(ch, query, query.bind(
-        {"start": "2025-11-01", "end": "2025-11-02", "provider": provider}))  # fmt: skip
+    columns, rows = queries.run(
+        ch, query, query.bind({"start": "2025-11-01", "end": "2025-11-02", "provider": provider})
+    )
     return {(str(r[0]), r[1]): dict(zip(columns, r, strict=True)) for r in rows}
 
 
@@ -80,9 +95,25 @@ def test_openai_bill_matches_a_right_ledger_exactly(ch: Any) -> None:
 def test_a_missing_day_and_a_wrong_price_show_as_differences(ch: Any) -> None:
     migrations.migrate(ch)
     # the operator's file prices gpt-4o input at $2.00 instead of the list $2.50; day 2 lost
-    cheap = PriceBook(Overrides(PriceFile.model_validate({"models": [
-        {"model": "gpt-4o", "provider": "openai", "valid_from": "2024-01-01", "input": "2.00",
-         "output": "10.00", "cached_read": "1.25", "aliases": ["gpt-4o-2024-08-06"]}]})))  # fmt: skip
+    cheap = PriceBook(
+        Overrides(
+            PriceFile.model_validate(
+                {
+                    "models": [
+                        {
+                            "model": "gpt-4o",
+                            "provider": "openai",
+                            "valid_from": "2024-01-01",
+                            "input": "2.00",
+                            "output": "10.00",
+                            "cached_read": "1.25",
+                            "aliases": ["gpt-4o-2024-08-06"],
+                        }
+                    ]
+                }
+            )
+        )
+    )
     ledger(ch, cheap, OPENAI_CALLS[:2])
     got = compare(ch, "openai_costs.json", provider="openai")
     day1 = got[("2025-11-01", "openai/gpt-4o")]
@@ -100,11 +131,17 @@ def test_a_missing_day_and_a_wrong_price_show_as_differences(ch: Any) -> None:
 
 def test_anthropic_cost_and_usage_reports_match_with_one_hour_writes(ch: Any) -> None:
     migrations.migrate(ch)
-    unknown = dict(ts=DAY1, model="claude-internal-preview", provider="anthropic",
-                   input_tokens=7000, output_tokens=10)  # fmt: skip
+    unknown = dict(
+        ts=DAY1,
+        model="claude-internal-preview",
+        provider="anthropic",
+        input_tokens=7000,
+        output_tokens=10,
+    )
     ledger(ch, load_price_book(), [ANTHROPIC_CALL, unknown])
-    got = compare(ch, "anthropic_cost_report.json", "anthropic_usage_report.json",
-                  provider="anthropic")  # fmt: skip
+    got = compare(
+        ch, "anthropic_cost_report.json", "anthropic_usage_report.json", provider="anthropic"
+    )
     row = got[("2025-11-01", "anthropic/claude-sonnet-4-5")]
     # 1,000 x $3 + 2,000 x $0.30 + 1,000 x $3.75 (5 min) + 1,000 x $6 (1 h) + 500 x $15 per 1M
     assert (row["ledger_cost_nusd"], row["provider_cost_nusd"], row["difference_nusd"]) == (
@@ -140,8 +177,7 @@ def _empty(tmp_path: Path) -> Path:
 
 def test_reconcile_command(cli_env: dict[str, str]) -> None:
     assert tl(cli_env, "migrate").returncode == 0
-    done = tl(cli_env, "reconcile", "--provider", "openai",
-              str(FIXTURES / "openai_costs.json"))  # fmt: skip
+    done = tl(cli_env, "reconcile", "--provider", "openai", str(FIXTURES / "openai_costs.json"))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == f"stored 4 openai cost rows from {FIXTURES / 'openai_costs.json'}"
@@ -162,5 +198,6 @@ def test_reconcile_command(cli_env: dict[str, str]) -> None:
         "0",
         "0",
     ]
-    one_line_error(tl(cli_env, "reconcile", "--provider", "openai", "/nope.json"), 2,
-                   "cannot read /nope.json")  # fmt: skip
+    one_line_error(
+        tl(cli_env, "reconcile", "--provider", "openai", "/nope.json"), 2, "cannot read /nope.json"
+    )

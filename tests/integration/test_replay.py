@@ -14,14 +14,6 @@ from typing import Any, cast
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from schemas import topics
-from schemas.messages import Budget, Signal
-from streams.admin import budgets as budget_admin
-from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.worker import service as worker
-from streams.worker.budgets import BudgetBook
-from streams.worker.task import PartitionTask
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.kafka_io import produce
@@ -29,8 +21,16 @@ from tests.helpers.settings import isolated
 from tests.helpers.signing_keys import KeyFile, key_file, ring_text, writer_env
 from tests.helpers.waiting import wait_for, wait_value
 from tests.helpers.workers import run_worker
+from tokenledger.contract import topics
+from tokenledger.contract.messages import Budget, Signal
 from tokenledger.guard import BudgetGuard, Decision
 from tokenledger.signing import PublicKeyring
+from tokenledger.streams.admin import budgets as budget_admin
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
+from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.task import PartitionTask
 
 pytestmark = pytest.mark.integration
 HEARTBEAT = timedelta(seconds=2)
@@ -56,15 +56,19 @@ def settings(
 
 
 def set_budget(settings: Settings, tenant: str, limit_usd: str) -> None:
-    budget_admin.put(settings, budget_admin.make_budget(tenant, None, limit_usd, "day",
-                                                        midday_zone(), "50"))  # fmt: skip
+    budget_admin.put(
+        settings, budget_admin.make_budget(tenant, None, limit_usd, "day", midday_zone(), "50")
+    )
 
 
 def spend(settings: Settings, tenant: str, n: int = 2) -> None:
     now = datetime.now(UTC) - timedelta(seconds=5)
     events = [factories.usage(tenant_id=tenant, ts=now) for _ in range(n)]
-    produce(settings.kafka, settings.topic(topics.USAGE),
-            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    produce(
+        settings.kafka,
+        settings.topic(topics.USAGE),
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
+    )
 
 
 def records(settings: Settings, topic: str, key: str) -> list[tuple[bytes | None, list[Any]]]:
@@ -72,8 +76,14 @@ def records(settings: Settings, topic: str, key: str) -> list[tuple[bytes | None
     from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
     name = settings.topic(topic)
-    consumer = Consumer({"bootstrap.servers": settings.kafka, "group.id": uuid.uuid4().hex,
-                         "isolation.level": "read_committed", "enable.partition.eof": True})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka,
+            "group.id": uuid.uuid4().hex,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
     consumer.assign([TopicPartition(name, 0, OFFSET_BEGINNING)])
     out: list[tuple[bytes | None, list[Any]]] = []
     try:
@@ -110,8 +120,9 @@ def guard(settings: Settings, *trusted: KeyFile) -> BudgetGuard:
 
 
 def blocked(g: BudgetGuard, tenant: str, timeout: float = 30) -> Decision:
-    return wait_value(lambda: g.check(tenant), lambda d: not d.allowed, f"{tenant} blocked",
-                      timeout)  # fmt: skip
+    return wait_value(
+        lambda: g.check(tenant), lambda d: not d.allowed, f"{tenant} blocked", timeout
+    )
 
 
 def state(g: BudgetGuard, tenant: str, want: str) -> Decision:
@@ -143,8 +154,11 @@ def test_a_replayed_allow_is_ignored_and_a_later_guard_sees_the_block(
         state(watching, "payer", "allow")
         set_budget(settings, "payer", "0.000001")  # lowered again: block
         blocked(watching, "payer")
-        allows = [(v, h) for v, h in records(settings, topics.SIGNALS, "tenant/payer")
-                  if v is not None and Signal.model_validate_json(v).state == "allow"]  # fmt: skip
+        allows = [
+            (v, h)
+            for v, h in records(settings, topics.SIGNALS, "tenant/payer")
+            if v is not None and Signal.model_validate_json(v).state == "allow"
+        ]
         replay(settings, topics.SIGNALS, "tenant/payer", *allows[0])  # yesterday's allow
         set_budget(settings, "marker", "0.000001")  # a marker after the replay
         spend(settings, "marker")
@@ -170,8 +184,11 @@ def test_a_replayed_older_budget_or_removal_leaves_the_current_one_in_force(
         set_budget(settings, "kept", "1000")
         budget_admin.remove(settings, "tenant/kept")
         set_budget(settings, "kept", "0.000001")
-        high = [(v, h) for v, h in records(settings, topics.BUDGETS, "tenant/lowered")
-                if v is not None and Budget.model_validate_json(v).limit_nusd == 10**12]  # fmt: skip
+        high = [
+            (v, h)
+            for v, h in records(settings, topics.BUDGETS, "tenant/lowered")
+            if v is not None and Budget.model_validate_json(v).limit_nusd == 10**12
+        ]
         removal = [(v, h) for v, h in records(settings, topics.BUDGETS, "tenant/kept") if v is None]
         replay(settings, topics.BUDGETS, "tenant/lowered", *high[0])
         replay(settings, topics.BUDGETS, "tenant/kept", *removal[0])
@@ -186,8 +203,11 @@ def test_a_replayed_older_budget_or_removal_leaves_the_current_one_in_force(
             decision = blocked(watching, tenant)
             assert decision.reason.endswith("of $0.0000)"), decision.reason
         assert book.replayed == 2
-        assert [b.limit_nusd for b in budget_admin.current(settings)
-                if b.tenant_id in ("lowered", "kept")] == [1000, 1000]  # fmt: skip
+        assert [
+            b.limit_nusd
+            for b in budget_admin.current(settings)
+            if b.tenant_id in ("lowered", "kept")
+        ] == [1000, 1000]
     finally:
         watching.close()
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
-from streams.local.broker import LocalKafka
 from tests.helpers import factories
 from tests.helpers.kafka_io import consume_all
 from tests.helpers.waiting import wait_for
 from tokenledger import BudgetGuard, Ledger, TopicNames, tokens
+from tokenledger.contract.messages import OutcomeEvent, RequestEvent, UsageEvent
+from tokenledger.streams.local.broker import LocalKafka
 
 pytestmark = pytest.mark.integration
 
@@ -30,27 +30,47 @@ def sdk_topics(topic_factory: Callable[..., str]) -> TopicNames:
 def test_events_arrive_exactly_as_emitted(
     kafka_bootstrap: str, sdk_topics: TopicNames, tmp_path: Path
 ) -> None:
-    sent_usage = [factories.usage(tenant_id=f"t{i % 4}", input_tokens=2000 + i,
-                                  cost_nusd=i * 1_001, error="x\ty\n\"z\" ü")
-                  for i in range(120)]  # fmt: skip
-    with Ledger("support-bot", bootstrap=kafka_bootstrap, topics=sdk_topics,
-                spill_dir=tmp_path) as ledger:  # fmt: skip
+    sent_usage = [
+        factories.usage(
+            tenant_id=f"t{i % 4}", input_tokens=2000 + i, cost_nusd=i * 1_001, error='x\ty\n"z" ü'
+        )
+        for i in range(120)
+    ]
+    with Ledger(
+        "support-bot", bootstrap=kafka_bootstrap, topics=sdk_topics, spill_dir=tmp_path
+    ) as ledger:
         for e in sent_usage:
             ledger.emit(e)
         assert tokens.wait_loaded(60)  # exact counts below, not the heuristic
-        with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
-                          provider="openai", route="rag", prompt_version="v3",
-                          prompt=[{"role": "user", "content": "hello world"}],
-                          max_output_tokens=800, task_id="task-1") as call:  # fmt: skip
-            call.record({"usage": {"prompt_tokens": 20, "completion_tokens": 7,
-                                   "prompt_tokens_details": {"cached_tokens": 8}}})  # fmt: skip
+        with ledger.track(
+            tenant_id="acme",
+            feature="answer",
+            model="gpt-4o",
+            provider="openai",
+            route="rag",
+            prompt_version="v3",
+            prompt=[{"role": "user", "content": "hello world"}],
+            max_output_tokens=800,
+            task_id="task-1",
+        ) as call:
+            call.record(
+                {
+                    "usage": {
+                        "prompt_tokens": 20,
+                        "completion_tokens": 7,
+                        "prompt_tokens_details": {"cached_tokens": 8},
+                    }
+                }
+            )
         ledger.outcome("task-1", True, tenant_id="acme", feature="answer")
         assert ledger.flush(30)
         stats = ledger.stats()
     assert (stats["emitted"], stats["delivered"], stats["spilled"]) == (123, 123, 0)
 
-    usage = [UsageEvent.model_validate_json(m.value())
-             for m in consume_all(kafka_bootstrap, sdk_topics.usage, 121)]  # fmt: skip
+    usage = [
+        UsageEvent.model_validate_json(m.value())
+        for m in consume_all(kafka_bootstrap, sdk_topics.usage, 121)
+    ]
     assert len(usage) == 121
     by_id = {e.event_id: e for e in usage}
     assert [by_id[e.event_id] for e in sent_usage] == sent_usage  # every field, exactly
@@ -84,8 +104,14 @@ def test_failed_call_and_retries(
     kafka_bootstrap: str, sdk_topics: TopicNames, tmp_path: Path
 ) -> None:
     with Ledger("svc", bootstrap=kafka_bootstrap, topics=sdk_topics, spill_dir=tmp_path) as ledger:
-        first = ledger.track(tenant_id="acme", feature="f", model="gpt-4o-mini",
-                             provider="openai", prompt="hello world", max_output_tokens=50)  # fmt: skip
+        first = ledger.track(
+            tenant_id="acme",
+            feature="f",
+            model="gpt-4o-mini",
+            provider="openai",
+            prompt="hello world",
+            max_output_tokens=50,
+        )
         with pytest.raises(TimeoutError):
             with first:
                 raise TimeoutError("client timeout after 30s")
@@ -100,9 +126,13 @@ def test_failed_call_and_retries(
         answer()
         answer()
         assert ledger.flush(30)
-    usage = sorted((UsageEvent.model_validate_json(m.value())
-                    for m in consume_all(kafka_bootstrap, sdk_topics.usage, 4)),
-                   key=lambda e: (e.idempotency_key != first.idempotency_key, e.attempt))  # fmt: skip
+    usage = sorted(
+        (
+            UsageEvent.model_validate_json(m.value())
+            for m in consume_all(kafka_bootstrap, sdk_topics.usage, 4)
+        ),
+        key=lambda e: (e.idempotency_key != first.idempotency_key, e.attempt),
+    )
     assert len(usage) == 4
     failed, retried, *decorated = usage
     assert (failed.attempt, failed.success, failed.estimated) == (1, False, True)
@@ -134,11 +164,19 @@ def test_broker_outage_spills_and_replays_every_event_once(
     spill_root = tmp_path / "spill"
 
     def ledger() -> Ledger:
-        return Ledger("svc", bootstrap=bootstrap, topics=names, spill_dir=spill_root,
-                      delivery_timeout_ms=1500, retry_interval_s=0.2, fsync="always")  # fmt: skip
+        return Ledger(
+            "svc",
+            bootstrap=bootstrap,
+            topics=names,
+            spill_dir=spill_root,
+            delivery_timeout_ms=1500,
+            retry_interval_s=0.2,
+            fsync="always",
+        )
 
-    guard = BudgetGuard(bootstrap=bootstrap, topic=names.outcomes, on_unavailable="closed",
-                        stale_after_s=1.0).start()  # fmt: skip
+    guard = BudgetGuard(
+        bootstrap=bootstrap, topic=names.outcomes, on_unavailable="closed", stale_after_s=1.0
+    ).start()
     alive = ledger()
     before = [factories.usage(input_tokens=2000 + i) for i in range(20)]
     for e in before:
@@ -199,8 +237,11 @@ def test_budget_guard_follows_signals(
     def publish(scope: str, **overrides: Any) -> None:
         """A signal issued after the ones before it (guards take only newer ones)."""
         at = factories.now() + timedelta(seconds=next(issued))
-        producer.produce(topic, key=scope.encode(), value=factories.signal(
-            scope=scope, issued_at=at, **overrides).model_dump_json())  # fmt: skip
+        producer.produce(
+            topic,
+            key=scope.encode(),
+            value=factories.signal(scope=scope, issued_at=at, **overrides).model_dump_json(),
+        )
         assert producer.flush(10) == 0
 
     publish("tenant/acme")  # a block published before the guard starts: read from the start
@@ -235,9 +276,19 @@ def test_interpreter_exit_flushes(
         # no close(): the atexit hook must deliver them
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, kafka_bootstrap, sdk_topics.requests, sdk_topics.usage,
-         sdk_topics.outcomes, str(tmp_path)], check=False, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            script,
+            kafka_bootstrap,
+            sdk_topics.requests,
+            sdk_topics.usage,
+            sdk_topics.outcomes,
+            str(tmp_path),
+        ],
+        check=False,
+        timeout=60,
+    )
     assert done.returncode == 0
     got = consume_all(kafka_bootstrap, sdk_topics.usage, 25)
     assert sorted(UsageEvent.model_validate_json(m.value()).event_id for m in got) == sorted(

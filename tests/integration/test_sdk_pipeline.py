@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from schemas import topics
-from schemas.messages import DlqRecord, EnrichedUsage
-from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.worker import service as worker
 from tests.helpers.kafka_io import read_committed
 from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_for
 from tests.helpers.workers import run_worker
 from tokenledger import BudgetGuard, Decision, Ledger
+from tokenledger.contract import topics
+from tokenledger.contract.messages import DlqRecord, EnrichedUsage
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from schemas.rows import SignalRow
-from streams.analytics import queries
-from streams.sink import migrations
 from tests.helpers import factories
+from tokenledger.contract.rows import SignalRow
+from tokenledger.streams.analytics import queries
+from tokenledger.streams.sink import migrations
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,31 @@ def test_heartbeats_are_not_listed_as_changes(ch: Any) -> None:
         (now - 22 * beat, "tenant/b", "block", 100, day),  # heartbeat
         (now - 21 * beat, "tenant/a", "allow", None, day + timedelta(days=1)),
     ]
-    rows = [SignalRow.from_message(factories.signal(
-        scope=scope, tenant_id=scope.split("/")[1], state=state, threshold_pct=pct,
-        window_start=start, window_end=start + timedelta(days=1), issued_at=at))
-        for at, scope, state, pct, start in history]  # fmt: skip
-    ch.insert(SignalRow.table, [[*r.values()] for r in rows],
-              column_names=list(SignalRow.model_fields))  # fmt: skip
+    rows = [
+        SignalRow.from_message(
+            factories.signal(
+                scope=scope,
+                tenant_id=scope.split("/")[1],
+                state=state,
+                threshold_pct=pct,
+                window_start=start,
+                window_end=start + timedelta(days=1),
+                issued_at=at,
+            )
+        )
+        for at, scope, state, pct, start in history
+    ]
+    ch.insert(
+        SignalRow.table, [[*r.values()] for r in rows], column_names=list(SignalRow.model_fields)
+    )
     query = queries.get("signal_history")
     columns, result = queries.run(ch, query, query.bind({"start": "-1d"}))
     got = [(r[columns.index("scope")], r[columns.index("state")]) for r in result]
-    assert got == [("tenant/a", "warn"), ("tenant/a", "warn"), ("tenant/a", "block"),
-                   ("tenant/b", "block"), ("tenant/a", "block"), ("tenant/a", "allow")]  # fmt: skip
+    assert got == [
+        ("tenant/a", "warn"),
+        ("tenant/a", "warn"),
+        ("tenant/a", "block"),
+        ("tenant/b", "block"),
+        ("tenant/a", "block"),
+        ("tenant/a", "allow"),
+    ]

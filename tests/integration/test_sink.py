@@ -16,27 +16,31 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.messages import EnrichedUsage
-from schemas.topics import TopicSpec
-from streams.admin.topics import create_topics
-from streams.analytics import queries
-from streams.config import Settings
-from streams.sink import migrations
-from streams.sink.client import get_client
-from streams.sink.service import Sink
 from tests.helpers import call_control, factories
 from tests.helpers.cli import TOKENLEDGER
 from tests.helpers.kafka_io import committed_total, produce
 from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_for
+from tokenledger.contract import topics
+from tokenledger.contract.messages import EnrichedUsage
+from tokenledger.contract.topics import TopicSpec
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.analytics import queries
+from tokenledger.streams.config import Settings
+from tokenledger.streams.sink import migrations
+from tokenledger.streams.sink.client import get_client
+from tokenledger.streams.sink.service import Sink
 
 pytestmark = pytest.mark.integration
 
 
 def make_topics(settings: Settings) -> None:
-    create_topics(settings.kafka, [TopicSpec(settings.topic(t.name), t.compacted, t.configs)
-                                   for t in topics.TOPICS], 3, 1)  # fmt: skip
+    create_topics(
+        settings.kafka,
+        [TopicSpec(settings.topic(t.name), t.compacted, t.configs) for t in topics.TOPICS],
+        3,
+        1,
+    )
 
 
 def usage_events(n: int, base: datetime) -> list[EnrichedUsage]:
@@ -47,35 +51,55 @@ def usage_events(n: int, base: datetime) -> list[EnrichedUsage]:
         table = None if i % 17 == 0 else 1_000_003 * (i % 89) + 7
         hit = i % 11 == 0 and table is not None
         cost = 0 if hit else table
-        out.append(factories.enriched(
-            tenant_id=f"tenant-{i % 5}", feature=f"f{i % 3}", model=("gpt-4o", "o3")[i % 2],
-            route=("rag", "chat")[i % 2], ts=base + timedelta(milliseconds=37 * i),
-            cost_nusd=cost, priced=cost is not None, table_cost_nusd=table,
-            cost_source="unpriced" if table is None else ("cache" if hit else "table"),
-            counterfactual_cost_nusd=2 * (table or 0), duplicate_generation=i % 7 == 0,
-            list_cost_nusd=None if table is None else (3 * table) // 2,
-            unbatched_cost_nusd=None if table is None else (5 * table) // 4,
-            context_saved_nusd=(i % 5) * 1000, batch=i % 4 == 0,
-            cache="exact" if hit else "none", task_id=f"task-{i % 40}",
-            token_budget_violations=("retrieved",) if i % 13 == 0 else (),
-            success=i % 9 != 0,
-        ))  # fmt: skip
+        out.append(
+            factories.enriched(
+                tenant_id=f"tenant-{i % 5}",
+                feature=f"f{i % 3}",
+                model=("gpt-4o", "o3")[i % 2],
+                route=("rag", "chat")[i % 2],
+                ts=base + timedelta(milliseconds=37 * i),
+                cost_nusd=cost,
+                priced=cost is not None,
+                table_cost_nusd=table,
+                cost_source="unpriced" if table is None else ("cache" if hit else "table"),
+                counterfactual_cost_nusd=2 * (table or 0),
+                duplicate_generation=i % 7 == 0,
+                list_cost_nusd=None if table is None else (3 * table) // 2,
+                unbatched_cost_nusd=None if table is None else (5 * table) // 4,
+                context_saved_nusd=(i % 5) * 1000,
+                batch=i % 4 == 0,
+                cache="exact" if hit else "none",
+                task_id=f"task-{i % 40}",
+                token_budget_violations=("retrieved",) if i % 13 == 0 else (),
+                success=i % 9 != 0,
+            )
+        )
     return out
 
 
-def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, clickhouse_dsn: str,
-                                                           ch: Any) -> None:  # fmt: skip
+def test_every_topic_lands_exactly_and_the_library_agrees(
+    kafka_bootstrap: str, clickhouse_dsn: str, ch: Any
+) -> None:
     settings = isolated(kafka_bootstrap, 3)
     make_topics(settings)
     database = ch.query("SELECT currentDatabase()").result_rows[0][0]
     migrations.migrate(ch)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     usage = usage_events(600, base)
-    outcomes = [factories.outcome(tenant_id=f"tenant-{t % 5}", task_id=f"task-{t}",
-                                  success=t % 4 != 0, ts=base) for t in range(40)]  # fmt: skip
-    burn = factories.signal(scope="tenant/tenant-1", tenant_id="tenant-1", state="warn",
-                            limit_nusd=900_000_000_000, window_start=base - timedelta(minutes=1),
-                            window_end=base + timedelta(hours=23, minutes=59))  # fmt: skip
+    outcomes = [
+        factories.outcome(
+            tenant_id=f"tenant-{t % 5}", task_id=f"task-{t}", success=t % 4 != 0, ts=base
+        )
+        for t in range(40)
+    ]
+    burn = factories.signal(
+        scope="tenant/tenant-1",
+        tenant_id="tenant-1",
+        state="warn",
+        limit_nusd=900_000_000_000,
+        window_start=base - timedelta(minutes=1),
+        window_end=base + timedelta(hours=23, minutes=59),
+    )
     huge = factories.alert(
         evidence=factories.alert().evidence.model_copy(update={"observed": 2**70})
     )
@@ -112,8 +136,14 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     )
     thread = threading.Thread(target=sink.run, daemon=True)
     thread.start()
-    counts = {"usage_events": 600, "request_events": 7, "outcome_events": 40, "signals": 2,
-              "alerts": 1, "dlq_events": 5}  # fmt: skip
+    counts = {
+        "usage_events": 600,
+        "request_events": 7,
+        "outcome_events": 40,
+        "signals": 2,
+        "alerts": 1,
+        "dlq_events": 5,
+    }
 
     def stored(table: str) -> int:
         return int(ch.command("SELECT count() FROM {t:Identifier}", parameters={"t": table}))
@@ -124,27 +154,41 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     assert sink.counters["signals.call_control"] == 2
 
     priced = [e.cost_nusd for e in usage if e.cost_nusd is not None]
-    raw = ch.query("SELECT sum(cost_nusd), countIf(cost_nusd IS NULL), uniqExact(event_id) "
-                   "FROM usage_events").result_rows[0]  # fmt: skip
+    raw = ch.query(
+        "SELECT sum(cost_nusd), countIf(cost_nusd IS NULL), uniqExact(event_id) FROM usage_events"
+    ).result_rows[0]
     assert raw == (sum(priced), len(usage) - len(priced), 600)
-    rollup = ch.query("SELECT sum(cost_nusd), sum(events), sum(unpriced_events), "
-                      "sum(counterfactual_cost_nusd), sum(retry_cost_nusd), sum(cache_saved_nusd) "
-                      "FROM spend_by_minute").result_rows[0]  # fmt: skip
+    rollup = ch.query(
+        "SELECT sum(cost_nusd), sum(events), sum(unpriced_events), "
+        "sum(counterfactual_cost_nusd), sum(retry_cost_nusd), sum(cache_saved_nusd) "
+        "FROM spend_by_minute"
+    ).result_rows[0]
     assert rollup == (
-        sum(priced), 600, len(usage) - len(priced),
+        sum(priced),
+        600,
+        len(usage) - len(priced),
         sum(e.counterfactual_cost_nusd or 0 for e in usage),
         sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation),
         sum(e.table_cost_nusd or 0 for e in usage if e.cache != "none"),
-    )  # fmt: skip
-    rejected = ch.query("SELECT reason, source_topic, key_b64, raw_b64 FROM dlq_events "
-                        "WHERE component = 'clickhouse-sink'").result_rows  # fmt: skip
+    )
+    rejected = ch.query(
+        "SELECT reason, source_topic, key_b64, raw_b64 FROM dlq_events "
+        "WHERE component = 'clickhouse-sink'"
+    ).result_rows
     # Each with the key and the exact bytes of the message it came from.
-    assert sorted((r[0], r[1], b64decode(r[2]), b64decode(r[3])) for r in rejected) == sorted([
-        ("invalid_fields", settings.topic(topics.USAGE_ENRICHED), b"k", b"{bad"),
-        ("rejected_by_storage", settings.topic(topics.USAGE_ENRICHED), b"k", not_bool),
-        ("rejected_by_storage", settings.topic(topics.USAGE_ENRICHED), b"k", too_big.encode()),
-        ("rejected_by_storage", settings.topic(topics.ALERTS), b"k", huge.model_dump_json().encode()),
-    ])  # fmt: skip
+    assert sorted((r[0], r[1], b64decode(r[2]), b64decode(r[3])) for r in rejected) == sorted(
+        [
+            ("invalid_fields", settings.topic(topics.USAGE_ENRICHED), b"k", b"{bad"),
+            ("rejected_by_storage", settings.topic(topics.USAGE_ENRICHED), b"k", not_bool),
+            ("rejected_by_storage", settings.topic(topics.USAGE_ENRICHED), b"k", too_big.encode()),
+            (
+                "rejected_by_storage",
+                settings.topic(topics.ALERTS),
+                b"k",
+                huge.model_dump_json().encode(),
+            ),
+        ]
+    )
 
     def run(name: str, **params: str) -> list[tuple[Any, ...]]:
         query = queries.get(name)
@@ -154,8 +198,10 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     for t in range(5):
         mine = [e for e in usage if e.tenant_id == f"tenant-{t}"]
         assert by_tenant[f"tenant-{t}"] == (
-            len(mine), sum(e.cost_nusd or 0 for e in mine), sum(e.cost_nusd is None for e in mine)
-        )  # fmt: skip
+            len(mine),
+            sum(e.cost_nusd or 0 for e in mine),
+            sum(e.cost_nusd is None for e in mine),
+        )
     (acme_usd,) = [r[3] for r in run("cost_by", tenant="tenant-1")]
     assert (
         str(acme_usd)
@@ -169,14 +215,17 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     assert len(top) == 3 and top[0][3] == max(
         sum(e.cost_nusd or 0 for e in usage if (e.tenant_id, e.feature) == key)
         for key in {(e.tenant_id, e.feature) for e in usage}
-    )  # fmt: skip
+    )
     unpriced = {(r[0], r[1]): (r[2], r[4], r[5]) for r in run("unpriced_models")}
     expected_unpriced: dict[tuple[str, str], tuple[int, int, int]] = {}
     for e in usage:
         if not e.priced and e.cache == "none":
             n, tin, tout = expected_unpriced.get((e.provider, e.model), (0, 0, 0))
-            expected_unpriced[(e.provider, e.model)] = (n + 1, tin + e.input_tokens,
-                                                        tout + e.output_tokens)  # fmt: skip
+            expected_unpriced[(e.provider, e.model)] = (
+                n + 1,
+                tin + e.input_tokens,
+                tout + e.output_tokens,
+            )
     assert unpriced == expected_unpriced and sum(n for n, _, _ in unpriced.values()) == 36
     retries = sum(r[3] for r in run("retry_cost"))
     assert retries == sum(e.cost_nusd or 0 for e in usage if e.duplicate_generation)
@@ -198,15 +247,18 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     assert steps == {
         "baseline": total(cf, lambda e: not e.duplicate_generation),
         "deduplication": total(cf, lambda e: e.duplicate_generation),
-        "routing": total(lambda e: (e.list_cost_nusd or 0) - (e.counterfactual_cost_nusd or 0), every),
+        "routing": total(
+            lambda e: (e.list_cost_nusd or 0) - (e.counterfactual_cost_nusd or 0), every
+        ),
         "cache": total(lambda e: (e.unbatched_cost_nusd or 0) - (e.list_cost_nusd or 0), every)
         - total(lambda e: e.table_cost_nusd or 0, hit),
         "context budget": -total(lambda e: e.context_saved_nusd or 0, every),
         "batch": total(lambda e: (e.table_cost_nusd or 0) - (e.unbatched_cost_nusd or 0), every),
-        "billing adjustments": total(lambda e: (e.cost_nusd or 0) - (e.table_cost_nusd or 0),
-                                     lambda e: not hit(e)),
+        "billing adjustments": total(
+            lambda e: (e.cost_nusd or 0) - (e.table_cost_nusd or 0), lambda e: not hit(e)
+        ),
         "actual": total(lambda e: e.cost_nusd or 0, every),
-    }  # fmt: skip
+    }
     assert sum(v for k, v in steps.items() if k != "actual") == steps["actual"]
 
     routes = {(r[0], r[1]): (r[2], r[3], r[5]) for r in run("route_comparison")}
@@ -229,38 +281,53 @@ def test_every_topic_lands_exactly_and_the_library_agrees(kafka_bootstrap: str, 
     per_task = {(r[0], r[1]): (r[2], r[3], r[4]) for r in run("cost_per_successful_task")}
     ok_tasks = {o.task_id for o in outcomes if o.success}
     for (tenant, feature), (tasks, successes, cost) in per_task.items():
-        mine = [e for e in usage if (e.tenant_id, e.feature) == (tenant, feature)
-                and e.tenant_id == f"tenant-{int((e.task_id or '-0').split('-')[1]) % 5}"]  # fmt: skip
+        mine = [
+            e
+            for e in usage
+            if (e.tenant_id, e.feature) == (tenant, feature)
+            and e.tenant_id == f"tenant-{int((e.task_id or '-0').split('-')[1]) % 5}"
+        ]
         assert tasks == len({e.task_id for e in mine})
         assert successes == len({e.task_id for e in mine if e.task_id in ok_tasks})
         assert cost == sum(e.cost_nusd or 0 for e in mine)
 
 
 def _sink_env(settings: Settings, data: Path) -> dict[str, str]:
-    return {**os.environ, "TOKENLEDGER_KAFKA": settings.kafka,
-            "TOKENLEDGER_TOPIC_NAMESPACE": settings.topic_namespace,
-            "TOKENLEDGER_PARTITIONS": "3", "TOKENLEDGER_CLICKHOUSE": f"chdb://{data}"}  # fmt: skip
+    return {
+        **os.environ,
+        "TOKENLEDGER_KAFKA": settings.kafka,
+        "TOKENLEDGER_TOPIC_NAMESPACE": settings.topic_namespace,
+        "TOKENLEDGER_PARTITIONS": "3",
+        "TOKENLEDGER_CLICKHOUSE": f"chdb://{data}",
+    }
 
 
 def _committed(settings: Settings) -> int:
     """How many enriched usage messages the sink group has committed (all partitions)."""
-    return committed_total(settings.kafka, settings.topic("tokenledger-sink"),
-                           settings.topic(topics.USAGE_ENRICHED), 3)  # fmt: skip
+    return committed_total(
+        settings.kafka, settings.topic("tokenledger-sink"), settings.topic(topics.USAGE_ENRICHED), 3
+    )
 
 
 def _stored(env: dict[str, str]) -> tuple[int, int, int, int]:
     """(rows, distinct events, raw cost, rollup cost), read by a separate process: the
     embedded engine's data path belongs to one process at a time."""
     script = (
-        "from streams.sink.client import get_client; import os, json;"
+        "from tokenledger.streams.sink.client import get_client; import os, json;"
         "c = get_client(os.environ['TOKENLEDGER_CLICKHOUSE'], 'tokenledger');"
         "print(json.dumps([c.command('SELECT count() FROM usage_events'),"
         " c.command('SELECT uniqExact(event_id) FROM usage_events'),"
         " c.command('SELECT sum(ifNull(cost_nusd, 0)) FROM usage_events'),"
         " c.command('SELECT sum(cost_nusd) FROM spend_by_minute')]))"
     )
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     rows, distinct, raw, rollup = (int(x) for x in json.loads(done.stdout.strip().splitlines()[-1]))
     return rows, distinct, raw, rollup
 
@@ -272,18 +339,29 @@ def test_sink_killed_mid_batch_stores_each_event_once(
     make_topics(settings)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     events = usage_events(12_000, base)
-    produce(kafka_bootstrap, settings.topic(topics.USAGE_ENRICHED),
-            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    produce(
+        kafka_bootstrap,
+        settings.topic(topics.USAGE_ENRICHED),
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
+    )
     env = _sink_env(settings, tmp_path / "ch")
     log = open(tmp_path / "sink.log", "wb")  # noqa: SIM115
-    sink = spawn([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
-                            env=env, stdout=log, stderr=log)  # fmt: skip
+    sink = spawn(
+        [TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     wait_for(lambda: _committed(settings) >= 2000, 120, "the sink to commit 2000 messages")
     sink.send_signal(signal.SIGKILL)
     assert sink.wait(10) == -signal.SIGKILL
     assert _committed(settings) < 12_000, "the kill must land mid-stream"
-    again = spawn([TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
-                             env=env, stdout=log, stderr=log)  # fmt: skip
+    again = spawn(
+        [TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     wait_for(lambda: _committed(settings) == 12_000, 180, "the restarted sink to finish")
     again.send_signal(signal.SIGTERM)
     assert again.wait(60) == 0
@@ -291,30 +369,48 @@ def test_sink_killed_mid_batch_stores_each_event_once(
     assert _stored(env) == (12_000, 12_000, total, total)
 
 
-def test_clickhouse_unavailable_for_a_while_loses_nothing(spawn: Callable[..., subprocess.Popen[Any]], kafka_bootstrap: str,
-                                                          tmp_path: Path) -> None:  # fmt: skip
+def test_clickhouse_unavailable_for_a_while_loses_nothing(
+    spawn: Callable[..., subprocess.Popen[Any]], kafka_bootstrap: str, tmp_path: Path
+) -> None:
     settings = isolated(kafka_bootstrap, 3)
     make_topics(settings)
     data = tmp_path / "ch"
     env = _sink_env(settings, data)
     # Another process holds the engine's data path: to the sink, ClickHouse is down.
     holder = spawn(
-        [sys.executable, "-c", "import sys; from streams.sink.client import get_client;"
-         f"c = get_client('chdb://{data}', 'tokenledger', create=True); print('held', flush=True);"
-         "sys.stdin.readline()"],
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tokenledger.streams.sink.client import get_client;"
+            f"c = get_client('chdb://{data}', 'tokenledger', create=True); print('held', flush=True);"
+            "sys.stdin.readline()",
+        ],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     events = usage_events(3000, base)
-    produce(kafka_bootstrap, settings.topic(topics.USAGE_ENRICHED),
-            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    produce(
+        kafka_bootstrap,
+        settings.topic(topics.USAGE_ENRICHED),
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
+    )
     log_path = tmp_path / "sink.log"
     log = open(log_path, "wb")  # noqa: SIM115
-    sink = spawn([TOKENLEDGER, "sink", "--max-rows", "500", "--max-wait", "0.2"],
-                            env=env, stdout=log, stderr=log)  # fmt: skip
-    wait_for(lambda: log_path.read_text().count("ClickHouse unavailable") >= 2, 60,
-             "the sink to retry against the unavailable engine")  # fmt: skip
+    sink = spawn(
+        [TOKENLEDGER, "sink", "--max-rows", "500", "--max-wait", "0.2"],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    wait_for(
+        lambda: log_path.read_text().count("ClickHouse unavailable") >= 2,
+        60,
+        "the sink to retry against the unavailable engine",
+    )
     assert _committed(settings) == 0  # nothing committed while nothing could be stored
     assert holder.stdin is not None
     holder.stdin.write("\n")

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from schemas.messages import EnrichedUsage
-from schemas.rows import UsageRow
-from streams.sink import migrations
-from streams.sink.columns import SETTINGS, int_ranges, row_line, usage_line
-from streams.sink.resume import column_types
 from tests.helpers import factories
+from tokenledger.contract.messages import EnrichedUsage
+from tokenledger.contract.rows import UsageRow
+from tokenledger.streams.sink import migrations
+from tokenledger.streams.sink.columns import SETTINGS, int_ranges, row_line, usage_line
+from tokenledger.streams.sink.resume import column_types
 
 BERLIN = timezone(timedelta(hours=1))
 
@@ -27,12 +27,18 @@ def events() -> list[EnrichedUsage]:
         factories.enriched(ts=t, error="TimeoutError: read", success=False, task_id="t-9"),
         factories.enriched(ts=t, cost_nusd=None, priced=False, table_cost_nusd=None),
         factories.enriched(ts=t, token_budget_violations=("retrieved", "tools"), cache="exact"),
-        factories.enriched(ts=t, cache_write_tokens=600, cache_write_1h_tokens=400,
-                           service_tier="flex", batch=True, attempt=1000),
+        factories.enriched(
+            ts=t,
+            cache_write_tokens=600,
+            cache_write_1h_tokens=400,
+            service_tier="flex",
+            batch=True,
+            attempt=1000,
+        ),
         factories.enriched(ts=t, error='say "hi"\n über ß \\ \u2028 \U0001f600', success=False),
         factories.enriched(ts=t, input_tokens=10_000_000, cost_nusd=2**62),
         factories.enriched(ts=t.replace(microsecond=999999), latency_ms=0),
-    ]  # fmt: skip
+    ]
 
 
 def test_lines_store_the_models_rows(ch: Any, ch_factory: Callable[[], Any]) -> None:
@@ -68,4 +74,5 @@ def test_lines_store_the_models_rows(ch: Any, ch_factory: Callable[[], Any]) -> 
     assert len(stored) == len(usage)
     for got, want in zip(stored, expected, strict=True):
         assert dict(zip(UsageRow.insert_columns(), got, strict=True)) == dict(
-            zip(UsageRow.insert_columns(), want, strict=True))  # fmt: skip
+            zip(UsageRow.insert_columns(), want, strict=True)
+        )

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from schemas import topics
-from schemas.messages import UsageEvent
-from streams.worker.store import DiskState
 from tests.helpers import factories
 from tests.helpers.clock import recent
 from tests.helpers.kafka_io import produce, wait_visible
 from tests.helpers.totals import check_exactly_once
 from tests.helpers.workers import Workers
+from tokenledger.contract import topics
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.streams.worker.store import DiskState
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3
@@ -33,16 +33,28 @@ def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Workers]:
 
 
 def events(n: int, base: datetime, start: int = 0) -> list[UsageEvent]:
-    return [factories.usage(tenant_id=f"tenant-{i % 9}", model=("gpt-4o", "gpt-4o-mini")[i % 2],
-                            provider="openai", input_tokens=400 + i % 991, cached_input_tokens=0,
-                            output_tokens=40 + i % 211, reasoning_tokens=0,
-                            ts=base + timedelta(milliseconds=i), idempotency_key=f"k-{i}")
-            for i in range(start, start + n)]  # fmt: skip
+    return [
+        factories.usage(
+            tenant_id=f"tenant-{i % 9}",
+            model=("gpt-4o", "gpt-4o-mini")[i % 2],
+            provider="openai",
+            input_tokens=400 + i % 991,
+            cached_input_tokens=0,
+            output_tokens=40 + i % 211,
+            reasoning_tokens=0,
+            ts=base + timedelta(milliseconds=i),
+            idempotency_key=f"k-{i}",
+        )
+        for i in range(start, start + n)
+    ]
 
 
 def send(workers: Workers, batch: list[UsageEvent]) -> None:
-    produce(workers.bootstrap, workers.topic(topics.USAGE),
-            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in batch])  # fmt: skip
+    produce(
+        workers.bootstrap,
+        workers.topic(topics.USAGE),
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in batch],
+    )
 
 
 def first_run(workers: Workers, sent: list[UsageEvent], visible: int) -> subprocess.Popen[bytes]:

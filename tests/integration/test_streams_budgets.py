@@ -8,17 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas import topics
-from schemas.messages import EnrichedUsage, Signal
-from streams.admin import budgets as budget_admin
-from streams.config import Settings
-from streams.worker import service as worker
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.kafka_io import produce, read_committed
 from tests.helpers.settings import isolated
 from tests.helpers.waiting import wait_value
 from tokenledger import BudgetGuard
+from tokenledger.contract import topics
+from tokenledger.contract.messages import EnrichedUsage, Signal
+from tokenledger.streams.admin import budgets as budget_admin
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +52,11 @@ def pipeline(settings: Settings) -> Iterator[tuple[worker.TransactionalEngine, B
 def send_usage(settings: Settings, n: int, tenant: str = "acme") -> None:
     now = datetime.now(UTC) - timedelta(seconds=1)
     events = [factories.usage(tenant_id=tenant, ts=now) for _ in range(n)]
-    produce(settings.kafka, settings.topic(topics.USAGE),
-            [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events])  # fmt: skip
+    produce(
+        settings.kafka,
+        settings.topic(topics.USAGE),
+        [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
+    )
 
 
 def test_usage_warns_then_blocks_and_a_raised_limit_allows(
@@ -77,8 +80,10 @@ def test_usage_warns_then_blocks_and_a_raised_limit_allows(
     )
     wait_value(lambda: guard.check("acme"), lambda d: d.state == "allow", "allow after raise")
 
-    signals = [Signal.model_validate_json(m.value()) for m in
-               read_committed(settings.kafka, settings.topic(topics.SIGNALS), 4, timeout=10)]  # fmt: skip
+    signals = [
+        Signal.model_validate_json(m.value())
+        for m in read_committed(settings.kafka, settings.topic(topics.SIGNALS), 4, timeout=10)
+    ]
     assert [(s.scope, s.state, s.threshold_pct, s.spend_nusd, s.limit_nusd) for s in signals] == [
         ("tenant/acme", "warn", 50, 5 * CALL_NUSD, 100_000_000),
         ("tenant/acme", "warn", 80, 7 * CALL_NUSD, 100_000_000),
@@ -98,10 +103,16 @@ def test_an_orphan_reservation_blocks_until_it_expires(
     budget_admin.put(
         settings, budget_admin.make_budget("globex", None, "0.05", "day", midday_zone(), "80")
     )
-    request = factories.request(tenant_id="globex", reserved_cost_nusd=60_000_000,
-                                ts=datetime.now(UTC) - timedelta(seconds=1))  # fmt: skip
-    produce(settings.kafka, settings.topic(topics.REQUESTS),
-            [(b"globex", request.model_dump_json().encode()), (b"globex", b"{broken")])  # fmt: skip
+    request = factories.request(
+        tenant_id="globex",
+        reserved_cost_nusd=60_000_000,
+        ts=datetime.now(UTC) - timedelta(seconds=1),
+    )
+    produce(
+        settings.kafka,
+        settings.topic(topics.REQUESTS),
+        [(b"globex", request.model_dump_json().encode()), (b"globex", b"{broken")],
+    )
     blocked = wait_value(
         lambda: guard.check("globex"), lambda d: not d.allowed, "reservation block"
     )

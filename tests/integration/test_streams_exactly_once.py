@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from schemas import topics
-from schemas.messages import Signal, UsageEvent
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone, recent
 from tests.helpers.kafka_io import (
@@ -24,6 +22,8 @@ from tests.helpers.kafka_io import (
 from tests.helpers.pricing_oracle import expected_cost
 from tests.helpers.totals import check_exactly_once
 from tests.helpers.workers import Workers
+from tokenledger.contract import topics
+from tokenledger.contract.messages import Signal, UsageEvent
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +38,20 @@ def workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Workers]:
 def make_events(n: int, tenants: int, base: datetime) -> list[UsageEvent]:
     models = ["gpt-4o", "gpt-4o-mini", "claude-haiku-4-5"]
     return [
-        factories.usage(tenant_id=f"tenant-{i % tenants}", model=models[i % 3], provider="x",
-                        feature=f"f{i % 2}", input_tokens=500 + i % 997, cached_input_tokens=0,
-                        output_tokens=50 + i % 313, reasoning_tokens=0,
-                        ts=base + timedelta(milliseconds=i), idempotency_key=f"k-{i}")
+        factories.usage(
+            tenant_id=f"tenant-{i % tenants}",
+            model=models[i % 3],
+            provider="x",
+            feature=f"f{i % 2}",
+            input_tokens=500 + i % 997,
+            cached_input_tokens=0,
+            output_tokens=50 + i % 313,
+            reasoning_tokens=0,
+            ts=base + timedelta(milliseconds=i),
+            idempotency_key=f"k-{i}",
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def records(events: list[UsageEvent]) -> list[tuple[bytes | None, bytes]]:
@@ -78,16 +86,17 @@ def test_sigkill_mid_stream_then_restart_counts_each_event_once(workers: Workers
 
 def _budgets_crossed_midway(workers: Workers, events: list[UsageEvent]) -> dict[str, int]:
     """Daily budgets for four tenants: warn at 50%, block at what they spend by midway."""
-    from streams.admin import budgets as budget_admin
-    from streams.config import Settings
+    from tokenledger.streams.admin import budgets as budget_admin
+    from tokenledger.streams.config import Settings
 
     settings = Settings.from_env(workers.env)
     limits = {}
     for tenant in ("tenant-0", "tenant-1", "tenant-2", "tenant-3"):
         spent = sum(expected_cost(e) for e in events if e.tenant_id == tenant)
         limits[tenant] = spent // 2
-        budget = budget_admin.make_budget(tenant, None, f"{Decimal(limits[tenant]) / 10**9}",
-                                          "day", midday_zone(), "50")  # fmt: skip
+        budget = budget_admin.make_budget(
+            tenant, None, f"{Decimal(limits[tenant]) / 10**9}", "day", midday_zone(), "50"
+        )
         budget_admin.put(settings, budget)
     return limits
 
@@ -95,8 +104,10 @@ def _budgets_crossed_midway(workers: Workers, events: list[UsageEvent]) -> dict[
 def check_signals(workers: Workers, events: list[UsageEvent], limits: dict[str, int]) -> None:
     """Each scope's signal history is the uninterrupted one: warn once, block once, in order,
     no state published twice across the crash, and the final spend exact."""
-    signals = [Signal.model_validate_json(m.value()) for m in
-               read_committed(workers.bootstrap, workers.topic(topics.SIGNALS), 8, timeout=10)]  # fmt: skip
+    signals = [
+        Signal.model_validate_json(m.value())
+        for m in read_committed(workers.bootstrap, workers.topic(topics.SIGNALS), 8, timeout=10)
+    ]
     for tenant, limit in limits.items():
         mine = [s for s in signals if s.scope == f"tenant/{tenant}"]
         assert [s.state for s in mine] == ["warn", "block"], tenant
@@ -121,5 +132,6 @@ def test_two_workers_and_a_rebalance_give_the_same_totals(workers: Workers) -> N
 
 def _committed_inputs(workers: Workers) -> int:
     """Usage records the worker group has committed, over all partitions."""
-    return committed_total(workers.bootstrap, f"{workers.namespace}.tokenledger-worker",
-                           workers.topic(topics.USAGE), 3)  # fmt: skip
+    return committed_total(
+        workers.bootstrap, f"{workers.namespace}.tokenledger-worker", workers.topic(topics.USAGE), 3
+    )

@@ -10,13 +10,6 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.messages import DlqRecord, EnrichedUsage, UsageEvent
-from schemas.topics import TOPICS, TopicSpec
-from streams.admin.topics import create_topics
-from streams.config import Settings
-from streams.worker import service as worker
-from streams.worker.windows import window_start
 from tests.helpers import factories
 from tests.helpers.clock import recent
 from tests.helpers.kafka_io import changelog_state, changelog_windows, produce, read_committed
@@ -24,6 +17,13 @@ from tests.helpers.pricing_oracle import expected_cost
 from tests.helpers.settings import isolated
 from tests.helpers.state_keys import scoped, unscoped
 from tests.helpers.workers import run_worker
+from tokenledger.contract import topics
+from tokenledger.contract.messages import DlqRecord, EnrichedUsage, UsageEvent
+from tokenledger.contract.topics import TOPICS, TopicSpec
+from tokenledger.streams.admin.topics import create_topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.worker import service as worker
+from tokenledger.streams.worker.windows import window_start
 
 pytestmark = pytest.mark.integration
 
@@ -46,20 +46,38 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
     models = ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5"]
     good = []
     for i in range(60):
-        good.append(factories.usage(
-            tenant_id=("acme", "globex")[i % 2], feature=("answer", "search")[i % 3 % 2],
-            model=models[i % 3], provider="x", ts=base + timedelta(seconds=i),
-            input_tokens=1000 + 37 * i, cached_input_tokens=(256 if i % 4 == 0 else 0),
-            cache_write_tokens=(128 if i % 3 == 2 else 0), output_tokens=100 + i,
-            reasoning_tokens=0, batch=(i % 5 == 0), idempotency_key=f"idem-{i}",
-        ))  # fmt: skip
+        good.append(
+            factories.usage(
+                tenant_id=("acme", "globex")[i % 2],
+                feature=("answer", "search")[i % 3 % 2],
+                model=models[i % 3],
+                provider="x",
+                ts=base + timedelta(seconds=i),
+                input_tokens=1000 + 37 * i,
+                cached_input_tokens=(256 if i % 4 == 0 else 0),
+                cache_write_tokens=(128 if i % 3 == 2 else 0),
+                output_tokens=100 + i,
+                reasoning_tokens=0,
+                batch=(i % 5 == 0),
+                idempotency_key=f"idem-{i}",
+            )
+        )
     cache_hit = factories.usage(tenant_id="acme", cache="exact", ts=base, idempotency_key="c1")
     carried = factories.usage(tenant_id="acme", cost_nusd=999, ts=base, idempotency_key="c2")
-    unknown = factories.usage(tenant_id="globex", model="in-house-7b", ts=base,
-                              idempotency_key="c3")  # fmt: skip
-    retries = [factories.usage(tenant_id=g.tenant_id, idempotency_key=g.idempotency_key,
-                               attempt=2, ts=g.ts, model=g.model, provider=g.provider)
-               for g in good[:3]]  # fmt: skip
+    unknown = factories.usage(
+        tenant_id="globex", model="in-house-7b", ts=base, idempotency_key="c3"
+    )
+    retries = [
+        factories.usage(
+            tenant_id=g.tenant_id,
+            idempotency_key=g.idempotency_key,
+            attempt=2,
+            ts=g.ts,
+            model=g.model,
+            provider=g.provider,
+        )
+        for g in good[:3]
+    ]
     late = factories.usage(tenant_id="acme", ts=base - timedelta(minutes=30), idempotency_key="l1")
     bad: list[tuple[str, bytes]] = [
         ("malformed_json", b"{not json"),
@@ -74,8 +92,10 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
         ("missing_tenant", _mutate(good[0], tenant_id=None)),
         ("missing_tenant", _mutate(good[0], tenant_id="")),
     ]
-    names = {n: settings.topic(n) for n in (topics.USAGE, topics.USAGE_ENRICHED, topics.DLQ,
-                                            topics.WORKER_CHANGELOG)}  # fmt: skip
+    names = {
+        n: settings.topic(n)
+        for n in (topics.USAGE, topics.USAGE_ENRICHED, topics.DLQ, topics.WORKER_CHANGELOG)
+    }
     kept = good + [cache_hit, carried, unknown] + retries
     records = [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in kept]
     records += [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in good[10:15]]
@@ -83,10 +103,14 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
     records += [(b"bad", raw) for _, raw in bad]
     produce(settings.kafka, names[topics.USAGE], records)
 
-    enriched = [EnrichedUsage.model_validate_json(m.value())
-                for m in read_committed(settings.kafka, names[topics.USAGE_ENRICHED], len(kept) + 1)]  # fmt: skip
-    dlq = [DlqRecord.model_validate_json(m.value())
-           for m in read_committed(settings.kafka, names[topics.DLQ], len(bad))]  # fmt: skip
+    enriched = [
+        EnrichedUsage.model_validate_json(m.value())
+        for m in read_committed(settings.kafka, names[topics.USAGE_ENRICHED], len(kept) + 1)
+    ]
+    dlq = [
+        DlqRecord.model_validate_json(m.value())
+        for m in read_committed(settings.kafka, names[topics.DLQ], len(bad))
+    ]
 
     assert len(enriched) == len(kept) + 1  # the redeliveries are gone, the late one is kept
     by_id = {e.event_id: e for e in enriched}
@@ -115,8 +139,14 @@ def test_pipeline_counts_every_good_event_once_and_every_bad_one_in_the_dlq(
     assert mystery.pricing_version.endswith(":unknown")
     assert by_id[late.event_id].late and not any(by_id[e.event_id].late for e in kept)
     for e in good:
-        plain = e.model_copy(update={"cached_input_tokens": 0, "cache_write_tokens": 0,
-                                     "batch": False, "model": "gpt-4o"})  # fmt: skip
+        plain = e.model_copy(
+            update={
+                "cached_input_tokens": 0,
+                "cache_write_tokens": 0,
+                "batch": False,
+                "model": "gpt-4o",
+            }
+        )
         assert by_id[e.event_id].counterfactual_cost_nusd == expected_cost(plain)
 
     assert Counter(d.reason for d in dlq) == Counter(reason for reason, _ in bad)

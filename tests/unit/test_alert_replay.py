@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from schemas.messages import Alert
-from schemas.price_book import PriceBook, load_price_book
-from streams.demo.offline import OfflineWorker
-from streams.worker.state import ChangelogState
 from tests.helpers.alert_history import History, history, keys, problems
+from tokenledger.contract.messages import Alert
+from tokenledger.contract.price_book import PriceBook, load_price_book
+from tokenledger.streams.demo.offline import OfflineWorker
+from tokenledger.streams.worker.state import ChangelogState
 
 START = datetime(2026, 11, 20, 6, tzinfo=UTC)
 

@@ -8,19 +8,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.messages import Alert, Budget
-from schemas.price_book import load_price_book
-from streams.demo.offline import OfflineRun, OfflineWorker
-from streams.demo.scenario import Incident, Scenario, Tenant, mean_request_cost_nusd, usage_events
-from streams.worker.anomalies import AnomalyTask, DetectorConfig
-from streams.worker.anomalies.detectors import Detectors
-from streams.worker.anomalies.incidents import fingerprint
-from streams.worker.state import ChangelogState
-from streams.worker.windows import SpendWindows
 from tests.helpers import holdout
 from tests.helpers.holdout_scoring import budgets as holdout_budgets
 from tests.helpers.holdout_scoring import score as holdout_score
 from tests.helpers.scoring import DETECTOR_OF, score
+from tokenledger.contract.messages import Alert, Budget
+from tokenledger.contract.price_book import load_price_book
+from tokenledger.streams.demo.offline import OfflineRun, OfflineWorker
+from tokenledger.streams.demo.scenario import (
+    Incident,
+    Scenario,
+    Tenant,
+    mean_request_cost_nusd,
+    usage_events,
+)
+from tokenledger.streams.worker.anomalies import AnomalyTask, DetectorConfig
+from tokenledger.streams.worker.anomalies.detectors import Detectors
+from tokenledger.streams.worker.anomalies.incidents import fingerprint
+from tokenledger.streams.worker.state import ChangelogState
+from tokenledger.streams.worker.windows import SpendWindows
 
 DAY = datetime(2026, 11, 20, tzinfo=UTC)
 MIN = 60_000
@@ -43,9 +49,14 @@ def one_day() -> tuple[Scenario, OfflineRun]:
     ]
     scenario = Scenario(tenants, DAY, 1, incidents, seed=11)
     prices = load_price_book()
-    budgets = [Budget(tenant_id=t.tenant_id, updated_at=DAY,
-                      limit_nusd=2 * mean_request_cost_nusd(t, prices) * t.requests_per_day)
-               for t in tenants]  # fmt: skip
+    budgets = [
+        Budget(
+            tenant_id=t.tenant_id,
+            updated_at=DAY,
+            limit_nusd=2 * mean_request_cost_nusd(t, prices) * t.requests_per_day,
+        )
+        for t in tenants
+    ]
     run = OfflineWorker(prices=prices, budgets=budgets).feed(usage_events(scenario))
     return scenario, run
 
@@ -61,8 +72,11 @@ def test_each_detector_fires_on_its_incident_and_nowhere_else(
     firing = [a for a in run.alerts if a.status == "firing"]
     assert not [a for a in firing if a.tenant_id == "t5"], "the clean tenant was paged"
     for incident in scenario.incidents:
-        own = [a for a in firing if a.tenant_id == incident.tenant_id
-               and a.detector == DETECTOR_OF[incident.kind]]  # fmt: skip
+        own = [
+            a
+            for a in firing
+            if a.tenant_id == incident.tenant_id and a.detector == DETECTOR_OF[incident.kind]
+        ]
         assert len(own) == 1, (incident.kind, [a.summary for a in own])
 
 
@@ -71,8 +85,9 @@ def test_runaway_spend_is_detected_within_two_minutes_of_event_time(
 ) -> None:
     scenario, run = one_day
     runaway = scenario.incidents[0]
-    first = min(a.issued_at for a in run.alerts
-                if a.tenant_id == "t0" and a.detector == "spend_rate")  # fmt: skip
+    first = min(
+        a.issued_at for a in run.alerts if a.tenant_id == "t0" and a.detector == "spend_rate"
+    )
     assert runaway.start <= first <= runaway.start + timedelta(minutes=2)
 
 
@@ -96,8 +111,10 @@ def test_every_incident_resolves_once_with_its_fingerprint(
 
 
 def test_clean_days_with_a_morning_ramp_raise_nothing() -> None:
-    tenants = [Tenant(f"c{i}", n, peak) for i, (n, peak) in
-               enumerate([(2000, 8.0), (8000, 9.0), (24_000, 15.0)])]  # fmt: skip
+    tenants = [
+        Tenant(f"c{i}", n, peak)
+        for i, (n, peak) in enumerate([(2000, 8.0), (8000, 9.0), (24_000, 15.0)])
+    ]
     scenario = Scenario(tenants, DAY, 2, [], seed=3)
     run = OfflineWorker().feed(usage_events(scenario))
     assert run.events > 60_000
@@ -228,5 +245,7 @@ def test_the_holdout_traffic_is_caught_and_its_traps_stay_quiet() -> None:
     assert [(a.detector, a.scope, a.summary) for a in result.false_alerts] == []
     assert max(result.detect_s["model_switch"]) <= 30 * 60
     model_mix = [a for a in run.alerts if a.detector == "model_mix" and a.status == "firing"]
-    assert sorted(a.scope for a in model_mix) == ["tenant/fjord/route/classify",
-                                                  "tenant/quill/route/classify"]  # fmt: skip
+    assert sorted(a.scope for a in model_mix) == [
+        "tenant/fjord/route/classify",
+        "tenant/quill/route/classify",
+    ]

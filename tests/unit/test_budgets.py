@@ -7,18 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from schemas.messages import Budget
-from streams.worker.budgets import BudgetBook, BudgetTracker, budget_window, evaluate
-from streams.worker.state import ChangelogState
-from streams.worker.store import DiskState
 from tests.helpers import factories
+from tokenledger.contract.messages import Budget
+from tokenledger.streams.worker.budgets import BudgetBook, BudgetTracker, budget_window, evaluate
+from tokenledger.streams.worker.state import ChangelogState
+from tokenledger.streams.worker.store import DiskState
 
 NANO = 1_000_000_000
 
 
 def budget(**overrides: object) -> Budget:
-    fields: dict[str, object] = {"tenant_id": "acme", "limit_nusd": 10 * NANO,
-                                 "warn_pct": (50, 80), "updated_at": datetime.now(UTC)}  # fmt: skip
+    fields: dict[str, object] = {
+        "tenant_id": "acme",
+        "limit_nusd": 10 * NANO,
+        "warn_pct": (50, 80),
+        "updated_at": datetime.now(UTC),
+    }
     fields.update(overrides)
     return Budget(**fields)  # type: ignore[arg-type]
 
@@ -35,7 +39,8 @@ def test_windows_follow_the_budget_timezone_across_dst() -> None:
     start, end = budget_window(datetime(2026, 11, 26, 10, tzinfo=UTC), "day", "Asia/Kolkata")
     assert (start, end - start) == (datetime(2026, 11, 25, 18, 30, tzinfo=UTC), timedelta(days=1))
     assert budget_window(datetime(2026, 11, 26, 10, 5, tzinfo=UTC), "hour", "UTC")[0] == datetime(
-        2026, 11, 26, 10, tzinfo=UTC)  # fmt: skip
+        2026, 11, 26, 10, tzinfo=UTC
+    )
     week = budget_window(datetime(2026, 11, 26, tzinfo=UTC), "week", "UTC")
     assert week == (datetime(2026, 11, 23, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC))
     month = budget_window(datetime(2026, 12, 31, 23, tzinfo=UTC), "month", "UTC")
@@ -44,10 +49,16 @@ def test_windows_follow_the_budget_timezone_across_dst() -> None:
 
 @pytest.mark.parametrize(
     ("spend", "state", "pct"),
-    [(0, "allow", None), (4_999_999_999, "allow", None), (5 * NANO, "warn", 50),
-     (8 * NANO, "warn", 80), (10 * NANO - 1, "warn", 80), (10 * NANO, "block", 100),
-     (25 * NANO, "block", 100)],
-)  # fmt: skip
+    [
+        (0, "allow", None),
+        (4_999_999_999, "allow", None),
+        (5 * NANO, "warn", 50),
+        (8 * NANO, "warn", 80),
+        (10 * NANO - 1, "warn", 80),
+        (10 * NANO, "block", 100),
+        (25 * NANO, "block", 100),
+    ],
+)
 def test_state_from_spend(spend: int, state: str, pct: int | None) -> None:
     got_state, got_pct, reason = evaluate(budget(), spend)
     assert (got_state, got_pct) == (state, pct)
@@ -59,8 +70,12 @@ def tracker(*budgets: Budget, timeout_s: int = 600, heartbeat_s: int = 86_400) -
     book = BudgetBook()
     for b in budgets:
         book.apply(b.scope.encode(), b.model_dump_json().encode())
-    return BudgetTracker(ChangelogState(), book, reservation_timeout=timedelta(seconds=timeout_s),
-                         heartbeat=timedelta(seconds=heartbeat_s))  # fmt: skip
+    return BudgetTracker(
+        ChangelogState(),
+        book,
+        reservation_timeout=timedelta(seconds=timeout_s),
+        heartbeat=timedelta(seconds=heartbeat_s),
+    )
 
 
 def usage_at(now: datetime, cost: int, **overrides: object) -> object:
@@ -85,8 +100,10 @@ def test_signals_are_state_changes_only() -> None:
     t.on_usage(usage_at(now, 5 * NANO, request_id="r4"))  # type: ignore[arg-type]
     (block,) = t.end_batch(now)
     assert (block.state, block.spend_nusd, block.limit_nusd) == ("block", 10 * NANO + 1, 10 * NANO)
-    assert (block.window_start, block.window_end) == (datetime(2026, 11, 26, tzinfo=UTC),
-                                                      datetime(2026, 11, 27, tzinfo=UTC))  # fmt: skip
+    assert (block.window_start, block.window_end) == (
+        datetime(2026, 11, 26, tzinfo=UTC),
+        datetime(2026, 11, 27, tzinfo=UTC),
+    )
 
 
 def test_rollover_publishes_allow_once() -> None:
@@ -104,15 +121,21 @@ def test_rollover_publishes_allow_once() -> None:
 def test_reservations_count_until_settled_or_expired() -> None:
     now = datetime(2026, 11, 26, 12, tzinfo=UTC)
     t = tracker(budget(), timeout_s=60)
-    t.on_request(factories.request(request_id="r1", reserved_cost_nusd=9 * NANO,
-                                   ts=now - timedelta(seconds=2)))  # fmt: skip
+    t.on_request(
+        factories.request(
+            request_id="r1", reserved_cost_nusd=9 * NANO, ts=now - timedelta(seconds=2)
+        )
+    )
     (warn,) = t.end_batch(now)
     assert (warn.state, warn.threshold_pct, warn.spend_nusd) == ("warn", 80, 9 * NANO)
     t.on_usage(usage_at(now, 1 * NANO, request_id="r1"))  # type: ignore[arg-type]
     (allow,) = t.end_batch(now)
     assert (allow.state, allow.spend_nusd) == ("allow", 1 * NANO)
-    t.on_request(factories.request(request_id="r2", reserved_cost_nusd=20 * NANO,
-                                   ts=now - timedelta(seconds=1)))  # fmt: skip
+    t.on_request(
+        factories.request(
+            request_id="r2", reserved_cost_nusd=20 * NANO, ts=now - timedelta(seconds=1)
+        )
+    )
     assert [s.state for s in t.end_batch(now)] == ["block"]
     (expired,) = t.end_batch(now + timedelta(seconds=61))  # an orphan: no usage ever came
     assert (expired.state, expired.spend_nusd) == ("allow", 1 * NANO)
@@ -122,8 +145,11 @@ def test_usage_before_its_request_settles_it() -> None:
     now = datetime(2026, 11, 26, 12, tzinfo=UTC)
     t = tracker(budget())
     t.on_usage(usage_at(now, 1 * NANO, request_id="r9", attempt=2))  # type: ignore[arg-type]
-    t.on_request(factories.request(request_id="r9", attempt=2, reserved_cost_nusd=9 * NANO,
-                                   ts=now - timedelta(seconds=2)))  # fmt: skip
+    t.on_request(
+        factories.request(
+            request_id="r9", attempt=2, reserved_cost_nusd=9 * NANO, ts=now - timedelta(seconds=2)
+        )
+    )
     assert t.end_batch(now) == []  # 1 of 10: the late reservation was already settled
     assert t.spend(budget(), *budget_window(now, "day", "UTC")) == 1 * NANO
 

@@ -9,10 +9,13 @@ import pytest
 from tokenledger.cache_keys import cache_key, normalize_input
 
 BASE: dict[str, Any] = {
-    "tenant_id": "acme", "user_scope": "u-1", "prompt_version": "v3",
-    "model_version": "gpt-4o-2024-08-06", "input": "What is our refund policy?",
+    "tenant_id": "acme",
+    "user_scope": "u-1",
+    "prompt_version": "v3",
+    "model_version": "gpt-4o-2024-08-06",
+    "input": "What is our refund policy?",
     "corpus_version": "kb-2026-11-01",
-}  # fmt: skip
+}
 
 
 def test_key_is_stable_and_pinned() -> None:
@@ -27,8 +30,15 @@ def _expected_digest() -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for field in ("v1", "acme", "u-1", "v3", "gpt-4o-2024-08-06", "kb-2026-11-01",
-                  "What is our refund policy?"):  # fmt: skip
+    for field in (
+        "v1",
+        "acme",
+        "u-1",
+        "v3",
+        "gpt-4o-2024-08-06",
+        "kb-2026-11-01",
+        "What is our refund policy?",
+    ):
         h.update(len(field.encode()).to_bytes(8, "big") + field.encode())
     return h.hexdigest()
 
@@ -43,8 +53,10 @@ def test_whitespace_and_unicode_forms_normalize_to_one_key() -> None:
     assert cache_key(**{**BASE, "input": "what is our refund policy?"}) != cache_key(**BASE)
 
 
-@pytest.mark.parametrize("field", ["tenant_id", "user_scope", "prompt_version",
-                                   "model_version", "corpus_version", "input"])  # fmt: skip
+@pytest.mark.parametrize(
+    "field",
+    ["tenant_id", "user_scope", "prompt_version", "model_version", "corpus_version", "input"],
+)
 def test_every_field_changes_the_key(field: str) -> None:
     assert cache_key(**{**BASE, field: BASE[field] + "x"}) != cache_key(**BASE)
 

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from schemas.call_control import BreakerSignal, RetryBudgetSignal, kind_of
-from schemas.price_book import load_price_book
-from streams.demo.offline import NAMES
-from streams.worker.breakers import BreakerConfig
-from streams.worker.budgets import BudgetBook
-from streams.worker.retry_budgets import Limits, evaluate
-from streams.worker.sliding import Minute, window
-from streams.worker.state import ChangelogState
-from streams.worker.task import PartitionTask, partition_task
 from tests.helpers import call_control, factories
 from tests.helpers.signing_keys import ring, signer
 from tokenledger import signing
+from tokenledger.contract.call_control import BreakerSignal, RetryBudgetSignal, kind_of
+from tokenledger.contract.price_book import load_price_book
+from tokenledger.streams.demo.offline import NAMES
+from tokenledger.streams.worker.breakers import BreakerConfig
+from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.retry_budgets import Limits, evaluate
+from tokenledger.streams.worker.sliding import Minute, window
+from tokenledger.streams.worker.state import ChangelogState
+from tokenledger.streams.worker.task import PartitionTask, partition_task
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 """The processing clock (fixed); event times are relative to T."""

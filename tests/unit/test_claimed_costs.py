@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.messages import Budget
-from schemas.price_book import load_price_book
-from streams.config import Settings
-from streams.errors import UserError
-from streams.worker.budgets import BudgetBook
-from streams.worker.state import ChangelogState
-from streams.worker.task import partition_task
-from streams.worker.windows import parse_window, window_start
 from tests.helpers import factories
+from tokenledger.contract import topics
+from tokenledger.contract.messages import Budget
+from tokenledger.contract.price_book import load_price_book
+from tokenledger.streams.config import Settings
+from tokenledger.streams.errors import UserError
+from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.state import ChangelogState
+from tokenledger.streams.worker.task import partition_task
+from tokenledger.streams.worker.windows import parse_window, window_start
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TS = NOW - timedelta(minutes=1)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.local.broker import free_port
 from tests.helpers.npm_registry import Mode, bad_registry
+from tokenledger.streams.local.broker import free_port
 
 SEPARATOR = "'/' is the scope separator and cannot be part of a name (use - or . instead)"
 
@@ -22,57 +22,151 @@ SEPARATOR = "'/' is the scope separator and cannot be part of a name (use - or .
         (["kafka", "start", "--frobnicate"], {}, 2, "unrecognized arguments: --frobnicate"),
         (["kafka", "restart"], {}, 2, "argument action: invalid choice: 'restart'"),
         (["topics", "create", "--partitions", "0"], {}, 2, "--partitions must be at least 1"),
-        (["migrate"], {"TOKENLEDGER_CLICKHOUSE": "postgres://db"}, 2,
-         "TOKENLEDGER_CLICKHOUSE='postgres://db' is not a ClickHouse DSN"),
-        (["migrate"], {"TOKENLEDGER_CLICKHOUSE": "chdb://"}, 2, "TOKENLEDGER_CLICKHOUSE='chdb://' has no data path"),
+        (
+            ["migrate"],
+            {"TOKENLEDGER_CLICKHOUSE": "postgres://db"},
+            2,
+            "TOKENLEDGER_CLICKHOUSE='postgres://db' is not a ClickHouse DSN",
+        ),
+        (
+            ["migrate"],
+            {"TOKENLEDGER_CLICKHOUSE": "chdb://"},
+            2,
+            "TOKENLEDGER_CLICKHOUSE='chdb://' has no data path",
+        ),
         (["migrate", "--database", "bad-name"], {}, 2, "database name 'bad-name' is not valid"),
-        (["topics", "list"], {"TOKENLEDGER_PARTITIONS": "lots"}, 2,
-         "TOKENLEDGER_PARTITIONS='lots' is not a whole number"),
-        (["kafka", "status"], {"TOKENLEDGER_KAFKA": "broker:9092"}, 2,
-         "TOKENLEDGER_KAFKA=broker:9092 points at an external broker"),
-        (["serve"], {"TOKENLEDGER_KAFKA_OPT_SSL_KEYSTORE_LOCATION": "/etc/edge.p12"}, 2,
-         "TOKENLEDGER_KAFKA_OPT_SSL_KEYSTORE_LOCATION (ssl.keystore.location) has no equivalent "
-         "in the edge's Kafka client (aiokafka)"),
-        (["serve"], {"TOKENLEDGER_KAFKA_OPT_SECURITY_PROTOCOL": "SASL_SSL",
-                     "TOKENLEDGER_KAFKA_OPT_SASL_MECHANISM": "OAUTHBEARER"}, 2,
-         "TOKENLEDGER_KAFKA_OPT_SASL_MECHANISM=OAUTHBEARER: the edge (aiokafka) supports PLAIN"),
-        (["kafka", "acls", "--principal", "edge=alice"], {}, 2,
-         "--principal 'edge=alice': write COMPONENT=User:NAME"),
-        (["prices", "check", "--file", "/nonexistent/prices.json"], {}, 2, "cannot read price file"),
+        (
+            ["topics", "list"],
+            {"TOKENLEDGER_PARTITIONS": "lots"},
+            2,
+            "TOKENLEDGER_PARTITIONS='lots' is not a whole number",
+        ),
+        (
+            ["kafka", "status"],
+            {"TOKENLEDGER_KAFKA": "broker:9092"},
+            2,
+            "TOKENLEDGER_KAFKA=broker:9092 points at an external broker",
+        ),
+        (
+            ["serve"],
+            {"TOKENLEDGER_KAFKA_OPT_SSL_KEYSTORE_LOCATION": "/etc/edge.p12"},
+            2,
+            "TOKENLEDGER_KAFKA_OPT_SSL_KEYSTORE_LOCATION (ssl.keystore.location) has no equivalent "
+            "in the edge's Kafka client (aiokafka)",
+        ),
+        (
+            ["serve"],
+            {
+                "TOKENLEDGER_KAFKA_OPT_SECURITY_PROTOCOL": "SASL_SSL",
+                "TOKENLEDGER_KAFKA_OPT_SASL_MECHANISM": "OAUTHBEARER",
+            },
+            2,
+            "TOKENLEDGER_KAFKA_OPT_SASL_MECHANISM=OAUTHBEARER: the edge (aiokafka) supports PLAIN",
+        ),
+        (
+            ["kafka", "acls", "--principal", "edge=alice"],
+            {},
+            2,
+            "--principal 'edge=alice': write COMPONENT=User:NAME",
+        ),
+        (
+            ["prices", "check", "--file", "/nonexistent/prices.json"],
+            {},
+            2,
+            "cannot read price file",
+        ),
         (["query", "no_such_query"], {}, 2, "no query named 'no_such_query'"),
-        (["query", "top_spenders", "--param", "limit=x"], {}, 2, "--param limit='x' is not a whole"),
-        (["query", "top_spenders", "--param", "tenant=x"], {}, 2, "query top_spenders has no parameter tenant"),
-        (["query", "cost_over_time", "--param", "dimension=a;b"], {}, 2, "--param dimension='a;b' is not a column"),
-        (["query", "cost_by", "--param", "start=yesterday"], {}, 2, "--param start='yesterday' is not a time"),
+        (
+            ["query", "top_spenders", "--param", "limit=x"],
+            {},
+            2,
+            "--param limit='x' is not a whole",
+        ),
+        (
+            ["query", "top_spenders", "--param", "tenant=x"],
+            {},
+            2,
+            "query top_spenders has no parameter tenant",
+        ),
+        (
+            ["query", "cost_over_time", "--param", "dimension=a;b"],
+            {},
+            2,
+            "--param dimension='a;b' is not a column",
+        ),
+        (
+            ["query", "cost_by", "--param", "start=yesterday"],
+            {},
+            2,
+            "--param start='yesterday' is not a time",
+        ),
         (["query", "cost_by"], {}, 2, "database tokenledger does not exist at chdb://"),
         (["notify"], {}, 2, "no alert receiver is configured; set TOKENLEDGER_NOTIFY_WEBHOOK_URL"),
-        (["notify"], {"TOKENLEDGER_NOTIFY_SLACK_URL": "hooks.example/T0/B0/secret"}, 2,
-         "TOKENLEDGER_NOTIFY_SLACK_URL must be an http:// or https:// URL"),
-        (["notify"], {"TOKENLEDGER_NOTIFY_SLACK_URL": "https://hooks.example/T0/B0/sec ret"}, 2,
-         "TOKENLEDGER_NOTIFY_SLACK_URL holds a space or a control character; percent-encode it"),
-        (["notify", "--retries", "0"], {"TOKENLEDGER_NOTIFY_FILE": "alerts.jsonl"}, 2,
-         "--retries must be at least 1"),
+        (
+            ["notify"],
+            {"TOKENLEDGER_NOTIFY_SLACK_URL": "hooks.example/T0/B0/secret"},
+            2,
+            "TOKENLEDGER_NOTIFY_SLACK_URL must be an http:// or https:// URL",
+        ),
+        (
+            ["notify"],
+            {"TOKENLEDGER_NOTIFY_SLACK_URL": "https://hooks.example/T0/B0/sec ret"},
+            2,
+            "TOKENLEDGER_NOTIFY_SLACK_URL holds a space or a control character; percent-encode it",
+        ),
+        (
+            ["notify", "--retries", "0"],
+            {"TOKENLEDGER_NOTIFY_FILE": "alerts.jsonl"},
+            2,
+            "--retries must be at least 1",
+        ),
         (["report", "--start", "yesterday"], {}, 2, "--start 'yesterday' is not a time"),
         (["serve"], {}, 2, "no API keys: make one with `tokenledger edge-key"),
         (["serve", "--keys", "/nonexistent/keys.json"], {}, 2, "cannot read the key file"),
-        (["serve"], {"TOKENLEDGER_EDGE_KEYS": '{"keys": 3}'}, 2, 'TOKENLEDGER_EDGE_KEYS needs a "keys" list'),
+        (
+            ["serve"],
+            {"TOKENLEDGER_EDGE_KEYS": '{"keys": 3}'},
+            2,
+            'TOKENLEDGER_EDGE_KEYS needs a "keys" list',
+        ),
         (["serve", "--port", "0"], {}, 2, "--port must be 1..65535"),
-        (["edge-key", "--service", "checkout"], {}, 2, "the following arguments are required: --tenant"),
-        (["notify", "--resend-interval", "0"], {"TOKENLEDGER_NOTIFY_FILE": "alerts.jsonl"}, 2,
-         "--resend-interval must be 0.1 to 3600 seconds"),
+        (
+            ["edge-key", "--service", "checkout"],
+            {},
+            2,
+            "the following arguments are required: --tenant",
+        ),
+        (
+            ["notify", "--resend-interval", "0"],
+            {"TOKENLEDGER_NOTIFY_FILE": "alerts.jsonl"},
+            2,
+            "--resend-interval must be 0.1 to 3600 seconds",
+        ),
         (["report", "--start", "now", "--end=-1d"], {}, 2, "--start must be before --end"),
         (["report"], {}, 2, "database tokenledger does not exist at chdb://"),
         (["demo", "--requests-per-day", "5"], {}, 2, "--requests-per-day must be at least 100"),
         (["worker", "--dedup-hours", "0"], {}, 2, "--dedup-hours must be above 0"),
         (["budget", "rm", "--tenant", "team/a"], {}, 2, f"--tenant 'team/a': {SEPARATOR}"),
-        (["budget", "set", "--tenant", "acme", "--feature", "answer/v2", "--limit-usd", "5"], {},
-         2, f"--feature 'answer/v2': {SEPARATOR}"),
-        (["edge-key", "--service", "checkout", "--tenant", "acme/feature/answer"], {}, 2,
-         f"--tenant 'acme/feature/answer': {SEPARATOR}"),
-        (["edge-key", "--service", "check out", "--tenant", "acme"], {}, 2,
-         "--service 'check out': ' ' cannot be part of a name (letters, digits and . _ : @ + - only)"),
+        (
+            ["budget", "set", "--tenant", "acme", "--feature", "answer/v2", "--limit-usd", "5"],
+            {},
+            2,
+            f"--feature 'answer/v2': {SEPARATOR}",
+        ),
+        (
+            ["edge-key", "--service", "checkout", "--tenant", "acme/feature/answer"],
+            {},
+            2,
+            f"--tenant 'acme/feature/answer': {SEPARATOR}",
+        ),
+        (
+            ["edge-key", "--service", "check out", "--tenant", "acme"],
+            {},
+            2,
+            "--service 'check out': ' ' cannot be part of a name (letters, digits and . _ : @ + - only)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_usage_and_input_mistakes(
     cli_env: dict[str, str], args: list[str], extra_env: dict[str, str], code: int, starts: str
 ) -> None:
@@ -240,7 +334,7 @@ def test_serve_refuses_a_key_it_cannot_verify_with(cli_env: dict[str, str], tmp_
 def test_a_tiktoken_download_that_hangs_or_breaks_off_is_one_line(
     cli_env: dict[str, str], tmp_path: Path, mode: Mode, args: list[str], line: str
 ) -> None:
-    from streams.local.tiktoken_ranks import NPM_PACKAGE
+    from tokenledger.streams.local.tiktoken_ranks import NPM_PACKAGE
 
     with bad_registry(NPM_PACKAGE, mode) as registry:
         env = {

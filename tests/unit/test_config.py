@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import Settings
-from streams.errors import UserError
+from tokenledger.streams.config import Settings
+from tokenledger.streams.errors import UserError
 
 
 def test_defaults_point_at_the_local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -22,9 +22,13 @@ def test_defaults_point_at_the_local_stack(tmp_path: Path, monkeypatch: pytest.M
 
 def test_external_kafka_and_overrides() -> None:
     s = Settings.from_env(
-        {"TOKENLEDGER_KAFKA": "k1:9092,k2:9092", "TOKENLEDGER_PARTITIONS": "12",
-         "TOKENLEDGER_CLICKHOUSE": "http://ch:8123", "TOKENLEDGER_KAFKA_PORT": "19092"}
-    )  # fmt: skip
+        {
+            "TOKENLEDGER_KAFKA": "k1:9092,k2:9092",
+            "TOKENLEDGER_PARTITIONS": "12",
+            "TOKENLEDGER_CLICKHOUSE": "http://ch:8123",
+            "TOKENLEDGER_KAFKA_PORT": "19092",
+        }
+    )
     assert s.kafka == "k1:9092,k2:9092" and not s.kafka_is_local
     assert s.partitions == 12 and s.clickhouse == "http://ch:8123" and s.kafka_port == 19092
 
@@ -44,7 +48,7 @@ def test_bad_numbers_say_what_to_fix(env: dict[str, str], says: str) -> None:
 
 
 def test_cluster_ids_never_look_like_options() -> None:
-    from streams.local.broker import new_cluster_id
+    from tokenledger.streams.local.broker import new_cluster_id
 
     ids = [new_cluster_id() for _ in range(5000)]  # ~1 in 64 raw ids starts with '-'
     assert len(set(ids)) == 5000

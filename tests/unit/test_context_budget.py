@@ -20,15 +20,23 @@ def test_word_helper_is_exact() -> None:
 
 
 def test_guide_defaults() -> None:
-    assert dict(DEFAULT_BUDGETS) == {"system": 400, "developer": 500, "conversation": 1500,
-                                     "retrieved": 3500, "tool_results": 1000, "output": 800}  # fmt: skip
+    assert dict(DEFAULT_BUDGETS) == {
+        "system": 400,
+        "developer": 500,
+        "conversation": 1500,
+        "retrieved": 3500,
+        "tool_results": 1000,
+        "output": 800,
+    }
 
 
 def test_measure_counts_segments_and_names_violations() -> None:
     report = ContextBudget(MODEL).measure(
-        system=words(401), conversation=[words(700), words(800)], retrieved=words(10),
+        system=words(401),
+        conversation=[words(700), words(800)],
+        retrieved=words(10),
         max_output_tokens=1000,
-    )  # fmt: skip
+    )
     assert report.counts == {"system": 401, "conversation": 1500, "retrieved": 10, "output": 1000}
     assert report.violations == ("system", "output")
     assert report.input_tokens == 1911

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from schemas import export
-from streams.sink import migrations
+from tokenledger.contract import export
+from tokenledger.streams.sink import migrations
 
 
 def test_committed_json_schema_matches_the_models() -> None:
@@ -49,10 +49,12 @@ def test_badly_named_migration_is_refused(tmp_path: Path) -> None:
 
 def test_statements_split_on_terminating_semicolons_only() -> None:
     m = migrations.Migration(
-        1, "x", Path("0001_x.sql"),
+        1,
+        "x",
+        Path("0001_x.sql"),
         "-- header; with a semicolon\nCREATE TABLE a (s String DEFAULT ';') ENGINE = Log;\n"
         "\nCREATE TABLE b (x UInt8) ENGINE = Log\n;\n-- trailing comment\n",
-    )  # fmt: skip
+    )
     statements = m.statements()
     assert len(statements) == 2
     assert statements[0].endswith("ENGINE = Log") and "DEFAULT ';'" in statements[0]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from schemas.messages import UsageEvent
-from schemas.price_book import load_price_book
-from streams.worker.state import ChangelogState
-from streams.worker.usage import UsageTask, UsageTopics
 from tests.helpers import factories
 from tests.helpers.pricing_oracle import expected_cost
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.contract.price_book import load_price_book
+from tokenledger.streams.worker.state import ChangelogState
+from tokenledger.streams.worker.usage import UsageTask, UsageTopics
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 TOPICS = UsageTopics(enriched="out", dlq="dlq")
@@ -19,9 +19,15 @@ TOPICS = UsageTopics(enriched="out", dlq="dlq")
 
 def v1_bytes(**changes: object) -> bytes:
     """A usage event as a version 1 producer wrote it: no version 2 fields at all."""
-    doc = json.loads(factories.usage(ts=NOW - timedelta(minutes=1), model="claude-sonnet-4-5",
-                                     provider="anthropic", cache_write_tokens=600,
-                                     **changes).model_dump_json())  # fmt: skip
+    doc = json.loads(
+        factories.usage(
+            ts=NOW - timedelta(minutes=1),
+            model="claude-sonnet-4-5",
+            provider="anthropic",
+            cache_write_tokens=600,
+            **changes,
+        ).model_dump_json()
+    )
     doc["schema_version"] = 1
     del doc["cache_write_1h_tokens"], doc["service_tier"]
     return json.dumps(doc).encode()
@@ -54,9 +60,13 @@ def test_version_2_fields_on_a_version_1_event_are_refused() -> None:
 
 def test_a_version_2_event_with_one_hour_writes_and_a_tier() -> None:
     task = UsageTask(ChangelogState(), load_price_book(), TOPICS)
-    writes = factories.usage(ts=NOW - timedelta(minutes=1), model="claude-sonnet-4-5",
-                             provider="anthropic", cache_write_tokens=600,
-                             cache_write_1h_tokens=400)  # fmt: skip
+    writes = factories.usage(
+        ts=NOW - timedelta(minutes=1),
+        model="claude-sonnet-4-5",
+        provider="anthropic",
+        cache_write_tokens=600,
+        cache_write_1h_tokens=400,
+    )
     priority = factories.usage(ts=NOW - timedelta(minutes=1), service_tier="priority")
     (a,) = task.process("in", 0, 0, b"acme", writes.model_dump_json().encode(), NOW)
     (b,) = task.process("in", 0, 1, b"acme", priority.model_dump_json().encode(), NOW)

@@ -12,8 +12,8 @@ import pytest
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from streams.edge.credentials import broker_credentials
-from streams.errors import UserError
+from tokenledger.streams.edge.credentials import broker_credentials
+from tokenledger.streams.errors import UserError
 
 SCRAM = {
     "security.protocol": "SASL_PLAINTEXT",

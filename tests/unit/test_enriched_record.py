@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from schemas.messages import EnrichedUsage, UsageEvent
-from schemas.price_book import PriceBook, load_price_book
-from streams.sink.columns import int_ranges, usage_line
-from streams.worker.price import enrich
 from tests.helpers import factories
+from tokenledger.contract.messages import EnrichedUsage, UsageEvent
+from tokenledger.contract.price_book import PriceBook, load_price_book
+from tokenledger.streams.sink.columns import int_ranges, usage_line
+from tokenledger.streams.worker.price import enrich
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, 123456, tzinfo=UTC)
 BERLIN = timezone(timedelta(hours=1))
@@ -26,11 +26,16 @@ CASES: list[dict[str, Any]] = [
     {"cache": "semantic", "error": "TimeoutError: read", "task_id": "t-9", "success": False},
     {"model": "no-such-model-anywhere", "estimated": True},
     {"cost_nusd": 20_000_000, "token_budget_violations": ("retrieved", "tools")},
-    {"cache_write_tokens": 600, "cache_write_1h_tokens": 400, "service_tier": "flex",
-     "provider": "openai", "model": "gpt-5"},
+    {
+        "cache_write_tokens": 600,
+        "cache_write_1h_tokens": 400,
+        "service_tier": "flex",
+        "provider": "openai",
+        "model": "gpt-5",
+    },
     {"schema_version": 1, "ts": datetime(2026, 11, 26, 12, 30, tzinfo=BERLIN)},
     {"ts": datetime(2026, 11, 26, 11, 0, 0, 5, tzinfo=UTC), "attempt": 3},
-]  # fmt: skip
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +45,9 @@ def book() -> PriceBook:
 
 @pytest.mark.parametrize("overrides", CASES)
 @pytest.mark.parametrize("flags", [(False, False), (True, True)])
-def test_the_record_is_the_contract_message(book: PriceBook, overrides: dict[str, Any],
-                                            flags: tuple[bool, bool]) -> None:  # fmt: skip
+def test_the_record_is_the_contract_message(
+    book: PriceBook, overrides: dict[str, Any], flags: tuple[bool, bool]
+) -> None:
     event = UsageEvent.model_validate_json(factories.usage(**overrides).model_dump_json())
     record = enrich(event, book, duplicate_generation=flags[0], late=flags[1], now=NOW)
     message = record.as_message()  # validates every field against the contract

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from schemas.messages import Signal
-from streams.edge.bodies import HttpError
-from streams.edge.checks import AuthzHeaders, decide, from_headers, from_query
 from tests.helpers import factories
 from tests.helpers.call_control import T0, breaker_signal, retry_signal
 from tests.helpers.cli import one_line_error, tl
 from tokenledger.budget_book import BudgetBook
+from tokenledger.contract.messages import Signal
 from tokenledger.gates import breaker_decision, probe_every, retry_decision
+from tokenledger.streams.edge.bodies import HttpError
+from tokenledger.streams.edge.checks import AuthzHeaders, decide, from_headers, from_query
 
 OPEN_UNTIL = (T0 + timedelta(seconds=30)).timestamp()
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from streams.edge import genai_conventions as conventions
-from streams.edge.genai_spans import Outcome, SpanMapping
-from streams.errors import UserError
+from tokenledger.streams.edge import genai_conventions as conventions
+from tokenledger.streams.edge.genai_spans import Outcome, SpanMapping
+from tokenledger.streams.errors import UserError
 
 DEFAULT = SpanMapping().rules
 U = "gen_ai.usage."

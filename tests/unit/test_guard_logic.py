@@ -40,8 +40,10 @@ def test_not_caught_up_follows_the_policy() -> None:
 def test_block_allow_and_feature_scopes() -> None:
     guard = healthy(BudgetGuard())
     assert guard.check("acme").allowed and guard.check("acme").state == "allow"
-    guard.apply(b"tenant/acme/feature/answer",
-                signal_bytes(scope="tenant/acme/feature/answer", feature="answer"))  # fmt: skip
+    guard.apply(
+        b"tenant/acme/feature/answer",
+        signal_bytes(scope="tenant/acme/feature/answer", feature="answer"),
+    )
     blocked = guard.check("acme", "answer")
     assert (blocked.allowed, blocked.state, blocked.scope) == (
         False,
@@ -61,8 +63,10 @@ def test_block_allow_and_feature_scopes() -> None:
 
 def test_warn_allows_until_the_estimate_would_exceed() -> None:
     guard = healthy(BudgetGuard())
-    guard.apply(b"tenant/acme", signal_bytes(state="warn", threshold_pct=80, reason="80% used",
-                                             spend_nusd=40_000_000_000))  # fmt: skip
+    guard.apply(
+        b"tenant/acme",
+        signal_bytes(state="warn", threshold_pct=80, reason="80% used", spend_nusd=40_000_000_000),
+    )
     d = guard.check("acme", est_cost=9_000_000_000)
     assert (d.allowed, d.state) == (True, "warn")
     over = guard.check("acme", est_cost=10_000_000_001)
@@ -77,22 +81,43 @@ def test_invalid_signals_are_ignored_and_counted() -> None:
 
 
 def test_guardrails_give_precise_reasons() -> None:
-    rails = Guardrails(max_input_tokens={"rag": 8000, "*": 4000}, max_output_tokens={"*": 1000},
-                       max_cost_per_request_nusd=50_000_000, max_retries=2, max_tool_steps=5)  # fmt: skip
+    rails = Guardrails(
+        max_input_tokens={"rag": 8000, "*": 4000},
+        max_output_tokens={"*": 1000},
+        max_cost_per_request_nusd=50_000_000,
+        max_retries=2,
+        max_tool_steps=5,
+    )
     guard = healthy(BudgetGuard(guardrails=rails))
     cases = [
-        ({"route": "rag", "input_tokens": 8001}, "input tokens 8001 exceed the limit of 8000 for route 'rag'"),
-        ({"route": "chat", "input_tokens": 4001}, "input tokens 4001 exceed the limit of 4000 for route 'chat'"),
+        (
+            {"route": "rag", "input_tokens": 8001},
+            "input tokens 8001 exceed the limit of 8000 for route 'rag'",
+        ),
+        (
+            {"route": "chat", "input_tokens": 4001},
+            "input tokens 4001 exceed the limit of 4000 for route 'chat'",
+        ),
         ({"output_tokens": 1001}, "output tokens 1001 exceed the limit of 1000 for route ''"),
-        ({"est_cost": 50_000_001}, "estimated cost $0.050000001 exceeds the per-request limit $0.05"),
+        (
+            {"est_cost": 50_000_001},
+            "estimated cost $0.050000001 exceeds the per-request limit $0.05",
+        ),
         ({"attempt": 4}, "attempt 4 exceeds the limit of 2 retries"),
         ({"tool_steps": 6}, "6 tool steps exceed the limit of 5"),
-    ]  # fmt: skip
+    ]
     for kwargs, reason in cases:
         d = guard.check("acme", **kwargs)  # type: ignore[arg-type]
         assert (d.allowed, d.state, d.reason) == (False, "guardrail", reason)
-    ok = guard.check("acme", route="rag", input_tokens=8000, output_tokens=1000,
-                     est_cost=50_000_000, attempt=3, tool_steps=5)  # fmt: skip
+    ok = guard.check(
+        "acme",
+        route="rag",
+        input_tokens=8000,
+        output_tokens=1000,
+        est_cost=50_000_000,
+        attempt=3,
+        tool_steps=5,
+    )
     assert ok.allowed
 
 

@@ -16,19 +16,32 @@ from typing import Any, get_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.messages import Alert, Budget, DlqReason, DlqRecord, EnrichedUsage, Signal, UsageEvent
-from schemas.price_book import load_price_book
-from streams.demo.offline import NAMES
-from streams.records import Rejection, parse_message
-from streams.worker.budgets import BudgetBook, BudgetTracker
-from streams.worker.state import ChangelogState
-from streams.worker.task import partition_task
 from tests.helpers import factories
+from tokenledger.contract.messages import (
+    Alert,
+    Budget,
+    DlqReason,
+    DlqRecord,
+    EnrichedUsage,
+    Signal,
+    UsageEvent,
+)
+from tokenledger.contract.price_book import load_price_book
 from tokenledger.guard import BudgetGuard
+from tokenledger.streams.demo.offline import NAMES
+from tokenledger.streams.records import Rejection, parse_message
+from tokenledger.streams.worker.budgets import BudgetBook, BudgetTracker
+from tokenledger.streams.worker.state import ChangelogState
+from tokenledger.streams.worker.task import partition_task
 
 EXAMPLES = int(os.environ.get("TOKENLEDGER_FUZZ_EXAMPLES", "150"))
-settings.register_profile("tokenledger", derandomize=True, max_examples=EXAMPLES, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+settings.register_profile(
+    "tokenledger",
+    derandomize=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 settings.load_profile("tokenledger")
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -36,16 +49,30 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 PRICES = load_price_book()
 REASONS = set(get_args(DlqReason))
 INJECTIONS = [
-    "acme'; DROP TABLE usage_events; --", "acme\" OR 1=1", "{tenant:String}", "$__timeFilter(ts)",
-    "../../etc/passwd", "acme\x00", "ａｃｍｅ", "acme\u202e", "<script>alert(1)</script>",
-    "acme\nInjected: header", "' UNION SELECT * FROM system.users --", "${jndi:ldap://x}",
-]  # fmt: skip
+    "acme'; DROP TABLE usage_events; --",
+    'acme" OR 1=1',
+    "{tenant:String}",
+    "$__timeFilter(ts)",
+    "../../etc/passwd",
+    "acme\x00",
+    "ａｃｍｅ",
+    "acme\u202e",
+    "<script>alert(1)</script>",
+    "acme\nInjected: header",
+    "' UNION SELECT * FROM system.users --",
+    "${jndi:ldap://x}",
+]
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=50),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5)
+    ),
     max_leaves=20,
-)  # fmt: skip
+)
 GOOD = json.loads(factories.usage(ts=NOW - timedelta(minutes=1)).model_dump_json())
 
 
@@ -91,18 +118,46 @@ def test_any_field_replaced_by_any_json_value(field: str, value: Any) -> None:
     _check_outputs(_process(_task(), raw), raw)
 
 
-@given(st.sampled_from(["tenant_id", "feature", "route", "model", "service", "prompt_version",
-                        "user_scope", "event_id", "idempotency_key", "error"]),
-       st.text(max_size=300))  # fmt: skip
+@given(
+    st.sampled_from(
+        [
+            "tenant_id",
+            "feature",
+            "route",
+            "model",
+            "service",
+            "prompt_version",
+            "user_scope",
+            "event_id",
+            "idempotency_key",
+            "error",
+        ]
+    ),
+    st.text(max_size=300),
+)
 def test_unicode_in_every_string_field(field: str, text: str) -> None:
     raw = json.dumps({**GOOD, field: text}, ensure_ascii=False).encode()
     _check_outputs(_process(_task(), raw), raw)
 
 
-@given(st.sampled_from(["input_tokens", "output_tokens", "cached_input_tokens", "latency_ms",
-                        "reasoning_tokens", "cost_nusd", "attempt", "schema_version"]),
-       st.one_of(st.integers(min_value=-(2**70), max_value=2**70),
-                 st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, -0.0, 2**63])))  # fmt: skip
+@given(
+    st.sampled_from(
+        [
+            "input_tokens",
+            "output_tokens",
+            "cached_input_tokens",
+            "latency_ms",
+            "reasoning_tokens",
+            "cost_nusd",
+            "attempt",
+            "schema_version",
+        ]
+    ),
+    st.one_of(
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, -0.0, 2**63]),
+    ),
+)
 def test_overflowing_and_non_finite_numbers(field: str, value: Any) -> None:
     raw = json.dumps({**GOOD, field: value}, allow_nan=True).encode()
     outcome = _check_outputs(_process(_task(), raw), raw)

@@ -8,10 +8,10 @@ import shlex
 import pytest
 from confluent_kafka.admin import AclOperation, ResourcePatternType, ResourceType
 
-from streams.admin import acls
-from streams.config import Settings
-from streams.errors import UserError
 from tests.helpers.cli import one_line_error, tl
+from tokenledger.streams.admin import acls
+from tokenledger.streams.config import Settings
+from tokenledger.streams.errors import UserError
 
 HEAD = "kafka-acls.sh --bootstrap-server k1:9093 --command-config admin.properties --add"
 

@@ -5,15 +5,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from streams.local.broker import free_port
 from tests.helpers import factories
 from tokenledger import Ledger
 from tokenledger.spill import Spill
+from tokenledger.streams.local.broker import free_port
 
 
 def test_no_broker_spills_everything_with_bounded_memory(tmp_path: Path) -> None:
-    ledger = Ledger("svc", bootstrap=f"127.0.0.1:{free_port()}", spill_dir=tmp_path,
-                    queue_max=50, delivery_timeout_ms=500, retry_interval_s=0.1)  # fmt: skip
+    ledger = Ledger(
+        "svc",
+        bootstrap=f"127.0.0.1:{free_port()}",
+        spill_dir=tmp_path,
+        queue_max=50,
+        delivery_timeout_ms=500,
+        retry_interval_s=0.1,
+    )
     events = [factories.usage(input_tokens=2000 + i) for i in range(2000)]
     peak = 0
     for e in events:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas.common import check_event_time
-from schemas.messages import MESSAGES, Budget, UsageEvent, budget_scope
 from tests.helpers import call_control, factories
+from tokenledger.contract.common import check_event_time
+from tokenledger.contract.messages import MESSAGES, Budget, UsageEvent, budget_scope
 
 
 def usage_json(**overrides: Any) -> str:
@@ -30,11 +30,19 @@ def test_usage_round_trips_through_json_unchanged() -> None:
 
 
 def test_every_message_round_trips() -> None:
-    samples = [factories.request(), factories.usage(), factories.outcome(), factories.enriched(),
-               factories.signal(), factories.alert(), factories.dlq(),
-               Budget(tenant_id="acme", limit_nusd=5, updated_at=factories.now()),
-               call_control.retry_budget(), call_control.retry_signal(),
-               call_control.breaker_signal()]  # fmt: skip
+    samples = [
+        factories.request(),
+        factories.usage(),
+        factories.outcome(),
+        factories.enriched(),
+        factories.signal(),
+        factories.alert(),
+        factories.dlq(),
+        Budget(tenant_id="acme", limit_nusd=5, updated_at=factories.now()),
+        call_control.retry_budget(),
+        call_control.retry_signal(),
+        call_control.breaker_signal(),
+    ]
     assert {type(s) for s in samples} == set(MESSAGES.values())
     for sample in samples:
         assert type(sample).model_validate_json(sample.model_dump_json()) == sample
@@ -84,8 +92,14 @@ def test_event_time_plausibility() -> None:
 
 
 def test_budget_scope_and_validation() -> None:
-    b = Budget(tenant_id="acme", feature="answer", limit_nusd=50 * 10**9, tz="Europe/Berlin",
-               warn_pct=(50, 80), updated_at=factories.now())  # fmt: skip
+    b = Budget(
+        tenant_id="acme",
+        feature="answer",
+        limit_nusd=50 * 10**9,
+        tz="Europe/Berlin",
+        warn_pct=(50, 80),
+        updated_at=factories.now(),
+    )
     assert b.scope == "tenant/acme/feature/answer" == budget_scope("acme", "answer")
     assert budget_scope("acme", None) == "tenant/acme"
     with pytest.raises(ValidationError, match="unknown timezone 'Mars/Olympus'"):
@@ -97,6 +111,11 @@ def test_budget_scope_and_validation() -> None:
 
 
 def test_unknown_cost_is_null_not_zero() -> None:
-    e = factories.enriched(priced=False, cost_nusd=None, table_cost_nusd=None,
-                           cost_source="unpriced", counterfactual_cost_nusd=None)  # fmt: skip
+    e = factories.enriched(
+        priced=False,
+        cost_nusd=None,
+        table_cost_nusd=None,
+        cost_source="unpriced",
+        counterfactual_cost_nusd=None,
+    )
     assert json.loads(e.model_dump_json())["cost_nusd"] is None

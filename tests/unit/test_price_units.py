@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from schemas.price_book import CallContext, load_price_book
-from schemas.price_file import PriceFileError
-from schemas.pricing import Rates, TokenCounts
+from tokenledger.contract.price_book import CallContext, load_price_book
+from tokenledger.contract.price_file import PriceFileError
+from tokenledger.contract.pricing import Rates, TokenCounts
 
 AT = datetime(2026, 1, 15, tzinfo=UTC)
 MODEL = {"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": "2", "output": "8"}

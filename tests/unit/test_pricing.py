@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.price_book import CallContext, PriceBook, load_price_book
-from schemas.price_file import Overrides, PriceFile, PriceFileError
-from schemas.price_source import PriceSource, genai_usage
-from schemas.pricing import Rates, TokenCounts
+from tokenledger.contract.price_book import CallContext, PriceBook, load_price_book
+from tokenledger.contract.price_file import Overrides, PriceFile, PriceFileError
+from tokenledger.contract.price_source import PriceSource, genai_usage
+from tokenledger.contract.pricing import Rates, TokenCounts
 
 AT = datetime(2026, 1, 15, tzinfo=UTC)
 LATER = datetime(2026, 11, 1, tzinfo=UTC)  # after the source's 2026-10-14 variants
@@ -32,21 +32,32 @@ def book(doc: dict[str, Any]) -> PriceBook:
 
 def library_usage(tokens: TokenCounts) -> genai_prices.Usage:
     """The same call as the library's usage (inputs as totals, parts beside them)."""
-    return genai_usage({
-        "input_tokens": tokens.input, "cache_read_tokens": tokens.cached_input,
-        "cache_write_tokens": tokens.cache_write, "cache_write_1h_tokens": tokens.cache_write_1h,
-        "output_tokens": tokens.output, "output_reasoning_tokens": tokens.reasoning,
-    })  # fmt: skip
+    return genai_usage(
+        {
+            "input_tokens": tokens.input,
+            "cache_read_tokens": tokens.cached_input,
+            "cache_write_tokens": tokens.cache_write,
+            "cache_write_1h_tokens": tokens.cache_write_1h,
+            "output_tokens": tokens.output,
+            "output_reasoning_tokens": tokens.reasoning,
+        }
+    )
 
 
-def library_nusd(tokens: TokenCounts, model: str, provider: str, at: datetime,
-                 context: dict[str, str] | None = None) -> int:  # fmt: skip
+def library_nusd(
+    tokens: TokenCounts,
+    model: str,
+    provider: str,
+    at: datetime,
+    context: dict[str, str] | None = None,
+) -> int:
     """genai_prices.calc_price for the same call, rounded once half to even."""
     usage = library_usage(tokens)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        calc = genai_prices.calc_price(usage, model, provider_id=provider,
-                                       genai_request_timestamp=at, price_context=context)  # fmt: skip
+        calc = genai_prices.calc_price(
+            usage, model, provider_id=provider, genai_request_timestamp=at, price_context=context
+        )
     return int((calc.total_price * 10**9).to_integral_value(ROUND_HALF_EVEN))
 
 
@@ -61,9 +72,19 @@ def test_gpt_4o_call_costs_exactly_its_token_classes() -> None:
 
 def test_every_model_of_the_source_agrees_with_calc_price() -> None:
     """Each model, each price period and request variant, calls below and above any tier."""
-    calls = [CALL, TokenCounts(input=1, output=0), TokenCounts(input=0, output=0),
-             TokenCounts(input=250_001, output=9_000, cached_input=100_000, cache_write=50_000,
-                         cache_write_1h=20_000, reasoning=77)]  # fmt: skip
+    calls = [
+        CALL,
+        TokenCounts(input=1, output=0),
+        TokenCounts(input=0, output=0),
+        TokenCounts(
+            input=250_001,
+            output=9_000,
+            cached_input=100_000,
+            cache_write=50_000,
+            cache_write_1h=20_000,
+            reasoning=77,
+        ),
+    ]
     source = PriceSource()
     checked = 0
     for model in source.every_model():
@@ -75,9 +96,12 @@ def test_every_model_of_the_source_agrees_with_calc_price() -> None:
                 for tokens in calls:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        calc = model.info.calc_price(library_usage(tokens), model.provider,
-                                                     genai_request_timestamp=at,
-                                                     price_context=dict(context) or None)  # fmt: skip
+                        calc = model.info.calc_price(
+                            library_usage(tokens),
+                            model.provider,
+                            genai_request_timestamp=at,
+                            price_context=dict(context) or None,
+                        )
                     want = int((calc.total_price * 10**9).to_integral_value(ROUND_HALF_EVEN))
                     assert rates.cost_nusd(tokens) == want, (model.info.id, at, context, tokens)
                     checked += 1
@@ -112,12 +136,14 @@ def test_long_prompts_pay_the_tier_rate_for_the_whole_call() -> None:
 def test_anthropic_one_hour_cache_writes_cost_twice_the_input_rate() -> None:
     # 10,000 prompt tokens: 2,000 written for 5 minutes ($3.75), 4,000 for 1 hour ($6),
     # 2,000 read ($0.30), 2,000 plain ($3)
-    tokens = TokenCounts(input=10_000, output=500, cached_input=2_000, cache_write=6_000,
-                         cache_write_1h=4_000)  # fmt: skip
+    tokens = TokenCounts(
+        input=10_000, output=500, cached_input=2_000, cache_write=6_000, cache_write_1h=4_000
+    )
     priced = BOOK.price("anthropic", "claude-sonnet-4-5", LATER, tokens)
     assert priced is not None
-    assert priced.cost_nusd == (2_000 * 3000 + 2_000 * 300 + 2_000 * 3750 + 4_000 * 6000
-                                + 500 * 15_000)  # fmt: skip
+    assert priced.cost_nusd == (
+        2_000 * 3000 + 2_000 * 300 + 2_000 * 3750 + 4_000 * 6000 + 500 * 15_000
+    )
 
 
 def test_batch_and_service_tiers_price_as_the_provider_defines_them() -> None:
@@ -127,8 +153,9 @@ def test_batch_and_service_tiers_price_as_the_provider_defines_them() -> None:
     # OpenAI's batch halves input and output; cached reads keep their rate
     assert batch is not None and batch.cost_nusd == 2476 * 1250 + 1024 * 1250 + 420 * 5000
     assert priority is not None and priority.cost_nusd == 2476 * 4250 + 1024 * 2125 + 420 * 17000
-    assert batch.cost_nusd == library_nusd(tokens, "gpt-4o", "openai", LATER,
-                                           {"processing": "batch"})  # fmt: skip
+    assert batch.cost_nusd == library_nusd(
+        tokens, "gpt-4o", "openai", LATER, {"processing": "batch"}
+    )
     standard = BOOK.price("openai", "gpt-4o", LATER, tokens, CallContext(service_tier="default"))
     assert standard is not None and standard.cost_nusd == 2476 * 2500 + 1024 * 1250 + 420 * 10000
 
@@ -172,19 +199,38 @@ def test_unknown_model_has_no_price_rather_than_zero() -> None:
 
 
 def test_the_operators_file_overrides_adds_and_discounts() -> None:
-    b = book({
-        "version": "acme-1",
-        "models": [
-            {"model": "ft:gpt-4o-mini:acme::x1", "provider": "openai", "valid_from": "2025-01-01",
-             "input": "0.30", "output": "1.20", "cached_read": "0.15"},
-            {"model": "gpt-4o", "provider": "openai", "valid_from": "2026-06-01",
-             "input": "2.00", "output": "8.00", "aliases": ["prod-4o"]},
-            {"model": "llama-70b-selfhosted", "provider": "vllm", "valid_from": "2025-01-01",
-             "input": "0.0421", "output": "0.0421"},
-        ],
-        "discounts": [{"provider": "anthropic", "percent": "15", "valid_from": "2026-03-01"}],
-        "deployments": {"prod-chat": "gpt-4o-mini"},
-    })  # fmt: skip
+    b = book(
+        {
+            "version": "acme-1",
+            "models": [
+                {
+                    "model": "ft:gpt-4o-mini:acme::x1",
+                    "provider": "openai",
+                    "valid_from": "2025-01-01",
+                    "input": "0.30",
+                    "output": "1.20",
+                    "cached_read": "0.15",
+                },
+                {
+                    "model": "gpt-4o",
+                    "provider": "openai",
+                    "valid_from": "2026-06-01",
+                    "input": "2.00",
+                    "output": "8.00",
+                    "aliases": ["prod-4o"],
+                },
+                {
+                    "model": "llama-70b-selfhosted",
+                    "provider": "vllm",
+                    "valid_from": "2025-01-01",
+                    "input": "0.0421",
+                    "output": "0.0421",
+                },
+            ],
+            "discounts": [{"provider": "anthropic", "percent": "15", "valid_from": "2026-03-01"}],
+            "deployments": {"prod-chat": "gpt-4o-mini"},
+        }
+    )
     tokens = TokenCounts(input=1000, output=100)
     ft = b.quote("openai", "ft:gpt-4o-mini:acme::x1", AT)
     assert (
@@ -207,8 +253,19 @@ def test_the_operators_file_overrides_adds_and_discounts() -> None:
 
 
 def test_rounds_once_half_to_even() -> None:
-    b = book({"models": [{"model": "m", "provider": "p", "valid_from": "2020-01-01",
-                          "input": "0.0015", "output": "0"}]})  # fmt: skip
+    b = book(
+        {
+            "models": [
+                {
+                    "model": "m",
+                    "provider": "p",
+                    "valid_from": "2020-01-01",
+                    "input": "0.0015",
+                    "output": "0",
+                }
+            ]
+        }
+    )
     quote = b.quote("p", "m", AT)
     assert quote is not None
     # 1.5 nano -> 2, 4.5 -> 4, 3.0 -> 3, 7.5 -> 8: half to even, one rounding per call
@@ -244,19 +301,62 @@ def write(tmp_path: Path, doc: object) -> Path:
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        ({"models": [{"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": 2.5,
-                      "output": "1"}]}, "write prices as strings"),
+        (
+            {
+                "models": [
+                    {
+                        "model": "m",
+                        "provider": "p",
+                        "valid_from": "2020-01-01",
+                        "input": 2.5,
+                        "output": "1",
+                    }
+                ]
+            },
+            "write prices as strings",
+        ),
         ({"reference_models": {"default": "no-such-model"}}, "reference model 'no-such-model'"),
-        ({"models": [
-            {"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": "1", "output": "1"},
-            {"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": "2", "output": "2"},
-        ]}, "two entries with the same valid_from"),
-        ({"models": [{"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": "-1",
-                      "output": "1"}]}, "models.0.input"),
-        ({"discounts": [{"provider": "openai", "percent": "150", "valid_from": "2026-01-01"}]},
-         "discounts.0.percent"),
+        (
+            {
+                "models": [
+                    {
+                        "model": "m",
+                        "provider": "p",
+                        "valid_from": "2020-01-01",
+                        "input": "1",
+                        "output": "1",
+                    },
+                    {
+                        "model": "m",
+                        "provider": "p",
+                        "valid_from": "2020-01-01",
+                        "input": "2",
+                        "output": "2",
+                    },
+                ]
+            },
+            "two entries with the same valid_from",
+        ),
+        (
+            {
+                "models": [
+                    {
+                        "model": "m",
+                        "provider": "p",
+                        "valid_from": "2020-01-01",
+                        "input": "-1",
+                        "output": "1",
+                    }
+                ]
+            },
+            "models.0.input",
+        ),
+        (
+            {"discounts": [{"provider": "openai", "percent": "150", "valid_from": "2026-01-01"}]},
+            "discounts.0.percent",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_files_are_refused_with_the_place_to_fix(
     tmp_path: Path, doc: object, message: str
 ) -> None:
@@ -274,8 +374,12 @@ def test_unreadable_and_non_json_files(tmp_path: Path) -> None:
 
 
 def test_env_variable_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    doc = {"version": "mine", "models": [
-        {"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": "1", "output": "2"}]}  # fmt: skip
+    doc = {
+        "version": "mine",
+        "models": [
+            {"model": "m", "provider": "p", "valid_from": "2020-01-01", "input": "1", "output": "2"}
+        ],
+    }
     monkeypatch.setenv("TOKENLEDGER_PRICES", str(write(tmp_path, doc)))
     assert load_price_book().overrides.version == "mine"
 
@@ -295,7 +399,7 @@ def test_a_known_provider_that_does_not_sell_the_model_leaves_it_unpriced() -> N
         ),
         min_size=7,
         max_size=7,
-    ),  # fmt: skip
+    ),
     counts=st.lists(st.integers(0, 2_000_000), min_size=6, max_size=6),
 )
 def test_integer_costs_equal_the_decimal_sum_rounded_half_even(
@@ -303,9 +407,14 @@ def test_integer_costs_equal_the_decimal_sum_rounded_half_even(
 ) -> None:
     r = Rates(tuple(rates[:6]), rates[6])  # type: ignore[arg-type]
     uncached, cached, w5, w1h, visible, reasoning = counts
-    tokens = TokenCounts(input=uncached + cached + w5 + w1h, output=visible + reasoning,
-                         cached_input=cached, cache_write=w5 + w1h, cache_write_1h=w1h,
-                         reasoning=reasoning)  # fmt: skip
+    tokens = TokenCounts(
+        input=uncached + cached + w5 + w1h,
+        output=visible + reasoning,
+        cached_input=cached,
+        cache_write=w5 + w1h,
+        cache_write_1h=w1h,
+        reasoning=reasoning,
+    )
     exact = rates[6] + sum(n * rate for n, rate in zip(counts, rates[:6], strict=True))
     assert r.cost_nusd(tokens) == int(exact.to_integral_value(ROUND_HALF_EVEN))
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from streams.cli import commands, edge, services
-from streams.config import Settings
 from tests.helpers.paths import ROOT
+from tokenledger.streams.cli import commands, edge, services
+from tokenledger.streams.config import Settings
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -26,20 +26,20 @@ def settings_env_names() -> set[str]:
     source = "".join(
         (ROOT / f).read_text()
         for f in (
-            "streams/config.py",
+            "tokenledger/streams/config.py",
             "tokenledger/paths.py",
-            "streams/alerts/receivers.py",
-            "streams/edge/keys.py",
+            "tokenledger/streams/alerts/receivers.py",
+            "tokenledger/streams/edge/keys.py",
             "tokenledger/signing.py",
-            "streams/admin/signer.py",
-            "streams/admin/hmac_migration.py",
+            "tokenledger/streams/admin/signer.py",
+            "tokenledger/streams/admin/hmac_migration.py",
         )
     )
     return set(re.findall(r"\"(TOKENLEDGER_[A-Z_]+)\"", source))
 
 
 def stage_commands() -> set[str]:
-    """The long-running stages of the flow: every command streams/cli/services.py registers,
+    """The long-running stages of the flow: every command tokenledger/streams/cli/services.py registers,
     and the edge's `serve`."""
     names: set[str] = set()
 
@@ -79,7 +79,7 @@ def test_kafka_listeners_match_what_clients_are_given() -> None:
 
 
 def _pinned_kafka() -> str:
-    from streams.local.broker import KAFKA_VERSION
+    from tokenledger.streams.local.broker import KAFKA_VERSION
 
     return KAFKA_VERSION
 
@@ -144,8 +144,8 @@ def test_grafana_logs_in_as_the_read_only_user_compose_makes_for_it() -> None:
     """Not `default` (who may write and manage access): the user of
     clickhouse/access/grafana.sql, made by `tokenledger access grafana` before Grafana
     starts, with the one password both are given."""
-    from streams.analytics.access import GRAFANA_USER
-    from streams.config import GRAFANA_PASSWORD_ENV
+    from tokenledger.streams.analytics.access import GRAFANA_USER
+    from tokenledger.streams.config import GRAFANA_PASSWORD_ENV
 
     ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/clickhouse.yml").read_text())
     (source,) = ds["datasources"]
@@ -194,7 +194,7 @@ def test_ci_runs_make_test() -> None:
 
 
 def test_the_readme_gives_the_report_default_the_cli_has() -> None:
-    from streams.cli.main import build_parser
+    from tokenledger.streams.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     start = sub.choices["report"].get_default("start")

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from streams.redact import RedactingFilter, dsn_secrets, redact_dsn, scrub, url_secrets
+from tokenledger.streams.redact import RedactingFilter, dsn_secrets, redact_dsn, scrub, url_secrets
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas.messages import Budget, Signal
-from streams.worker.budgets import BudgetBook
 from tests.helpers import factories
 from tests.helpers.signing_keys import ring, signer
+from tokenledger.contract.messages import Budget, Signal
 from tokenledger.guard import BudgetGuard
+from tokenledger.streams.worker.budgets import BudgetBook
 
 SIGNER = signer()
 RING = ring(SIGNER)
@@ -26,8 +26,11 @@ def signal(state: str, at: datetime) -> tuple[bytes, list[tuple[str, str | bytes
 
 
 def budget(limit_usd: int, at: datetime) -> tuple[bytes, list[tuple[str, str | bytes | None]]]:
-    value = Budget(tenant_id="acme", limit_nusd=limit_usd * 10**9,
-                   updated_at=at).model_dump_json().encode()  # fmt: skip
+    value = (
+        Budget(tenant_id="acme", limit_nusd=limit_usd * 10**9, updated_at=at)
+        .model_dump_json()
+        .encode()
+    )
     return value, SIGNER.headers("budgets", b"tenant/acme", value, ms(at))
 
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from schemas.common import format_evidence
-from streams.analytics.report import COLUMNS, Column, Table, cell, cells
-from streams.demo.run import SimClock
+from tokenledger.contract.common import format_evidence
+from tokenledger.streams.analytics.report import COLUMNS, Column, Table, cell, cells
+from tokenledger.streams.demo.run import SimClock
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -50,9 +50,17 @@ def test_issue_times_move_onto_the_report_clock() -> None:
     clock = SimClock(wall_start=AT, sim_start=AT - timedelta(days=1), speed=576.0)
     signals = Table(
         ["issued_at", "scope", "state", "reason", "spend_nusd", "limit_nusd"],
-        [(AT.replace(tzinfo=None) + timedelta(seconds=75), "tenant/acme", "block", "limit",
-          60_000_000_000, 60_000_000_000)],
-    )  # fmt: skip
+        [
+            (
+                AT.replace(tzinfo=None) + timedelta(seconds=75),
+                "tenant/acme",
+                "block",
+                "limit",
+                60_000_000_000,
+                60_000_000_000,
+            )
+        ],
+    )
     headers, rows = cells("signals", signals, clock)
     assert headers == ["Issued", "Scope", "State", "Reason", "Spend", "Limit"]
     # 75 wall seconds at 576x are 12 simulated hours after the simulated start

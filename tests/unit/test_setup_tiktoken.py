@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streams.local.tiktoken_ranks import RANK_FILES, installed, ranks_from_npm_json
+from tokenledger.streams.local.tiktoken_ranks import RANK_FILES, installed, ranks_from_npm_json
 
 
 def test_lines_with_offsets_become_rank_lines() -> None:

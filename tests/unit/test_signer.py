@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from streams.admin.signer import load_private, writer_keys
-from streams.edge import keys as edge_keys
 from tests.helpers.cli import one_line_error, tl
 from tests.helpers.signing_keys import key_file, writer_env
 from tokenledger.signing import PublicKeyring, key_id
+from tokenledger.streams.admin.signer import load_private, writer_keys
+from tokenledger.streams.edge import keys as edge_keys
 
 
 def test_generate_writes_a_private_key_for_its_owner_only_and_prints_its_public_key(
@@ -135,7 +135,7 @@ def test_a_writers_key_and_ring_must_agree(tmp_path: Path) -> None:
 def test_the_edge_refuses_to_start_with_a_writers_key_or_the_old_shared_key(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from streams.edge.app import public_keys
+    from tokenledger.streams.edge.app import public_keys
 
     worker = key_file(tmp_path, "worker")
     for env, message in (

@@ -8,9 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from streams.admin import hmac_migration
-from streams.admin.signer import Signer
-from tests.helpers.paths import ROOT
+from tests.helpers.paths import ROOT, sdk_modules
 from tests.helpers.signing_keys import ring, signer
 from tokenledger.signing import (
     HEADER,
@@ -23,6 +21,8 @@ from tokenledger.signing import (
     signed_bytes,
     verify,
 )
+from tokenledger.streams.admin import hmac_migration
+from tokenledger.streams.admin.signer import Signer
 
 WORKER, ADMIN, STRANGER = signer(), signer(), signer()
 TRUSTED = ring(WORKER, ADMIN)
@@ -138,9 +138,9 @@ def test_the_old_shared_key_setting_stops_a_reader_instead_of_silently_checking_
 
 
 def test_a_reader_cannot_be_given_a_private_key() -> None:
-    from streams.worker.budgets import BudgetBook as WorkerBook
     from tokenledger.budget_book import BudgetBook
     from tokenledger.guard import BudgetGuard
+    from tokenledger.streams.worker.budgets import BudgetBook as WorkerBook
 
     private = Ed25519PrivateKey.generate()
     for given in (private, WORKER, b"k" * 40, "k" * 40):
@@ -165,7 +165,7 @@ def test_the_sdk_holds_no_code_that_could_sign() -> None:
     """Gateways run the SDK: it has no secret-key primitive a compromised host could use."""
     found = {
         f"{path.relative_to(ROOT)}: {word}"
-        for path in (ROOT / "tokenledger").rglob("*.py")
+        for path in sdk_modules()
         for word in ("import hmac", "Ed25519PrivateKey", "load_pem_private_key", ".sign(")
         if word in path.read_text()
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from streams.demo.status import StatusLine
+from tokenledger.streams.demo.status import StatusLine
 
 
 class Terminal(io.StringIO):

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from schemas.messages import UsageEvent
-from schemas.price_book import load_price_book
-from streams.records import MAX_MESSAGE_BYTES, Rejection
-from streams.worker.dedup import Dedup, Verdict
-from streams.worker.price import cost_mismatch, enrich
-from streams.worker.state import ChangelogState, digest_key, scoped_key
-from streams.worker.usage import UsageTask, UsageTopics
-from streams.worker.validate import parse
-from streams.worker.windows import SpendWindows, parse_window, window_start
 from tests.helpers import factories
+from tokenledger.contract.messages import UsageEvent
+from tokenledger.contract.price_book import load_price_book
+from tokenledger.streams.records import MAX_MESSAGE_BYTES, Rejection
+from tokenledger.streams.worker.dedup import Dedup, Verdict
+from tokenledger.streams.worker.price import cost_mismatch, enrich
+from tokenledger.streams.worker.state import ChangelogState, digest_key, scoped_key
+from tokenledger.streams.worker.usage import UsageTask, UsageTopics
+from tokenledger.streams.worker.validate import parse
+from tokenledger.streams.worker.windows import SpendWindows, parse_window, window_start
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 """The processing clock of these tests: fixed, so no result depends on when they run."""
@@ -88,9 +88,12 @@ def test_an_old_changelog_of_plain_ids_is_rewritten_under_digests() -> None:
     assert dedup.decide("acme", "e1", "k9").verdict is Verdict.REDELIVERY
     assert dedup.decide("acme", "e2", "k1").verdict is Verdict.DUPLICATE_GENERATION
     # the next commit writes the (unscoped) digest keys and tombstones the old ones
-    assert dict(restored.changes()) == {"d:e1": None, "i:k1": None,
-                                        digest_key("E:", "e1"): "1000",
-                                        digest_key("K:", "k1"): "1000"}  # fmt: skip
+    assert dict(restored.changes()) == {
+        "d:e1": None,
+        "i:k1": None,
+        digest_key("E:", "e1"): "1000",
+        digest_key("K:", "k1"): "1000",
+    }
     assert dedup.expire(1_001 + 3_600_000) == 2 and not dedup.unscoped
 
 
@@ -150,8 +153,13 @@ def test_task_drops_redeliveries_and_sends_bad_input_to_the_dlq() -> None:
 
 def test_waterfall_steps_telescope_from_counterfactual_to_cost() -> None:
     table = load_price_book()
-    event = factories.usage(model="gpt-4o-mini", route="rag", batch=True, cached_input_tokens=1024,
-                            context_trimmed_tokens=2000)  # fmt: skip
+    event = factories.usage(
+        model="gpt-4o-mini",
+        route="rag",
+        batch=True,
+        cached_input_tokens=1024,
+        context_trimmed_tokens=2000,
+    )
     e = enrich(event, table, duplicate_generation=False, late=False, now=NOW).as_message()
     # gpt-4o reference: 3500 in x 2500 + 420 out x 10000
     assert e.counterfactual_cost_nusd == 3500 * 2500 + 420 * 10_000

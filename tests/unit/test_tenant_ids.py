@@ -10,17 +10,17 @@ from typing import Any
 
 import pytest
 
-from schemas import topics
-from schemas.messages import Budget
-from schemas.price_book import load_price_book
-from streams.records import Output
-from streams.worker.budgets import BudgetBook, budget_window
-from streams.worker.state import ChangelogState, State
-from streams.worker.store import DiskState
-from streams.worker.task import PartitionTask, partition_task
-from streams.worker.windows import parse_window, window_start
 from tests.helpers import factories
 from tests.helpers.state_keys import scoped, unscoped
+from tokenledger.contract import topics
+from tokenledger.contract.messages import Budget
+from tokenledger.contract.price_book import load_price_book
+from tokenledger.streams.records import Output
+from tokenledger.streams.worker.budgets import BudgetBook, budget_window
+from tokenledger.streams.worker.state import ChangelogState, State
+from tokenledger.streams.worker.store import DiskState
+from tokenledger.streams.worker.task import PartitionTask, partition_task
+from tokenledger.streams.worker.windows import parse_window, window_start
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 BOOK = load_price_book()

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas import topics
-from streams.config import Settings
-from streams.errors import UserError
-from streams.local.broker import free_port
 from tokenledger import BudgetGuard, Ledger, TopicNames
+from tokenledger.contract import topics
+from tokenledger.streams.config import Settings
+from tokenledger.streams.errors import UserError
+from tokenledger.streams.local.broker import free_port
 
 
 def test_the_ledger_and_the_guard_default_to_the_namespaced_topics(

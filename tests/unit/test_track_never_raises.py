@@ -15,18 +15,19 @@ from typing import Any
 
 import pytest
 
-from schemas.messages import OutcomeEvent, RequestEvent, UsageEvent
-from streams.local.broker import free_port
-from streams.records import MAX_MESSAGE_BYTES, Rejection, parse_message
 from tokenledger import Ledger
 from tokenledger.bad_input import AsGiven
+from tokenledger.contract.messages import OutcomeEvent, RequestEvent, UsageEvent
 from tokenledger.prompts import fit
+from tokenledger.streams.local.broker import free_port
+from tokenledger.streams.records import MAX_MESSAGE_BYTES, Rejection, parse_message
 from tokenledger.tokens import estimate_tokens, heuristic_tokens
 
 
 def captured_ledger(tmp_path: Path) -> tuple[Ledger, list[Any]]:
-    ledger = Ledger("svc", bootstrap=f"127.0.0.1:{free_port()}", spill_dir=tmp_path,
-                    delivery_timeout_ms=500)  # fmt: skip
+    ledger = Ledger(
+        "svc", bootstrap=f"127.0.0.1:{free_port()}", spill_dir=tmp_path, delivery_timeout_ms=500
+    )
     events: list[Any] = []
     ledger.emit = events.append  # type: ignore[method-assign,assignment]
     return ledger, events
@@ -44,11 +45,17 @@ def test_a_response_without_usage_is_reported_estimated_not_raised(
         prompt = "What is our refund policy? " * 20
         with caplog.at_level(logging.WARNING, logger="tokenledger.ledger"):
             for _ in range(2):
-                with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
-                                  provider="openai", prompt=prompt) as call:  # fmt: skip
+                with ledger.track(
+                    tenant_id="acme",
+                    feature="answer",
+                    model="gpt-4o",
+                    provider="openai",
+                    prompt=prompt,
+                ) as call:
                     assert call.record(NoUsage()) is None
-            with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
-                              provider="openai", prompt=prompt) as call:  # fmt: skip
+            with ledger.track(
+                tenant_id="acme", feature="answer", model="gpt-4o", provider="openai", prompt=prompt
+            ) as call:
                 assert call.record({"usage": {"prompt_tokens": "lots"}}) is None
         request, usage = events[0], events[1]
         assert isinstance(request, RequestEvent) and isinstance(usage, UsageEvent)
@@ -103,11 +110,16 @@ print(json.dumps({"estimated": events[0].estimated_input_tokens, "attempts": att
 
 
 def test_without_ranks_or_network_track_neither_raises_nor_reaches_out(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("TOKENLEDGER_", "TIKTOKEN_"))}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENLEDGER_", "TIKTOKEN_"))}
     env["TOKENLEDGER_HOME"] = str(tmp_path / "home")  # no rank files anywhere
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "spill")], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "spill")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out == {"estimated": math.ceil(1200 / 4), "attempts": [], "loaded": []}
@@ -131,30 +143,57 @@ def test_track_records_one_hour_writes_and_the_service_tier_of_the_response(
 
     ledger, events = captured_ledger(tmp_path)
     try:
-        message = Message.model_validate({
-            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-            "content": [], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": 0,
-                      "cache_creation_input_tokens": 3000,
-                      "cache_creation": {"ephemeral_5m_input_tokens": 1000,
-                                         "ephemeral_1h_input_tokens": 2000}},
-        })  # fmt: skip
-        with ledger.track(tenant_id="acme", feature="answer", model="claude-sonnet-4-5",
-                          provider="anthropic") as call:  # fmt: skip
+        message = Message.model_validate(
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5",
+                "content": [],
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": 100,
+                    "output_tokens": 50,
+                    "cache_read_input_tokens": 0,
+                    "cache_creation_input_tokens": 3000,
+                    "cache_creation": {
+                        "ephemeral_5m_input_tokens": 1000,
+                        "ephemeral_1h_input_tokens": 2000,
+                    },
+                },
+            }
+        )
+        with ledger.track(
+            tenant_id="acme", feature="answer", model="claude-sonnet-4-5", provider="anthropic"
+        ) as call:
             call.record(message)
-        completion = ChatCompletion.model_validate({
-            "id": "c1", "object": "chat.completion", "created": 1764000000, "model": "gpt-4o",
-            "choices": [], "service_tier": "priority",
-            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
-        })  # fmt: skip
-        with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
-                          provider="openai") as call:  # fmt: skip
+        completion = ChatCompletion.model_validate(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 1764000000,
+                "model": "gpt-4o",
+                "choices": [],
+                "service_tier": "priority",
+                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+            }
+        )
+        with ledger.track(
+            tenant_id="acme", feature="answer", model="gpt-4o", provider="openai"
+        ) as call:
             call.record(completion)
         anthropic, openai = events[1], events[3]
-        assert (anthropic.input_tokens, anthropic.cache_write_tokens,
-                anthropic.cache_write_1h_tokens) == (3100, 3000, 2000)  # fmt: skip
-        assert (openai.service_tier, openai.input_tokens, openai.estimated) == ("priority", 10,
-                                                                                 False)  # fmt: skip
+        assert (
+            anthropic.input_tokens,
+            anthropic.cache_write_tokens,
+            anthropic.cache_write_1h_tokens,
+        ) == (3100, 3000, 2000)
+        assert (openai.service_tier, openai.input_tokens, openai.estimated) == (
+            "priority",
+            10,
+            False,
+        )
     finally:
         ledger.close(timeout=1)
 

@@ -10,7 +10,7 @@ import sys
 
 SCRIPT = """
 import ctypes, sys, tempfile, threading
-from streams.worker.memory import limit_malloc_arenas
+from tokenledger.streams.worker.memory import limit_malloc_arenas
 print(limit_malloc_arenas() if sys.argv[1] == "cap" else None)
 libc = ctypes.CDLL(None)
 libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p
@@ -31,8 +31,9 @@ with tempfile.NamedTemporaryFile(suffix=".xml") as report:
 
 
 def arenas(mode: str, env: dict[str, str]) -> tuple[str, int]:
-    done = subprocess.run([sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode], env=env, capture_output=True, text=True, check=True
+    )
     said, count = done.stdout.split()
     return said, int(count)
 

@@ -1,6 +1,0 @@
-"""The `tokenledger` command line: one module per command group; handlers parse arguments
-and call a stage."""
-
-from streams.cli.main import commands, main
-
-__all__ = ["commands", "main"]

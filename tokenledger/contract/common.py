@@ -1,0 +1,127 @@
+"""Types shared by every message: names, timestamps, token counts, the event envelope.
+
+Money is integer nano-USD (``*_nusd``: 1 USD = 1_000_000_000) everywhere in messages and rows,
+so sums are exact integer arithmetic and JSON never carries a binary float for money.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from tokenledger.contract.names import MODEL_NAME_PATTERN, NAME_CHARS, NAME_PATTERN
+
+SCHEMA_VERSION = 2
+"""The message schema version this code writes. It reads every version in SCHEMA_VERSIONS; a
+message with another is rejected. Version 2 added usage fields ``cache_write_1h_tokens`` and
+``service_tier``; a version 1 event reads as before (no 1-hour writes, standard tier)."""
+
+SCHEMA_VERSIONS = (1, 2)
+
+NANO_PER_USD = 1_000_000_000
+
+MAX_TOKENS = 10_000_000
+"""Token counts above this in one call are not plausible and are rejected as absurd."""
+
+MAX_FUTURE = timedelta(minutes=10)
+MAX_PAST = timedelta(days=30)
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN),
+    Field(
+        description=f"1-128 chars: {NAME_CHARS}; starts alphanumeric; never '/', which "
+        "separates the parts of a scope"
+    ),
+]
+OptionalName = Annotated[
+    str,
+    StringConstraints(pattern=r"^$|" + NAME_PATTERN),
+    Field(description=f"empty, or a name (1-128 chars: {NAME_CHARS})"),
+]
+ModelName = Annotated[
+    str,
+    StringConstraints(pattern=MODEL_NAME_PATTERN),
+    Field(description=f"a model name: 1-128 chars, {NAME_CHARS} and / (openai/gpt-4o)"),
+]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+Text = Annotated[str, StringConstraints(max_length=2048)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+Nusd = Annotated[int, Field(ge=0, le=2**62, description="money in nano-USD (1e-9 USD)")]
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp needs a timezone, e.g. 2026-01-31T12:00:00Z")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_require_utc)]
+
+
+class Message(BaseModel):
+    """Base of every Kafka message: strict types, no unknown fields, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    schema_version: Literal[1, 2] = Field(
+        default=2, description="message schema version; this release reads 1 and 2, writes 2"
+    )
+
+
+class Event(Message):
+    """The envelope every request, usage and outcome event carries (DESIGN.md: Messages)."""
+
+    event_id: Id = Field(description="unique per emission; redeliveries share it")
+    request_id: Id = Field(description="one logical request (all attempts)")
+    idempotency_key: Id = Field(description="same across retries of one logical request")
+    attempt: int = Field(default=1, ge=1, le=1000)
+    ts: UtcDatetime = Field(description="event time, UTC")
+    tenant_id: Name
+    user_scope: OptionalName = ""
+    service: Name
+    feature: Name
+    route: OptionalName = ""
+    prompt_version: OptionalName = ""
+    model: ModelName
+    provider: Name
+    environment: Name = "prod"
+
+
+def format_usd(nusd: int, *, exact: bool = False) -> str:
+    """Nano-USD for people: cents for $1 and up, four decimals below ($0.0012); ``exact``
+    shows every significant digit ($0.050000001), at least two decimals."""
+    from decimal import Decimal
+
+    if nusd < 0:
+        return "-" + format_usd(-nusd, exact=exact)
+    usd = Decimal(nusd) / NANO_PER_USD
+    if exact:
+        digits = max(2, -usd.normalize().as_tuple().exponent)  # type: ignore[operator]
+        return f"${usd:,.{digits}f}"
+    return f"${usd:,.2f}" if abs(usd) >= 1 else f"${usd:,.4f}"
+
+
+def format_evidence(value: int, unit: str) -> str:
+    """An alert's observed or expected value in its unit, for people: nano-USD units as
+    dollars with their period ("$1.23 per 2 min"), permille as a percentage."""
+    if unit.startswith("nusd"):
+        per = unit.partition("/")[2]
+        period = {"2min": "per 2 min", "min": "per min", "window": "in the window"}.get(per, per)
+        return f"{format_usd(value)} {period}".rstrip()
+    if unit == "x1000_reference":
+        return f"{value / 1000:.2f}x the reference model"
+    if unit == "permille":
+        return f"{value / 10:.1f}%"
+    return f"{value:,} {unit}".rstrip()
+
+
+def check_event_time(ts: datetime, now: datetime) -> str | None:
+    """Why ``ts`` is not a plausible event time relative to ``now`` (None when it is)."""
+    if ts > now + MAX_FUTURE:
+        return f"timestamp {ts.isoformat()} is more than {MAX_FUTURE} in the future"
+    if ts < now - MAX_PAST:
+        return f"timestamp {ts.isoformat()} is more than {MAX_PAST.days} days in the past"
+    return None

@@ -1,0 +1,5 @@
+import sys
+
+from tokenledger.streams.cli.main import main
+
+sys.exit(main())
