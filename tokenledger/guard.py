@@ -119,7 +119,7 @@ class BudgetGuard:
     ) -> Decision:
         """May this request spend now? ``est_cost`` is in nano-USD. A retry (``attempt`` > 1)
         is refused while its route's retry budget is used; with ``provider`` and ``model``
-        a call to an open circuit breaker is refused at once (README: Budgets)."""
+        a call to an open circuit breaker is refused at once (docs/worker.md)."""
         return self.book.check(
             tenant_id,
             feature,

@@ -17,8 +17,8 @@ is ignored. A value carries its own time (Signal.issued_at, Budget.updated_at); 
 carries it in the ``tokenledger-issued-ms`` header, which the signature covers.
 
 Keys rotate through the ring: ``TOKENLEDGER_PUBLIC_KEYS`` lists every public key still
-trusted, each record names the key that signed it by id (a hash of the public key). README
-"Security" has the rotation and the migration from HMAC.
+trusted, each record names the key that signed it by id (a hash of the public key).
+docs/security.md has the rotation and the migration from HMAC.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def public_keys(env: Mapping[str, str] | None = None) -> PublicKeyring | None:
     if (env.get(RETIRED_ENV) or "").strip():
         raise SigningKeyError(
             f"{RETIRED_ENV} (a shared HMAC key) is no longer read: readers take "
-            f"{ENV}, writers a private key file (README: Security, migrating "
+            f"{ENV}, writers a private key file (docs/security.md, migrating "
             "from HMAC)"
         )
     value = env.get(ENV) or ""
@@ -208,7 +208,7 @@ def check(
             return Verdict(
                 False,
                 reason="signed with the shared HMAC key, which readers no "
-                "longer accept; re-sign it with Ed25519 (README: Security)",
+                "longer accept; re-sign it with Ed25519 (docs/security.md)",
             )
         return Verdict(False, reason="unsigned")
     kid, _, sig = signature.decode(errors="replace").partition(":")

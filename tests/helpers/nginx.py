@@ -39,9 +39,9 @@ http {{
 """
 
 
-def snippet_from_readme(readme: Path) -> str:
-    """The nginx snippet exactly as the README shows it (so the docs are what is tested)."""
-    text = readme.read_text()
+def snippet_from_docs(page: Path) -> str:
+    """The nginx snippet exactly as the docs page shows it (so the docs are what is tested)."""
+    text = page.read_text()
     start = text.index("```nginx\n") + len("```nginx\n")
     return text[start : text.index("```", start)]
 

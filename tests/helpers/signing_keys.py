@@ -86,5 +86,5 @@ def refusals(count: int = 1) -> dict[str, int]:
         "unsigned": count,
         f"signed by key {STRANGER.key_id!r}, which is not in TOKENLEDGER_PUBLIC_KEYS": count,
         "signed with the shared HMAC key, which readers no longer accept; re-sign it with "
-        "Ed25519 (README: Security)": count,
+        "Ed25519 (docs/security.md)": count,
     }

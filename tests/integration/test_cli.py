@@ -1,5 +1,5 @@
-"""Every command the README shows, run as a user would on a fresh stack of its own: make up,
-topics, budgets, migrations, prices, the sink, the query formats, make down."""
+"""Every command the README and docs/ show, run as a user would on a fresh stack of its own:
+make up, topics, budgets, migrations, prices, the sink, the query formats, make down."""
 
 from __future__ import annotations
 

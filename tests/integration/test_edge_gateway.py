@@ -1,5 +1,5 @@
 """Budget checks for any gateway: `/v1/check` decides as a BudgetGuard does, and a real
-nginx with `auth_request` (the README's snippet) lets a tenant under budget through and
+nginx with `auth_request` (the snippet docs/edge.md shows) lets a tenant under budget through and
 refuses a blocked one with 429 and the reason, soon after the worker's block signal."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.helpers import factories
 from tests.helpers.clock import midday_zone
 from tests.helpers.edge import served, with_topics
 from tests.helpers.kafka_io import assigned_reader
-from tests.helpers.nginx import gateway, snippet_from_readme
+from tests.helpers.nginx import gateway, snippet_from_docs
 from tests.helpers.paths import ROOT
 from tests.helpers.settings import isolated
 from tests.helpers.signing_keys import forgeries, key_file
@@ -125,7 +125,7 @@ def test_nginx_refuses_a_blocked_tenant_soon_after_the_block_signal(
         served(env, tmp_path) as edge,
         gateway(
             tmp_path,
-            snippet_from_readme(ROOT / "README.md")
+            snippet_from_docs(ROOT / "docs" / "edge.md")
             .replace("127.0.0.1:8787", edge.url.removeprefix("http://"))
             .replace("TOKENLEDGER_GATEWAY_KEY", edge.key),
         ) as nginx,
@@ -173,7 +173,7 @@ def test_nginx_turns_every_refusal_into_429_with_the_reason(
         served(env, tmp_path) as edge,
         gateway(
             tmp_path,
-            snippet_from_readme(ROOT / "README.md")
+            snippet_from_docs(ROOT / "docs" / "edge.md")
             .replace("127.0.0.1:8787", edge.url.removeprefix("http://"))
             .replace("TOKENLEDGER_GATEWAY_KEY", edge.key),
         ) as nginx,

@@ -306,7 +306,7 @@ def test_serve_refuses_a_key_it_cannot_verify_with(cli_env: dict[str, str], tmp_
             "TOKENLEDGER_SIGNING_KEY",
             "too-short",
             "TOKENLEDGER_SIGNING_KEY (a shared HMAC key) is no longer read: readers take "
-            "TOKENLEDGER_PUBLIC_KEYS, writers a private key file (README: Security, migrating "
+            "TOKENLEDGER_PUBLIC_KEYS, writers a private key file (docs/security.md, migrating "
             "from HMAC)",
         ),
     ]:

@@ -127,7 +127,7 @@ P = "TOKENLEDGER_KAFKA_OPT_"
             {**SCRAM, "ssl.keystore.location": "/etc/k.p12"},
             f"{P}SSL_KEYSTORE_LOCATION (ssl.keystore.location) has no equivalent in the edge's "
             "Kafka client (aiokafka); `tokenledger serve` takes security.protocol, sasl.mechanism, "
-            "sasl.username, sasl.password and the ssl.* file options (see README: Kafka security)",
+            "sasl.username, sasl.password and the ssl.* file options (see docs/security.md: Kafka security)",
         ),
         (
             {"security.protocol": "SASL_TLS"},

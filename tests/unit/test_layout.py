@@ -1,5 +1,5 @@
 """The tree shows the data flow: one import name, the SDK stands alone, every stage is a
-folder the README names, and no module grows past what a reader takes in at one sitting."""
+folder docs/layout.md names, and no module grows past what a reader takes in at one sitting."""
 
 from __future__ import annotations
 

@@ -162,10 +162,23 @@ def test_grafana_logs_in_as_the_read_only_user_compose_makes_for_it() -> None:
     }
 
 
-def test_every_settings_field_is_documented_in_the_readme() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for name in settings_env_names():
-        assert f"`{name}`" in readme, name
+def environment_names_read() -> set[str]:
+    """Every environment variable the package names in its code, quoted: settings, the
+    receivers, keys, the price file, tiktoken's cache, the worker's malloc cap, and the
+    prefixes (ending in ``_``) of families such as ``TOKENLEDGER_KAFKA_OPT_<NAME>``."""
+    pattern = re.compile(r"\"((?:TOKENLEDGER|TIKTOKEN|MALLOC)_[A-Z_]+)\"")
+    return {n for p in (ROOT / "tokenledger").rglob("*.py") for n in pattern.findall(p.read_text())}
+
+
+def test_every_setting_is_documented_in_the_operations_page() -> None:
+    """docs/operations.md's Settings table is the one place a reader finds every variable."""
+    page = (ROOT / "docs" / "operations.md").read_text()
+    settings = page.split("## Settings (environment)")[1].split("\n## ")[0]
+    names = environment_names_read()
+    assert settings_env_names() <= names
+    assert {"TOKENLEDGER_PRICES", "TOKENLEDGER_TOPIC_NAMESPACE", "TIKTOKEN_CACHE_DIR"} <= names
+    missing = {n for n in names if (f"`{n}" if n.endswith("_") else f"`{n}`") not in settings}
+    assert missing == set()
     assert len(dataclasses.fields(Settings)) >= 9
 
 

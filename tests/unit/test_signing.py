@@ -100,7 +100,7 @@ def test_an_hmac_signed_record_is_refused_unless_dual_signed_for_the_migration()
     assert hmac_migration.check(OLD, "t", b"tenant/a", BLOCK, old).ok  # what old readers took
     assert check(TRUSTED, "t", b"tenant/a", BLOCK, old).reason == (
         "signed with the shared HMAC key, which readers no longer accept; re-sign it with "
-        "Ed25519 (README: Security)"
+        "Ed25519 (docs/security.md)"
     )
     dual = Signer(WORKER.private, OLD).headers("t", b"tenant/a", BLOCK, T)
     assert check(TRUSTED, "t", b"tenant/a", BLOCK, dual).key_id == WORKER.key_id
@@ -132,7 +132,7 @@ def test_the_old_shared_key_setting_stops_a_reader_instead_of_silently_checking_
         public_keys({"TOKENLEDGER_SIGNING_KEY": "k" * 40})
     assert str(retired.value) == (
         "TOKENLEDGER_SIGNING_KEY (a shared HMAC key) is no longer read: readers take "
-        "TOKENLEDGER_PUBLIC_KEYS, writers a private key file (README: Security, migrating "
+        "TOKENLEDGER_PUBLIC_KEYS, writers a private key file (docs/security.md, migrating "
         "from HMAC)"
     )
 

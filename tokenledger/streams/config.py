@@ -1,4 +1,4 @@
-"""Settings from the environment, read in one place. Every name is documented in the README."""
+"""Settings from the environment, read in one place. Every name is documented in docs/operations.md."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ def resign(settings: Settings) -> tuple[list[Budget], str]:
     """Publish every budget in force again, signed with this host's key (and its id): the
     step of a key rotation after which the previous key can be retired, and of the
     migration from HMAC, where the budgets in force include those signed with
-    TOKENLEDGER_LEGACY_HMAC_KEY (README: Security). Retry budgets are published again too;
+    TOKENLEDGER_LEGACY_HMAC_KEY (docs/security.md). Retry budgets are published again too;
     the budgets are returned."""
     signer, _ = authority()
     if signer is None:

@@ -5,7 +5,7 @@ gateway held it. Readers of this version never accept an HMAC signature. For the
 only, writers may be given the old key as ``TOKENLEDGER_LEGACY_HMAC_KEY``: the workers and
 ``tokenledger budget`` then add the old signature beside the Ed25519 one (gateways and
 workers not yet upgraded keep verifying), and ``tokenledger budget resign`` reads budgets
-signed with the old key in order to publish them again with Ed25519. README "Security" has
+signed with the old key in order to publish them again with Ed25519. docs/security.md has
 the steps; once every reader runs with public keys, the old key is dropped everywhere.
 """
 

@@ -58,7 +58,7 @@ class Notifier:
         if not receivers:
             raise UserError(
                 "no alert receiver is configured; set TOKENLEDGER_NOTIFY_WEBHOOK_URL, "
-                "_SLACK_URL, _PAGERDUTY_KEY, _ALERTMANAGER_URL or _FILE (see README: Alerts)"
+                "_SLACK_URL, _PAGERDUTY_KEY, _ALERTMANAGER_URL or _FILE (see docs/alerts.md)"
             )
         if retries < 1:
             raise UserError("--retries must be at least 1")

@@ -8,7 +8,7 @@ feature, route and estimated cost from request headers (names configurable), 200
 429 with ``x-tokenledger-reason`` to refuse. ``/v1/authz/nginx`` is the same question for
 nginx ``auth_request``, which treats any status but 2xx, 401 and 403 as an error: it refuses
 with 403 and the reason header (a question it cannot answer too: no key, no tenant, a bad
-name), which the nginx snippet in the README turns into the 429 the client sees.
+name), which the nginx snippet in docs/edge.md turns into the 429 the client sees.
 """
 
 from __future__ import annotations

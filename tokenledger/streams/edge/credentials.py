@@ -46,8 +46,8 @@ def broker_credentials(options: Mapping[str, str]) -> CredentialsT | None:
         raise UserError(
             f"{env_name(unknown[0])} ({unknown[0]}) has no equivalent in the edge's Kafka "
             "client (aiokafka); `tokenledger serve` takes security.protocol, sasl.mechanism, "
-            "sasl.username, sasl.password and the ssl.* file options (see README: Kafka "
-            "security)"
+            "sasl.username, sasl.password and the ssl.* file options (see docs/security.md: "
+            "Kafka security)"
         )
     protocol = options.get("security.protocol", "PLAINTEXT").upper()
     if protocol not in PROTOCOLS:

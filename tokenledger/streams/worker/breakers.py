@@ -32,7 +32,7 @@ _CLEANUP_EVERY_MS = 60_000
 @dataclass(frozen=True)
 class BreakerConfig:
     """Defaults: 50% of at least 20 calls in a minute opens for 30 s, doubling up to 300 s
-    (Envoy's max_ejection_time); 10% probe; 5 probe successes close (README)."""
+    (Envoy's max_ejection_time); 10% probe; 5 probe successes close (docs/worker.md)."""
 
     failure_pct: int = 50
     min_calls: int = 20

@@ -44,7 +44,7 @@ SLOT_KEEP_MS = 33 * 86_400_000  # a month-long window and then some
 DEFAULT_RESERVATION_TIMEOUT = timedelta(minutes=10)
 DEFAULT_HEARTBEAT = timedelta(seconds=10)
 """How often every warn or block state is published again with a new issue time: a copied
-old record on the signals topic is overwritten within this interval (README: Security)."""
+old record on the signals topic is overwritten within this interval (docs/security.md: Replays)."""
 ISSUER = "budgets-worker"
 
 

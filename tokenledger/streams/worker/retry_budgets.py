@@ -2,8 +2,8 @@
 sliding minute of event time, in count and in dollars.
 
 A route is over budget when its retries reach ``max(min_per_minute, percent% of first
-attempts)`` (20% and 10 by default: Linkerd's ratio and floor, Envoy's max form; see the
-README) or, with a dollar cap, when their cost reaches it. Its state is then ``block``:
+attempts)`` (20% and 10 by default: Linkerd's ratio and floor, Envoy's max form; see
+docs/worker.md) or, with a dollar cap, when their cost reaches it. Its state is then ``block``:
 guards refuse retries on it while first attempts pass, so the window keeps sliding and the
 state goes back to ``allow`` as the retries age out. Like budget signals, only changes
 are published (and, on a heartbeat, a standing block again).
