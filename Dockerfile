@@ -2,6 +2,8 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# the package (SDK, tokenledger/contract/, tokenledger/streams/), and the data the wheel
+# bundles: schemas/json/, schemas/prices/ and the ClickHouse SQL
 COPY tokenledger tokenledger
 COPY schemas schemas
 COPY clickhouse clickhouse
