@@ -23,7 +23,8 @@ from tokenledger.streams.analytics import queries
 from tokenledger.streams.config import Settings
 from tokenledger.streams.sink import migrations
 from tokenledger.streams.sink.client import get_client
-from tokenledger.streams.sink.service import INSERT_SETTINGS, Sink
+from tokenledger.streams.sink.service import Sink
+from tokenledger.streams.sink.writer import INSERT_SETTINGS
 
 SINK_ROWS = 50_000
 QUERY_ROWS = 10_000_000
