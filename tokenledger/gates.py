@@ -1,7 +1,7 @@
 """Retry budgets and circuit breakers at the gateway: the decision from the signals alone.
 
 A ``Gates`` holds the retry-budget blocks and open breakers read from the signals topic
-(tokenledger.budget_book feeds it) and answers, before any budget question, whether this
+(tokenledger.signal_book feeds it) and answers, before any budget question, whether this
 call may go out at all:
 
 - a retry (attempt > 1) on a route whose retry budget is used is refused; first attempts

@@ -1,7 +1,7 @@
 """BudgetGuard: a Python gateway's local answer to "may tenant T (feature F) spend now?".
 
 A background thread reads the compacted signals topic from the beginning into a
-``BudgetBook`` (tokenledger.budget_book), which answers ``check()`` from memory in well under
+``SignalBook`` (tokenledger.signal_book), which answers ``check()`` from memory in well under
 a microsecond. Per-request guardrails (token, cost, retry and tool-step limits) are checked
 first. The edge service (``tokenledger serve``) answers gateways in other languages with the
 same book, fed by its own agent.
@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from tokenledger import signing
-from tokenledger.budget_book import BudgetBook, Guardrails
 from tokenledger.contract.messages import Signal
 from tokenledger.decision import ALLOW, Decision, State
 from tokenledger.freshness import Freshness
 from tokenledger.kafka_config import client_config
+from tokenledger.signal_book import Guardrails, SignalBook
 from tokenledger.topic_names import signals_topic
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BudgetGuard:
         (tokenledger.signing); None accepts unsigned ones. A guard takes public keys only.
         Per scope only a signal newer than the one held counts (a replay is ignored)."""
         topic = topic or signals_topic()
-        self.book = BudgetBook(
+        self.book = SignalBook(
             topic=topic,
             guardrails=guardrails,
             on_unavailable=on_unavailable,

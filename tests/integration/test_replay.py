@@ -29,7 +29,7 @@ from tokenledger.streams.admin import budgets as budget_admin
 from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.config import Settings
 from tokenledger.streams.worker import service as worker
-from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.budgets import BudgetDefinitions
 from tokenledger.streams.worker.task import PartitionTask
 
 pytestmark = pytest.mark.integration
@@ -129,7 +129,7 @@ def state(g: BudgetGuard, tenant: str, want: str) -> Decision:
     return wait_value(lambda: g.check(tenant), lambda d: d.state == want, f"{tenant} {want}")
 
 
-def book_of(engine: worker.TransactionalEngine) -> BudgetBook:
+def book_of(engine: worker.TransactionalEngine) -> BudgetDefinitions:
     """The budget book the engine's partition tasks share (empty until assigned)."""
     wait_for(lambda: bool(engine.tasks), 30, "the worker's partitions")
     task = next(iter(engine.tasks.values()))

@@ -9,7 +9,12 @@ import pytest
 
 from tests.helpers import factories
 from tokenledger.contract.messages import Budget
-from tokenledger.streams.worker.budgets import BudgetBook, BudgetTracker, budget_window, evaluate
+from tokenledger.streams.worker.budgets import (
+    BudgetDefinitions,
+    BudgetTracker,
+    budget_window,
+    evaluate,
+)
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.store import DiskState
 
@@ -67,7 +72,7 @@ def test_state_from_spend(spend: int, state: str, pct: int | None) -> None:
 
 def tracker(*budgets: Budget, timeout_s: int = 600, heartbeat_s: int = 86_400) -> BudgetTracker:
     """A tracker over ``budgets``; heartbeats a day apart unless a test is about them."""
-    book = BudgetBook()
+    book = BudgetDefinitions()
     for b in budgets:
         book.apply(b.scope.encode(), b.model_dump_json().encode())
     return BudgetTracker(
@@ -159,7 +164,7 @@ def test_settle_marks_leave_memory_and_are_forgotten_after_the_timeout(
     kind: str, tmp_path: Path
 ) -> None:
     state = ChangelogState() if kind == "memory" else DiskState(tmp_path / "p")
-    t = BudgetTracker(state, BudgetBook(), reservation_timeout=timedelta(seconds=60))
+    t = BudgetTracker(state, BudgetDefinitions(), reservation_timeout=timedelta(seconds=60))
     now = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
     def commit(at: datetime) -> dict[str, str | None]:

@@ -15,7 +15,7 @@ from tokenledger.contract.call_control import BreakerSignal, RetryBudgetSignal, 
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.demo.offline import NAMES
 from tokenledger.streams.worker.breakers import BreakerConfig
-from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.budgets import BudgetDefinitions
 from tokenledger.streams.worker.retry_budgets import Limits, evaluate
 from tokenledger.streams.worker.sliding import Minute, window
 from tokenledger.streams.worker.state import ChangelogState
@@ -33,10 +33,13 @@ class Worker:
     """One partition task over a changelog state, fed raw usage events."""
 
     def __init__(
-        self, state: ChangelogState | None = None, book: BudgetBook | None = None, **options: Any
+        self,
+        state: ChangelogState | None = None,
+        book: BudgetDefinitions | None = None,
+        **options: Any,
     ) -> None:
         self.state = state or ChangelogState()
-        self.book = book or BudgetBook()
+        self.book = book or BudgetDefinitions()
         self.options = options
         self.task: PartitionTask = partition_task(self.state, PRICES, self.book, NAMES, **options)
         self.offset = 0
@@ -163,7 +166,7 @@ def test_a_restarted_worker_keeps_the_minute_and_what_it_published() -> None:
 
 
 def test_a_definition_from_the_budgets_topic_sets_the_route_and_a_dollar_cap() -> None:
-    book = BudgetBook()
+    book = BudgetDefinitions()
     capped = call_control.retry_budget(
         route="search", percent=0, min_per_minute=100, max_retry_nusd=2 * CALL_NUSD
     )
@@ -259,7 +262,7 @@ def test_an_open_breaker_survives_a_restart_and_is_reasserted_on_the_heartbeat()
 
 def test_signals_are_signed_by_the_worker_key() -> None:
     key = signer()
-    book = BudgetBook()
+    book = BudgetDefinitions()
     task = partition_task(ChangelogState(), PRICES, book, NAMES, signer=key)
     for i in range(20):
         event = factories.usage(

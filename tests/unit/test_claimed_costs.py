@@ -16,7 +16,7 @@ from tokenledger.contract.messages import Budget
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import UserError
-from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.budgets import BudgetDefinitions
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.task import partition_task
 from tokenledger.streams.worker.windows import parse_window, window_start
@@ -30,7 +30,7 @@ BOOK = load_price_book()
 
 def run(events: list[Any], trusted: frozenset[str] = frozenset()) -> tuple[Any, list[Any]]:
     """A partition task with a $0.10 daily budget for acme, fed ``events`` at NOW."""
-    book = BudgetBook()
+    book = BudgetDefinitions()
     budget = Budget(tenant_id="acme", limit_nusd=100_000_000, updated_at=NOW)
     book.apply(budget.scope.encode(), budget.model_dump_json().encode())
     task = partition_task(ChangelogState(), BOOK, book, NAMES, trusted_cost_services=trusted)

@@ -13,8 +13,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from tests.helpers import factories
-from tokenledger.budget_book import BudgetBook
 from tokenledger.contract.messages import UsageEvent
+from tokenledger.signal_book import SignalBook
 from tokenledger.streams.edge import checks, cloudevents_in, genai_spans, keys, otlp_decode
 from tokenledger.streams.edge.bodies import HttpError, Limits
 from tokenledger.streams.errors import UserError
@@ -288,7 +288,7 @@ def test_dollars_become_exact_nano_dollars_and_questions_need_a_tenant() -> None
     assert q == checks.Question("acme", "search", None, 250_000_000)
     with pytest.raises(HttpError, match="x-tokenledger-tenant header is required"):
         checks.from_headers({}, checks.AuthzHeaders())
-    book = BudgetBook(topic="signals", public_keys=None, on_unavailable="closed")
+    book = SignalBook(topic="signals", public_keys=None, on_unavailable="closed")
     refused = checks.authz_reply(checks.decide(book, q), 429)
     assert refused.status == 429 and refused.headers["x-tokenledger-state"] == "unavailable"
     book.caught_up()

@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from tests.helpers import factories
 from tests.helpers.call_control import T0, breaker_signal, retry_signal
 from tests.helpers.cli import one_line_error, tl
-from tokenledger.budget_book import BudgetBook
 from tokenledger.contract.messages import Signal
 from tokenledger.gates import breaker_decision, probe_every, retry_decision
+from tokenledger.signal_book import SignalBook
 from tokenledger.streams.edge.bodies import HttpError
 from tokenledger.streams.edge.checks import AuthzHeaders, decide, from_headers, from_query
 
@@ -30,16 +30,16 @@ class Clock:
         return self.at
 
 
-def book(at: float = T0.timestamp()) -> tuple[BudgetBook, Clock]:
+def book(at: float = T0.timestamp()) -> tuple[SignalBook, Clock]:
     """A caught-up book whose gates read ``clock``."""
-    b = BudgetBook(topic="signals", public_keys=None)
+    b = SignalBook(topic="signals", public_keys=None)
     clock = Clock(at)
     b.gates.clock = clock
     b.caught_up()
     return b, clock
 
 
-def feed(b: BudgetBook, *signals: object) -> None:
+def feed(b: SignalBook, *signals: object) -> None:
     for s in signals:
         b.apply(s.scope.encode(), s.model_dump_json().encode())  # type: ignore[attr-defined]
 
@@ -105,7 +105,7 @@ def test_a_replayed_older_breaker_signal_is_ignored() -> None:
 
 
 def test_degraded_feeds_answer_before_the_gates() -> None:
-    b = BudgetBook(topic="signals", public_keys=None, on_unavailable="closed")
+    b = SignalBook(topic="signals", public_keys=None, on_unavailable="closed")
     feed(b, breaker_signal())
     assert b.check("acme", route="chat", provider="openai", model="gpt-4o").state == "unavailable"
 

@@ -30,7 +30,7 @@ from tokenledger.contract.price_book import load_price_book
 from tokenledger.guard import BudgetGuard
 from tokenledger.streams.demo.offline import NAMES
 from tokenledger.streams.records import Rejection, parse_message
-from tokenledger.streams.worker.budgets import BudgetBook, BudgetTracker
+from tokenledger.streams.worker.budgets import BudgetDefinitions, BudgetTracker
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.task import partition_task
 
@@ -77,7 +77,7 @@ GOOD = json.loads(factories.usage(ts=NOW - timedelta(minutes=1)).model_dump_json
 
 
 def _task() -> Any:
-    return partition_task(ChangelogState(), PRICES, BudgetBook(), NAMES)
+    return partition_task(ChangelogState(), PRICES, BudgetDefinitions(), NAMES)
 
 
 def _check_outputs(outputs: list[Any], raw: bytes) -> str:
@@ -186,7 +186,7 @@ def test_every_message_model_rejects_garbage_with_a_reason(raw: bytes) -> None:
         result = parse_message(raw, model)
         if isinstance(result, Rejection):
             assert result.reason in REASONS and result.detail
-    book = BudgetBook()
+    book = BudgetDefinitions()
     book.apply(b"tenant/x", raw)  # the budgets table: an invalid budget is counted, not applied
     assert book.by_scope == {} or all(isinstance(b, Budget) for b in book.by_scope.values())
     guard = BudgetGuard(bootstrap="127.0.0.1:1", public_keys=None)

@@ -18,15 +18,15 @@ from pydantic import ValidationError
 from tests.helpers import factories
 from tokenledger import Ledger
 from tokenledger.bad_input import AsGiven
-from tokenledger.budget_book import BudgetBook as GuardBook
 from tokenledger.contract.messages import Budget, RequestEvent, UsageEvent
 from tokenledger.contract.names import NAME_PATTERN, as_name, budget_scope, parse_scope
+from tokenledger.signal_book import SignalBook
 from tokenledger.streams.edge import checks, genai_spans, keys, otlp_decode
 from tokenledger.streams.edge.bodies import HttpError
 from tokenledger.streams.errors import UserError
 from tokenledger.streams.local.broker import free_port
 from tokenledger.streams.records import Rejection, parse_message
-from tokenledger.streams.worker.budgets import BudgetBook, BudgetTracker
+from tokenledger.streams.worker.budgets import BudgetDefinitions, BudgetTracker
 from tokenledger.streams.worker.state import ChangelogState
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -72,7 +72,7 @@ def test_budgets_and_signals_refuse_ambiguous_names() -> None:
         ValidationError, match="scope 'tenant/team/a' is not the scope of tenant 'team'"
     ):
         factories.signal(scope="tenant/team/a", tenant_id="team", state="allow")
-    book = GuardBook(topic="signals", public_keys=None)
+    book = SignalBook(topic="signals", public_keys=None)
     book.caught_up()
     book.apply(
         b"tenant/acme/feature/answer",
@@ -95,7 +95,7 @@ def test_removing_a_scope_of_no_budget_never_unblocks_another_tenant() -> None:
     state = ChangelogState()
     end_ms = int((NOW + timedelta(hours=1)).timestamp() * 1000)
     state.put("g:tenant/team/a", f"block|100|{end_ms}|{end_ms - 3_600_000}")
-    tracker = BudgetTracker(state, BudgetBook(), heartbeat=timedelta(days=1))
+    tracker = BudgetTracker(state, BudgetDefinitions(), heartbeat=timedelta(days=1))
     tracker.book.apply(b"tenant/team/a", None)
     tracker.on_budgets_changed(["tenant/team/a"])
     assert tracker.end_batch(NOW) == []

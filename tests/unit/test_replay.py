@@ -9,7 +9,7 @@ from tests.helpers import factories
 from tests.helpers.signing_keys import ring, signer
 from tokenledger.contract.messages import Budget, Signal
 from tokenledger.guard import BudgetGuard
-from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.budgets import BudgetDefinitions
 
 SIGNER = signer()
 RING = ring(SIGNER)
@@ -67,8 +67,8 @@ def test_a_removal_counts_only_with_its_signed_newer_time() -> None:
     assert guard.check("acme").allowed
 
 
-def test_the_budget_book_keeps_the_newest_definition_and_ignores_old_removals() -> None:
-    book = BudgetBook("budgets", RING)
+def test_budget_definitions_keep_the_newest_definition_and_ignore_old_removals() -> None:
+    book = BudgetDefinitions("budgets", RING)
     high, low = budget(100, T0), budget(1, T0 + timedelta(hours=1))
     removal = SIGNER.headers("budgets", b"tenant/acme", None, ms(T0 + timedelta(minutes=30)))
     book.apply(b"tenant/acme", *high)

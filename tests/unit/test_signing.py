@@ -138,20 +138,20 @@ def test_the_old_shared_key_setting_stops_a_reader_instead_of_silently_checking_
 
 
 def test_a_reader_cannot_be_given_a_private_key() -> None:
-    from tokenledger.budget_book import BudgetBook
     from tokenledger.guard import BudgetGuard
-    from tokenledger.streams.worker.budgets import BudgetBook as WorkerBook
+    from tokenledger.signal_book import SignalBook
+    from tokenledger.streams.worker.budgets import BudgetDefinitions
 
     private = Ed25519PrivateKey.generate()
     for given in (private, WORKER, b"k" * 40, "k" * 40):
         with pytest.raises(ValueError, match="readers never hold a signing key"):
             BudgetGuard(public_keys=given)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="readers never hold a signing key"):
-            BudgetBook(topic="signals", public_keys=given)  # type: ignore[arg-type]
+            SignalBook(topic="signals", public_keys=given)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="takes Ed25519 public keys only, not Ed25519PrivateKey"):
         PublicKeyring((private,))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="takes Ed25519 public keys only"):
-        WorkerBook("budgets", PublicKeyring((private,)))  # type: ignore[arg-type]
+        BudgetDefinitions("budgets", PublicKeyring((private,)))  # type: ignore[arg-type]
     pem = private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
     with pytest.raises(ValueError) as pasted:
         public_keys({"TOKENLEDGER_PUBLIC_KEYS": pem})

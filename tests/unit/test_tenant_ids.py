@@ -16,7 +16,7 @@ from tokenledger.contract import topics
 from tokenledger.contract.messages import Budget
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.records import Output
-from tokenledger.streams.worker.budgets import BudgetBook, budget_window
+from tokenledger.streams.worker.budgets import BudgetDefinitions, budget_window
 from tokenledger.streams.worker.state import ChangelogState, State
 from tokenledger.streams.worker.store import DiskState
 from tokenledger.streams.worker.task import PartitionTask, partition_task
@@ -34,7 +34,7 @@ def ms(at: datetime) -> int:
 
 
 def task_over(state: State) -> PartitionTask:
-    book = BudgetBook()
+    book = BudgetDefinitions()
     for tenant in ("acme", "globex"):
         budget = Budget(tenant_id=tenant, limit_nusd=10**9, updated_at=NOW)
         book.apply(budget.scope.encode(), budget.model_dump_json().encode())

@@ -21,7 +21,7 @@ from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import ServiceUnavailableError, UserError
 from tokenledger.streams.worker.budget_feed import BudgetFeed
-from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.budgets import BudgetDefinitions
 
 
 def parse_usd(text: str) -> int:
@@ -95,8 +95,8 @@ def authority() -> tuple[Signer | None, PublicKeyring | None]:
         raise UserError(str(exc)) from None
 
 
-class MigratingBook(BudgetBook):
-    """The workers' book that also takes budgets signed with the old HMAC key: what
+class MigratingDefinitions(BudgetDefinitions):
+    """The workers' budget definitions, also taking budgets signed with the old HMAC key: what
     ``resign`` reads during the migration to Ed25519, never what a worker enforces."""
 
     def __init__(self, topic: str, ring: PublicKeyring | None, legacy: hmac_migration.HmacKeys):
@@ -125,7 +125,9 @@ def _send(settings: Settings, key: str, value: bytes | None, issued_ms: int) -> 
 Definition = TypeVar("Definition", Budget, RetryBudget)
 
 
-def put(settings: Settings, budget: Definition, book: BudgetBook | None = None) -> Definition:
+def put(
+    settings: Settings, budget: Definition, book: BudgetDefinitions | None = None
+) -> Definition:
     """Publish ``budget``, stamped newer than whatever the topic holds for its scope (so
     readers, which accept only newer records, take it); the budget as published."""
     book = read(settings) if book is None else book
@@ -167,7 +169,7 @@ def current(settings: Settings, timeout: float = 20.0) -> list[Budget]:
     return sorted(read(settings, timeout).by_scope.values(), key=lambda b: b.scope)
 
 
-def read(settings: Settings, timeout: float = 20.0, migrating: bool = False) -> BudgetBook:
+def read(settings: Settings, timeout: float = 20.0, migrating: bool = False) -> BudgetDefinitions:
     """The budgets topic read to its end through the workers' own book and feed: signatures
     checked and replays ignored, so what is listed is what is enforced. ``migrating``: the
     old HMAC key's budgets count too (``resign`` only)."""
@@ -175,9 +177,9 @@ def read(settings: Settings, timeout: float = 20.0, migrating: bool = False) -> 
     signer, ring = authority()
     legacy = signer.legacy if signer is not None else None
     book = (
-        BudgetBook(topic, ring)
+        BudgetDefinitions(topic, ring)
         if legacy is None or not migrating
-        else MigratingBook(topic, ring, legacy)
+        else MigratingDefinitions(topic, ring, legacy)
     )
     feed = BudgetFeed(settings, topic, book)
     try:

@@ -20,7 +20,7 @@ from tokenledger.contract.call_control import kind_of
 from tokenledger.contract.messages import Alert, Budget, Signal
 from tokenledger.contract.price_book import PriceBook, load_price_book
 from tokenledger.streams.worker.anomalies import DetectorConfig
-from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.budgets import BudgetDefinitions
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.task import PartitionTask, partition_task
 
@@ -48,7 +48,7 @@ class OfflineWorker:
         state: ChangelogState | None = None,
     ) -> None:
         """``state``: what a previous run committed (a restore), else empty."""
-        self.book = BudgetBook()
+        self.book = BudgetDefinitions()
         for budget in budgets:
             self.book.apply(budget.scope.encode(), budget.model_dump_json().encode())
         self.state = state or ChangelogState()

@@ -1,7 +1,7 @@
 """``tokenledger serve``: the edge as a Faust app (web views, producer, signals agent).
 
 The views adapt aiohttp requests to ``Edge`` (tokenledger.streams.edge.handlers). The agent follows the
-signals topic from its start into the ``BudgetBook`` the checks read; every edge process
+signals topic from its start into the ``SignalBook`` the checks read; every edge process
 reads the whole topic (its own consumer group, like every BudgetGuard). A timer, once a
 second, asks the broker for the topic's end offsets: that is the feed's health (lost after
 failures, degraded after ``stale_after_s``), and the first answer is how far the agent must
@@ -26,8 +26,8 @@ from faust.types import TP
 from faust.types.auth import CredentialsT
 
 from tokenledger import signing
-from tokenledger.budget_book import BudgetBook
 from tokenledger.contract import topics
+from tokenledger.signal_book import SignalBook
 from tokenledger.streams.admin import hmac_migration, signer
 from tokenledger.streams.config import Settings
 from tokenledger.streams.edge import checks, genai_spans
@@ -85,7 +85,7 @@ def public_keys(env: Mapping[str, str]) -> signing.PublicKeyring | None:
 class Feed:
     """How far the agent has read the signals topic, and whether that is its end."""
 
-    def __init__(self, book: BudgetBook) -> None:
+    def __init__(self, book: SignalBook) -> None:
         self.book = book
         self.target: dict[TP, int] | None = None
         self.applied = 0
@@ -133,7 +133,7 @@ def build(settings: Settings, config: EdgeConfig) -> tuple[EdgeApp, Edge]:
         producer_linger_ms=1,
         web_application_options={"client_max_size": config.limits.max_body_bytes + 1},
     )
-    book = BudgetBook(
+    book = SignalBook(
         topic=settings.topic(topics.SIGNALS),
         on_unavailable=config.on_unavailable,
         stale_after_s=config.stale_after_s,

@@ -1,4 +1,4 @@
-"""Gateway questions over HTTP, answered by the same BudgetBook a Python BudgetGuard uses.
+"""Gateway questions over HTTP, answered by the same SignalBook a Python BudgetGuard uses.
 
 ``GET /v1/check?tenant=&feature=&route=&est_cost_usd=`` answers with the decision as JSON;
 ``attempt``, ``provider`` and ``model`` (headers ``x-tokenledger-attempt``, ``-provider``,
@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 
-from tokenledger.budget_book import BudgetBook, Decision
 from tokenledger.contract.common import NANO_PER_USD
 from tokenledger.contract.names import name_problem
+from tokenledger.signal_book import Decision, SignalBook
 from tokenledger.streams.edge.bodies import HttpError, Reply, json_reply
 
 REASON_HEADER = "x-tokenledger-reason"
@@ -132,7 +132,7 @@ def _named(what: str, value: str) -> str:
     return value
 
 
-def decide(book: BudgetBook, q: Question) -> Decision:
+def decide(book: SignalBook, q: Question) -> Decision:
     return book.check(
         q.tenant, q.feature, q.est_cost_nusd, q.route, q.attempt, provider=q.provider, model=q.model
     )

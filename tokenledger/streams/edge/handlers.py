@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tokenledger.budget_book import BudgetBook, Decision
 from tokenledger.contract import topics
+from tokenledger.signal_book import Decision, SignalBook
 from tokenledger.streams.edge import checks, cloudevents_in, genai_spans, otlp_decode
 from tokenledger.streams.edge.bodies import HttpError, Limits, Reply, json_reply, media_type
 from tokenledger.streams.edge.keys import ApiKeys, Caller, presented_key
@@ -35,7 +35,7 @@ class BrokerUnavailableError(Exception):
 @dataclass
 class Edge:
     keys: ApiKeys
-    book: BudgetBook
+    book: SignalBook
     send: Send
     limits: Limits = field(default_factory=Limits)
     mapping: genai_spans.SpanMapping = field(default_factory=genai_spans.SpanMapping)

@@ -1,5 +1,5 @@
-"""Budget definitions followed from the compacted budgets topic into a BudgetBook: read to
-the end once (the worker at start, `tokenledger budget list|set|rm`), then polled."""
+"""Budget definitions followed from the compacted budgets topic into ``BudgetDefinitions``:
+read to the end once (the worker at start, `tokenledger budget list|set|rm`), then polled."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 from tokenledger.kafka_config import assign_from_start, client_config, read_to_end
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import ServiceUnavailableError
-from tokenledger.streams.worker.budgets import BudgetBook
+from tokenledger.streams.worker.budgets import BudgetDefinitions
 
 
 class BudgetFeed:
-    """Keeps a BudgetBook current from the compacted budgets topic (all partitions)."""
+    """Keeps ``BudgetDefinitions`` current from the compacted budgets topic (all partitions)."""
 
-    def __init__(self, settings: Settings, topic: str, book: BudgetBook) -> None:
+    def __init__(self, settings: Settings, topic: str, book: BudgetDefinitions) -> None:
         from confluent_kafka import Consumer
 
         self.book = book

@@ -96,7 +96,7 @@ def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
     return f"q:{scope_dim(tenant_id, feature)}:{ts_ms - ts_ms % SLOT_MS}"
 
 
-class BudgetBook:
+class BudgetDefinitions:
     """Every budget definition, read from the compacted budgets topic (a global table).
 
     With public keys only records signed by one of their private keys count (the admin
@@ -189,7 +189,7 @@ class BudgetTracker:
     def __init__(
         self,
         state: State,
-        book: BudgetBook,
+        book: BudgetDefinitions,
         *,
         reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,
         heartbeat: timedelta = DEFAULT_HEARTBEAT,

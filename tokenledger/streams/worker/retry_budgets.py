@@ -77,8 +77,9 @@ def evaluate(
 
 
 class RetryBudgetConfigs:
-    """Retry budget definitions by scope, from the budgets topic (the worker's BudgetBook
-    hands them over: one topic, one signature check, one freshness per scope)."""
+    """Retry budget definitions by scope, from the budgets topic (the worker's
+    ``BudgetDefinitions`` hands them over: one topic, one signature check, one freshness per
+    scope)."""
 
     def __init__(self) -> None:
         self.by_scope: dict[str, RetryBudget] = {}

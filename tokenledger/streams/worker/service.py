@@ -25,7 +25,7 @@ from tokenledger.streams.worker.budget_feed import BudgetFeed
 from tokenledger.streams.worker.budgets import (
     DEFAULT_HEARTBEAT,
     DEFAULT_RESERVATION_TIMEOUT,
-    BudgetBook,
+    BudgetDefinitions,
 )
 from tokenledger.streams.worker.engine import EngineConfig, TransactionalEngine
 from tokenledger.streams.worker.state import State
@@ -80,7 +80,7 @@ def build(
         options["dedup_retention"] = dedup_retention
     if allowed_lateness is not None:
         options["allowed_lateness"] = allowed_lateness
-    book = BudgetBook(names[topics.BUDGETS], ring)
+    book = BudgetDefinitions(names[topics.BUDGETS], ring)
     feed = BudgetFeed(settings, names[topics.BUDGETS], book)
     feed.catch_up()
     book.changed.clear()

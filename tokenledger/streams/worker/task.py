@@ -22,7 +22,7 @@ from tokenledger.streams.worker.breakers import BreakerConfig
 from tokenledger.streams.worker.budgets import (
     DEFAULT_HEARTBEAT,
     DEFAULT_RESERVATION_TIMEOUT,
-    BudgetBook,
+    BudgetDefinitions,
     BudgetTracker,
 )
 from tokenledger.streams.worker.call_control import CallControl
@@ -90,7 +90,7 @@ class PartitionTask:
 def partition_task(
     state: State,
     prices: PriceBook,
-    book: BudgetBook,
+    book: BudgetDefinitions,
     names: dict[str, str],
     *,
     reservation_timeout: timedelta = DEFAULT_RESERVATION_TIMEOUT,

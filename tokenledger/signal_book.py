@@ -1,6 +1,6 @@
 """The budget decision every gateway makes, whoever feeds it the signals.
 
-A ``BudgetBook`` holds the current signal of every scope (from the compacted signals topic)
+A ``SignalBook`` holds the current signal of every scope (from the compacted signals topic)
 and answers "may tenant T (feature F) spend now?" from memory: dictionary lookups and
 precomputed decisions. Its feeder is either a ``BudgetGuard``'s consumer thread (Python
 gateways) or the edge service's agent (``tokenledger serve``, for any gateway over HTTP); both
@@ -96,7 +96,7 @@ def _decision_for(signal: Signal) -> Decision:
     return Decision(True, "warn", f"{signal.reason} {of}", signal.scope)
 
 
-class BudgetBook:
+class SignalBook:
     def __init__(
         self,
         *,
