@@ -1,13 +1,13 @@
 """The Ledger: emits request, usage and outcome events to Kafka without ever blocking.
 
 ``emit()`` appends the event to an in-memory queue and returns (well under a microsecond).
-A worker thread serializes events and hands them to a confluent-kafka producer
-(idempotence on, acks=all, batched). When the broker is unreachable, a delivery fails
-after ``delivery_timeout_ms`` or the queue is full, the event goes to the local spill (see
-tokenledger/spill.py); while anything is spilled, new events are spilled too, so the
-spill is replayed in order when the broker answers again. ``close()``, and interpreter
-exit, flush what can be flushed and spill the rest for the next Ledger on the same
-spill_dir.
+A background thread (tokenledger/producer_thread.py) serializes events and hands them to a
+confluent-kafka producer (idempotence on, acks=all, batched). When the broker is
+unreachable, a delivery fails after ``delivery_timeout_ms`` or the queue is full, the event
+goes to the local spill (tokenledger/spill.py); while anything is spilled, new events are
+spilled too, so the spill is replayed in order when the broker answers again
+(tokenledger/spill_replay.py decides when). ``close()``, and interpreter exit, flush what
+can be flushed and spill the rest for the next Ledger on the same spill_dir.
 
 What can be lost: only events still in memory when the process is killed (SIGKILL, OOM)
 or the host crashes: the queue (bounded by ``queue_max``, normally milliseconds of
@@ -20,15 +20,13 @@ twice; both copies share an ``event_id`` and the pipeline counts it once.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import re
-import threading
-import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -40,16 +38,17 @@ from tokenledger.contract.messages import OutcomeEvent, RequestEvent, UsageEvent
 from tokenledger.contract.price_book import PriceBook, load_price_book
 from tokenledger.kafka_config import sdk_producer
 from tokenledger.paths import home_dir
-from tokenledger.spill import FsyncPolicy, Record, Spill
+from tokenledger.producer_thread import Emittable, ProducerThread
+from tokenledger.prompts import Prompt
+from tokenledger.spill import FsyncPolicy, Spill
+from tokenledger.spill_replay import SpillReplay
 from tokenledger.topic_names import TopicNames
 
 if TYPE_CHECKING:
+    from tokenledger.context_budget import ContextReport
     from tokenledger.track import Call
 
-log = logging.getLogger(__name__)
-
-Emittable = RequestEvent | UsageEvent | OutcomeEvent
-__all__ = ["Ledger", "LedgerClosedError", "TopicNames"]
+__all__ = ["Emittable", "Ledger", "LedgerClosedError", "TopicNames"]
 
 
 class LedgerClosedError(RuntimeError):
@@ -65,6 +64,25 @@ def default_spill_dir() -> Path:
 
 
 class Ledger:
+    """Reports a service's LLM calls to Kafka: request, usage and outcome events.
+
+    One per service process, created at start (it loads the price book and starts its
+    producer thread), shared by every thread, closed at exit::
+
+        with Ledger("support-bot") as ledger:
+            with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
+                              provider="openai", prompt=messages) as call:
+                call.record(client.chat.completions.create(model="gpt-4o", messages=messages))
+
+    Without ``with``, ``close()`` (or interpreter exit) flushes. Thread-safe: ``emit``,
+    ``track``, ``outcome``, ``stats``, ``flush`` and ``close`` may be called from any
+    thread; one background thread talks to Kafka. Never raises into the caller on a broker
+    outage or a bad argument: events wait in the spill, events the contract refuses go out
+    as given for the dead-letter topic. Only the constructor (an invalid ``service`` or
+    ``environment``, an unreadable price file) and ``emit()`` after ``close()``
+    (``LedgerClosedError``) raise.
+    """
+
     def __init__(
         self,
         service: str,
@@ -97,26 +115,21 @@ class Ledger:
         # reported now, not inside a metered call)
         self._prices = prices or load_price_book()
         self._queue_max = queue_max
-        self._delivery_timeout = delivery_timeout_ms / 1000
-        self._retry_interval = retry_interval_s
-        self._producer = sdk_producer(bootstrap, delivery_timeout_ms, queue_max, kafka_config)
         self._spill = Spill(Path(spill_dir or default_spill_dir()), fsync=fsync)
-        self._degraded = self._spill.sealed_or_current()
+        self._states = SpillReplay(retry_interval_s, spilling=self._spill.sealed_or_current())
         self._pending: deque[Emittable | AsGiven] = deque()
-        self._stats = dict.fromkeys(
-            ("emitted", "produced", "delivered", "spilled", "replayed", "failed_replays"), 0
+        self._sender = ProducerThread(
+            self._pending,
+            sdk_producer(bootstrap, delivery_timeout_ms, queue_max, kafka_config),
+            self._spill,
+            self._states,
+            self._topic_of,
+            delivery_timeout_ms / 1000,
         )
-        self._overflowed = 0  # spilled by callers when the queue is full (under _overflow_lock)
         self._bad_input = BadInput()
-        self._overflow_lock = threading.Lock()
         self._closing = False
         self._closed = False
-        self._close_timeout = 30.0
-        self._wake = threading.Event()
-        self._next_replay = 0.0
-        self._backoff = retry_interval_s
-        self._thread = threading.Thread(target=self._run, name="tokenledger-ledger", daemon=True)
-        self._thread.start()
+        self._sender.start()
         tokens.warm_up()  # tiktoken's encodings load off the callers' path
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
@@ -128,15 +141,82 @@ class Ledger:
         if self._closing:
             raise LedgerClosedError("emit() after close()")
         if len(self._pending) >= self._queue_max:
-            self._spill_events([event])
+            self._sender.spill_now([event])
             return
         self._pending.append(event)
 
-    def track(self, **kwargs: Any) -> Call:
-        """A context manager and decorator around one LLM call; see tokenledger.track."""
+    def track(
+        self,
+        *,
+        tenant_id: str,
+        feature: str,
+        model: str,
+        provider: str,
+        route: str = "",
+        prompt_version: str = "",
+        user_scope: str = "",
+        prompt: Prompt | None = None,
+        max_output_tokens: int = 0,
+        idempotency_key: str | None = None,
+        request_id: str | None = None,
+        attempt: int = 1,
+        task_id: str | None = None,
+        batch: bool = False,
+        service_tier: str = "",
+        context: ContextReport | None = None,
+        context_trimmed_tokens: int = 0,
+    ) -> Call:
+        """One LLM call, as a context manager (sync or async) or a decorator; see
+        tokenledger/track.py. Entering emits the request event (the reservation), leaving
+        the usage event. Never raises: a value the contract refuses sends the event as
+        given, for the dead-letter topic.
+
+        - ``tenant_id``: who pays; budgets and reports are per tenant.
+        - ``feature``: the product feature making the call (``"answer"``).
+        - ``model``, ``provider``: as the price book names them (``"gpt-4o"``,
+          ``"openai"``); they choose the price.
+        - ``route``: the code path or endpoint, for route guardrails and retry budgets.
+        - ``prompt_version``: the prompt template's version, to compare versions' cost.
+        - ``user_scope``: a finer grouping inside the tenant (a team, a plan), optional.
+        - ``prompt``: the text or chat messages sent; their tokens, estimated with
+          tiktoken, make the reservation (sent as text only with ``include_prompts``).
+        - ``max_output_tokens``: the output limit the call is made with; reserved in full.
+        - ``idempotency_key``: the same for every retry of one logical request (default:
+          ``request_id``, itself a fresh id); the pipeline counts retries' cost apart.
+        - ``request_id``: the logical request this call belongs to.
+        - ``attempt``: 1 for the first try; ``call.retry()`` counts on.
+        - ``task_id``: the task the call is part of, for ``outcome()`` (cost per
+          successful task).
+        - ``batch``: made through the provider's batch API (batch prices).
+        - ``service_tier``: the provider's tier (``"flex"``, ``"priority"``); empty is
+          standard. A tier the response reports is kept instead.
+        - ``context``: a ``ContextBudget.measure()`` report; its segments over budget
+          are recorded on the usage event.
+        - ``context_trimmed_tokens``: input tokens a context budget kept out of the
+          prompt (``ContextBudget.trimmed_tokens``), for the savings report.
+        """
         from tokenledger.track import Call
 
-        return Call(self, **kwargs)
+        return Call(
+            self,
+            tenant_id=tenant_id,
+            feature=feature,
+            model=model,
+            provider=provider,
+            route=route,
+            prompt_version=prompt_version,
+            user_scope=user_scope,
+            prompt=prompt,
+            max_output_tokens=max_output_tokens,
+            idempotency_key=idempotency_key,
+            request_id=request_id,
+            attempt=attempt,
+            task_id=task_id,
+            batch=batch,
+            service_tier=service_tier,
+            context=context,
+            context_trimmed_tokens=context_trimmed_tokens,
+        )
 
     def outcome(
         self,
@@ -194,14 +274,11 @@ class Ledger:
 
     def stats(self) -> dict[str, int]:
         """Counters since start; ``queued`` counts events not yet handed to the producer."""
-        out = dict(self._stats)  # written by the worker thread only
-        with self._overflow_lock:
-            out["emitted"] += self._overflowed
-            out["spilled"] += self._overflowed
+        out = self._sender.counts()
         out["queued"] = len(self._pending)
         out["unreadable_usage"] = self._bad_input.unreadable_usage
         out["invalid_events"] = self._bad_input.invalid_events  # sent as given, for the DLQ
-        out["degraded"] = int(self._degraded)
+        out["degraded"] = int(self._states.spilling)
         return out
 
     def unreadable_usage(self, response: object, error: Exception) -> None:
@@ -215,181 +292,30 @@ class Ledger:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything emitted so far is delivered; False if some is still spilled
         or in flight when ``timeout`` runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._wake.set()
-            if not self._pending and not self._degraded and len(self._producer) == 0:
-                return True
-            if self._degraded:
-                self._next_replay = 0.0
-            time.sleep(0.01)
-        return False
+        return self._sender.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Flush, then spill whatever Kafka did not take, and stop the worker. Idempotent."""
+        """Flush, then spill whatever Kafka did not take, and stop the producer thread.
+        Idempotent."""
         if self._closed:
             return
         self._closing = True
-        self._close_timeout = timeout
-        self._wake.set()
-        self._thread.join(timeout + 5)
+        self._sender.stop(timeout)
         self._spill.close()
         self._closed = True
 
     def __enter__(self) -> Ledger:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close: flush, spill what Kafka did not take, stop the thread; the caller's
+        exception, if any, goes on."""
         self.close()
-
-    # -- the worker's side ---------------------------------------------------------------
-
-    def _run(self) -> None:
-        while True:
-            self._drain()
-            self._producer.poll(0)
-            if self._degraded and time.monotonic() >= self._next_replay:
-                self._replay()
-            self._spill.maybe_sync()
-            if self._closing and not self._pending:
-                break
-            self._wake.wait(0.002)
-            self._wake.clear()
-        self._shutdown()
-
-    def _drain(self) -> None:
-        pending = self._pending
-        producer = self._producer
-        while pending:
-            batch: list[Record] = []
-            while pending and len(batch) < 1000:
-                batch.append(self._record(pending.popleft()))
-            self._stats["emitted"] += len(batch)
-            if self._degraded:
-                self._stats["spilled"] += self._spill.append(batch)
-                continue
-            for i, (topic, key, value) in enumerate(batch):
-                try:
-                    producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                except BufferError:
-                    self._enter_degraded("the producer queue is full")
-                    self._stats["spilled"] += self._spill.append(batch[i:])
-                    break
-                self._stats["produced"] += 1
-
-    def _record(self, event: Emittable | AsGiven) -> Record:
-        """(topic, key, value) of an event: keyed by tenant, the value its JSON."""
-        if isinstance(event, AsGiven):
-            return event.record
-        return (
-            self._topic_of[type(event)],
-            event.tenant_id.encode(),
-            event.model_dump_json().encode(),
-        )
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is None:
-            self._stats["delivered"] += 1
-            return
-        self._enter_degraded(str(err))
-        self._stats["spilled"] += self._spill.append([(msg.topic(), msg.key() or b"", msg.value())])
-
-    def _enter_degraded(self, why: str) -> None:
-        if not self._degraded:
-            log.warning("Kafka unavailable (%s): spilling events to %s", why, self._spill.dir)
-            self._degraded = True
-            self._backoff = self._retry_interval
-            self._next_replay = time.monotonic() + self._backoff
-
-    def _spill_events(self, events: Sequence[Emittable | AsGiven]) -> None:
-        """The caller's path when the queue is full (any thread): straight to the spill."""
-        records = [self._record(e) for e in events]
-        if not self._degraded:
-            log.warning("the ledger queue is full: spilling events to %s", self._spill.dir)
-            self._degraded = True
-        written = self._spill.append(records)
-        with self._overflow_lock:
-            self._overflowed += written
-
-    def _broker_answers(self) -> bool:
-        from confluent_kafka import KafkaException
-
-        try:
-            self._producer.list_topics(timeout=0.5)
-        except KafkaException:
-            return False
-        return True
-
-    def _replay(self) -> None:
-        """Re-send sealed spill segments in order; leave degraded mode when all are sent."""
-        self._producer.flush(self._delivery_timeout + 1)  # let in-flight deliveries settle
-        if not self._broker_answers():
-            self._backoff = min(self._backoff * 2, 10.0)
-            self._next_replay = time.monotonic() + self._backoff
-            return
-        for segment in self._spill.rotate():
-            if not self._replay_segment(segment):
-                self._stats["failed_replays"] += 1
-                self._backoff = min(self._backoff * 2, 10.0)
-                self._next_replay = time.monotonic() + self._backoff
-                return
-            self._spill.remove(segment)
-        if self._spill.current_empty() and not self._spill.sealed_or_current():
-            log.info("Kafka is back: spilled events replayed")
-            self._degraded = False
-            self._backoff = self._retry_interval
-        else:
-            self._next_replay = 0.0  # events spilled during the replay: go again
-
-    def _replay_segment(self, segment: Path) -> bool:
-        failures = 0
-        delivered = 0
-
-        def on_delivery(err: Any, msg: Any) -> None:
-            nonlocal failures, delivered
-            if err is None:
-                delivered += 1
-            else:
-                failures += 1
-
-        sent = 0
-        for topic, key, value in self._spill.read(segment):
-            if not self._produce_replayed(topic, key, value, on_delivery):
-                return False
-            sent += 1
-        left = self._producer.flush(self._delivery_timeout + 1)
-        self._stats["delivered"] += delivered
-        self._stats["replayed"] += delivered
-        return failures == 0 and left == 0 and delivered == sent
-
-    def _produce_replayed(
-        self, topic: str, key: bytes, value: bytes, on_delivery: Callable[[Any, Any], None]
-    ) -> bool:
-        for _ in range(100):
-            try:
-                self._producer.produce(topic, value, key or None, on_delivery=on_delivery)
-                return True
-            except BufferError:
-                self._producer.poll(0.05)
-        return False
-
-    def _shutdown(self) -> None:
-        """One last replay, a bounded flush; what Kafka did not take stays spilled."""
-        deadline = time.monotonic() + self._close_timeout
-        if self._degraded:
-            self._replay()
-        left = self._producer.flush(max(0.0, deadline - time.monotonic()))
-        if left:
-            self._producer.purge(in_queue=True, in_flight=True)
-            self._producer.poll(0)  # purged messages come back as failed deliveries: spilled
-        waiting = self._spill.count()
-        if waiting:
-            log.warning(
-                "closing with %d event(s) in the spill %s; the next Ledger on this spill_dir "
-                "replays them",
-                waiting,
-                self._spill.dir,
-            )
 
 
 def _close_at_exit(ref: weakref.ReferenceType[Ledger]) -> None:

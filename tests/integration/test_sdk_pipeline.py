@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,13 +111,18 @@ def test_a_guard_on_a_missing_topic_says_so_once_and_is_not_ready(
 def test_bad_arguments_reach_the_dlq_through_the_worker_with_raw_bytes_and_reason(
     settings: Settings, engine: worker.TransactionalEngine, tmp_path: Path
 ) -> None:
-    dims = {"tenant_id": "acme", "feature": "answer", "model": "gpt-4o", "provider": "openai"}
+    dims: dict[str, Any] = {
+        "tenant_id": "acme",
+        "feature": "answer",
+        "model": "gpt-4o",
+        "provider": "openai",
+    }
     with Ledger("svc", bootstrap=settings.kafka, spill_dir=tmp_path) as ledger:
         with ledger.track(**{**dims, "tenant_id": "acme corp"}) as spaced:
             spaced.record(input_tokens=10, output_tokens=5)
         with ledger.track(**{**dims, "feature": ""}) as empty:
             empty.record(input_tokens=10, output_tokens=5)
-        with ledger.track(**dims, max_output_tokens=None) as unbounded:
+        with ledger.track(**dims, max_output_tokens=None) as unbounded:  # type: ignore[arg-type]
             unbounded.record(input_tokens=10, output_tokens=5)
         with ledger.track(**dims) as negative:
             negative.record(input_tokens=-1, output_tokens=5)

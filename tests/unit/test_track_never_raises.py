@@ -220,7 +220,12 @@ def test_bad_arguments_go_out_as_given_counted_and_logged_once_per_cause(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ledger, events = captured_ledger(tmp_path)
-    dims = {"tenant_id": "acme", "feature": "answer", "model": "gpt-4o", "provider": "openai"}
+    dims: dict[str, Any] = {
+        "tenant_id": "acme",
+        "feature": "answer",
+        "model": "gpt-4o",
+        "provider": "openai",
+    }
     try:
         with caplog.at_level(logging.WARNING):
             for _ in range(2):
@@ -228,7 +233,7 @@ def test_bad_arguments_go_out_as_given_counted_and_logged_once_per_cause(
                     spaced.record(input_tokens=10, output_tokens=5)
             with ledger.track(**{**dims, "feature": ""}):
                 pass
-            with ledger.track(**dims, max_output_tokens=None) as unbounded:
+            with ledger.track(**dims, max_output_tokens=None) as unbounded:  # type: ignore[arg-type]
                 unbounded.record(input_tokens=10, output_tokens=5)
             with ledger.track(**dims) as negative:
                 negative.record(input_tokens=-1, output_tokens=5)
