@@ -29,6 +29,26 @@ __all__ = ["ALLOW", "BudgetGuard", "Decision", "Guardrails", "State"]
 
 
 class BudgetGuard:
+    """A Python gateway's budget check: "may tenant T (feature F) spend now?", from memory.
+
+    ``start()`` (or ``with``) starts a reader thread that follows the signals topic from its
+    beginning; ``check()`` then answers in well under a microsecond, applying the
+    ``guardrails`` first::
+
+        with BudgetGuard(on_unavailable="open") as guard:
+            guard.wait_ready(30)
+            decision = guard.check("acme", feature="answer", est_cost=2_500_000)
+            if not decision.allowed:
+                raise PermissionError(decision.reason)
+
+    Leaving the block, or ``close()``, stops the reader. Thread-safe: one guard serves every
+    request thread while its reader applies signals. ``check()`` never raises and never
+    waits on the network: until the topic has been read to its end, or once the broker has
+    been lost for ``stale_after_s``, it answers by ``on_unavailable`` (open: allow, closed:
+    deny) with ``degraded`` set. The constructor raises on invalid arguments (an
+    ``on_unavailable`` other than open or closed, a private key in ``public_keys``).
+    """
+
     def __init__(
         self,
         *,

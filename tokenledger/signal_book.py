@@ -43,7 +43,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Guardrails:
-    """Per-request limits. Route maps take the key ``"*"`` as the default for any route."""
+    """Per-request limits a gateway checks before any budget: input and output tokens per
+    route, estimated cost per request (nano-USD), retries, tool steps. Route maps take the
+    key ``"*"`` as the default for any route; a limit left out is not checked::
+
+        rails = Guardrails(max_output_tokens={"*": 4000, "rag": 800}, max_retries=2)
+        guard = BudgetGuard(guardrails=rails).start()
+        guard.check("acme", route="rag", output_tokens=1200).reason
+        # "output tokens 1200 exceed the limit of 800 for route 'rag'"
+
+    Immutable, so shared freely between threads. ``check()`` never raises: a limit exceeded
+    is a denial (state ``guardrail``) with its reason, every limit held is None.
+    """
 
     max_input_tokens: Mapping[str, int] = field(default_factory=dict)
     max_output_tokens: Mapping[str, int] = field(default_factory=dict)
@@ -97,6 +108,8 @@ def _decision_for(signal: Signal) -> Decision:
 
 
 class SignalBook:
+    """The verified signal of every scope, and the decision each gives (module docstring)."""
+
     def __init__(
         self,
         *,

@@ -1,18 +1,13 @@
 """``ledger.track(...)``: one LLM call as a request event (the reservation) and a usage event.
 
-    with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o", provider="openai",
-                      prompt=messages, max_output_tokens=800) as call:
-        response = client.chat.completions.create(model="gpt-4o", messages=messages)
-        call.record(response)
-
 On enter: a request event with the input tokens estimated by tiktoken (3 tokens of overhead
 per chat message, as OpenAI documents), ``max_output_tokens`` and the reserved cost from
 the price table. On exit: a usage event with the recorded tokens, the latency, success,
 and the exception's type and message as the error. A call that failed before usage was
 recorded reports the estimated input tokens and no output, flagged ``estimated``.
 
-Used as a decorator, the wrapped function's return value is read with ``record()``.
-``call.retry()`` gives the next attempt: same ``idempotency_key``, ``attempt`` + 1.
+Used as a decorator (see ``Call``), the wrapped function's return value is read with
+``record()``. ``call.retry()`` gives the next attempt: same ``idempotency_key``, ``attempt`` + 1.
 The prompt text leaves the process only with ``Ledger(include_prompts=True)``, cut to fit
 a message (tokenledger.prompts). Arguments that make an event the contract refuses are
 never raised: the event goes out as given, for the worker's DLQ (tokenledger.bad_input).
@@ -80,6 +75,29 @@ def _clean(text: str) -> str:
 
 
 class Call:
+    """One LLM call as the ledger sees it: made by ``Ledger.track()``, never directly.
+
+    As a context manager (``with`` or ``async with``), entering emits the request event and
+    leaving the usage event; ``record()`` in between gives it the response's usage::
+
+        with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
+                          provider="openai", prompt=messages, max_output_tokens=800) as call:
+            call.record(client.chat.completions.create(model="gpt-4o", messages=messages))
+
+    As a decorator, each invocation of the function is a call of its own, its return value
+    recorded::
+
+        @ledger.track(tenant_id="acme", feature="summary", model="gpt-4o", provider="openai")
+        def summarize(text: str) -> ChatCompletion: ...
+
+    Not thread-safe: a ``Call`` belongs to the code making the call (a decorated function
+    may run on many threads at once, each invocation with its own ``Call``). Never raises
+    into the caller: unreadable usage is counted and reported ``estimated``, arguments the
+    contract refuses send the event as given, and the caller's own exception goes on,
+    recorded as the call's error. Only ``record()`` with neither a response nor counts
+    raises (``ValueError``: a programming error).
+    """
+
     def __init__(
         self,
         ledger: Ledger,
@@ -185,13 +203,34 @@ class Call:
         return usage
 
     def cache_hit(
-        self, kind: Literal["exact", "semantic"], response: Any = None, **counts: int
+        self,
+        kind: Literal["exact", "semantic"],
+        response: Any = None,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cached_input_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        cache_write_1h_tokens: int | None = None,
     ) -> None:
         """The answer came from the application's cache: no model call, savings measured.
-        Pass the cached answer (or its token counts) so the savings can be priced."""
+        Pass the cached answer, or its token counts (as for ``record()``), so the savings
+        can be priced."""
         self.cache = kind
-        if response is not None or counts:
-            self.record(response, **counts)  # type: ignore[arg-type]
+        others = (cached_input_tokens, cache_write_tokens, reasoning_tokens, cache_write_1h_tokens)
+        given = (input_tokens, output_tokens, *others)
+        if response is None and all(n is None for n in given):
+            return
+        self.record(
+            response,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_input_tokens=cached_input_tokens or 0,
+            cache_write_tokens=cache_write_tokens or 0,
+            reasoning_tokens=reasoning_tokens or 0,
+            cache_write_1h_tokens=cache_write_1h_tokens or 0,
+        )
 
     def fail(self, error: str) -> None:
         """Mark the call failed without raising (e.g. the answer was unusable)."""
