@@ -8,6 +8,8 @@ with ledger.track(tenant_id="acme", feature="answer", model="gpt-4o",
     call.record(client.chat.completions.create(model="gpt-4o", messages=messages))
 """
 
+import importlib.metadata
+
 from tokenledger.cache_keys import cache_key, normalize_input
 from tokenledger.context_budget import DEFAULT_BUDGETS, ContextBudget, ContextReport
 from tokenledger.contract.pricing import TokenCounts
@@ -17,7 +19,17 @@ from tokenledger.tokens import count_tokens
 from tokenledger.track import Call
 from tokenledger.usage import Reading, UsageNotFoundError, parse_usage, read_usage
 
-__version__ = "0.1.0"
+
+def _version(distribution: str = "tokenledger") -> str:
+    """The installed distribution's version (pyproject.toml's, through the package
+    metadata); ``0+unknown`` for a tree imported without being installed."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "DEFAULT_BUDGETS",

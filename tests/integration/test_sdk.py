@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -294,3 +295,21 @@ def test_interpreter_exit_flushes(
     assert sorted(UsageEvent.model_validate_json(m.value()).event_id for m in got) == sorted(
         f"exit-{i}" for i in range(25)
     )
+
+
+def test_leaving_a_ledger_block_delivers_every_event_and_stops_its_thread(
+    kafka_bootstrap: str, sdk_topics: TopicNames, tmp_path: Path
+) -> None:
+    def ledger_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "tokenledger-ledger"}
+
+    before = ledger_threads()
+    events = [factories.usage(event_id=f"with-{i}", input_tokens=2000 + i) for i in range(25)]
+    with Ledger("svc", bootstrap=kafka_bootstrap, topics=sdk_topics, spill_dir=tmp_path) as ledger:
+        (thread,) = ledger_threads() - before
+        for e in events:
+            ledger.emit(e)  # no flush(): leaving the block delivers them
+    assert not thread.is_alive()
+    assert ledger.spilled_waiting() == 0
+    got = consume_all(kafka_bootstrap, sdk_topics.usage, 25)
+    assert sorted(m.value() for m in got) == sorted(e.model_dump_json().encode() for e in events)
