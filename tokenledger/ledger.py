@@ -75,12 +75,12 @@ class Ledger:
                 call.record(client.chat.completions.create(model="gpt-4o", messages=messages))
 
     Without ``with``, ``close()`` (or interpreter exit) flushes. Thread-safe: ``emit``,
-    ``track``, ``outcome``, ``stats``, ``flush`` and ``close`` may be called from any
-    thread; one background thread talks to Kafka. Never raises into the caller on a broker
-    outage or a bad argument: events wait in the spill, events the contract refuses go out
-    as given for the dead-letter topic. Only the constructor (an invalid ``service`` or
-    ``environment``, an unreadable price file) and ``emit()`` after ``close()``
-    (``LedgerClosedError``) raise.
+    ``track``, ``outcome``, ``stats`` and ``flush`` may be called from any thread; one
+    background thread talks to Kafka. Never raises into the caller on a broker outage or a
+    bad argument: events wait in the spill, events the contract refuses go out as given for
+    the dead-letter topic. Only the constructor (an invalid ``service`` or ``environment``,
+    an unreadable price file, a Kafka setting the client refuses) and ``emit()`` after
+    ``close()`` (``LedgerClosedError``) raise.
     """
 
     def __init__(
@@ -115,12 +115,13 @@ class Ledger:
         # reported now, not inside a metered call)
         self._prices = prices or load_price_book()
         self._queue_max = queue_max
+        producer = sdk_producer(bootstrap, delivery_timeout_ms, queue_max, kafka_config)
         self._spill = Spill(Path(spill_dir or default_spill_dir()), fsync=fsync)
         self._states = SpillReplay(retry_interval_s, spilling=self._spill.sealed_or_current())
         self._pending: deque[Emittable | AsGiven] = deque()
         self._sender = ProducerThread(
             self._pending,
-            sdk_producer(bootstrap, delivery_timeout_ms, queue_max, kafka_config),
+            producer,
             self._spill,
             self._states,
             self._topic_of,
