@@ -180,13 +180,13 @@ def seed_changelog(settings: Settings, events: int) -> None:
     """The changelog records ``events`` remembered events leave behind (an event-id and an
     idempotency-key digest each, seen an hour ago), spread over the partitions by key:
     state to restore without running that many events through a worker first."""
-    from tokenledger.streams.worker.state import EVENT_ID, GENERATION, scoped_key
+    from tokenledger.streams.worker.state_keys import EVENT_ID, GENERATION, scoped_key
 
     ts = str(int(time.time() * 1000) - 3_600_000).encode()
     records = (
-        (scoped_key(prefix, f"t{i % 40}", f"{prefix}{i}").encode(), ts)
+        (scoped_key(kind, f"t{i % 40}", f"{kind.prefix}{i}").encode(), ts)
         for i in range(events)
-        for prefix in (EVENT_ID, GENERATION)
+        for kind in (EVENT_ID, GENERATION)
     )
     produce(settings.kafka, settings.topic(topics.WORKER_CHANGELOG), records)
 

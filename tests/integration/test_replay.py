@@ -29,7 +29,7 @@ from tokenledger.streams.admin import budgets as budget_admin
 from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.config import Settings
 from tokenledger.streams.worker import service as worker
-from tokenledger.streams.worker.budgets import BudgetDefinitions
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.task import PartitionTask
 
 pytestmark = pytest.mark.integration

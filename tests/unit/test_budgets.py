@@ -9,8 +9,8 @@ import pytest
 
 from tests.helpers import factories
 from tokenledger.contract.messages import Budget
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.budgets import (
-    BudgetDefinitions,
     BudgetTracker,
     budget_window,
     evaluate,

@@ -15,7 +15,7 @@ from tokenledger.contract.call_control import BreakerSignal, RetryBudgetSignal, 
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.demo.offline import NAMES
 from tokenledger.streams.worker.breakers import BreakerConfig
-from tokenledger.streams.worker.budgets import BudgetDefinitions
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.retry_budgets import Limits, evaluate
 from tokenledger.streams.worker.sliding import Minute, window
 from tokenledger.streams.worker.state import ChangelogState

@@ -16,7 +16,7 @@ from tokenledger.contract.messages import Budget
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import UserError
-from tokenledger.streams.worker.budgets import BudgetDefinitions
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.task import partition_task
 from tokenledger.streams.worker.windows import parse_window, window_start

@@ -30,7 +30,8 @@ from tokenledger.contract.price_book import load_price_book
 from tokenledger.guard import BudgetGuard
 from tokenledger.streams.demo.offline import NAMES
 from tokenledger.streams.records import Rejection, parse_message
-from tokenledger.streams.worker.budgets import BudgetDefinitions, BudgetTracker
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
+from tokenledger.streams.worker.budgets import BudgetTracker
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.task import partition_task
 

@@ -26,7 +26,8 @@ from tokenledger.streams.edge.bodies import HttpError
 from tokenledger.streams.errors import UserError
 from tokenledger.streams.local.broker import free_port
 from tokenledger.streams.records import Rejection, parse_message
-from tokenledger.streams.worker.budgets import BudgetDefinitions, BudgetTracker
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
+from tokenledger.streams.worker.budgets import BudgetTracker
 from tokenledger.streams.worker.state import ChangelogState
 
 NOW = datetime.now(UTC).replace(microsecond=0)

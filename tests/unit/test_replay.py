@@ -9,7 +9,7 @@ from tests.helpers import factories
 from tests.helpers.signing_keys import ring, signer
 from tokenledger.contract.messages import Budget, Signal
 from tokenledger.guard import BudgetGuard
-from tokenledger.streams.worker.budgets import BudgetDefinitions
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 
 SIGNER = signer()
 RING = ring(SIGNER)

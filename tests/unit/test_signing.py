@@ -140,7 +140,7 @@ def test_the_old_shared_key_setting_stops_a_reader_instead_of_silently_checking_
 def test_a_reader_cannot_be_given_a_private_key() -> None:
     from tokenledger.guard import BudgetGuard
     from tokenledger.signal_book import SignalBook
-    from tokenledger.streams.worker.budgets import BudgetDefinitions
+    from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 
     private = Ed25519PrivateKey.generate()
     for given in (private, WORKER, b"k" * 40, "k" * 40):

@@ -27,7 +27,7 @@ from tests.helpers.state_keys import scoped, unscoped
 from tokenledger.contract import topics
 from tokenledger.contract.messages import Budget
 from tokenledger.contract.price_book import load_price_book
-from tokenledger.streams.worker.budgets import BudgetDefinitions
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.store import DiskState
 from tokenledger.streams.worker.task import partition_task

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from tests.helpers import factories
+from tests.helpers.state_keys import scoped, unscoped
 from tokenledger.contract.messages import UsageEvent
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.records import MAX_MESSAGE_BYTES, Rejection
 from tokenledger.streams.worker.dedup import Dedup, Verdict
 from tokenledger.streams.worker.price import cost_mismatch, enrich
-from tokenledger.streams.worker.state import ChangelogState, digest_key, scoped_key
+from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.usage import UsageTask, UsageTopics
 from tokenledger.streams.worker.validate import parse
 from tokenledger.streams.worker.windows import SpendWindows, parse_window, window_start
@@ -68,7 +69,7 @@ def test_dedup_decisions_and_bounded_state() -> None:
     retry = dedup.decide("acme", "e2", "k1")
     assert retry.verdict is Verdict.DUPLICATE_GENERATION
     dedup.remember(retry, 2_000)
-    assert state.data[scoped_key("G:", "acme", "k1")] == "1000"  # the first generation stays
+    assert state.data[scoped("G:", "acme", "k1")] == "1000"  # the first generation stays
     assert all(len(k) == 34 for k in state.data)  # fixed-size keys, whatever the id
     restored = ChangelogState()
     for key, value in state.changes():
@@ -91,8 +92,8 @@ def test_an_old_changelog_of_plain_ids_is_rewritten_under_digests() -> None:
     assert dict(restored.changes()) == {
         "d:e1": None,
         "i:k1": None,
-        digest_key("E:", "e1"): "1000",
-        digest_key("K:", "k1"): "1000",
+        unscoped("E:", "e1"): "1000",
+        unscoped("K:", "k1"): "1000",
     }
     assert dedup.expire(1_001 + 3_600_000) == 2 and not dedup.unscoped
 

@@ -16,7 +16,8 @@ from tokenledger.contract import topics
 from tokenledger.contract.messages import Budget
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.records import Output
-from tokenledger.streams.worker.budgets import BudgetDefinitions, budget_window
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
+from tokenledger.streams.worker.budgets import budget_window
 from tokenledger.streams.worker.state import ChangelogState, State
 from tokenledger.streams.worker.store import DiskState
 from tokenledger.streams.worker.task import PartitionTask, partition_task

@@ -20,8 +20,8 @@ from tokenledger.streams.admin.signer import Signer, headers_for, writer_keys
 from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import ServiceUnavailableError, UserError
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.budget_feed import BudgetFeed
-from tokenledger.streams.worker.budgets import BudgetDefinitions
 
 
 def parse_usd(text: str) -> int:

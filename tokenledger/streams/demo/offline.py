@@ -20,7 +20,7 @@ from tokenledger.contract.call_control import kind_of
 from tokenledger.contract.messages import Alert, Budget, Signal
 from tokenledger.contract.price_book import PriceBook, load_price_book
 from tokenledger.streams.worker.anomalies import DetectorConfig
-from tokenledger.streams.worker.budgets import BudgetDefinitions
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.task import PartitionTask, partition_task
 

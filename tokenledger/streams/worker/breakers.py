@@ -23,9 +23,10 @@ from datetime import UTC, datetime, timedelta
 from tokenledger.contract.call_control import BreakerSignal, breaker_scope
 from tokenledger.streams.worker.sliding import Minute
 from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.state_keys import BREAKER, BreakerKey
+from tokenledger.streams.worker.state_values import BreakerMark
 
 ISSUER = "breakers-worker"
-PREFIX = "cb:"
 _CLEANUP_EVERY_MS = 60_000
 
 
@@ -66,9 +67,10 @@ class Breaker:
     def phase(self) -> str:
         return f"open@{self.open_until_ms}" if self.open else "closed"
 
-    def encode(self) -> str:
-        numbers = (
-            int(self.open),
+    def mark(self) -> BreakerMark:
+        """The breaker as its state key holds it (state_keys.BREAKER)."""
+        return BreakerMark(
+            self.open,
             self.opened_ms,
             self.open_until_ms,
             self.openings,
@@ -76,24 +78,23 @@ class Breaker:
             self.calls,
             self.failures,
             self.issued_ms,
+            self.published,
+            self.minute.seconds,
         )
-        return "|".join((*map(str, numbers), self.published, self.minute.encode()))
 
     @classmethod
-    def decode(cls, value: str) -> Breaker:
-        *numbers, published, encoded = value.split("|")
-        o, opened, until, openings, successes, calls, failures, issued = map(int, numbers)
+    def of(cls, m: BreakerMark) -> Breaker:
         return cls(
-            bool(o),
-            opened,
-            until,
-            openings,
-            successes,
-            calls,
-            failures,
-            published,
-            issued,
-            Minute.decode(encoded, 2),
+            m.open,
+            m.opened_ms,
+            m.open_until_ms,
+            m.openings,
+            m.successes,
+            m.calls,
+            m.failures,
+            m.published,
+            m.issued_ms,
+            Minute.of(m.seconds, 2),
         )
 
 
@@ -144,20 +145,22 @@ def describe(b: Breaker, route: str, provider: str, model: str) -> str:
 
 
 class BreakerTracker:
-    """One partition's breakers. State: ``cb:<tenant>|<route>|<provider>|<model>`` =
-    ``Breaker.encode()``."""
+    """One partition's breakers, by state key (state_keys.BREAKER: tenant, route, provider,
+    model -> ``Breaker.mark()``)."""
 
     def __init__(self, state: State, config: BreakerConfig) -> None:
         self.state = state
         self.config = config
-        self.breakers = {key[3:]: Breaker.decode(v) for key, v in state.items(PREFIX)}
+        self.breakers = {
+            key: Breaker.of(BREAKER.decode_value(v)) for key, v in state.items(BREAKER.prefix)
+        }
         self._dirty: set[str] = set()
         self._cleaned_ms = 0
 
     def observe(
         self, tenant_id: str, route: str, provider: str, model: str, ok: bool, ts_ms: int
     ) -> None:
-        key = f"{tenant_id}|{route}|{provider}|{model}"
+        key = BREAKER.encode_key(BreakerKey(tenant_id, route, provider, model))
         b = self.breakers.get(key)
         if b is None:
             b = self.breakers[key] = Breaker()
@@ -191,12 +194,12 @@ class BreakerTracker:
         idle = not b.open and not b.minute and b.published == "closed"
         if idle and b.issued_ms < now_ms:  # forgotten once its last signal is older
             del self.breakers[key]
-            self.state.delete(PREFIX + key)
+            self.state.delete(key)
         else:
-            self.state.put(PREFIX + key, b.encode())
+            self.state.put(key, BREAKER.encode_value(b.mark()))
         if not publish:
             return None
-        tenant_id, route, provider, model = key.split("|", 3)
+        tenant_id, route, provider, model = BREAKER.decode_key(key)
         return BreakerSignal(
             scope=breaker_scope(tenant_id, route, provider, model),
             tenant_id=tenant_id,

@@ -8,7 +8,7 @@ from typing import Any
 from tokenledger.kafka_config import assign_from_start, client_config, read_to_end
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import ServiceUnavailableError
-from tokenledger.streams.worker.budgets import BudgetDefinitions
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 
 
 class BudgetFeed:

@@ -1,4 +1,5 @@
-"""Budgets: definitions, windows in the budget's timezone, spend, and the signal state machine.
+"""Budgets: windows in the budget's timezone, spend, and the signal state machine (the
+definitions are budget_definitions.py's).
 
 Spend of a scope in its current window = committed usage cost + open reservations.
 Committed cost is kept in 15-minute slots per tenant and tenant x feature (every real
@@ -18,24 +19,30 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
-
 from tokenledger.contract.common import format_usd
 from tokenledger.contract.messages import Budget, RequestEvent, Signal
-from tokenledger.contract.names import budget_scope, error_message, parse_scope
-from tokenledger.freshness import Freshness
-from tokenledger.signing import Headers, PublicKeyring, Verdict, check
+from tokenledger.contract.names import budget_scope, parse_scope
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.price import Enriched
-from tokenledger.streams.worker.retry_budgets import RetryBudgetConfigs
-from tokenledger.streams.worker.state import SETTLED, SETTLED_REQUEST, UNSCOPED, State, holds
-from tokenledger.streams.worker.windows import scope_dim
+from tokenledger.streams.worker.state import State, holds
+from tokenledger.streams.worker.state_keys import (
+    OLD_SETTLED_REQUEST,
+    RESERVATION,
+    SETTLED,
+    SETTLED_REQUEST,
+    SIGNAL,
+    SLOT,
+    RequestKey,
+    SlotKey,
+    parse_dim,
+    scope_dim,
+)
+from tokenledger.streams.worker.state_values import Reservation, SignalMark
 
 log = logging.getLogger(__name__)
 
@@ -89,98 +96,9 @@ def evaluate(budget: Budget, spend: int) -> tuple[SignalState, int | None, str]:
     return "allow", None, f"within the {limit}"
 
 
-_OLD_SETTLED = UNSCOPED[SETTLED_REQUEST]
-
-
-def slot_key(tenant_id: str, feature: str | None, ts_ms: int) -> str:
-    return f"q:{scope_dim(tenant_id, feature)}:{ts_ms - ts_ms % SLOT_MS}"
-
-
-class BudgetDefinitions:
-    """Every budget definition, read from the compacted budgets topic (a global table).
-
-    With public keys only records signed by one of their private keys count (the admin
-    CLI's), and per scope only a record newer than the one held: a budget's time is its
-    ``updated_at``, a removal's the signed issue time in its headers. A replayed older
-    definition or removal is ignored (``replayed``)."""
-
-    def __init__(self, topic: str = "", public_keys: PublicKeyring | None = None) -> None:
-        self.by_scope: dict[str, Budget] = {}
-        self.invalid = 0
-        self.unauthorized = 0
-        self.refusals: Counter[str] = Counter()
-        """Refused records by reason."""
-        self.changed: set[str] = set()
-        self.topic = topic
-        self.public_keys = public_keys
-        self.freshness = Freshness("budget")
-        self.retry_budgets = RetryBudgetConfigs()
-        """Retry budget definitions: records of the same topic with a kind of their own."""
-
-    @property
-    def replayed(self) -> int:
-        return self.freshness.replayed
-
-    def verdict(self, key: bytes | None, value: bytes | None, headers: Headers) -> Verdict:
-        """Whether a record's signature counts (the migration from HMAC widens this)."""
-        return check(self.public_keys, self.topic, key, value, headers)
-
-    def apply(self, key: bytes | None, value: bytes | None, headers: Headers = None) -> None:
-        """Apply one record of the budgets topic; with public keys, only signed ones."""
-        verdict = self.verdict(key, value, headers)
-        if not verdict.ok:
-            self.unauthorized += 1
-            self.refusals[verdict.reason] += 1
-            log.warning(
-                "ignoring a budget record for %r (written by something other than "
-                "tokenledger budget?): %s",
-                key,
-                verdict.reason,
-            )
-            return
-        scope = key.decode(errors="replace") if key else ""
-        if self.retry_budgets.apply(scope, value, self.freshness, verdict.issued_ms):
-            return
-        if value is None:
-            if verdict.issued_ms is not None and not self.freshness.accept(
-                scope, verdict.issued_ms
-            ):
-                return
-            if self.by_scope.pop(scope, None) is not None:
-                self.changed.add(scope)
-            return
-        try:
-            budget = Budget.model_validate_json(value)
-        except ValidationError as exc:
-            self.invalid += 1
-            log.warning(
-                "ignoring an invalid budget for %r: %s", scope, error_message(exc.errors()[0])
-            )
-            return
-        if not self.freshness.accept(budget.scope, _ms(budget.updated_at)):
-            return
-        self.by_scope[budget.scope] = budget
-        self.changed.add(budget.scope)
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
-
-
-@dataclass(frozen=True)
-class Reservation:
-    tenant_id: str
-    feature: str
-    nusd: int
-    ts_ms: int
-
-    def encode(self) -> str:
-        return f"{self.tenant_id}|{self.feature}|{self.nusd}|{self.ts_ms}"
-
-    @staticmethod
-    def decode(value: str) -> Reservation:
-        tenant, feature, nusd, ts = value.rsplit("|", 3)
-        return Reservation(tenant, feature, int(nusd), int(ts))
+def slot_of(tenant_id: str, feature: str | None, ts_ms: int) -> SlotKey:
+    """The slot holding ``ts_ms`` of a tenant or a tenant's feature."""
+    return SlotKey(scope_dim(tenant_id, feature), ts_ms - ts_ms % SLOT_MS)
 
 
 class BudgetTracker:
@@ -200,21 +118,25 @@ class BudgetTracker:
         self.heartbeat_ms = int(heartbeat.total_seconds() * 1000)
         self._next_heartbeat_ms = 0
         self.reservations: dict[str, Reservation] = {
-            k: Reservation.decode(v) for k, v in state.items("r:")
+            k: RESERVATION.decode_value(v) for k, v in state.items(RESERVATION.prefix)
         }
-        for key in [k for k in self.reservations if " " not in k]:
-            # written before request ids were scoped by tenant; the value names the tenant
-            reservation = self.reservations.pop(key)
-            scoped = f"r:{reservation.tenant_id} {key[2:]}"
-            self.reservations[scoped] = reservation
-            self.state.delete(key)
-            self.state.put(scoped, reservation.encode())
-        self._unscoped_settled = holds(state, _OLD_SETTLED)
+        for key in list(self.reservations):
+            request = RESERVATION.decode_key(key)
+            if request.tenant_id is None:
+                # written before request ids were scoped by tenant; the value names the tenant
+                reservation = self.reservations.pop(key)
+                scoped = RESERVATION.encode_key(request._replace(tenant_id=reservation.tenant_id))
+                self.reservations[scoped] = reservation
+                self.state.delete(key)
+                self.state.put(scoped, RESERVATION.encode_value(reservation))
+        self._unscoped_settled = holds(state, OLD_SETTLED_REQUEST.prefix)
         self._expiry = [(r.ts_ms, k) for k, r in self.reservations.items()]
         heapq.heapify(self._expiry)
-        self.slots: dict[str, int] = {k: int(v) for k, v in state.items("q:")}
-        self.latest_slot_ms = max((int(k.rsplit(":", 1)[1]) for k in self.slots), default=0)
-        self._dirty_slots: set[str] = set()
+        self.slots: dict[SlotKey, int] = {
+            SLOT.decode_key(k): SLOT.decode_value(v) for k, v in state.items(SLOT.prefix)
+        }
+        self.latest_slot_ms = max((slot.start_ms for slot in self.slots), default=0)
+        self._dirty_slots: set[SlotKey] = set()
         self._batch: dict[tuple[str, str, int], int] = {}
         """Spend of the running batch per (tenant, feature, slot start): ``fold`` (at batch
         end, or when the anomaly detectors need the slots) adds it to ``slots``."""
@@ -222,38 +144,44 @@ class BudgetTracker:
         self._next_cleanup_ms = 0
         self._rollovers: list[tuple[int, str]] = []
         self._asserting: set[str] = set()  # scopes whose published state is warn or block
-        for key, value in state.items("g:"):
-            heapq.heappush(self._rollovers, (int(value.split("|")[2]), key[2:]))
-            if not value.startswith("allow|"):
-                self._asserting.add(key[2:])
+        for key, value in state.items(SIGNAL.prefix):
+            scope, mark = SIGNAL.decode_key(key), SIGNAL.decode_value(value)
+            heapq.heappush(self._rollovers, (mark.end_ms, scope))
+            if mark.state != "allow":
+                self._asserting.add(scope)
 
     # -- inputs --------------------------------------------------------------------------
 
     def on_request(self, event: RequestEvent) -> None:
-        rid = f"{event.tenant_id} {event.request_id}:{event.attempt}"  # ids hold no space
-        if not event.reserved_cost_nusd or self._settled(rid):
+        request = RequestKey(event.tenant_id, event.request_id, event.attempt)
+        if not event.reserved_cost_nusd or self._settled(request):
             return  # nothing reserved, or settled before it arrived (topics are not ordered)
         ts_ms = int(event.ts.timestamp() * 1000)
         reservation = Reservation(event.tenant_id, event.feature, event.reserved_cost_nusd, ts_ms)
-        self.reservations["r:" + rid] = reservation
-        self.state.put("r:" + rid, reservation.encode())
-        heapq.heappush(self._expiry, (ts_ms, "r:" + rid))
+        key = RESERVATION.encode_key(request)
+        self.reservations[key] = reservation
+        self.state.put(key, RESERVATION.encode_value(reservation))
+        heapq.heappush(self._expiry, (ts_ms, key))
         self._touch(event.tenant_id, event.feature)
 
-    def _settled(self, rid: str) -> bool:
-        if self.state.get(SETTLED_REQUEST + rid) is not None:
+    def _settled(self, request: RequestKey) -> bool:
+        if self.state.get(SETTLED_REQUEST.encode_key(request)) is not None:
             return True
-        unscoped = self._unscoped_settled  # a mark written before request ids were scoped
-        return unscoped and self.state.get(_OLD_SETTLED + rid.split(" ", 1)[1]) is not None
+        if not self._unscoped_settled:
+            return False
+        old = OLD_SETTLED_REQUEST.encode_key(request._replace(tenant_id=None))
+        return self.state.get(old) is not None  # a mark written before ids were scoped
 
     def on_usage(self, event: Enriched) -> None:
-        rid = f"{event.tenant_id} {event.request_id}:{event.attempt}"
+        request = RequestKey(event.tenant_id, event.request_id, event.attempt)
         ts_ms = int(event.ts.timestamp() * 1000)
-        if self.reservations.pop("r:" + rid, None) is not None:
-            self.state.delete("r:" + rid)
+        key = RESERVATION.encode_key(request)
+        if self.reservations.pop(key, None) is not None:
+            self.state.delete(key)
         else:  # settles a request that arrives later; the state forgets it after the timeout
-            self.state.put(SETTLED_REQUEST + rid, str(ts_ms))
-            self.state.expire_later(SETTLED_REQUEST + rid, ts_ms)
+            settled = SETTLED_REQUEST.encode_key(request)
+            self.state.put(settled, SETTLED_REQUEST.encode_value(ts_ms))
+            self.state.expire_later(settled, ts_ms)
         group = (event.tenant_id, event.feature, ts_ms - ts_ms % SLOT_MS)
         self._batch[group] = self._batch.get(group, 0) + (event.cost_nusd or 0)
 
@@ -263,7 +191,7 @@ class BudgetTracker:
         for (tenant_id, feature, slot_ms), cost in self._batch.items():
             if cost:
                 for scope_feature in (None, feature):
-                    key = slot_key(tenant_id, scope_feature, slot_ms)
+                    key = slot_of(tenant_id, scope_feature, slot_ms)
                     slots[key] = slots.get(key, 0) + cost
                     self._dirty_slots.add(key)
                 self.latest_slot_ms = max(self.latest_slot_ms, slot_ms)
@@ -272,14 +200,14 @@ class BudgetTracker:
 
     def on_budgets_changed(self, scopes: Iterable[str]) -> None:
         """Re-evaluate changed budgets for the tenants this partition has seen."""
-        known = {key.split(":")[1].split("=", 1)[1].split("|")[0] for key in self.slots} | {
+        known = {parse_dim(slot.dim).tenant_id for slot in self.slots} | {
             r.tenant_id for r in self.reservations.values()
         }
         for scope in scopes:
             parts = parse_scope(scope)
             if parts is not None and parts[0] in known:
                 self._dirty_scopes.add(scope)
-            elif self.state.get("g:" + scope) is not None:
+            elif self.state.get(SIGNAL.encode_key(scope)) is not None:
                 self._dirty_scopes.add(scope)
 
     def _touch(self, tenant_id: str, feature: str) -> None:
@@ -297,7 +225,7 @@ class BudgetTracker:
         dim = scope_dim(budget.tenant_id, budget.feature)
         slots = self.slots
         last = min(end_ms, self.latest_slot_ms + SLOT_MS)  # later slots are empty
-        committed = sum(slots.get(f"q:{dim}:{slot}", 0) for slot in range(start_ms, last, SLOT_MS))
+        committed = sum(slots.get(SlotKey(dim, slot), 0) for slot in range(start_ms, last, SLOT_MS))
         if not reserved:
             return committed
         held = sum(
@@ -312,8 +240,8 @@ class BudgetTracker:
     def end_batch(self, now: datetime) -> list[Signal]:
         now_ms = int(now.timestamp() * 1000)
         self.fold()
-        for key in self._dirty_slots:
-            self.state.put(key, str(self.slots[key]))
+        for slot in self._dirty_slots:
+            self.state.put(SLOT.encode_key(slot), SLOT.encode_value(self.slots[slot]))
         self._dirty_slots.clear()
         self._expire(now_ms)
         while self._rollovers and self._rollovers[0][0] <= now_ms:
@@ -341,9 +269,11 @@ class BudgetTracker:
         """The scope's signal when its state changed (or, ``again``, its current warn or
         block state re-asserted), with an issue time newer than the last one published."""
         budget = self.book.by_scope.get(scope)
-        last = self.state.get("g:" + scope)
-        last_state, _, rest = (last or "").partition("|")
-        last_issued = int(rest.split("|")[2]) if rest.count("|") >= 2 else 0
+        key = SIGNAL.encode_key(scope)
+        text = self.state.get(key)
+        last = None if text is None else SIGNAL.decode_value(text)
+        last_state = "" if last is None else last.state
+        last_issued = (last.issued_ms or 0) if last is not None else 0
         issued_ms = max(int(now.timestamp() * 1000), last_issued + 1)
         issued = datetime.fromtimestamp(issued_ms / 1000, UTC)
         if budget is None:
@@ -352,13 +282,14 @@ class BudgetTracker:
             parts = parse_scope(scope)
             self._asserting.discard(scope)
             if parts is None:  # published before names lost '/': no tenant to name
-                self.state.delete("g:" + scope)
+                self.state.delete(key)
                 log.warning(
                     "forgetting the signal state of %r, which is not a budget scope of valid names",
                     scope,
                 )
                 return None
-            self.state.put("g:" + scope, f"allow||{issued_ms}|{issued_ms}")
+            removed = SignalMark("allow", None, issued_ms, issued_ms)
+            self.state.put(key, SIGNAL.encode_value(removed))
             tenant, feature = parts
             return Signal(
                 scope=scope,
@@ -377,11 +308,10 @@ class BudgetTracker:
         spend = self.spend(budget, start, end)
         state, pct, reason = evaluate(budget, spend)
         end_ms = int(end.timestamp() * 1000)
-        current = f"{state}|{pct or ''}|{end_ms}"
-        unchanged = last is not None and last.startswith(current + "|") or current == last
+        unchanged = last is not None and last.same_window_state(state, pct, end_ms)
         if (unchanged and not again) or (state == "allow" and last_state in ("", "allow")):
             return None  # unchanged; an allowed scope stays quiet across windows
-        self.state.put("g:" + scope, f"{current}|{issued_ms}")
+        self.state.put(key, SIGNAL.encode_value(SignalMark(state, pct, end_ms, issued_ms)))
         if state == "allow":
             self._asserting.discard(scope)
         else:
@@ -413,7 +343,8 @@ class BudgetTracker:
         self.state.expire(now_ms - self.timeout_ms, SETTLED)
         if now_ms >= self._next_cleanup_ms:  # slots older than a month window: not needed
             self._next_cleanup_ms = now_ms + 3_600_000
-            self._unscoped_settled = self._unscoped_settled and holds(self.state, _OLD_SETTLED)
-            for key in [k for k in self.slots if int(k.rsplit(":", 1)[1]) + SLOT_KEEP_MS < now_ms]:
-                del self.slots[key]
-                self.state.delete(key)
+            old_settled = OLD_SETTLED_REQUEST.prefix
+            self._unscoped_settled = self._unscoped_settled and holds(self.state, old_settled)
+            for slot in [s for s in self.slots if s.start_ms + SLOT_KEEP_MS < now_ms]:
+                del self.slots[slot]
+                self.state.delete(SLOT.encode_key(slot))

@@ -7,30 +7,31 @@
 
 Callers choose both ids, so they are remembered per tenant: another tenant's ``order-42``
 is not this one's retry. Each is kept as a fixed-size key (a 16-byte BLAKE2b digest of
-tenant and id, ``I:`` and ``G:``) whose value is when the worker first saw it; the state
-indexes them by that time, so each is forgotten ``retention`` after it was seen, oldest
-first, without holding the ids in memory. The clock is the processing time, not the event
-time: a three-day-old event replayed from a spill is remembered as long as a fresh one.
+tenant and id: state_keys.EVENT_ID and GENERATION) whose value is when the worker first
+saw it; the state indexes them by that time, so each is forgotten ``retention`` after it
+was seen, oldest first, without holding the ids in memory. The clock is the processing
+time, not the event time: a three-day-old event replayed from a spill is remembered as long
+as a fresh one.
 
-State written before ids were scoped (unscoped ``E:`` and ``K:`` digests) is still read,
-until the last of it expires: a redelivery of an event seen before the upgrade still counts
-once.
+State written before ids were scoped (unscoped digests, OLD_EVENT_ID and OLD_GENERATION) is
+still read, until the last of it expires: a redelivery of an event seen before the upgrade
+still counts once.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from enum import Enum
-from hashlib import blake2b
 from typing import Any, NamedTuple
 
-from tokenledger.streams.worker.state import (
+from tokenledger.streams.worker.state import State, holds
+from tokenledger.streams.worker.state_keys import (
     EVENT_ID,
     GENERATION,
-    UNSCOPED,
-    State,
+    OLD_EVENT_ID,
+    OLD_GENERATION,
     digest_key,
-    holds,
+    tenant_hash,
 )
 
 
@@ -49,7 +50,7 @@ class Decision(NamedTuple):
 
 
 DEFAULT_RETENTION = timedelta(hours=48)
-_OLD_ID, _OLD_GENERATION = UNSCOPED[EVENT_ID], UNSCOPED[GENERATION]
+_ID_PREFIX, _GENERATION_PREFIX = EVENT_ID.prefix, GENERATION.prefix
 _MAX_TENANTS = 10_000
 
 
@@ -62,21 +63,20 @@ class Dedup:
         self._tenants: dict[str, Any] = {}
 
     def _tenant(self, tenant_id: str) -> Any:
-        """The digest state after ``"<tenant> "``: copying it and adding an id gives
-        ``state.scoped_key`` at about half the cost of a new BLAKE2b."""
+        """The tenant's digest state (state_keys.tenant_hash), kept for its next ids."""
         if len(self._tenants) >= _MAX_TENANTS:
             self._tenants.clear()
-        h = self._tenants[tenant_id] = blake2b(f"{tenant_id} ".encode(), digest_size=16)
+        h = self._tenants[tenant_id] = tenant_hash(tenant_id)
         return h
 
     def decide(self, tenant_id: str, event_id: str, idempotency_key: str) -> Decision:
         tenant = self._tenants.get(tenant_id) or self._tenant(tenant_id)
         h = tenant.copy()
         h.update(event_id.encode())
-        id_key = EVENT_ID + h.hexdigest()
+        id_key = _ID_PREFIX + h.hexdigest()
         h = tenant.copy()
         h.update(idempotency_key.encode())
-        generation_key = GENERATION + h.hexdigest()
+        generation_key = _GENERATION_PREFIX + h.hexdigest()
         get = self.state.get
         if get(id_key) is not None:
             verdict = Verdict.REDELIVERY
@@ -91,9 +91,9 @@ class Dedup:
     def _unscoped_verdict(self, verdict: Verdict, event_id: str, idempotency_key: str) -> Verdict:
         """What the ids remembered before the upgrade say, where they say more."""
         get = self.state.get
-        if get(digest_key(_OLD_ID, event_id)) is not None:
+        if get(digest_key(OLD_EVENT_ID, event_id)) is not None:
             return Verdict.REDELIVERY
-        if verdict is Verdict.FIRST and get(digest_key(_OLD_GENERATION, idempotency_key)):
+        if verdict is Verdict.FIRST and get(digest_key(OLD_GENERATION, idempotency_key)):
             return Verdict.DUPLICATE_GENERATION
         return verdict
 
@@ -101,7 +101,7 @@ class Dedup:
         """Mark seen at ``seen_ms`` (processing time); the engine commits this with the
         event's output, atomically. A repeated generation keeps the first generation as
         the reference."""
-        value = str(seen_ms)
+        value = EVENT_ID.encode_value(seen_ms)  # GENERATION's value is the same
         state = self.state
         state.put(decision.id_key, value)
         state.expire_later(decision.id_key, seen_ms)
@@ -121,4 +121,4 @@ class Dedup:
 
 
 def _holds_unscoped(state: State) -> bool:
-    return holds(state, _OLD_ID) or holds(state, _OLD_GENERATION)
+    return holds(state, OLD_EVENT_ID.prefix) or holds(state, OLD_GENERATION.prefix)

@@ -27,11 +27,12 @@ from tokenledger.contract.common import format_usd
 from tokenledger.freshness import Freshness
 from tokenledger.streams.worker.sliding import Minute, window
 from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.state_keys import RETRY_STATE, RouteKey
+from tokenledger.streams.worker.state_values import RetryMark
 
 log = logging.getLogger(__name__)
 
 ISSUER = "retry-budgets-worker"
-PREFIX = "rb:"
 _CLEANUP_EVERY_MS = 60_000
 RetryState = Literal["allow", "block"]
 
@@ -115,25 +116,24 @@ class RetryBudgetConfigs:
 
 
 class RetryBudgetTracker:
-    """One partition's routes: their minute of attempts and the state last published.
-
-    State: ``rb:<tenant>|<route>`` = ``<state>|<issued ms>|<minute>`` (first attempts,
-    retries, retry nano-USD per second)."""
+    """One partition's routes: their minute of attempts and the state last published, by
+    state key (state_keys.RETRY_STATE: first attempts, retries and retry nano-USD per
+    second)."""
 
     def __init__(self, state: State, configs: RetryBudgetConfigs) -> None:
         self.state = state
         self.configs = configs
         self.minutes: dict[str, Minute] = {}
         self.published: dict[str, tuple[RetryState, int]] = {}
-        for key, value in state.items(PREFIX):
-            current, issued, encoded = value.split("|", 2)
-            self.minutes[key[3:]] = Minute.decode(encoded, 3)
-            self.published[key[3:]] = ("block" if current == "block" else "allow", int(issued))
+        for key, value in state.items(RETRY_STATE.prefix):
+            mark = RETRY_STATE.decode_value(value)
+            self.minutes[key] = Minute.of(mark.seconds, 3)
+            self.published[key] = ("block" if mark.state == "block" else "allow", mark.issued_ms)
         self._dirty: set[str] = set()
         self._cleaned_ms = 0
 
     def observe(self, tenant_id: str, route: str, attempt: int, cost_nusd: int, ts_ms: int) -> None:
-        key = f"{tenant_id}|{route}"
+        key = RETRY_STATE.encode_key(RouteKey(tenant_id, route))
         minute = self.minutes.get(key)
         if minute is None:
             minute = self.minutes[key] = Minute(3)
@@ -164,7 +164,7 @@ class RetryBudgetTracker:
     def _evaluate(
         self, key: str, watermark_ms: int, now_ms: int, beat: bool
     ) -> RetryBudgetSignal | None:
-        tenant_id, route = key.split("|", 1)
+        tenant_id, route = RETRY_STATE.decode_key(key)
         minute = self.minutes[key]
         minute.slide(watermark_ms)
         first, retries, nusd = minute.totals()
@@ -176,10 +176,10 @@ class RetryBudgetTracker:
         if not minute and state == "allow" and issued < now_ms:
             del self.minutes[key]
             self.published.pop(key, None)
-            self.state.delete(PREFIX + key)
+            self.state.delete(key)
         else:
             self.published[key] = (state, issued)
-            self.state.put(PREFIX + key, f"{state}|{issued}|{minute.encode()}")
+            self.state.put(key, RETRY_STATE.encode_value(RetryMark(state, issued, minute.seconds)))
         if not publish:
             return None
         start, end = window(watermark_ms)

@@ -21,11 +21,11 @@ from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import UserError
 from tokenledger.streams.worker.anomalies import DetectorConfig
 from tokenledger.streams.worker.breakers import BreakerConfig
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.budget_feed import BudgetFeed
 from tokenledger.streams.worker.budgets import (
     DEFAULT_HEARTBEAT,
     DEFAULT_RESERVATION_TIMEOUT,
-    BudgetDefinitions,
 )
 from tokenledger.streams.worker.engine import EngineConfig, TransactionalEngine
 from tokenledger.streams.worker.state import State

@@ -8,6 +8,8 @@ is the resolution: an event leaves the window 60 s after its second began.
 
 from __future__ import annotations
 
+from tokenledger.streams.worker.state_values import decode_seconds, encode_seconds
+
 WINDOW_S = 60
 
 
@@ -55,15 +57,17 @@ class Minute:
         return bool(self.seconds)
 
     def encode(self) -> str:
-        """``second:v1:v2...`` per second, comma-separated (the state's form)."""
-        return ",".join(":".join(map(str, (s, *row))) for s, row in sorted(self.seconds.items()))
+        """The state's form (state_values.encode_seconds)."""
+        return encode_seconds(self.seconds)
 
     @classmethod
     def decode(cls, text: str, width: int) -> Minute:
+        return cls.of(decode_seconds(text), width)
+
+    @classmethod
+    def of(cls, seconds: dict[int, list[int]], width: int) -> Minute:
         minute = cls(width)
-        for item in filter(None, text.split(",")):
-            second, *values = (int(x) for x in item.split(":"))
-            minute.seconds[second] = values
+        minute.seconds = seconds
         return minute
 
 

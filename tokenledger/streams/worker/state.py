@@ -8,64 +8,36 @@ Two implementations share one interface: ``ChangelogState`` keeps everything in 
 offline demo, tests); ``tokenledger.streams.worker.store.DiskState`` keeps it in RocksDB and only the
 uncommitted changes in memory (the worker).
 
-Keys under an expiring prefix (``EXPIRING``: the deduplication ids, the settled requests)
-hold a time in milliseconds as their value; the state indexes them by that time, one index
-per kind, so that forgetting the oldest is a range, not a scan, and memory does not hold
-them (``expire_later`` / ``expire``).
+Keys of an expiring kind (the deduplication ids, the settled requests; state_keys.py lists
+every kind) hold a time in milliseconds as their value; the state indexes them by that
+time, one index per kind, so that forgetting the oldest is a range, not a scan, and memory
+does not hold them (``expire_later`` / ``expire``).
 
 Every remembered id belongs to its tenant: callers choose event ids (CloudEvents ``source``
 + ``id``), idempotency keys and request ids, so two tenants on one partition may well send
-the same one. Keys written before ids were scoped (``UNSCOPED``) are still read until they
-expire; none is written any more.
+the same one. Keys written before ids were scoped are still read until they expire; none
+is written any more, and deduplication keys of releases before digests are rewritten
+under their digest as they are restored.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from hashlib import blake2b
 from typing import Protocol
 
-IDS, SETTLED = "ids", "settled"
-EVENT_ID, GENERATION, SETTLED_REQUEST = "I:", "G:", "s:"
-UNSCOPED = {EVENT_ID: "E:", GENERATION: "K:", SETTLED_REQUEST: "x:"}
-"""Each prefix, and the one the same ids had before they were scoped by tenant."""
-_SCOPED = {EVENT_ID: IDS, GENERATION: IDS, SETTLED_REQUEST: SETTLED}
-EXPIRING = {**_SCOPED, **{UNSCOPED[prefix]: index for prefix, index in _SCOPED.items()}}
-"""Prefixes of keys whose value is a time in ms, and the expiry index each is in: a
-tenant's event ids (I:) and idempotency keys (G:), each a 16-byte BLAKE2b digest in hex,
-valued with when they were first seen and forgotten the dedup retention after; usage
-events that settled a request (s:, ``<tenant> <request id>:<attempt>``), valued with their
-event time and kept for the reservation timeout. E:, K: and x: are the same ids unscoped."""
-
-LEGACY = {"d:": "E:", "i:": "K:"}
-"""Deduplication keys of releases before digests (``d:<event_id>`` = ts, ``i:<key>`` =
-``<event_id>|ts``): read from an old changelog, rewritten under their (unscoped) digest
-key."""
-
-
-def digest_key(prefix: str, value: str) -> str:
-    """The fixed-size state key of an id: prefix + 16-byte BLAKE2b in hex (34 chars)."""
-    return prefix + blake2b(value.encode(), digest_size=16).hexdigest()
-
-
-def scoped_key(prefix: str, tenant_id: str, value: str) -> str:
-    """The fixed-size state key of a tenant's id: one digest of ``<tenant> <id>`` (neither
-    a tenant name nor an id may hold a space, so no two pairs share a key)."""
-    return prefix + blake2b(f"{tenant_id} {value}".encode(), digest_size=16).hexdigest()
+from tokenledger.streams.worker.state_keys import (
+    IDS,
+    SETTLED,
+    expiry_index,
+    expiry_of,
+    legacy_entry,
+)
 
 
 def holds(state: State, prefix: str) -> bool:
     """Whether any key under ``prefix`` is left (a seek on disk, not a scan)."""
     return next(iter(state.items(prefix)), None) is not None
-
-
-def legacy_entry(key: str, value: str) -> tuple[str, str] | None:
-    """(new key, ts) for an old-format dedup entry, else None."""
-    new_prefix = LEGACY.get(key[:2])
-    if new_prefix is None:
-        return None
-    return digest_key(new_prefix, key[2:]), value.rsplit("|", 1)[-1]
 
 
 class State(Protocol):
@@ -108,14 +80,15 @@ class ChangelogState:
         if value is not None and (converted := legacy_entry(key, value)) is not None:
             self.data.pop(key, None)
             self._dirty.add(key)  # the next commit tombstones the old key
-            self.put(*converted)
-            self.expire_later(converted[0], int(converted[1]))
+            new_key, seen_ms = converted
+            self.put(new_key, str(seen_ms))
+            self.expire_later(new_key, seen_ms)
             return
         if value is None:
             self.data.pop(key, None)
         else:
             self.data[key] = value
-            if key[:2] in EXPIRING:
+            if expiry_of(key) is not None:
                 self.expire_later(key, int(value))
 
     def finish_restore(self, next_offset: int) -> None:
@@ -131,8 +104,8 @@ class ChangelogState:
         return ((k, v) for k, v in self.data.items() if k.startswith(prefix))
 
     def expire_later(self, key: str, ts_ms: int) -> None:
-        """Index ``key`` (under an EXPIRING prefix) by its event time."""
-        heapq.heappush(self._expiry[EXPIRING[key[:2]]], (ts_ms, key))
+        """Index ``key`` (of an expiring kind) by its event time."""
+        heapq.heappush(self._expiry[expiry_index(key)], (ts_ms, key))
 
     def expire(self, horizon_ms: int, index: str = IDS) -> int:
         """Delete the keys of ``index`` with an event time before ``horizon_ms``; how many."""

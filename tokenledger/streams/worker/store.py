@@ -9,9 +9,9 @@ tombstones are kept (they may have been compacted away) is rebuilt from the chan
 never trusted. Memory holds one batch of changes, whatever the retention window.
 
 Besides the state keys, the store keeps an index of the expiring keys by event time, per
-kind (dedup ids under ``X:``, settled requests under ``Y:``), one record per committed batch
-(``X:<latest ts hex>:<seq>`` -> the batch's keys; not in the changelog: it is derived from
-the values), so forgetting everything older than a horizon is a short scan and one range
+kind (dedup ids, settled requests), one record per committed batch under the latest of its
+event times (laid out in state_keys.py; not in the changelog: it is derived from the
+values), so forgetting everything older than a horizon is a short scan and one range
 delete, and memory never holds the keys. A key expires once its whole batch is past the
 horizon: at most one batch's spread of event times late.
 """
@@ -24,12 +24,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tokenledger.streams.worker.state import EXPIRING, IDS, SETTLED, legacy_entry
+from tokenledger.streams.worker.state_keys import (
+    APPLIED,
+    APPLIED_AT,
+    IDS,
+    INDEXES,
+    decode_index_record,
+    encode_index_record,
+    expiry_index,
+    expiry_of,
+    index_bound,
+    index_key,
+    legacy_entry,
+)
 
-APPLIED = b"~applied"
-APPLIED_AT = b"~applied_at_ms"
-INDEXES = {IDS: b"X:", SETTLED: b"Y:"}
-"""The expiry index of each kind of expiring key (tokenledger.streams.worker.state.EXPIRING)."""
 MAX_AGE_MS = 12 * 3600 * 1000
 """A store last applied longer ago than this is rebuilt: the changelog's tombstones are
 kept 24 h (delete.retention.ms), so a tail older than that may have lost deletions."""
@@ -37,10 +45,6 @@ kept 24 h (delete.retention.ms), so a tail older than that may have lost deletio
 
 class StoreError(RuntimeError):
     """The store cannot be opened or read; the engine rebuilds it."""
-
-
-def _index_key(index: str, ts_ms: int, tail: str) -> bytes:
-    return INDEXES[index] + b"%016x:" % max(ts_ms, 0) + tail.encode()
 
 
 CACHE_BYTES = 32 * 1024 * 1024
@@ -151,14 +155,15 @@ class DiskState:
         if value is not None and (converted := legacy_entry(key, value)) is not None:
             self._replay.delete(key.encode())
             self._pending[key] = None  # the next commit tombstones the old key
-            self.put(*converted)
-            self.expire_later(converted[0], int(converted[1]))
+            new_key, seen_ms = converted
+            self.put(new_key, str(seen_ms))
+            self.expire_later(new_key, seen_ms)
             return
         if value is None:
             self._replay.delete(key.encode())
             return
         self._replay.put(key.encode(), value.encode())
-        index = EXPIRING.get(key[:2])
+        index = expiry_of(key)
         if index is not None:
             self._index_add[index].append((int(value), key))
             if len(self._index_add[index]) >= 5000:
@@ -174,8 +179,7 @@ class DiskState:
         batch = self._replay if self._replay is not None else WriteBatch(raw_mode=True)
         self._replay = None
         self._write_index(batch)
-        batch.put(APPLIED, str(next_offset).encode())
-        batch.put(APPLIED_AT, str(int(time.time() * 1000)).encode())
+        _mark_applied(batch, next_offset)
         self.db.write(batch)
 
     def changes(self) -> list[tuple[str, str | None]]:
@@ -197,7 +201,7 @@ class DiskState:
                 yield key, value
 
     def expire_later(self, key: str, ts_ms: int) -> None:
-        self._index_add[EXPIRING[key[:2]]].append((ts_ms, key))
+        self._index_add[expiry_index(key)].append((ts_ms, key))
 
     def expire(self, horizon_ms: int, index: str = IDS) -> int:
         """Delete the keys of ``index`` with an event time before ``horizon_ms``: a range
@@ -206,12 +210,12 @@ class DiskState:
         them first; how many."""
         out: list[str] = []
         if horizon_ms > self._expired_to[index]:
-            prefix, end = INDEXES[index], _index_key(index, horizon_ms, "")
-            start = _index_key(index, self._expired_to[index], "")
+            prefix, end = INDEXES[index], index_bound(index, horizon_ms)
+            start = index_bound(index, self._expired_to[index])
             for raw_key, raw_value in self.db.items(from_key=start):
                 if raw_key >= end or not raw_key.startswith(prefix):
                     break
-                out.extend(raw_value.decode().split("\n"))
+                out.extend(decode_index_record(raw_value))
             self._expired_to[index] = horizon_ms
             self._index_delete_to[index] = horizon_ms
         keep: list[tuple[int, str]] = []
@@ -243,10 +247,9 @@ class DiskState:
                 batch.put(key.encode(), value.encode())
         self._write_index(batch)
         for index, horizon_ms in self._index_delete_to.items():
-            batch.delete_range(INDEXES[index], _index_key(index, horizon_ms, ""))
+            batch.delete_range(INDEXES[index], index_bound(index, horizon_ms))
         if next_offset is not None:
-            batch.put(APPLIED, str(next_offset).encode())
-            batch.put(APPLIED_AT, str(int(time.time() * 1000)).encode())
+            _mark_applied(batch, next_offset)
         self.db.write(batch)
         self._pending.clear()
         self._index_delete_to.clear()
@@ -258,8 +261,8 @@ class DiskState:
             if added:
                 self._seq += 1
                 latest = max(ts for ts, _ in added)
-                tail = f"{int(time.time() * 1000):x}.{self._seq:x}"  # unique across restarts
-                batch.put(_index_key(index, latest, tail), "\n".join(k for _, k in added).encode())
+                key = index_key(index, latest, int(time.time() * 1000), self._seq)
+                batch.put(key, encode_index_record(k for _, k in added))
                 self._index_add[index] = []
 
     def close(self) -> None:
@@ -267,3 +270,9 @@ class DiskState:
 
     def remembered(self) -> int:
         return int(self.db.property_int_value("rocksdb.estimate-num-keys") or 0)
+
+
+def _mark_applied(batch: Any, next_offset: int) -> None:
+    """Record in ``batch`` that the store reaches changelog offset ``next_offset``, now."""
+    batch.put(APPLIED, str(next_offset).encode())
+    batch.put(APPLIED_AT, str(int(time.time() * 1000)).encode())

@@ -19,10 +19,10 @@ from tokenledger.streams.admin.signer import Signer, headers_for
 from tokenledger.streams.records import Output
 from tokenledger.streams.worker.anomalies import AnomalyTask, DetectorConfig
 from tokenledger.streams.worker.breakers import BreakerConfig
+from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.budgets import (
     DEFAULT_HEARTBEAT,
     DEFAULT_RESERVATION_TIMEOUT,
-    BudgetDefinitions,
     BudgetTracker,
 )
 from tokenledger.streams.worker.call_control import CallControl

@@ -21,6 +21,7 @@ from tokenledger.streams.records import Output, Rejection, dead_letter
 from tokenledger.streams.worker.dedup import DEFAULT_RETENTION, Dedup, Verdict
 from tokenledger.streams.worker.price import Enriched, enrich
 from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.state_keys import WATERMARK
 from tokenledger.streams.worker.validate import parse
 from tokenledger.streams.worker.windows import DEFAULT_LATENESS, SpendWindows, window_start
 
@@ -59,7 +60,8 @@ class UsageTask:
         self.trusted = trusted_cost_services
         self.dedup = Dedup(state, dedup_retention)
         self.windows = SpendWindows(state, allowed_lateness)
-        self.watermark_ms = int(state.get("m:watermark") or 0)
+        saved = state.get(WATERMARK.encode_key(None))
+        self.watermark_ms = 0 if saved is None else WATERMARK.decode_value(saved)
         self._saved_watermark = self.watermark_ms
         self._expired_at = self.watermark_ms
         self._ids_expired_at = 0
@@ -128,7 +130,7 @@ class UsageTask:
         retention (processing time) and windows past their lateness (event time)."""
         self.windows.flush()
         if self.watermark_ms != self._saved_watermark:
-            self.state.put("m:watermark", str(self.watermark_ms))
+            self.state.put(WATERMARK.encode_key(None), WATERMARK.encode_value(self.watermark_ms))
             self._saved_watermark = self.watermark_ms
         now_ms = int(now.timestamp() * 1000)
         if now_ms - self._ids_expired_at >= _EXPIRE_EVERY_MS:

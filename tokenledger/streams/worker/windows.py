@@ -6,8 +6,8 @@ partition's watermark (the largest event time seen): it is not added to any wind
 is still priced, flagged ``late`` and stored, and counted on the late path. Decisions
 depend only on the input order, so a replay reproduces every window exactly.
 
-State key: ``w:<grain>:<dim>:<window start, epoch ms>``; value ``<cost_nusd>,<events>,<unpriced>``
-where ``dim`` is ``t=<tenant>``, ``tf=<tenant>|<feature>`` or ``tm=<tenant>|<model>``.
+State: one key per grain, dimension (the tenant, tenant x feature, tenant x model) and
+window start, holding the window's cost, events and unpriced events (state_keys.WINDOW).
 """
 
 from __future__ import annotations
@@ -17,6 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.state_keys import (
+    WINDOW,
+    WindowKey,
+    feature_dim,
+    model_dim,
+    tenant_dim,
+)
+from tokenledger.streams.worker.state_values import WindowTotals
 
 GRAINS_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 KEEP_MS = {"minute": 2 * 3_600_000, "hour": 2 * 86_400_000, "day": 40 * 86_400_000}
@@ -28,14 +36,9 @@ def window_start(ts_ms: int, grain: str) -> int:
     return ts_ms - ts_ms % size
 
 
-def scope_dim(tenant_id: str, feature: str | None) -> str:
-    """The dimension of a tenant (``t=``) or a tenant's feature (``tf=``), as in window,
-    budget-slot and anomaly keys."""
-    return f"t={tenant_id}" if feature is None else f"tf={tenant_id}|{feature}"
-
-
 def dims(tenant_id: str, feature: str, model: str) -> tuple[str, str, str]:
-    return (f"t={tenant_id}", f"tf={tenant_id}|{feature}", f"tm={tenant_id}|{model}")
+    """The dimensions an event's spend is added to: its tenant, feature and model."""
+    return tenant_dim(tenant_id), feature_dim(tenant_id, feature), model_dim(tenant_id, model)
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class SpendWindows:
         self.state = state
         self.lateness_ms = int(allowed_lateness.total_seconds() * 1000)
         self.totals: dict[str, list[int]] = {
-            key: [int(x) for x in value.split(",")] for key, value in state.items("w:")
+            key: list(WINDOW.decode_value(value)) for key, value in state.items(WINDOW.prefix)
         }
         self._batch: dict[tuple[int, str, str, str], list[int]] = {}
         self._expiry = [(_expires_at(key), key) for key in self.totals]
@@ -86,7 +89,7 @@ class SpendWindows:
             for grain, size in GRAINS_MS.items():
                 start = minute - minute % size
                 for dim in names:
-                    key = f"w:{grain}:{dim}:{start}"
+                    key = window_key(grain, dim, start)
                     entry = totals.get(key)
                     if entry is None:
                         entry = totals[key] = [0, 0, 0]
@@ -97,8 +100,7 @@ class SpendWindows:
                     dirty.add(key)
         self._batch.clear()
         for key in dirty:
-            total, events, unpriced = totals[key]
-            self.state.put(key, f"{total},{events},{unpriced}")
+            self.state.put(key, WINDOW.encode_value(WindowTotals(*totals[key])))
 
     def expire(self, watermark_ms: int) -> int:
         dropped = 0
@@ -111,15 +113,16 @@ class SpendWindows:
 
 
 def _expires_at(key: str) -> int:
-    grain, _, rest = key[2:].partition(":")
-    start = int(rest.rsplit(":", 1)[1])
-    return start + GRAINS_MS[grain] + KEEP_MS[grain]
+    window = WINDOW.decode_key(key)
+    return window.start_ms + GRAINS_MS[window.grain] + KEEP_MS[window.grain]
+
+
+def window_key(grain: str, dim: str, start_ms: int) -> str:
+    """The state key (and ``SpendWindows.totals`` key) of a window."""
+    return WINDOW.encode_key(WindowKey(grain, dim, start_ms))
 
 
 def parse_window(key: str, value: str) -> WindowTotal:
-    grain, _, rest = key[2:].partition(":")
-    dim, start = rest.rsplit(":", 1)
-    total, events, unpriced = (int(x) for x in value.split(","))
-    return WindowTotal(
-        grain, dim, datetime.fromtimestamp(int(start) / 1000, UTC), total, events, unpriced
-    )
+    window, totals = WINDOW.decode_key(key), WINDOW.decode_value(value)
+    start = datetime.fromtimestamp(window.start_ms / 1000, UTC)
+    return WindowTotal(window.grain, window.dim, start, *totals)

@@ -49,7 +49,7 @@ every worker, batch size and replay.
 
 from __future__ import annotations
 
-from tokenledger.streams.worker.anomalies.detectors import DETECTORS, DetectorConfig
+from tokenledger.streams.worker.anomalies.config import DETECTORS, DetectorConfig
 from tokenledger.streams.worker.anomalies.task import AnomalyTask
 
 __all__ = ["DETECTORS", "AnomalyTask", "DetectorConfig"]

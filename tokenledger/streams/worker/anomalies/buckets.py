@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from tokenledger.contract.names import budget_scope, parse_scope, route_scope
 from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.state_keys import (
+    BUCKET,
+    FEATURE,
+    TENANT,
+    BucketKey,
+    dim_kind,
+    parse_dim,
+)
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -18,15 +26,15 @@ the reference model); tm= (tenant x model, spend only: names the top model of an
 
 
 def human_scope(scope: str) -> tuple[str, str, str | None]:
-    """(alert scope, tenant, feature) of an internal scope ``t=``/``tf=``/``tr=`` or a budget."""
+    """(alert scope, tenant, feature) of a dimension (tenant, feature or route) or a budget."""
     budget = parse_scope(scope)
     if budget is not None:
         return (scope, *budget)
-    kind, _, rest = scope.partition("=")
-    tenant, _, other = rest.partition("|")
-    if kind == "t":
+    dim = parse_dim(scope)
+    tenant, other = dim.tenant_id, dim.other or ""
+    if dim.kind == TENANT:
         return budget_scope(tenant, None), tenant, None
-    if kind == "tf":
+    if dim.kind == FEATURE:
         return budget_scope(tenant, other), tenant, other
     return route_scope(tenant, other), tenant, None
 
@@ -42,16 +50,16 @@ def keep_top_two(entry: list[int], first: int, second: int, cost: int) -> None:
 
 
 class Buckets:
-    """Per-minute counters per scope, persisted under ``a:b:<scope>:<minute ms>``."""
+    """Per-minute counters per scope, persisted per scope and minute (state_keys.BUCKET)."""
 
     def __init__(self, state: State) -> None:
         self.state = state
         self.data: dict[tuple[str, int], list[int]] = {}
         self.active: dict[int, set[str]] = {}
-        for key, value in state.items("a:b:"):
-            scope, minute = key[4:].rsplit(":", 1)
-            self.data[(scope, int(minute))] = [int(x) for x in value.split(",")]
-            self.active.setdefault(int(minute), set()).add(scope)
+        for key, value in state.items(BUCKET.prefix):
+            scope, minute = BUCKET.decode_key(key)
+            self.data[(scope, minute)] = BUCKET.decode_value(value)
+            self.active.setdefault(minute, set()).add(scope)
         self._dirty: set[tuple[str, int]] = set()
 
     def add(self, scope: str, minute: int, cost: int, aux1: int = 0, aux2: int = 0) -> None:
@@ -100,7 +108,7 @@ class Buckets:
     def flush(self) -> None:
         for scope, minute in self._dirty:
             entry = self.data[(scope, minute)]
-            self.state.put(f"a:b:{scope}:{minute}", ",".join(map(str, entry)))
+            self.state.put(BUCKET.encode_key(BucketKey(scope, minute)), BUCKET.encode_value(entry))
         self._dirty.clear()
 
     def expire(self, before_ms: int) -> None:
@@ -108,9 +116,9 @@ class Buckets:
             for scope in self.active.pop(minute):
                 self.data.pop((scope, minute), None)
                 self._dirty.discard((scope, minute))
-                self.state.delete(f"a:b:{scope}:{minute}")
+                self.state.delete(BUCKET.encode_key(BucketKey(scope, minute)))
 
 
 def feature_first(scope: str) -> tuple[int, str]:
     """Feature scopes before tenant scopes: a spend incident names the feature when it can."""
-    return (0 if scope.startswith("tf=") else 1, scope)
+    return (0 if dim_kind(scope) == FEATURE else 1, scope)

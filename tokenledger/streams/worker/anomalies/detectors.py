@@ -3,8 +3,6 @@ was observed, what was expected and whether there was evidence enough to judge."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from tokenledger.contract.common import format_usd
@@ -22,65 +20,15 @@ from tokenledger.streams.worker.anomalies.buckets import (
     Buckets,
     human_scope,
 )
-from tokenledger.streams.worker.anomalies.onset import Onset, mix_onset, share_onset, spend_onset
+from tokenledger.streams.worker.anomalies.config import DetectorConfig
+from tokenledger.streams.worker.anomalies.observation import MIX_UNIT, SPEND_UNIT, Observation
+from tokenledger.streams.worker.anomalies.onset import mix_onset, share_onset, spend_onset
 from tokenledger.streams.worker.budgets import ADJECTIVE, budget_window
-from tokenledger.streams.worker.windows import SpendWindows, scope_dim
+from tokenledger.streams.worker.state_keys import FEATURE, MODEL, parse_dim, scope_dim
+from tokenledger.streams.worker.windows import SpendWindows, window_key
 
-SPEND_UNIT = "nusd/2min"
 SPEND_WIDTHS = (2, 5, 10)
 """spend_rate's windows in minutes: the first holding spend_min_events calls is judged."""
-MIX_UNIT = "x1000_reference"
-"""model_mix: the price level, 1000 = the route's reference model on the same tokens."""
-DETECTORS = ("spend_rate", "retry_storm", "model_mix", "context_growth", "budget_burn")
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    spend_ratio: float = 4.0
-    spend_min_excess_nusd: int = 200_000_000
-    """An excess this large over two minutes fires at once."""
-    spend_small_excess_nusd: int = 50_000_000
-    """A smaller excess, down to this, fires once it has held spend_sustain_minutes."""
-    spend_sustain_minutes: int = 3
-    spend_min_events: int = 10
-    short_minutes: int = 5
-    baseline_minutes: int = 60
-    share_min_events: int = 30
-    retry_share_pct: int = 20
-    retry_ratio: float = 3.0
-    mix_ratio: float = 3.0
-    mix_min_events: int = 20
-    violation_share_pct: int = 20
-    violation_ratio: float = 4.0
-    burn_min_elapsed_minutes: int = 60
-    burn_min_spent_pct: int = 5
-    burn_fire_pct: int = 110
-    """budget_burn fires at a forecast of this share of the limit..."""
-    burn_resolve_pct: int = 90
-    """...and resolves only once the forecast has stayed below this share (no flapping)."""
-    level_half_life_minutes: int = 1440
-    """model_mix's long memory: a route's price level decays with this half-life."""
-    resolve_after: int = 5
-    cooldown_minutes: int = 30
-    max_catch_up_minutes: int = 180
-
-
-@dataclass(frozen=True)
-class Observation:
-    observed: int
-    expected: int
-    unit: str
-    volume_ok: bool
-    start_ms: int
-    end_ms: int
-    summary: Callable[[], str] = field(default=lambda: "", repr=False)
-    """Built only for an alert (formatting every evaluation's text would cost more than the
-    evaluation)."""
-    evidence: int = 0
-    """Calls the judgement rests on (where the detector counts them)."""
-    onset: Onset | None = field(default=None, repr=False)
-    """The change point behind the observation (onset.py), read only when it fires; None:
-    the window's start."""
 
 
 def _median(values: list[int]) -> int:
@@ -116,7 +64,7 @@ class Detectors:
         self.cfg = config
 
     def hour_spend(self, scope: str, hour_ms: int) -> int:
-        entry = self.windows.totals.get(f"w:hour:{scope}:{hour_ms}")
+        entry = self.windows.totals.get(window_key("hour", scope, hour_ms))
         return entry[0] if entry else 0
 
     # -- spend rate ----------------------------------------------------------------------
@@ -230,16 +178,18 @@ class Detectors:
     def _top_spenders(self, tenant: str, first: int, last: int) -> str:
         """The tenant's feature and model that spent most in minutes [first, last]."""
         tops = []
-        for prefix, what in ((f"tf={tenant}|", "feature"), (f"tm={tenant}|", "model")):
-            spend: dict[str, int] = {}
+        for kind, what in ((FEATURE, "feature"), (MODEL, "model")):
+            spend: dict[str, int] = {}  # by feature or model name
             for minute in range(first, last + 1, MINUTE_MS):
                 for scope in self.b.active.get(minute, ()):
-                    if scope.startswith(prefix):
+                    dim = parse_dim(scope)
+                    if dim.kind == kind and dim.tenant_id == tenant and dim.other is not None:
                         entry = self.b.get(scope, minute)
-                        spend[scope] = spend.get(scope, 0) + (entry[COST] if entry else 0)
+                        spent = entry[COST] if entry else 0
+                        spend[dim.other] = spend.get(dim.other, 0) + spent
             if spend:
                 best = max(spend, key=lambda k: (spend[k], k))
-                tops.append(f"top {what} {best[len(prefix) :]} ({format_usd(spend[best])})")
+                tops.append(f"top {what} {best} ({format_usd(spend[best])})")
         return ", ".join(tops) or "no feature or model data"
 
     # -- share detectors -----------------------------------------------------------------

@@ -13,8 +13,11 @@ from datetime import UTC, datetime
 
 from tokenledger.contract.messages import Alert
 from tokenledger.streams.worker.anomalies.buckets import MINUTE_MS, human_scope
-from tokenledger.streams.worker.anomalies.detectors import SPEND_UNIT, DetectorConfig, Observation
+from tokenledger.streams.worker.anomalies.config import DetectorConfig
+from tokenledger.streams.worker.anomalies.observation import SPEND_UNIT, Observation
 from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.state_keys import INCIDENT, IncidentKey, parse_dim
+from tokenledger.streams.worker.state_values import Cooling, Firing
 
 
 @dataclass
@@ -26,8 +29,9 @@ class Incident:
     summary: str
     quiet: int = 0
 
-    def encode(self) -> str:
-        return f"firing|{self.start_ms}|{self.expected}|{self.quiet}|{self.fingerprint}|{self.severity}"
+    def mark(self) -> Firing:
+        """The incident as its state key holds it (state_keys.INCIDENT)."""
+        return Firing(self.start_ms, self.expected, self.quiet, self.fingerprint, self.severity)
 
 
 def fingerprint(detector: str, scope: str, start_ms: int) -> str:
@@ -35,8 +39,8 @@ def fingerprint(detector: str, scope: str, start_ms: int) -> str:
 
 
 class Incidents:
-    """The firing and cooling incidents of one partition, persisted under
-    ``a:f:<detector>:<scope>``; ``judge(detector, observed, expected)`` says whether an
+    """The firing and cooling incidents of one partition, persisted per detector and scope
+    (state_keys.INCIDENT); ``judge(detector, observed, expected)`` says whether an
     observation is anomalous."""
 
     def __init__(
@@ -47,15 +51,15 @@ class Incidents:
         self.judge = judge
         self.incidents: dict[tuple[str, str], Incident] = {}
         self.cooling: dict[tuple[str, str], int] = {}
-        for key, value in state.items("a:f:"):
-            detector, scope = key[4:].split(":", 1)
-            parts = value.split("|")
-            if parts[0] == "firing":
+        for key, value in state.items(INCIDENT.prefix):
+            detector, scope = INCIDENT.decode_key(key)
+            mark = INCIDENT.decode_value(value)
+            if isinstance(mark, Firing):
                 self.incidents[(detector, scope)] = Incident(
-                    int(parts[1]), int(parts[2]), parts[4], parts[5], "", int(parts[3])
+                    mark.start_ms, mark.expected, mark.fingerprint, mark.severity, "", mark.quiet
                 )
             else:
-                self.cooling[(detector, scope)] = int(parts[1])
+                self.cooling[(detector, scope)] = mark.until_ms
 
     def firing(self, detector: str, scope: str) -> bool:
         return (detector, scope) in self.incidents
@@ -86,7 +90,7 @@ class Incidents:
                 began, obs.expected, fingerprint(detector, scope, minute), severity, obs.summary()
             )
             self.incidents[key] = incident
-            self.state.put(f"a:f:{detector}:{scope}", incident.encode())
+            self._save(detector, scope, incident.mark())
             return [self._alert(detector, scope, incident, obs, "firing", minute)]
         if obs is None and detector != "budget_burn":
             return []  # no evidence either way (an idle route): the incident holds
@@ -100,12 +104,12 @@ class Incidents:
             bad = obs is not None and self.judge(detector, obs.observed, incident.expected)
         incident.quiet = 0 if bad else incident.quiet + 1
         if incident.quiet < self.cfg.resolve_after:
-            self.state.put(f"a:f:{detector}:{scope}", incident.encode())
+            self._save(detector, scope, incident.mark())
             return []
         del self.incidents[key]
         until = minute + MINUTE_MS + self.cfg.cooldown_minutes * MINUTE_MS
         self.cooling[key] = until
-        self.state.put(f"a:f:{detector}:{scope}", f"cool|{until}")
+        self._save(detector, scope, Cooling(until))
         last = obs or Observation(0, incident.expected, "", True, minute, minute + MINUTE_MS)
         text = (
             f"resolved: {detector} on {human_scope(scope)[0]} back to normal for "
@@ -113,6 +117,10 @@ class Incidents:
         )
         last = replace(last, summary=lambda: text)
         return [self._alert(detector, scope, incident, last, "resolved", minute, ends=True)]
+
+    def _save(self, detector: str, scope: str, mark: Firing | Cooling) -> None:
+        key = INCIDENT.encode_key(IncidentKey(detector, scope))
+        self.state.put(key, INCIDENT.encode_value(mark))
 
     def _since(self, cooled_until: int | None) -> int:
         """How far back the change point of a new incident may lie: not before the end of
@@ -123,10 +131,10 @@ class Incidents:
 
     def _tenant_spend_firing(self, scope: str, minute: int) -> bool:
         """A spend incident of the tenant (any of its scopes) is firing or cooling down."""
-        tenant = scope.split("=", 1)[1].split("|", 1)[0]
+        tenant = parse_dim(scope).tenant_id
 
         def mine(d: str, s: str) -> bool:
-            return d == "spend_rate" and s.split("=", 1)[1].split("|", 1)[0] == tenant
+            return d == "spend_rate" and parse_dim(s).tenant_id == tenant
 
         return any(mine(d, s) for d, s in self.incidents) or any(
             mine(d, s) and minute < until for (d, s), until in self.cooling.items()

@@ -27,12 +27,26 @@ from tokenledger.streams.worker.anomalies.buckets import (
     feature_first,
     keep_top_two,
 )
-from tokenledger.streams.worker.anomalies.detectors import DetectorConfig, Detectors, Observation
+from tokenledger.streams.worker.anomalies.config import DetectorConfig
+from tokenledger.streams.worker.anomalies.detectors import Detectors
 from tokenledger.streams.worker.anomalies.incidents import Incidents
 from tokenledger.streams.worker.anomalies.levels import Levels
+from tokenledger.streams.worker.anomalies.observation import Observation
 from tokenledger.streams.worker.budgets import BudgetTracker, budget_window
 from tokenledger.streams.worker.price import Enriched
 from tokenledger.streams.worker.state import State
+from tokenledger.streams.worker.state_keys import (
+    EVALUATED,
+    FEATURE,
+    ROUTE,
+    TENANT,
+    dim_kind,
+    feature_dim,
+    model_dim,
+    parse_dim,
+    route_dim,
+    tenant_dim,
+)
 from tokenledger.streams.worker.windows import SpendWindows
 
 
@@ -54,7 +68,8 @@ class AnomalyTask:
         self.detectors = Detectors(self.buckets, windows, self.cfg)
         self.budgets = budgets
         self.topic = alerts_topic
-        self.evaluated_to = int(state.get("a:e") or 0)
+        evaluated = state.get(EVALUATED.encode_key(None))
+        self.evaluated_to = 0 if evaluated is None else EVALUATED.decode_value(evaluated)
         self.incidents = Incidents(state, self.cfg, self._is_anomalous)
         self.levels = Levels(state, self.cfg.level_half_life_minutes)
         self._day = -1
@@ -104,11 +119,10 @@ class AnomalyTask:
         merge = self.buckets.merge
         for (minute, tenant, feature, model, route), g in self._batch.items():
             cost, events, tops = g[0], g[1], (g[2], g[3])
-            t, tf = f"t={tenant}", f"tf={tenant}|{feature}"
-            merge(t, minute, cost, events, tops, g[4], g[5])
-            merge(f"tm={tenant}|{model}", minute, cost, events, tops, 0, 0)
-            merge(tf, minute, cost, events, tops, g[6], g[7])
-            merge(f"tr={tenant}|{route}", minute, cost, events, tops, g[8], g[9])
+            merge(tenant_dim(tenant), minute, cost, events, tops, g[4], g[5])
+            merge(model_dim(tenant, model), minute, cost, events, tops, 0, 0)
+            merge(feature_dim(tenant, feature), minute, cost, events, tops, g[6], g[7])
+            merge(route_dim(tenant, route), minute, cost, events, tops, g[8], g[9])
         self._batch.clear()
 
     # -- evaluation ----------------------------------------------------------------------
@@ -129,7 +143,7 @@ class AnomalyTask:
         for minute in range(first, closed_to, MINUTE_MS):
             self._alerts.extend(self._evaluate_minute(minute))
         self.evaluated_to = closed_to
-        self.state.put("a:e", str(closed_to))
+        self.state.put(EVALUATED.encode_key(None), EVALUATED.encode_value(closed_to))
         self.buckets.expire(closed_to - KEEP_MINUTES * MINUTE_MS)
         self.levels.expire(closed_to - 7 * DAY_MS)
 
@@ -149,20 +163,20 @@ class AnomalyTask:
         out: list[Alert] = []
         d = self.detectors
         for scope in sorted(scopes, key=feature_first):
-            kind = scope.split("=", 1)[0]
-            if kind in ("t", "tf"):
+            kind = dim_kind(scope)
+            if kind in (TENANT, FEATURE):
                 spend = d.spend_rate(scope, minute)
                 if (
-                    kind == "tf"
+                    kind == FEATURE
                     and not self.incidents.firing("spend_rate", scope)
                     and self._spread_beyond(scope, minute, spend)
                 ):
                     spend = None  # the tenant's incident: its scope comes after its features
                 out.extend(self.incidents.step("spend_rate", scope, spend, minute))
-            if kind not in ("t", "tf", "tr"):
-                continue  # tm=: spend per model, read only to name an alert's top model
+            if kind not in (TENANT, FEATURE, ROUTE):
+                continue  # the model dimension: read only to name an alert's top model
             level = self.levels.level(scope, minute)
-            if kind == "t":
+            if kind == TENANT:
                 obs = d.share(
                     scope,
                     minute,
@@ -171,7 +185,7 @@ class AnomalyTask:
                     level,
                 )
                 detector = "retry_storm"
-            elif kind == "tf":
+            elif kind == FEATURE:
                 obs = d.share(
                     scope, minute, self.cfg.violation_share_pct, "over a token budget", level
                 )
@@ -192,7 +206,7 @@ class AnomalyTask:
         d = self.detectors
         if obs is None or not obs.volume_ok or not d.spend_is_anomalous(obs.observed, obs.expected):
             return False
-        tenant = d.spend_rate("t=" + scope[3:].split("|", 1)[0], minute)
+        tenant = d.spend_rate(tenant_dim(parse_dim(scope).tenant_id), minute)
         if tenant is None:
             return False
         rest_expected = max(tenant.expected - obs.expected, 1)
@@ -204,7 +218,7 @@ class AnomalyTask:
         entry = self.buckets.get(scope, minute)
         if entry is None:
             return
-        if kind == "tr":
+        if kind == ROUTE:
             self.levels.add(scope, minute, entry[AUX1], entry[AUX2])
         else:
             self.levels.add(scope, minute, entry[EVENTS], entry[AUX1] * 1000)
@@ -234,11 +248,11 @@ class AnomalyTask:
         book = self.budgets.book
         wanted: set[str] = set()
         for scope in scopes:
-            if scope.startswith("t="):
-                wanted.add(budget_scope(scope[2:], None))
-            elif scope.startswith("tf="):
-                tenant, feature = scope[3:].split("|", 1)
-                wanted.add(budget_scope(tenant, feature))
+            dim = parse_dim(scope)
+            if dim.kind == TENANT:
+                wanted.add(budget_scope(dim.tenant_id, None))
+            elif dim.kind == FEATURE:
+                wanted.add(budget_scope(dim.tenant_id, dim.other))
             elif scope.startswith("tenant/"):
                 wanted.add(scope)
         out: list[Alert] = []
