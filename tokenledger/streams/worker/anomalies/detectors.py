@@ -24,7 +24,14 @@ from tokenledger.streams.worker.anomalies.config import DetectorConfig
 from tokenledger.streams.worker.anomalies.observation import MIX_UNIT, SPEND_UNIT, Observation
 from tokenledger.streams.worker.anomalies.onset import mix_onset, share_onset, spend_onset
 from tokenledger.streams.worker.budgets import ADJECTIVE, budget_window
-from tokenledger.streams.worker.state_keys import FEATURE, MODEL, parse_dim, scope_dim
+from tokenledger.streams.worker.state_keys import (
+    FEATURE,
+    MODEL,
+    TENANT,
+    dim_kind,
+    parse_dim,
+    scope_dim,
+)
 from tokenledger.streams.worker.windows import SpendWindows, window_key
 
 SPEND_WIDTHS = (2, 5, 10)
@@ -246,7 +253,7 @@ class Detectors:
         calls, counted, extra = short[EVENTS], short[AUX1], short[AUX2]
         detail = (
             f"{format_usd(extra)} spent on them"
-            if scope.startswith("t=")
+            if dim_kind(scope) == TENANT
             else f"{extra // calls:,} input tokens a call on average"
         )
         summary = lambda: (
