@@ -257,8 +257,9 @@ def test_a_store_on_disk_is_laid_out_as_before(
     store.restore("w:minute:t=drip:1795672860000", None)
     store.finish_restore(8)
     store.applied(None)
-    store.put(scoped("G:", "drip", "order-1"), str(START_MS + 1))
-    store.expire_later(scoped("G:", "drip", "order-1"), START_MS + 1)
+    for order in ("order-1", "order-2"):  # one index record of two keys
+        store.put(scoped("G:", "drip", order), str(START_MS + 1))
+        store.expire_later(scoped("G:", "drip", order), START_MS + 1)
     store.put("s:drip req-9:2", str(START_MS + 2))
     store.expire_later("s:drip req-9:2", START_MS + 2)
     store.applied(11)
@@ -337,7 +338,11 @@ COUNTS = {
 STREAM_SHA256 = "9271ab0240283bce59ad1c3d5a9e4718d6f486620e80c6e6ffc5e3122a079af3"
 STORE_BYTES = [
     (b"G:8d7cf87d5984d2826db99db96748d600", b"1795154400001"),
-    (b"X:000001a1f78a5301:1a0c4506df4.3", b"G:8d7cf87d5984d2826db99db96748d600"),
+    (b"G:ef87059938868ce97c8e044da3f3ea4b", b"1795154400001"),
+    (
+        b"X:000001a1f78a5301:1a0c4506df4.3",
+        b"G:8d7cf87d5984d2826db99db96748d600\nG:ef87059938868ce97c8e044da3f3ea4b",
+    ),
     (b"Y:000001a1f78a04e0:1a0c4506df4.2", b"x:req-before-scoping:1"),
     (b"Y:000001a1f78a5302:1a0c4506df4.4", b"s:drip req-9:2"),
     (b"g:tenant/gone", b"warn|80|1795158000000|1795154399000"),
