@@ -241,3 +241,17 @@ def test_issue_times_survive_a_restore_and_stay_monotonic() -> None:
     assert restored.end_batch(now) == []  # a restart publishes nothing it already published
     (beat,) = restored.end_batch(now + timedelta(seconds=10))  # still before the last issue
     assert beat.state == "block" and beat.issued_at == first.issued_at + timedelta(milliseconds=1)
+
+
+def test_a_budget_set_mid_window_counts_a_tenant_named_with_a_colon() -> None:
+    """Names may hold ':' (``eu:acme``): its spend before the budget existed is the
+    tenant's, so the new budget blocks at once."""
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    t = tracker()
+    t.on_usage(usage_at(now, 11 * NANO, tenant_id="eu:acme"))  # type: ignore[arg-type]
+    assert t.end_batch(now) == []  # no budget yet
+    limit = budget(tenant_id="eu:acme")
+    t.book.apply(limit.scope.encode(), limit.model_dump_json().encode())
+    t.on_budgets_changed(t.book.changed)
+    (block,) = t.end_batch(now)
+    assert (block.scope, block.state, block.spend_nusd) == ("tenant/eu:acme", "block", 11 * NANO)
