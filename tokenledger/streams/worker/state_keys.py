@@ -77,7 +77,7 @@ def _id(prefix: str, holds: str, legacy: bool = False) -> Kind[str, int]:
 
 
 EVENT_ID = _id("I:", "a tenant's event id, digest of '<tenant> <id>': when first seen")
-GENERATION = _id("G:", "a tenant's idempotency key, digest as I:: when first seen")
+GENERATION = _id("G:", "a tenant's idempotency key, digested as event ids: when first seen")
 OLD_EVENT_ID = _id("E:", "an event id before ids were scoped by tenant", legacy=True)
 OLD_GENERATION = _id("K:", "an idempotency key before ids were scoped by tenant", legacy=True)
 PRE_DIGEST_EVENT_ID = Kind("d:", "an event id before digests: when seen", TEXT, MS, legacy=True)
