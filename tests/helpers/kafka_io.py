@@ -10,6 +10,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
+from tokenledger.backoff import delays, retry
+
 
 def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap})
@@ -33,18 +35,15 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> 
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": group, "isolation.level": "read_uncommitted"}
     )
+    wanted = [TopicPartition(topic, p) for p in range(partitions)]
     try:
-        for attempt in range(50):
-            try:
-                done = consumer.committed(
-                    [TopicPartition(topic, p) for p in range(partitions)], timeout=10
-                )
-                return sum(max(tp.offset, 0) for tp in done)
-            except KafkaException as exc:
-                if exc.args[0].code() not in transient or attempt == 49:
-                    raise
-                time.sleep(0.2)
-        raise AssertionError("unreachable")
+        return retry(
+            lambda: sum(max(tp.offset, 0) for tp in consumer.committed(wanted, timeout=10)),
+            delays(0.2, factor=1, retries=49),
+            retry_if=lambda exc: (
+                isinstance(exc, KafkaException) and exc.args[0].code() in transient
+            ),
+        )
     finally:
         consumer.close()
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tokenledger.backoff import delays
 from tokenledger.contract import topics
 from tokenledger.contract.messages import Alert
 from tokenledger.kafka_config import (
@@ -277,13 +278,14 @@ class Notifier:
         """Whether every DLQ record so far is acknowledged (as the sink checks before it
         commits): records the broker refused are sent again, with waits doubling to 30 s,
         until it takes them or the notifier stops (False)."""
-        delay = 0.5
+        waits = delays(0.5, cap=30.0)
         while True:
             left = producer.flush(flush_s)
             refused, self._refused = self._refused, []
             if not left and not refused:
                 return True
             self.counters["dlq_retries"] += 1
+            delay = next(waits)
             why = refused[0][2] if refused else f"not acknowledged within {flush_s:g}s"
             log.warning(
                 "%d DLQ record(s) not stored (%s); the alert stays uncommitted, retrying in %.1fs",
@@ -296,4 +298,3 @@ class Notifier:
             for value, key, _ in refused:
                 producer.produce(self.dlq_topic, value, key, on_delivery=self._on_dlq)
             self.sleep(delay)
-            delay = min(delay * 2, 30.0)

@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tokenledger.backoff import delays
 from tokenledger.contract.common import format_evidence
 from tokenledger.contract.messages import Alert
 from tokenledger.streams.errors import UserError
@@ -274,7 +275,7 @@ def deliver(
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     if receiver.kind == "webhook" and receiver.secret:
         headers["Authorization"] = f"Bearer {receiver.secret}"
-    error = ""
+    error, waits = "", delays(backoff_s)
     for attempt in range(1, retries + 1):
         try:
             status = send(receiver.url, body, headers, timeout_s)
@@ -289,7 +290,7 @@ def deliver(
                     False, attempt, scrub(f"{error} (not retried)", receiver.secrets, urls=True)
                 )
         if attempt < retries:
-            sleep(backoff_s * 2 ** (attempt - 1))
+            sleep(next(waits))
     return Delivery(
         False, retries, scrub(f"{error} after {retries} attempts", receiver.secrets, urls=True)
     )

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tokenledger.backoff import delays
 from tokenledger.kafka_config import client_config, committed_reader
 from tokenledger.streams.config import Settings
 from tokenledger.streams.sink.batch import Batch
@@ -279,7 +280,7 @@ class Sink:
             KafkaError.REBALANCE_IN_PROGRESS,
             KafkaError.FENCED_INSTANCE_ID,
         }
-        delay = 0.5
+        waits = delays(0.5, cap=2.0)  # the broker answers again at once when back
         paused: list[Any] = []
         try:
             while True:
@@ -298,12 +299,12 @@ class Sink:
                     if error.fatal():
                         raise
                     self.counters["kafka_retries"] += 1
+                    delay = next(waits)
                     log.warning("%s failed (%s); retrying in %.1fs", what, error.str(), delay)
                     if not paused and not self._paused:  # nothing new is read meanwhile
                         paused = self._consumer.assignment()
                         self._consumer.pause(paused)
                     self._idle(delay)
-                    delay = min(delay * 2, 2.0)  # the broker answers again at once when back
         finally:
             if paused:
                 self._consumer.resume(paused)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from tokenledger.backoff import delays
 from tokenledger.contract import topics
 from tokenledger.contract.call_control import SIGNAL_KINDS, kind_of
 from tokenledger.contract.messages import (
@@ -131,7 +132,7 @@ class ClickHouseWriter:
         self.signals_topic = settings.topic(topics.SIGNALS)
         self._client: Any = None
         self._ranges: Ranges = {}  # usage_events' integer columns, read when assigned
-        self._delay = min(FIRST_RETRY_S, retry_max_s)  # the next Backpressure's retry_after
+        self._waits = delays(FIRST_RETRY_S, cap=retry_max_s)  # the Backpressures' retry_after
         self._inserter = ThreadPoolExecutor(1, thread_name_prefix="sink-insert")
 
     @property
@@ -281,9 +282,8 @@ class ClickHouseWriter:
         except (OperationalError, ServiceUnavailableError) as exc:
             self.counters["clickhouse_retries"] += 1
             self._client = None
-            wait, self._delay = self._delay, min(self._delay * 2, self.retry_max_s)
-            raise Backpressure(wait, str(exc).splitlines()[0][:200]) from exc
-        self._delay = min(FIRST_RETRY_S, self.retry_max_s)
+            raise Backpressure(next(self._waits), str(exc).splitlines()[0][:200]) from exc
+        self._waits = delays(FIRST_RETRY_S, cap=self.retry_max_s)
         return result
 
     # -- where to resume, when partitions are assigned ---------------------------------

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from tokenledger.backoff import delays
 from tokenledger.kafka_config import client_config
 from tokenledger.streams.errors import ServiceUnavailableError
 from tokenledger.streams.records import Output
@@ -205,7 +206,7 @@ class Transactions:
 
         fail_if_fatal(exc.args[0])
         log.warning("a transaction failed (%s); resuming from the last commit", exc.args[0].str())
-        delay = 0.5
+        waits = delays(0.5, cap=10.0)
         fresh, ready = self._new_producer(), False
         while not self._stop.is_set():
             try:
@@ -218,9 +219,9 @@ class Transactions:
             except (KafkaException, ServiceUnavailableError) as again:
                 if isinstance(again, KafkaException):
                     fail_if_fatal(again.args[0])
+                delay = next(waits)
                 log.warning("still recovering (%s); retrying in %.1fs", str(again)[:200], delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
         else:
             return None
         for tp in positions:
