@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from tokenledger.contract import topics
 from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.edge import keys
 from tokenledger.streams.local.broker import free_port
+from tokenledger.streams.local.processes import Supervisor
 
 DURATION_S = 8.0
 CONCURRENCY = 8
@@ -124,31 +124,25 @@ async def paced_latency_ms(url: str, headers: dict[str, str]) -> list[float]:
     return out
 
 
-@contextmanager
-def server(args: list[str], env: dict[str, str], ready_url: str) -> Iterator[None]:
-    pin = ["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() else []
-    proc = subprocess.Popen(
-        [*pin, *args],
-        env=env,
-        stdout=subprocess.DEVNULL,  # noqa: S603
-        stderr=subprocess.DEVNULL,
-    )
+def _answers(url: str) -> bool:
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"{args[0]} exited"
-            try:
-                with urllib.request.urlopen(ready_url, timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.1)
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@contextmanager
+def server(
+    name: str, args: list[str], env: dict[str, str], ready_url: str, logs: Path
+) -> Iterator[None]:
+    """``args`` on core 1 (when taskset is there), once ``ready_url`` answers 200; its
+    output in ``<logs>/<name>.log``."""
+    pin = ["taskset", "-c", "1"] if shutil.which("taskset") and os.cpu_count() else []
+    with Supervisor(logs, env, grace_s=30) as children:
+        children.start(name, [*pin, *args])
+        children.wait_until(name, lambda: _answers(ready_url), 60, ready_url, interval_s=0.1)
         yield
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def measure(base: str, key: str) -> dict[str, float]:
@@ -187,16 +181,20 @@ def run() -> list[Figure]:
         (tmp / "keys.json").write_text(json.dumps({"keys": [keys.entry("*", ["*"], key)]}))
         port = free_port()
         with server(
+            "edge",
             [TOKENLEDGER, "serve", "--port", str(port), "--keys", str(tmp / "keys.json")],
             env,
             f"http://127.0.0.1:{port}/ready",
+            tmp,
         ):
             edge = measure(f"http://127.0.0.1:{port}", key)
         port = free_port()
         with server(
+            "bare_http",
             [sys.executable, "-m", "bench.bare_http", str(port)],
             env,
             f"http://127.0.0.1:{port}/ready",
+            tmp,
         ):
             bare = measure(f"http://127.0.0.1:{port}", key)
     return [

@@ -36,6 +36,7 @@ from tokenledger.contract.topics import TopicSpec
 from tokenledger.streams.admin.progress import Probe
 from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.config import Settings
+from tokenledger.streams.local.processes import Supervisor
 
 RESTART_EVENTS = 5_000_000
 PARTITIONS = 3
@@ -140,23 +141,23 @@ def _back_after(
     stop: signal.Signals = signal.SIGTERM,
 ) -> float:
     """Seconds from starting the worker until 1,000 new events are committed; then the
-    worker is stopped with ``stop``."""
+    worker is stopped with ``stop``. Its output goes to ``$TOKENLEDGER_HOME/worker.log``."""
     produce(settings.kafka, settings.topic(topics.USAGE), _events(1000))
-    started = time.monotonic()
-    proc = _worker(env, state)
-    try:
-        while not probe.caught_up():
-            if time.monotonic() - started > 900 or proc.poll() is not None:
-                raise RuntimeError(f"worker not back (exit {proc.poll()})")
-            time.sleep(0.05)
-        return time.monotonic() - started
-    finally:
-        proc.send_signal(stop)
-        proc.wait(60)
+    with Supervisor(Path(env["TOKENLEDGER_HOME"]), env, grace_s=60) as children:
+        started = time.monotonic()
+        children.start(
+            "worker", _worker_argv(state), append=True, ready=probe.caught_up, timeout_s=900
+        )
+        back = time.monotonic() - started
+        if stop == signal.SIGKILL:
+            children.kill("worker")
+        else:
+            children.stop("worker")
+    return back
 
 
-def _worker(env: dict[str, str], state: str) -> subprocess.Popen[bytes]:
-    command = [
+def _worker_argv(state: str) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "tokenledger.streams.cli",
@@ -168,12 +169,6 @@ def _worker(env: dict[str, str], state: str) -> subprocess.Popen[bytes]:
         "--state",
         state,
     ]
-    return subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.DEVNULL,  # noqa: S603
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def seed_changelog(settings: Settings, events: int) -> None:

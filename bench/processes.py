@@ -4,7 +4,6 @@ benchmarks, and the rate at which a consumer group gets through its input."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -16,12 +15,13 @@ from tokenledger.contract.topics import TopicSpec
 from tokenledger.streams.admin.progress import Probe
 from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.config import Settings
+from tokenledger.streams.local.processes import Child, Supervisor
 
 
 class Stage:
     """Processes of one fresh namespace over ``partitions`` partitions, started with its
-    environment (a sink with a ClickHouse data path of its own); ``stop`` terminates them
-    and returns what each printed."""
+    environment (a sink with a ClickHouse data path of its own), each logging to
+    ``<home>/<name>.log``; ``stop`` stops them and returns what each printed."""
 
     def __init__(self, bootstrap: str, home: Path, partitions: int) -> None:
         self.home = home
@@ -39,7 +39,8 @@ class Stage:
             partitions,
             1,
         )
-        self.procs: list[subprocess.Popen[str]] = []
+        self.children = Supervisor(home, self.env, grace_s=120)
+        self.started: list[Child] = []
 
     def start(self, stage: str, name: str) -> None:
         """A worker (``--instance name``) or a sink (data path ``ch-<name>``)."""
@@ -49,15 +50,7 @@ class Stage:
         else:
             env = {**env, "TOKENLEDGER_CLICKHOUSE": f"chdb://{self.home / ('ch-' + name)}"}
             argv += ["--max-rows", "5000", "--max-wait", "0.2"]
-        self.procs.append(
-            subprocess.Popen(
-                argv,
-                env=env,
-                text=True,
-                stdout=subprocess.PIPE,  # noqa: S603
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        self.started.append(self.children.start(name, argv, env=env))
 
     def wait_members(self, group: str, count: int, timeout_s: float = 120) -> None:
         """Until ``count`` members of ``group`` hold partitions: no rebalance while timed."""
@@ -82,15 +75,14 @@ class Stage:
         raise AssertionError(f"{count} members of {name} never held partitions")
 
     def check(self) -> None:
-        """Fail when one of the processes has exited."""
-        for proc in self.procs:
-            if proc.poll() is not None:
-                raise AssertionError(f"{proc.args!r} exited with {proc.returncode}")
+        """Fail when one of the processes has exited (with the end of its log)."""
+        self.children.check()
 
     def stop(self) -> list[str]:
-        for proc in self.procs:
-            proc.terminate()
-        return [proc.communicate(timeout=120)[0] for proc in self.procs]
+        """Stop them all at once (members of consumer groups); what each wrote, in the
+        order they were started."""
+        self.children.stop(together=True)
+        return [child.output() for child in self.started]
 
 
 def rate_until(

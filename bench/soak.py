@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from tokenledger.ledger import Ledger, TopicNames
 from tokenledger.streams.admin.progress import Probe
 from tokenledger.streams.config import Settings
 from tokenledger.streams.local.broker import LocalKafka, free_ports
+from tokenledger.streams.local.processes import Supervisor
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 
@@ -73,7 +73,7 @@ def main() -> int:
         "TOKENLEDGER_PARTITIONS": "3",
     }
     settings = Settings.from_env(env)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    children = Supervisor(tmp, env, grace_s=60)
     try:
         for args in (["topics", "create"], ["migrate"]):
             subprocess.run([TOKENLEDGER, *args], env=env, check=True, capture_output=True)  # noqa: S603
@@ -82,8 +82,7 @@ def main() -> int:
             ("worker", ["worker", "--instance", "soak-1", "--dedup-hours", dedup]),
             ("sink", ["sink", "--max-wait", "0.5"]),
         ):
-            log = (tmp / f"{name}.log").open("wb")
-            procs[name] = subprocess.Popen([TOKENLEDGER, *args], env=env, stdout=log, stderr=log)  # noqa: S603
+            children.start(name, [TOKENLEDGER, *args])
         names = TopicNames(requests=topics.REQUESTS, usage=topics.USAGE, outcomes=topics.OUTCOMES)
         ledger = Ledger("soak", bootstrap=broker.bootstrap, topics=names, spill_dir=tmp / "spill")
         from tests.helpers import factories
@@ -157,8 +156,8 @@ def main() -> int:
             if time.monotonic() >= next_report:
                 next_report += 10
                 now = time.monotonic()
-                for name, proc in procs.items():
-                    memory[name].append(rss_mb(proc.pid))
+                for name, child in children.children.items():
+                    memory[name].append(rss_mb(child.pid))
                 w_lag = worker.end() - max(worker.committed(), 0)
                 s_lag = sink.end() - max(sink.committed(), 0)
                 print(
@@ -197,13 +196,7 @@ def main() -> int:
             print("soak: the worker's memory kept growing after the midpoint", file=sys.stderr)
         return 0 if steady else 1
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs.values():
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        children.stop(together=True)
         broker.stop()
 
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.waiting import wait_for
 from tokenledger.streams.local.broker import free_port
+from tokenledger.streams.local.processes import Supervisor
 
 CONFIG = """
 global:
@@ -57,28 +56,15 @@ def alertmanager(tmp: Path, resolve_timeout: str) -> Iterator[Alertmanager]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "alertmanager.yml").write_text(CONFIG.format(resolve_timeout=resolve_timeout))
     port = free_port()
-    log = (root / "log").open("wb")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={root / 'alertmanager.yml'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            f"--storage.path={root / 'data'}",
-        ],
-        stdout=log,
-        stderr=log,
-    )
+    argv = [
+        binary,
+        f"--config.file={root / 'alertmanager.yml'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        f"--storage.path={root / 'data'}",
+    ]
     am = Alertmanager(f"http://127.0.0.1:{port}")
-    try:
-        wait_for(
-            lambda: proc.poll() is None and am.ready(),
-            30,
-            f"Alertmanager ({root / 'log'})",
-            interval=0.1,
-        )
+    with Supervisor(root, grace_s=30) as children:
+        children.start("alertmanager", argv, log=root / "log")
+        children.wait_until("alertmanager", am.ready, 30, "its /-/ready", interval_s=0.1)
         yield am
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.helpers.processes import stop
-from tests.helpers.waiting import wait_for
 from tokenledger.contract import topics
 from tokenledger.streams.admin.topics import create_topics
 from tokenledger.streams.config import Settings
 from tokenledger.streams.edge import keys
 from tokenledger.streams.local.broker import free_port
+from tokenledger.streams.local.processes import Supervisor
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 
@@ -65,7 +64,6 @@ class Served:
             return Answer(e.code, dict(e.headers), e.read())
 
     def ready(self) -> bool:
-        assert self.proc.poll() is None, f"the edge exited; see {self.log}"
         try:
             return self.call("GET", "/ready", key=None).status == 200
         except OSError:
@@ -97,27 +95,13 @@ def key_list(path: Path, grants: Mapping[str, list[str]]) -> dict[str, str]:
 def served(
     env: Mapping[str, str], tmp: Path, *args: str, grants: Mapping[str, list[str]] | None = None
 ) -> Iterator[Served]:
+    """`tokenledger serve` on a free port with a key list of its own (``grants`` adds keys
+    by service), once its /ready answers; stopped on the way out."""
     made = key_list(tmp / "keys.json", {"*": ["*"], **(grants or {})})
     port = free_port()
-    log = tmp / f"edge-{port}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                TOKENLEDGER,
-                "serve",
-                "--port",
-                str(port),
-                "--keys",  # noqa: S603
-                str(tmp / "keys.json"),
-                *args,
-            ],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=out,
-        )
-    edge = Served(f"http://127.0.0.1:{port}", made["*"], made, proc, log)
-    try:
-        wait_for(edge.ready, 60, f"the edge to be ready (log: {log})", interval=0.1)
+    argv = [TOKENLEDGER, "serve", "--port", str(port), "--keys", str(tmp / "keys.json"), *args]
+    with Supervisor(tmp, {**os.environ, **env}, grace_s=30) as children:
+        child = children.start(f"edge-{port}", argv, append=True)
+        edge = Served(f"http://127.0.0.1:{port}", made["*"], made, child.proc, child.log)
+        children.wait_until(child.name, edge.ready, 60, "its /ready", interval_s=0.1)
         yield edge
-    finally:
-        stop(proc)

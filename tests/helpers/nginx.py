@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers.waiting import wait_for
 from tokenledger.streams.local.broker import free_ports
+from tokenledger.streams.local.processes import Supervisor
 
 GATEWAY = """
 {user}
@@ -64,33 +64,14 @@ def gateway(tmp: Path, snippet: str) -> Iterator[str]:
         snippet=snippet.replace("127.0.0.1:8080", f"127.0.0.1:{upstream}"),
     )
     (root / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen(
-        [
-            binary,
-            "-p",
-            str(root),
-            "-c",
-            str(root / "nginx.conf"),
-            "-e",
-            str(root / "error.log"),
-            "-g",
-            "daemon off;",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for(lambda: _listening(port, proc), 30, "nginx to listen")
+    argv = [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log")]
+    with Supervisor(root, grace_s=30) as children:
+        children.start(
+            "nginx", [*argv, "-g", "daemon off;"], ready=lambda: _listening(port), timeout_s=30
+        )
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
-def _listening(port: int, proc: subprocess.Popen[bytes]) -> bool:
-    import socket
-
-    if proc.poll() is not None:
-        raise AssertionError(f"nginx exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.pricing_oracle import expected_cost
-from tests.helpers.processes import stop
 from tokenledger.contract import topics
 from tokenledger.contract.messages import UsageEvent
 from tokenledger.ledger import Ledger, TopicNames
 from tokenledger.streams.admin.progress import Probe
 from tokenledger.streams.config import Settings
+from tokenledger.streams.local.processes import Supervisor
 
 TOKENLEDGER = str(Path(sys.executable).parent / "tokenledger")
 FIGURES: list[dict[str, Any]] = []
@@ -52,7 +51,7 @@ class Pipeline:
             "TOKENLEDGER_HOME": str(tmp),
         }
         self.settings = Settings.from_env(self.env)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.children = Supervisor(tmp, self.env, grace_s=30)
         self.sent: dict[str, UsageEvent] = {}
         self.started = time.monotonic()
         subprocess.run(
@@ -71,11 +70,14 @@ class Pipeline:
 
     # -- processes -------------------------------------------------------------------------
 
+    @property
+    def procs(self) -> dict[str, subprocess.Popen[bytes]]:
+        """The processes started and not stopped yet, by name."""
+        return {name: child.proc for name, child in self.children.children.items()}
+
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp / f"{name}.log").open("ab")
-        proc = subprocess.Popen([TOKENLEDGER, *args], env=self.env, stdout=log, stderr=log)  # noqa: S603
-        self.procs[name] = proc
-        return proc
+        """``tokenledger *args`` as ``name``, its output appended to ``<tmp>/<name>.log``."""
+        return self.children.start(name, [TOKENLEDGER, *args], append=True).proc
 
     def start_worker(self, instance: str = "w1") -> None:
         self.start(instance, "worker", "--instance", instance, "--max-batch", "200")
@@ -84,20 +86,17 @@ class Pipeline:
         self.start("sink", "sink", "--max-rows", "500", "--max-wait", "0.2")
 
     def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        self.children.kill(name)
 
     def stop(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, f"{name} did not stop cleanly; see {self.tmp / name}.log"
+        code = self.children.stop(name, grace_s=60)[name]
+        assert code == 0, f"{name} did not stop cleanly; see {self.tmp / name}.log"
 
     def stop_all(self) -> dict[str, int]:
-        """Stop what still runs (SIGTERM, then SIGKILL after 30 s); their exit codes. A
-        process that exited by itself before this is a failure (checked in ``verdict``),
-        never silently restarted."""
-        return {name: stop(self.procs.pop(name)) for name in list(self.procs)}
+        """Stop what still runs (SIGTERM, then SIGKILL after 30 s), the last started first;
+        their exit codes. A process that exited by itself before this is a failure (checked
+        in ``verdict``), never silently restarted."""
+        return self.children.stop()
 
     # -- traffic ---------------------------------------------------------------------------
 

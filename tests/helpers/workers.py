@@ -4,7 +4,6 @@ an engine running in a thread of the test process."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import uuid
@@ -17,11 +16,13 @@ from tests.helpers.cli import TOKENLEDGER
 from tests.helpers.kafka_io import wait_topics
 from tokenledger.contract import topics
 from tokenledger.streams.config import Settings
+from tokenledger.streams.local.processes import Supervisor
 from tokenledger.streams.worker import service as worker
 
 
 class Workers:
-    """`tokenledger worker` subprocesses of one namespace; all stopped at the end."""
+    """`tokenledger worker` subprocesses of one namespace, each with a log of its own; all
+    stopped together at the end."""
 
     def __init__(self, bootstrap: str, partitions: int, tmp: Path) -> None:
         self.namespace = f"x{uuid.uuid4().hex[:10]}"
@@ -35,6 +36,7 @@ class Workers:
         self.settings = Settings.from_env(self.env)
         self.bootstrap = bootstrap
         self.tmp = tmp
+        self.children = Supervisor(tmp, self.env, grace_s=30)
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: dict[int, Path] = {}
 
@@ -50,9 +52,8 @@ class Workers:
     ) -> subprocess.Popen[bytes]:
         """A worker; signal heartbeats an hour apart unless a test is about them, so that
         every signal on the topic is a state change."""
-        path = self.tmp / f"{instance}-{len(self.procs)}.log"
-        log = open(path, "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
+        child = self.children.start(
+            f"{instance}-{len(self.procs)}",
             [
                 TOKENLEDGER,
                 "worker",
@@ -63,13 +64,10 @@ class Workers:
                 "--signal-heartbeat",
                 str(heartbeat_s),
             ],
-            env=self.env,
-            stdout=log,
-            stderr=log,
         )
-        self.procs.append(proc)
-        self.logs[proc.pid] = path
-        return proc
+        self.procs.append(child.proc)
+        self.logs[child.pid] = child.log
+        return child.proc
 
     def counters(self, proc: subprocess.Popen[bytes]) -> dict[str, int]:
         """What a stopped worker counted over its life, from the summary line it prints on a
@@ -87,15 +85,8 @@ class Workers:
         wait_topics(self.bootstrap, {self.topic(t.name) for t in topics.TOPICS})
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        """Members of one group leave at once, so that no partitions move meanwhile."""
+        self.children.stop(together=True)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from tests.helpers.cli import tl
 from tests.helpers.pricing_oracle import expected_cost
 from tokenledger.contract.common import format_usd
 from tokenledger.contract.messages import UsageEvent
-from tokenledger.streams.demo.run import ANOMALY_TENANT, OVER_BUDGET_TENANT
+from tokenledger.streams.demo.plan import ANOMALY_TENANT, OVER_BUDGET_TENANT
 
 pytestmark = pytest.mark.integration
 

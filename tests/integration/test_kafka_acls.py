@@ -11,7 +11,6 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,13 @@ from tests.helpers import factories
 from tests.helpers.cli import TOKENLEDGER, one_line_error, tl
 from tests.helpers.edge import served
 from tests.helpers.pricing_oracle import expected_cost
-from tests.helpers.processes import stop
 from tests.helpers.secure import Secured, SecureKafka, secured
 from tests.helpers.waiting import wait_for, wait_value
 from tokenledger.contract import topics
 from tokenledger.contract.common import format_usd
 from tokenledger.guard import BudgetGuard
 from tokenledger.ledger import Emittable, Ledger, TopicNames
+from tokenledger.streams.local.processes import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -198,9 +197,7 @@ def stored(env: dict[str, str]) -> list[int]:
     return list(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def test_every_component_runs_end_to_end_as_itself(
-    space: Secured, tmp_path: Path, spawn: Callable[..., subprocess.Popen[Any]]
-) -> None:
+def test_every_component_runs_end_to_end_as_itself(space: Secured, tmp_path: Path) -> None:
     """As deployed: each component its own principal, budgets and signals signed by the
     operator's and the worker's keys, every reader holding the public keys only."""
     kafka = space.kafka
@@ -220,66 +217,69 @@ def test_every_component_runs_end_to_end_as_itself(
     sink_env = env("sink", TOKENLEDGER_CLICKHOUSE=f"chdb://{tmp_path / 'ch'}")
     alerts_file = tmp_path / "alerts.jsonl"
     logs: dict[str, Path] = {}
-    procs: dict[str, subprocess.Popen[Any]] = {}
-    for name, environment, args in (
-        ("worker", env("worker"), ["worker", "--instance", "w1"]),
-        ("sink", sink_env, ["sink", "--max-wait", "0.2"]),
-        ("notifier", env("notifier", TOKENLEDGER_NOTIFY_FILE=str(alerts_file)), ["notify"]),
-    ):
-        logs[name] = tmp_path / f"{name}.log"
-        with logs[name].open("ab") as out:
-            procs[name] = spawn([TOKENLEDGER, *args], env=environment, stdout=out, stderr=out)
+    with Supervisor(tmp_path, {}, grace_s=30) as children:  # each environment is whole
+        for name, environment, args in (
+            ("worker", env("worker"), ["worker", "--instance", "w1"]),
+            ("sink", sink_env, ["sink", "--max-wait", "0.2"]),
+            ("notifier", env("notifier", TOKENLEDGER_NOTIFY_FILE=str(alerts_file)), ["notify"]),
+        ):
+            child = children.start(name, [TOKENLEDGER, *args], env=environment, append=True)
+            logs[name] = child.log
 
-    usage = factories.usage(tenant_id="acme")
-    cost = expected_cost(usage)
-    attrs = {
-        "type": "dev.tokenledger.usage.v1",
-        "source": "tests/acls",
-        "id": "ce-1",
-        "time": usage.ts,
-        "datacontenttype": "application/json",
-    }
-    message = to_structured(CloudEvent(attrs, json.loads(usage.model_dump_json())), JSONFormat())
-    with served(env("edge"), tmp_path) as edge:
-        logs["edge"] = edge.log
-        answer = edge.call("POST", "/v1/events", message.body, message.headers)
-        assert (answer.status, answer.json()) == (200, {"accepted": 1, "rejected": []})
-        check = wait_value(
-            lambda: edge.call("GET", "/v1/check?tenant=acme").json(),
-            lambda body: body["state"] == "block",
-            "the worker's block signal at the edge",
-            timeout=120,
-        )
-        reason = f"budget exhausted: daily limit $0.0010 reached ({format_usd(cost)} of $0.0010)"
-        assert check == {
-            "allowed": False,
-            "state": "block",
-            "reason": reason,
-            "scope": "tenant/acme",
-            "degraded": False,
+        usage = factories.usage(tenant_id="acme")
+        cost = expected_cost(usage)
+        attrs = {
+            "type": "dev.tokenledger.usage.v1",
+            "source": "tests/acls",
+            "id": "ce-1",
+            "time": usage.ts,
+            "datacontenttype": "application/json",
         }
+        message = to_structured(
+            CloudEvent(attrs, json.loads(usage.model_dump_json())), JSONFormat()
+        )
+        with served(env("edge"), tmp_path) as edge:
+            logs["edge"] = edge.log
+            answer = edge.call("POST", "/v1/events", message.body, message.headers)
+            assert (answer.status, answer.json()) == (200, {"accepted": 1, "rejected": []})
+            check = wait_value(
+                lambda: edge.call("GET", "/v1/check?tenant=acme").json(),
+                lambda body: body["state"] == "block",
+                "the worker's block signal at the edge",
+                timeout=120,
+            )
+            reason = (
+                f"budget exhausted: daily limit $0.0010 reached ({format_usd(cost)} of $0.0010)"
+            )
+            assert check == {
+                "allowed": False,
+                "state": "block",
+                "reason": reason,
+                "scope": "tenant/acme",
+                "degraded": False,
+            }
 
-    alert = factories.alert()
-    assert produce_as(
-        kafka, "admin", space.topic(topics.ALERTS), alert.model_dump_json().encode(), b"acme"
-    ) == ["delivered"]
-    wait_for(
-        lambda: alerts_file.exists() and alerts_file.read_text().count("\n") == 1,
-        60,
-        "the notifier to deliver the alert",
-    )
-    assert json.loads(alerts_file.read_text())["fingerprint"] == alert.fingerprint
+        alert = factories.alert()
+        assert produce_as(
+            kafka, "admin", space.topic(topics.ALERTS), alert.model_dump_json().encode(), b"acme"
+        ) == ["delivered"]
+        wait_for(
+            lambda: alerts_file.exists() and alerts_file.read_text().count("\n") == 1,
+            60,
+            "the notifier to deliver the alert",
+        )
+        assert json.loads(alerts_file.read_text())["fingerprint"] == alert.fingerprint
 
-    sink_group = space.topic("tokenledger-sink")
-    wait_for(
-        lambda: (
-            committed_as_admin(kafka, sink_group, space.topic(topics.USAGE_ENRICHED)) == 1
-            and committed_as_admin(kafka, sink_group, space.topic(topics.ALERTS)) == 1
-        ),
-        120,
-        "the sink to store the enriched usage and the alert",
-    )
-    codes = {name: stop(proc) for name, proc in procs.items()}
+        sink_group = space.topic("tokenledger-sink")
+        wait_for(
+            lambda: (
+                committed_as_admin(kafka, sink_group, space.topic(topics.USAGE_ENRICHED)) == 1
+                and committed_as_admin(kafka, sink_group, space.topic(topics.ALERTS)) == 1
+            ),
+            120,
+            "the sink to store the enriched usage and the alert",
+        )
+        codes = children.stop("worker", "sink", "notifier")
     assert codes == {"worker": 0, "sink": 0, "notifier": 0}, logs
     assert stored(sink_env) == [1, cost, True, 1]
     for name, log in logs.items():

@@ -9,7 +9,7 @@ import pytest
 
 from tokenledger.contract.common import format_evidence
 from tokenledger.streams.analytics.report import COLUMNS, Column, Table, cell, cells
-from tokenledger.streams.demo.run import SimClock
+from tokenledger.streams.demo.replay import SimClock
 
 AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
