@@ -215,10 +215,11 @@ class Supervisor:
     def kill(self, name: str) -> int:
         """SIGKILL at once (a crash, for the tests and benchmarks that need one); its exit
         code. The child is forgotten."""
-        child = self.children.pop(name)
+        child = self.children[name]
         if child.running():
             child.proc.send_signal(signal.SIGKILL)
         child.proc.wait(KILL_WAIT_S)
+        del self.children[name]
         return child.finish()
 
     def stop(
@@ -244,7 +245,7 @@ class Supervisor:
                 _terminate(child)
                 deadline = time.monotonic() + grace
             try:
-                _reap(child, max(deadline - time.monotonic(), 0.0))
+                _reap(child, deadline, grace)
             except subprocess.TimeoutExpired as exc:  # not even SIGKILL ended it: say so,
                 unreaped.append(exc)  # after the others are stopped
                 continue
@@ -260,11 +261,12 @@ def _terminate(child: Child) -> None:
         child.proc.send_signal(signal.SIGTERM)
 
 
-def _reap(child: Child, grace_s: float) -> int:
-    """Its exit code, SIGKILLing it when it is still running after ``grace_s``."""
+def _reap(child: Child, deadline: float, grace_s: float) -> int:
+    """Its exit code, SIGKILLing it when it is still running at ``deadline`` (``grace_s``
+    after its SIGTERM)."""
     try:
-        return child.proc.wait(grace_s)
+        return child.proc.wait(max(deadline - time.monotonic(), 0.0))
     except subprocess.TimeoutExpired:
-        log.warning("%s did not stop within %.0fs of SIGTERM; killing it", child.name, grace_s)
+        log.warning("%s did not stop within %gs of SIGTERM; killing it", child.name, grace_s)
         child.proc.send_signal(signal.SIGKILL)
         return child.proc.wait(KILL_WAIT_S)
