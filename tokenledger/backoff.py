@@ -1,7 +1,7 @@
 """Waits between retries: exponential with a cap, optional jitter, an optional deadline.
 
-One definition for every retry loop (the sink's, the worker's recovery, the notifier's and
-its receivers') so that "how long until the next attempt" reads the same everywhere and is
+One definition for every retry schedule (the SDK's spill replay, the sink's retries, the
+worker's recovery, the notifier's and its receivers') so that "how long until the next attempt" reads the same everywhere and is
 tested once. The schedule is pure: nothing here sleeps except ``retry``, and it takes the
 sleep as an argument, so a loop waits the way it must (an Event a stop interrupts, a
 consumer kept polling) and a test runs without waiting at all.

@@ -19,6 +19,10 @@ I/O and reports here what happened.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from tokenledger.backoff import delays
+
 MAX_BACKOFF_S = 10.0
 
 
@@ -36,8 +40,11 @@ class SpillReplay:
         self.spilling = spilling
         self.next_replay = 0.0
         """When the next replay is due (the producer thread's monotonic clock)."""
-        self.backoff = retry_interval
-        """The wait after the next failed replay, doubled by each failure."""
+        self._failed_waits = self._fresh_waits()
+        """The waits after failed replays: twice ``retry_interval``, doubling each time."""
+
+    def _fresh_waits(self) -> Iterator[float]:
+        return delays(2 * self.retry_interval, cap=MAX_BACKOFF_S)
 
     def kafka_failed(self, now: float) -> bool:
         """A delivery failed or the producer's queue is full: spill from now on and try a
@@ -46,8 +53,8 @@ class SpillReplay:
         if self.spilling:
             return False
         self.spilling = True
-        self.backoff = self.retry_interval
-        self.next_replay = now + self.backoff
+        self._failed_waits = self._fresh_waits()
+        self.next_replay = now + self.retry_interval
         return True
 
     def queue_full(self) -> bool:
@@ -71,15 +78,14 @@ class SpillReplay:
     def replay_failed(self, now: float) -> None:
         """The broker did not answer, or a segment was not delivered whole: wait twice as
         long before the next try (at most ``MAX_BACKOFF_S``)."""
-        self.backoff = min(self.backoff * 2, MAX_BACKOFF_S)
-        self.next_replay = now + self.backoff
+        self.next_replay = now + next(self._failed_waits)
 
     def replayed(self, spill_empty: bool) -> bool:
         """Every sealed segment was delivered. With nothing spilled meanwhile
         (``spill_empty``), back to direct: True. Otherwise replay again at the next turn."""
         if spill_empty:
             self.spilling = False
-            self.backoff = self.retry_interval
+            self._failed_waits = self._fresh_waits()
             return True
         self.next_replay = 0.0
         return False
