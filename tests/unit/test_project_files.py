@@ -213,3 +213,32 @@ def test_the_readme_gives_the_report_default_the_cli_has() -> None:
     start = sub.choices["report"].get_default("start")
     readme = (ROOT / "README.md").read_text()
     assert (start, f"`tokenledger report [--start={start}]" in readme) == ("-7d", True)
+
+
+def _make_lint_commands() -> list[str]:
+    """The recipe of `make lint`, with the Makefile's $(VENV) and $(BIN) spelled out."""
+    makefile = (ROOT / "Makefile").read_text()
+    names = dict(re.findall(r"^(VENV|BIN) := (.+)$", makefile, re.MULTILINE))
+    recipe = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    commands = []
+    for line in recipe:
+        command = line.strip().removeprefix("@")
+        for name in ("BIN", "VENV"):
+            command = command.replace(f"$({name})", names[name])
+        commands.append(command)
+    return commands
+
+
+def test_the_commit_hooks_run_make_lint() -> None:
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    (repo,) = config["repos"]
+    assert repo["repo"] == "local"
+    entries = [hook["entry"] for hook in repo["hooks"]]
+    assert entries == _make_lint_commands()
+    assert entries == [
+        ".venv/bin/ruff check .",
+        ".venv/bin/ruff format --check .",
+        ".venv/bin/mypy",
+    ]
+    for hook in repo["hooks"]:
+        assert (hook["language"], hook["pass_filenames"]) == ("system", False), hook["id"]
