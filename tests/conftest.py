@@ -139,11 +139,16 @@ def ch_factory(clickhouse_dsn: str) -> Iterator[Callable[[], Any]]:
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., subprocess.Popen[Any]]]:
     """subprocess.Popen for a test; whatever is still running at teardown is killed, so a
-    failing test never leaves a sink or worker behind."""
+    failing test never leaves a sink or worker behind. ``log=PATH`` appends the process's
+    stdout and stderr to that file, with no handle left open in the test."""
     started: list[subprocess.Popen[Any]] = []
 
-    def start(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
-        proc = subprocess.Popen(*args, **kwargs)  # noqa: S603 - the test's own commands
+    def start(*args: Any, log: Path | None = None, **kwargs: Any) -> subprocess.Popen[Any]:
+        with ExitStack() as stack:
+            if log is not None:
+                out = stack.enter_context(log.open("ab"))
+                kwargs.update(stdout=out, stderr=out)
+            proc = subprocess.Popen(*args, **kwargs)  # noqa: S603 - the test's own commands
         started.append(proc)
         return proc
 

@@ -180,10 +180,7 @@ def test_the_sinks_clickhouse_unavailable_for_a_while(pipeline: Pipeline) -> Non
         log = (pipeline.tmp / "sink.log").read_text()
         assert "ClickHouse unavailable" in log
     finally:
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(30)
+        holder.communicate("\n", timeout=30)  # lets go of the data path; closes both pipes
     cleared = time.monotonic()
     ledger.close()
     wait_for(pipeline.stored_all, 240, "every event stored once ClickHouse is back", interval=0.5)

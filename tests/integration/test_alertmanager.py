@@ -44,12 +44,10 @@ def test_a_firing_alert_stays_up_until_it_resolves(
         notify_env = {**os.environ, **env, "TOKENLEDGER_NOTIFY_ALERTMANAGER_URL": am.url}
 
         def notifier(name: str) -> subprocess.Popen[bytes]:
-            log = (tmp_path / f"{name}.log").open("wb")
             return spawn(
                 [TOKENLEDGER, "notify", "--resend-interval", "1.5"],
                 env=notify_env,
-                stdout=log,
-                stderr=log,
+                log=tmp_path / f"{name}.log",
             )  # killed at teardown if a check fails
 
         first = notifier("notify-1")

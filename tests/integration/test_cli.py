@@ -142,8 +142,7 @@ def test_the_readme_commands_on_a_stack_of_their_own(
         topics.USAGE_ENRICHED,
         [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
     )
-    log = (tmp_path / "sink.log").open("wb")
-    sink = spawn([TOKENLEDGER, "sink", "--max-wait", "0.2"], env=env, stdout=log, stderr=log)
+    sink = spawn([TOKENLEDGER, "sink", "--max-wait", "0.2"], env=env, log=tmp_path / "sink.log")
     wait_for(
         lambda: (
             committed_total(bootstrap, "tokenledger-sink", topics.USAGE_ENRICHED, 2) == len(events)

@@ -345,12 +345,10 @@ def test_sink_killed_mid_batch_stores_each_event_once(
         [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
     )
     env = _sink_env(settings, tmp_path / "ch")
-    log = open(tmp_path / "sink.log", "wb")  # noqa: SIM115
     sink = spawn(
         [TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
         env=env,
-        stdout=log,
-        stderr=log,
+        log=tmp_path / "sink.log",
     )
     wait_for(lambda: _committed(settings) >= 2000, 120, "the sink to commit 2000 messages")
     sink.send_signal(signal.SIGKILL)
@@ -359,8 +357,7 @@ def test_sink_killed_mid_batch_stores_each_event_once(
     again = spawn(
         [TOKENLEDGER, "sink", "--max-rows", "300", "--max-wait", "0.1"],
         env=env,
-        stdout=log,
-        stderr=log,
+        log=tmp_path / "sink.log",
     )
     wait_for(lambda: _committed(settings) == 12_000, 180, "the restarted sink to finish")
     again.send_signal(signal.SIGTERM)
@@ -399,12 +396,10 @@ def test_clickhouse_unavailable_for_a_while_loses_nothing(
         [(e.tenant_id.encode(), e.model_dump_json().encode()) for e in events],
     )
     log_path = tmp_path / "sink.log"
-    log = open(log_path, "wb")  # noqa: SIM115
     sink = spawn(
         [TOKENLEDGER, "sink", "--max-rows", "500", "--max-wait", "0.2"],
         env=env,
-        stdout=log,
-        stderr=log,
+        log=log_path,
     )
     wait_for(
         lambda: log_path.read_text().count("ClickHouse unavailable") >= 2,
@@ -412,10 +407,8 @@ def test_clickhouse_unavailable_for_a_while_loses_nothing(
         "the sink to retry against the unavailable engine",
     )
     assert _committed(settings) == 0  # nothing committed while nothing could be stored
-    assert holder.stdin is not None
-    holder.stdin.write("\n")
-    holder.stdin.flush()
-    assert holder.wait(30) == 0
+    holder.communicate("\n", timeout=30)  # lets go of the data path; closes both pipes
+    assert holder.returncode == 0
     wait_for(lambda: _committed(settings) == 3000, 120, "the sink to store everything once back")
     sink.send_signal(signal.SIGTERM)
     assert sink.wait(60) == 0

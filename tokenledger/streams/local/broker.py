@@ -176,6 +176,8 @@ class LocalKafka:
         self.log_file = data_dir / "logs" / "server.log"
         self.pid_file = data_dir / "kafka.pid"
         self.properties = data_dir / "server.properties"
+        self._child: subprocess.Popen[bytes] | None = None
+        """The broker this object started, kept until it is stopped and reaped."""
 
     # -- installation -------------------------------------------------------------------
 
@@ -210,17 +212,9 @@ class LocalKafka:
         pom.write_text(_POM.format(kafka=self.version, slf4j=SLF4J_VERSION))
         staging = self.kafka_home / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
+        copy = ("dependency:copy-dependencies", "-DincludeScope=runtime")
         done = subprocess.run(  # noqa: S603
-            [
-                mvn,
-                "-q",
-                "-B",
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging}",
-                "-DincludeScope=runtime",
-            ],
+            [mvn, "-q", "-B", "-f", str(pom), *copy, f"-DoutputDirectory={staging}"],
             capture_output=True,
             text=True,
             check=False,
@@ -340,7 +334,7 @@ class LocalKafka:
             self._write_config()
             self._format_storage(java)
             out = open(self.data_dir / "logs" / "kafka.out", "ab")  # noqa: SIM115
-            proc = subprocess.Popen(  # noqa: S603
+            proc = self._child = subprocess.Popen(  # noqa: S603
                 self._java_cmd(java, "kafka.Kafka", str(self.properties)),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -388,6 +382,8 @@ class LocalKafka:
                     os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + grace
             time.sleep(0.1)
+        if self._child is not None and self._child.poll() is not None:
+            self._child = None  # reaped (by _alive): a handle dropped while running warns
 
     def _log_tail(self) -> str:
         for path in (self.log_file, self.data_dir / "logs" / "kafka.out"):
