@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tokenledger.contract.days import start_of_day
 from tokenledger.contract.messages import (
     Alert,
     AlertEvidence,
@@ -95,7 +96,7 @@ def enriched(**overrides: Any) -> EnrichedUsage:
 
 
 def signal(**overrides: Any) -> Signal:
-    start = now().replace(hour=0, minute=0, second=0)
+    start = start_of_day(now())
     fields: dict[str, Any] = {
         "scope": "tenant/acme",
         "tenant_id": "acme",

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import factories
+from tokenledger.contract.days import start_of_day
 from tokenledger.contract.rows import SignalRow
 from tokenledger.streams.analytics import queries
 from tokenledger.streams.sink import migrations
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_heartbeats_are_not_listed_as_changes(ch: Any) -> None:
     migrations.migrate(ch)
     now = datetime.now(UTC).replace(microsecond=0)
-    day = now.replace(hour=0, minute=0, second=0)
+    day = start_of_day(now)
     beat = timedelta(seconds=10)
     history = [  # (issued, scope, state, pct, window start)
         (now - 30 * beat, "tenant/a", "warn", 50, day),

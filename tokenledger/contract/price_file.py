@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import json
 import os
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from tokenledger.contract.days import midnight
 from tokenledger.contract.files import shipped
 from tokenledger.contract.names import MODEL_NAME_PATTERN
 from tokenledger.contract.pricing import Rates, TieredRates, exactly
@@ -54,10 +55,6 @@ Rate = Annotated[Decimal, BeforeValidator(_decimal_string), Field(ge=0, le=1_000
 ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN)]
 Percent = Annotated[Decimal, BeforeValidator(_decimal_string), Field(gt=0, lt=100)]
 """Every discount of the file: percent off the price, e.g. "15" (15%), "50" (half price)."""
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 class ModelPrice(BaseModel):
@@ -91,7 +88,7 @@ class ModelPrice(BaseModel):
 
     @property
     def starts(self) -> datetime:
-        return _midnight(self.valid_from)
+        return midnight(self.valid_from)
 
     def rates(self, *, batch: bool) -> TieredRates:
         rates = Rates.per_mtok(
@@ -214,7 +211,7 @@ class Overrides:
     def discount(self, provider: str, at: datetime) -> Discount | None:
         chosen = None
         for d in self._discounts.get(provider.lower(), ()):
-            if _midnight(d.valid_from) <= at:
+            if midnight(d.valid_from) <= at:
                 chosen = d
         return chosen
 

@@ -21,6 +21,7 @@ from importlib.metadata import version as _version
 
 from genai_prices import data_snapshot, types
 
+from tokenledger.contract.days import midnight
 from tokenledger.contract.pricing import Rates, TieredRates, exactly
 
 GENAI_PRICES_VERSION = _version("genai-prices")
@@ -114,7 +115,7 @@ class SourceModel:
         constraints = _constraints(self.info)
         self.by_time_of_day = any(isinstance(c, types.TimeOfDateConstraint) for c in constraints)
         days = {c.start_date for c in constraints if isinstance(c, types.StartDateConstraint)}
-        self.starts = sorted(datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days)
+        self.starts = sorted(midnight(d) for d in days)
         # a model found through a provider's fallback is priced without request variants,
         # as the library does
         self.native = any(self.info is m for m in self.provider.models)

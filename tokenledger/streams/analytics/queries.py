@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tokenledger.streams.config import sql_root
 from tokenledger.streams.errors import UserError
+from tokenledger.streams.times import FORMS, parse_time
 
 _PARAM = re.compile(r"^--\s*param\s+(\w+)\s+(\S+)\s*(?:=\s*(.*?))?\s*$")
 
@@ -68,21 +69,10 @@ def parse_value(p: Param, raw: str, now: datetime) -> Any:
             except ValueError:
                 raise UserError(f"--param {p.name}={raw!r} is not a whole number") from None
         return raw.strip("'")
-    if raw == "now":
-        return now
-    if raw == "today":
-        return now.replace(hour=0, minute=0, second=0, microsecond=0)
-    m = re.fullmatch(r"-(\d+)([dhm])", raw)
-    if m:
-        unit = {"d": "days", "h": "hours", "m": "minutes"}[m.group(2)]
-        return now - timedelta(**{unit: int(m.group(1))})
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return parse_time(raw, now)
     except ValueError:
-        raise UserError(
-            f"--param {p.name}={raw!r} is not a time; use ISO 8601, now, today or -7d / -12h"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        raise UserError(f"--param {p.name}={raw!r} is not a time; use {FORMS}") from None
 
 
 def queries_dir() -> Path:

@@ -12,6 +12,7 @@ from tokenledger.streams.cli.base import Add
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import UserError
 from tokenledger.streams.redact import redact_dsn
+from tokenledger.streams.times import FORMS, parse_time
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,21 +61,16 @@ def _print_table(columns: list[str], rows: list[tuple[object, ...]], fmt: str) -
 
 def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     """Write the HTML report (and print the summary) from what ClickHouse holds."""
-    from tokenledger.streams.analytics import queries, report, report_html
+    from tokenledger.streams.analytics import report, report_html
     from tokenledger.streams.sink.client import reading_client
 
     now = datetime.now(UTC)
 
     def when(name: str, raw: str) -> datetime:
         try:
-            value: datetime = queries.parse_value(
-                queries.Param(name, "DateTime64(3)", raw), raw, now
-            )
-        except UserError:
-            raise UserError(
-                f"--{name} {raw!r} is not a time; use ISO 8601, now, today or -7d / -12h"
-            ) from None
-        return value
+            return parse_time(raw, now)
+        except ValueError:
+            raise UserError(f"--{name} {raw!r} is not a time; use {FORMS}") from None
 
     begin, until = when("start", args.start), when("end", args.end)
     if begin >= until:

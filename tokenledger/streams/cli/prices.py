@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from tokenledger.streams.cli.base import Add
 from tokenledger.streams.config import Settings
 from tokenledger.streams.errors import UserError
+from tokenledger.streams.times import parse_time
 
 if TYPE_CHECKING:
     from tokenledger.contract.price_book import PriceBook
@@ -27,13 +28,10 @@ def _book(args: argparse.Namespace) -> PriceBook:
 
 
 def _at(text: str | None) -> datetime:
-    if not text:
-        return datetime.now(UTC)
     try:
-        at = datetime.fromisoformat(text)
+        return parse_time(text or "now", datetime.now(UTC))
     except ValueError:
         raise UserError(f"--at {text!r} is not a date; write e.g. 2025-06-01") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def cmd_prices(args: argparse.Namespace, settings: Settings) -> int:

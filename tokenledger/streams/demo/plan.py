@@ -4,8 +4,9 @@ the budget day, and the tenants' daily budgets. Pure: a clock reading in, a plan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
+from tokenledger.contract.days import start_of_day
 from tokenledger.contract.messages import Budget
 from tokenledger.contract.price_book import PriceBook
 from tokenledger.streams.demo.scenario import Incident, Scenario, Tenant, mean_request_cost_nusd
@@ -47,9 +48,7 @@ def plan_scenario(plan: DemoPlan, now: datetime) -> Scenario:
     """The simulated day: the last 24 hours, its incidents placed in the budget day."""
     start = now - timedelta(hours=24)
     tz_offset = _offset_hours(now)
-    local_midnight = (now + timedelta(hours=tz_offset)).replace(
-        hour=0, minute=0, second=0, microsecond=0
-    ) - timedelta(hours=tz_offset)
+    local_midnight = start_of_day(now, timezone(timedelta(hours=tz_offset)))
     tenants = [
         Tenant(name, max(1, int(plan.requests_per_day * share)), peak)
         for name, share, peak in TENANTS

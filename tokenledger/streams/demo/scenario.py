@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from tokenledger.contract.days import start_of_day
 from tokenledger.contract.price_book import CallContext, PriceBook
 from tokenledger.contract.pricing import TokenCounts
 
@@ -122,8 +123,7 @@ def default_scenario(
     incidents of each kind (one of each when fewer than 10 tenants) from the second day on."""
     rng = random.Random(seed)
     if start is None:
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        start = today - timedelta(days=days)
+        start = start_of_day(datetime.now(UTC)) - timedelta(days=days)
     people = [
         Tenant(
             f"tenant-{i:02d}",

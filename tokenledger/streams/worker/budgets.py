@@ -20,11 +20,12 @@ from __future__ import annotations
 import heapq
 import logging
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from tokenledger.contract.common import format_usd
+from tokenledger.contract.days import midnight
 from tokenledger.contract.messages import Budget, RequestEvent, Signal
 from tokenledger.contract.names import budget_scope, parse_scope
 from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
@@ -73,11 +74,7 @@ def budget_window(ts: datetime, window: str, tz: str) -> tuple[datetime, datetim
         after = (first + timedelta(days=32)).replace(day=1)
     else:
         raise ValueError(f"unknown budget window {window!r}")
-    return _midnight(first, zone), _midnight(after, zone)
-
-
-def _midnight(d: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(d, time(0), tzinfo=zone).astimezone(UTC)
+    return midnight(first, zone), midnight(after, zone)
 
 
 SignalState = Literal["allow", "warn", "block"]
