@@ -272,11 +272,11 @@ def test_otlp_json_ids_are_hex_and_replies_match_the_request_encoding() -> None:
 
 
 def test_dollars_become_exact_nano_dollars_and_questions_need_a_tenant() -> None:
-    assert checks.usd_to_nusd("0.000000001", "c") == 1
-    assert checks.usd_to_nusd("12.5", "c") == 12_500_000_000
+    assert checks.est_cost_nusd("0.000000001", "c") == 1
+    assert checks.est_cost_nusd("12.5", "c") == 12_500_000_000
     for bad in ("-1", "NaN", "1e12", "x"):
         with pytest.raises(HttpError):
-            checks.usd_to_nusd(bad, "c")
+            checks.est_cost_nusd(bad, "c")
     q = checks.from_headers(
         {
             "x-tokenledger-tenant": "acme",

@@ -7,6 +7,7 @@ so sums are exact integer arithmetic and JSON never carries a binary float for m
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
@@ -90,11 +91,31 @@ class Event(Message):
     environment: Name = "prod"
 
 
+def parse_usd(text: str) -> Decimal:
+    """Dollars as people write them ('12.50', '$12.50', ' 0.000000001 '), exactly: never a
+    binary float. ValueError for anything that is not a finite amount (words, NaN, Infinity)."""
+    try:
+        usd = Decimal(text.strip().removeprefix("$"))
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount of dollars") from None
+    if not usd.is_finite():  # no arithmetic on NaN or Infinity (sNaN raises)
+        raise ValueError(f"{text!r} is not an amount of dollars")
+    return usd
+
+
+def usd_to_nusd(usd: Decimal, *, exact: bool = False) -> int:
+    """Dollars as nano-USD, to the nearest nano-dollar (half to even); ``exact`` refuses an
+    amount with more than 9 decimals (ValueError) instead of rounding it."""
+    nano = usd * NANO_PER_USD
+    whole = nano.to_integral_value(ROUND_HALF_EVEN)
+    if exact and whole != nano:
+        raise ValueError(f"${usd} is not a whole number of nano-dollars")
+    return int(whole)
+
+
 def format_usd(nusd: int, *, exact: bool = False) -> str:
     """Nano-USD for people: cents for $1 and up, four decimals below ($0.0012); ``exact``
     shows every significant digit ($0.050000001), at least two decimals."""
-    from decimal import Decimal
-
     if nusd < 0:
         return "-" + format_usd(-nusd, exact=exact)
     usd = Decimal(nusd) / NANO_PER_USD

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from typing import TypeVar
 
 from pydantic import ValidationError
 
 from tokenledger.contract import topics
 from tokenledger.contract.call_control import RetryBudget
-from tokenledger.contract.common import format_usd
+from tokenledger.contract.common import format_usd, parse_usd, usd_to_nusd
 from tokenledger.contract.messages import Budget, Window
 from tokenledger.contract.names import budget_scope, error_message, name_problem
 from tokenledger.kafka_config import client_config
@@ -24,18 +23,20 @@ from tokenledger.streams.worker.budget_definitions import BudgetDefinitions
 from tokenledger.streams.worker.budget_feed import BudgetFeed
 
 
-def parse_usd(text: str) -> int:
-    """A dollar amount as exact nano-USD: '50', '12.5', '0.000000001'."""
+def usd_option(text: str, option: str, example: str, most: int | None = None) -> int:
+    """The dollar amount given as ``option`` ('50', '$12.50', '0.000000001') as exact
+    nano-USD: positive, at most 9 decimals and, when given, at most ``most``."""
     try:
-        value = Decimal(text.strip().removeprefix("$"))
-    except InvalidOperation:
-        raise UserError(f"--limit-usd {text!r} is not an amount; write e.g. 50 or 12.50") from None
-    if not value.is_finite():  # NaN, sNaN, Infinity: no arithmetic on them (sNaN raises)
-        raise UserError(f"--limit-usd {text!r} is not an amount; write e.g. 50 or 12.50")
-    nano = value * 1_000_000_000
-    if value <= 0 or nano != nano.to_integral_value():
-        raise UserError(f"--limit-usd {text!r} must be positive with at most 9 decimals")
-    return int(nano)
+        usd = parse_usd(text)
+    except ValueError:
+        raise UserError(f"{option} {text!r} is not an amount; write e.g. {example}") from None
+    try:
+        nusd = usd_to_nusd(usd, exact=True)
+    except ValueError:  # a fraction of a nano-dollar
+        nusd = 0
+    if nusd <= 0 or (most is not None and nusd > most):
+        raise UserError(f"{option} {text!r} must be positive with at most 9 decimals")
+    return nusd
 
 
 def parse_warn(text: str) -> tuple[int, ...]:
@@ -62,7 +63,7 @@ def make_budget(
         return Budget(
             tenant_id=tenant,
             feature=feature,
-            limit_nusd=parse_usd(limit_usd),
+            limit_nusd=usd_option(limit_usd, "--limit-usd", "50 or 12.50"),
             window=window,
             tz=tz,
             warn_pct=parse_warn(warn),

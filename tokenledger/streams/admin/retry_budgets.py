@@ -5,7 +5,6 @@ own book."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 
 from pydantic import ValidationError
 
@@ -27,20 +26,6 @@ def whole(text: str, option: str, top: int, example: int) -> int:
     return value
 
 
-def max_usd(text: str) -> int:
-    """A dollar cap as exact nano-USD (at least $0.000000001)."""
-    try:
-        value = Decimal(text.strip().removeprefix("$"))
-    except InvalidOperation:
-        raise UserError(f"--max-usd {text!r} is not an amount; write e.g. 5 or 0.50") from None
-    if not value.is_finite():  # NaN, Infinity: no arithmetic on them
-        raise UserError(f"--max-usd {text!r} is not an amount; write e.g. 5 or 0.50")
-    nano = value * 1_000_000_000
-    if value <= 0 or nano != nano.to_integral_value() or nano > 2**62:
-        raise UserError(f"--max-usd {text!r} must be positive with at most 9 decimals")
-    return int(nano)
-
-
 def make(
     tenant: str,
     route: str,
@@ -53,7 +38,9 @@ def make(
     floor = DEFAULT.min_per_minute
     if min_per_minute is not None:
         floor = whole(min_per_minute, "--min-per-minute", 1_000_000, 10)
-    cap = None if max_usd_text is None else max_usd(max_usd_text)
+    cap = None
+    if max_usd_text is not None:
+        cap = budget_admin.usd_option(max_usd_text, "--max-usd", "5 or 0.50", most=2**62)
     try:
         return RetryBudget(
             tenant_id=tenant,

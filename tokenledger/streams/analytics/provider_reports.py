@@ -19,12 +19,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from tokenledger.contract.common import usd_to_nusd
+
 PROVIDERS = ("openai", "anthropic")
-_NANO = Decimal(1_000_000_000)
 
 
 class ReportError(ValueError):
@@ -51,10 +52,6 @@ class ProviderCost:
     @property
     def key(self) -> tuple[str, str, date, str, str, str]:
         return (self.provider, self.report, self.day, self.model, self.project, self.line_item)
-
-
-def _nusd(amount: Decimal) -> int:
-    return int((amount * _NANO).to_integral_value(ROUND_HALF_EVEN))
 
 
 def _add(a: int | None, b: int | None) -> int | None:
@@ -108,7 +105,7 @@ def _openai(page: Mapping[str, Any]) -> Iterable[ProviderCost]:
                     model,
                     project,
                     line,
-                    cost_nusd=_nusd(Decimal(amount["value"])),
+                    cost_nusd=usd_to_nusd(Decimal(amount["value"])),
                 )
             elif kind == "organization.usage.completions.result":
                 batch = "batch" if r.get("batch") else ""
@@ -154,7 +151,13 @@ def _anthropic(page: Mapping[str, Any]) -> Iterable[ProviderCost]:
                 ).strip()
                 cents = Decimal(str(r["amount"]))  # a decimal string in cents
                 yield ProviderCost(
-                    "anthropic", "cost", day, model, project, line, cost_nusd=_nusd(cents / 100)
+                    "anthropic",
+                    "cost",
+                    day,
+                    model,
+                    project,
+                    line,
+                    cost_nusd=usd_to_nusd(cents / 100),
                 )
             else:
                 creation = r.get("cache_creation") or {}

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from tokenledger.contract.common import format_evidence, format_usd
+from tokenledger.contract.common import format_evidence, format_usd, usd_to_nusd
 from tokenledger.contract.names import parse_scope
 from tokenledger.streams.analytics import queries
 
@@ -230,7 +230,7 @@ def cell(column: Column, row: dict[str, Any], clock: Clock | None = None) -> str
     if column.kind == "pct":
         return f"{float(value):+.2f}%"
     if column.kind == "usd_decimal":
-        return format_usd(int((Decimal(value) * 10**9).to_integral_value()))
+        return format_usd(usd_to_nusd(Decimal(value)))
     if column.kind == "count":
         return f"{int(value):,}"
     if column.kind == "issue_time":

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 
-from tokenledger.contract.common import NANO_PER_USD
+from tokenledger.contract.common import parse_usd, usd_to_nusd
 from tokenledger.contract.names import name_problem
 from tokenledger.signal_book import Decision, SignalBook
 from tokenledger.streams.edge.bodies import HttpError, Reply, json_reply
@@ -48,17 +47,17 @@ class Question:
     model: str | None = None
 
 
-def usd_to_nusd(raw: str, what: str) -> int:
-    """A decimal dollar amount as exact nano-USD (no binary float on the way)."""
+def est_cost_nusd(raw: str, what: str) -> int:
+    """A call's estimated cost in dollars, as nano-USD (to the nearest nano-dollar)."""
     try:
-        usd = Decimal(raw)
-    except InvalidOperation:
+        usd = parse_usd(raw)
+    except ValueError:
         raise HttpError(
             400, f"{what} {raw[:40]!r} is not a number of dollars, e.g. 0.0125", reason="bad_cost"
         ) from None
-    if not usd.is_finite() or usd < 0 or usd > 10**9:
+    if usd < 0 or usd > 10**9:
         raise HttpError(400, f"{what} must be between 0 and 1e9 dollars", reason="bad_cost")
-    return int((usd * NANO_PER_USD).to_integral_value())
+    return usd_to_nusd(usd)
 
 
 def attempt_of(raw: str | None, what: str) -> int:
@@ -97,7 +96,7 @@ def from_query(query: Mapping[str, str]) -> Question:
             _named("tenant", tenant),
             _named("feature", feature) if feature else None,
             query.get("route") or None,
-            usd_to_nusd(cost, "est_cost_usd") if cost else None,
+            est_cost_nusd(cost, "est_cost_usd") if cost else None,
         ),
         query.get,
         ("attempt", "provider", "model"),
@@ -116,7 +115,7 @@ def from_headers(headers: Mapping[str, str], names: AuthzHeaders) -> Question:
             _named("tenant", tenant),
             _named("feature", feature) if feature else None,
             headers.get(names.route) or None,
-            usd_to_nusd(cost, names.est_cost_usd) if cost else None,
+            est_cost_nusd(cost, names.est_cost_usd) if cost else None,
         ),
         headers.get,
         (names.attempt, names.provider, names.model),
