@@ -131,26 +131,11 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 30) 
 
 def changelog_state(bootstrap: str, topic: str) -> dict[str, bytes | None]:
     """The latest committed value of every key in the workers' changelog (None: deleted)."""
-    from confluent_kafka import KafkaError
-
-    latest: dict[str, bytes | None] = {}
-    consumer = assigned_reader(bootstrap, topic, **{"enable.partition.eof": True})
-    partitions = len(consumer.assignment())
-    eof: set[int | None] = set()
-    deadline = time.monotonic() + 30
-    try:
-        while len(eof) < partitions and time.monotonic() < deadline:
-            for m in consumer.consume(1000, 0.3):
-                err, key = m.error(), m.key()
-                if err is None and key is not None:
-                    latest[key.decode()] = m.value()
-                    eof.discard(m.partition())
-                elif err is not None and err.code() == KafkaError._PARTITION_EOF:
-                    eof.add(m.partition())
-    finally:
-        consumer.close()
-    assert len(eof) == partitions, "changelog not read to its end"
-    return latest
+    return {
+        key.decode(): m.value()
+        for m in read_all_committed(bootstrap, topic)
+        if (key := m.key()) is not None
+    }
 
 
 def changelog_windows(bootstrap: str, topic: str) -> dict[str, tuple[int, int, int]]:

@@ -5,18 +5,17 @@ retired."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from tests.helpers import factories
 from tests.helpers.clock import midday_zone
-from tests.helpers.kafka_io import produce
+from tests.helpers.kafka_io import produce, read_all_committed
 from tests.helpers.settings import isolated
 from tests.helpers.signing_keys import KeyFile, key_file, ring_text, writer_env
 from tests.helpers.waiting import wait_for, wait_value
@@ -73,31 +72,11 @@ def spend(settings: Settings, tenant: str, n: int = 2) -> None:
 
 def records(settings: Settings, topic: str, key: str) -> list[tuple[bytes | None, list[Any]]]:
     """Every committed record of ``key`` on ``topic``: value and headers, as a copier sees."""
-    from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
-
-    name = settings.topic(topic)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka,
-            "group.id": uuid.uuid4().hex,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
-    consumer.assign([TopicPartition(name, 0, OFFSET_BEGINNING)])
-    out: list[tuple[bytes | None, list[Any]]] = []
-    try:
-        while True:
-            m = consumer.poll(10)
-            assert m is not None, f"{name} not read to its end"
-            err = m.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF
-                return out
-            if m.key() == key.encode():
-                out.append((m.value(), list(m.headers() or [])))
-    finally:
-        consumer.close()
+    return [
+        (m.value(), list(m.headers() or []))
+        for m in read_all_committed(settings.kafka, settings.topic(topic))
+        if m.key() == key.encode()
+    ]
 
 
 def replay(
