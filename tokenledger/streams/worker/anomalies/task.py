@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from tokenledger.contract.messages import Alert, budget_scope
+from tokenledger.contract.messages import Alert
+from tokenledger.contract.names import budget_scope, parse_scope
 from tokenledger.streams.records import Output
 from tokenledger.streams.worker.anomalies.buckets import (
     AUX1,
@@ -253,7 +254,7 @@ class AnomalyTask:
                 wanted.add(budget_scope(dim.tenant_id, None))
             elif dim.kind == FEATURE:
                 wanted.add(budget_scope(dim.tenant_id, dim.other))
-            elif scope.startswith("tenant/"):
+            elif parse_scope(scope) is not None:
                 wanted.add(scope)
         out: list[Alert] = []
         for scope in sorted(wanted):
