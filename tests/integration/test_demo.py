@@ -59,6 +59,7 @@ def on_call() -> Iterator[tuple[str, list[str]]]:
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", requests
     server.shutdown()
+    server.server_close()
     thread.join(10)
 
 

@@ -64,6 +64,7 @@ def catcher() -> Iterator[Catcher]:
     thread.start()
     yield state
     server.shutdown()
+    server.server_close()
     thread.join(10)
 
 
