@@ -5,6 +5,7 @@ prices, JSON Schema and migrations without the source tree."""
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,6 @@ import pytest
 
 from tests.helpers.paths import ROOT
 from tests.helpers.wheel import Installed, build_wheel, install, wheel_files
-from tokenledger import __version__
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,8 @@ def _checkout_names(folder: str, pattern: str) -> list[str]:
 def test_the_wheel_holds_one_import_package_and_its_data(wheel: Path) -> None:
     files = wheel_files(wheel)
     tops = {path.split("/")[0] for path in files}
-    assert tops == {"tokenledger", f"tokenledger-{__version__}.dist-info"}
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert tops == {"tokenledger", f"tokenledger-{version}.dist-info"}
     assert "tokenledger/contract/prices/default.json" in files
     packaged_json = sorted(
         path.removeprefix("tokenledger/contract/json/")
