@@ -129,11 +129,13 @@ def _port_open(port: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    """Is ``pid`` a live (not zombie) process? Reaps it first if it is our own child."""
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
+    """Is ``pid`` a live process? Our own child is asked with waitpid, which reaps it once
+    it has exited (a JVM's first thread shows as a zombie while the others still run);
+    another process is alive unless /proc says it is gone or a zombie."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != pid
+    except ChildProcessError:
+        pass
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -177,7 +179,7 @@ class LocalKafka:
         self.pid_file = data_dir / "kafka.pid"
         self.properties = data_dir / "server.properties"
         self._child: subprocess.Popen[bytes] | None = None
-        """The broker this object started, kept until it is stopped and reaped."""
+        """The broker this object started: a handle dropped while it runs warns."""
 
     # -- installation -------------------------------------------------------------------
 
@@ -365,12 +367,12 @@ class LocalKafka:
         """Stop the broker; False when it was not running."""
         with self._locked():
             pid = self._pid()
-            if pid is None:
-                self.pid_file.unlink(missing_ok=True)
-                return False
-            self._terminate(pid, grace)
+            if pid is not None:
+                self._terminate(pid, grace)
+            elif self._child is not None:
+                self._child.poll()  # it had exited, reaped by _pid(): the handle learns so
             self.pid_file.unlink(missing_ok=True)
-            return True
+            return pid is not None
 
     def _terminate(self, pid: int, grace: float) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -382,8 +384,8 @@ class LocalKafka:
                     os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + grace
             time.sleep(0.1)
-        if self._child is not None and self._child.poll() is not None:
-            self._child = None  # reaped (by _alive): a handle dropped while running warns
+        if self._child is not None:
+            self._child.poll()  # reaped by _alive: the handle learns so, and drops quietly
 
     def _log_tail(self) -> str:
         for path in (self.log_file, self.data_dir / "logs" / "kafka.out"):
