@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 import tokenledger
-from tests.helpers.paths import PACKAGE, ROOT
+from tests.helpers.paths import PACKAGE
+from tests.helpers.wheel import build_wheel, wheel_files
 from tokenledger import Call, Ledger
 
 
@@ -33,14 +31,7 @@ def test_a_tree_that_is_not_installed_reports_an_unknown_version() -> None:
 
 def test_the_wheel_carries_the_typing_marker(tmp_path: Path) -> None:
     assert (PACKAGE / "py.typed").is_file()
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(tmp_path), str(ROOT)],
-        check=True,
-        timeout=120,
-    )
-    (wheel,) = tmp_path.glob("tokenledger-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    names = set(wheel_files(build_wheel(tmp_path)))
     assert {"tokenledger/py.typed", "tokenledger/__init__.py"} <= names
 
 
