@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from tests.helpers import factories
 from tests.helpers.pricing_oracle import expected_cost
-from tokenledger.contract.messages import UsageEvent
+from tokenledger.contract.messages import V3_USAGE_FIELDS, UsageEvent
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.usage import UsageTask, UsageTopics
@@ -30,6 +30,8 @@ def v1_bytes(**changes: object) -> bytes:
     )
     doc["schema_version"] = 1
     del doc["cache_write_1h_tokens"], doc["service_tier"]
+    for name in V3_USAGE_FIELDS:
+        del doc[name]
     return json.dumps(doc).encode()
 
 
@@ -38,7 +40,7 @@ def test_a_version_1_event_prices_as_before() -> None:
     (out,) = task.process("in", 0, 0, b"acme", v1_bytes(), NOW)
     enriched = json.loads(out.value)
     v1 = UsageEvent.model_validate_json(v1_bytes())
-    assert (out.topic, v1.schema_version, enriched["schema_version"]) == ("out", 1, 2)
+    assert (out.topic, v1.schema_version, enriched["schema_version"]) == ("out", 1, 3)
     # every cache write at the 5-minute rate, standard tier: what version 1 meant
     assert (enriched["cache_write_1h_tokens"], enriched["service_tier"]) == (0, "")
     assert (

@@ -51,7 +51,7 @@ def test_the_record_is_the_contract_message(
     event = UsageEvent.model_validate_json(factories.usage(**overrides).model_dump_json())
     record = enrich(event, book, duplicate_generation=flags[0], late=flags[1], now=NOW)
     message = record.as_message()  # validates every field against the contract
-    assert message.kind == "usage.enriched" and message.schema_version == 2
+    assert message.kind == "usage.enriched" and message.schema_version == 3
     assert json.loads(record.to_json()) == json.loads(message.model_dump_json())
     assert EnrichedUsage.model_validate_json(record.to_json()) == message
     raw = record.to_json()  # the sink's fast path passes the record on as it is

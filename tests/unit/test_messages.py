@@ -60,7 +60,7 @@ def test_offset_timestamps_are_normalised_to_utc() -> None:
         ({"output_tokens": 10_000_001}, "output_tokens", "less than or equal to 10000000"),
         ({"input_tokens": "12"}, "input_tokens", "valid integer"),
         ({"cost_nusd": 1.5}, "cost_nusd", "valid integer"),
-        ({"schema_version": 3}, "schema_version", "Input should be 1 or 2"),
+        ({"schema_version": 4}, "schema_version", "Input should be 1, 2 or 3"),
         ({"tenant_id": ...}, "tenant_id", "Field required"),
         ({"tenant_id": "acme'; DROP TABLE usage_events; --"}, "tenant_id", "pattern"),
         ({"feature": ""}, "feature", "pattern"),

@@ -38,7 +38,7 @@ def raw(**changes: Any) -> bytes:
         (raw(input_tokens=-1), "negative_tokens", "input_tokens: Input should be greater"),
         (raw(cached_input_tokens=-3), "negative_tokens", "cached_input_tokens"),
         (raw(output_tokens=50_000_000), "absurd_tokens", "output_tokens"),
-        (raw(schema_version=3), "unknown_schema_version", "this worker reads versions 1, 2"),
+        (raw(schema_version=4), "unknown_schema_version", "this worker reads versions 1, 2, 3"),
         (raw(tenant_id=None), "missing_tenant", "tenant_id is required"),
         (raw(tenant_id=""), "missing_tenant", "tenant_id is required"),
         (raw(tenant_id="a b"), "invalid_fields", "tenant_id: ' ' cannot be part of a name"),

@@ -14,12 +14,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from tokenledger.contract.names import MODEL_NAME_PATTERN, NAME_CHARS, NAME_PATTERN
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The message schema version this code writes. It reads every version in SCHEMA_VERSIONS; a
 message with another is rejected. Version 2 added usage fields ``cache_write_1h_tokens`` and
-``service_tier``; a version 1 event reads as before (no 1-hour writes, standard tier)."""
+``service_tier``; a version 1 event reads as before (no 1-hour writes, standard tier).
+Version 3 added usage fields ``replay_of`` (a retry answered from a claim), ``input_hash``,
+``prefix_hash``, ``prefix_tokens`` and ``latency_class``; older events read as no replay, no
+hashes, interactive."""
 
-SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSIONS = (1, 2, 3)
 
 NANO_PER_USD = 1_000_000_000
 
@@ -49,6 +52,11 @@ ModelName = Annotated[
 ]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 Text = Annotated[str, StringConstraints(max_length=2048)]
+Digest = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{32}$"),
+    Field(description="a keyed 128-bit digest, 32 lowercase hex digits (never the text itself)"),
+]
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 Nusd = Annotated[int, Field(ge=0, le=2**62, description="money in nano-USD (1e-9 USD)")]
 
@@ -67,8 +75,8 @@ class Message(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    schema_version: Literal[1, 2] = Field(
-        default=2, description="message schema version; this release reads 1 and 2, writes 2"
+    schema_version: Literal[1, 2, 3] = Field(
+        default=3, description="message schema version; this release reads 1 to 3, writes 3"
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import (
 
 from tokenledger.contract.call_control import BreakerSignal, RetryBudget, RetryBudgetSignal
 from tokenledger.contract.common import (
+    Digest,
     Event,
     Id,
     Message,
@@ -37,6 +38,11 @@ from tokenledger.contract.names import budget_scope
 
 CacheKind = Literal["none", "exact", "semantic"]
 """How the response was served: a model call, or a hit in the application's own cache."""
+
+LatencyClass = Literal["interactive", "offline"]
+"""Whether somebody waits for the answer (interactive) or it could run as a batch (offline)."""
+
+V3_USAGE_FIELDS = ("replay_of", "input_hash", "prefix_hash", "prefix_tokens", "latency_class")
 
 
 class RequestEvent(Event):
@@ -94,6 +100,24 @@ class UsageEvent(Event):
     context_trimmed_tokens: Tokens = Field(
         default=0, description="input tokens a context budget kept out of the prompt"
     )
+    replay_of: Id | None = Field(
+        default=None,
+        description="a retry answered from a claim: the event_id of the first attempt, whose "
+        "result was replayed; no model was called, the token counts are the first attempt's "
+        "and their price is counted as prevented, at a cost of zero (v3)",
+    )
+    input_hash: Digest | None = Field(
+        default=None,
+        description="keyed per tenant: the normalized input (or the caller's cache key) (v3)",
+    )
+    prefix_hash: Digest | None = Field(
+        default=None, description="keyed per tenant: the prompt's stable prefix (v3)"
+    )
+    prefix_tokens: Tokens = Field(default=0, description="the stable prefix's tokens (v3)")
+    latency_class: LatencyClass = Field(
+        default="interactive",
+        description="interactive: somebody waits; offline: the call could run as a batch (v3)",
+    )
 
     @model_validator(mode="after")
     def _token_parts_fit(self) -> UsageEvent:
@@ -111,6 +135,13 @@ class UsageEvent(Event):
             raise ValueError(
                 "cache_write_1h_tokens and service_tier are fields of schema_version 2"
             )
+        v3 = (self.replay_of, self.input_hash, self.prefix_hash, self.prefix_tokens)
+        if self.schema_version < 3 and (any(v3) or self.latency_class != "interactive"):
+            raise ValueError(f"{', '.join(V3_USAGE_FIELDS)} are fields of schema_version 3")
+        if self.prefix_tokens > self.input_tokens:
+            raise ValueError("prefix_tokens exceed input_tokens; the prefix is part of the input")
+        if self.replay_of is not None and self.cache != "none":
+            raise ValueError("a replayed result is not a cache hit: send cache none with replay_of")
         if self.reasoning_tokens > self.output_tokens:
             raise ValueError(
                 "reasoning_tokens exceed output_tokens; output_tokens must include reasoning"
@@ -138,10 +169,11 @@ class EnrichedUsage(UsageEvent):
     kind: Literal["usage.enriched"] = "usage.enriched"  # type: ignore[assignment]
     priced: bool
     table_cost_nusd: Nusd | None
-    cost_source: Literal["event", "table", "cache", "unpriced"] = Field(
+    cost_source: Literal["event", "table", "cache", "replay", "unpriced"] = Field(
         description="event: the caller's cost (a model the table does not price, or a service "
         "trusted for its cost); table: the price table; cache: a cache hit (no model call, "
-        "cost 0, table_cost_nusd is what it saved); unpriced: unknown model"
+        "cost 0, table_cost_nusd is what it saved); replay: a retry answered from a claim (no "
+        "model call, cost 0, table_cost_nusd is what it prevented); unpriced: unknown model"
     )
     cost_mismatch: bool = Field(description="the event's own cost differs from the table's")
     reported_cost_nusd: Nusd | None = Field(

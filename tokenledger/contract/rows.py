@@ -98,6 +98,11 @@ class UsageRow(EnvelopeRow):
     cache_write_1h_tokens: int
     service_tier: str
     reported_cost_nusd: int | None
+    replay_of: str
+    input_hash: str
+    prefix_hash: str
+    prefix_tokens: int
+    latency_class: str
 
     @classmethod
     def from_message(cls, m: EnrichedUsage) -> UsageRow:
@@ -105,6 +110,9 @@ class UsageRow(EnvelopeRow):
         fields.update(
             error=m.error or "",
             task_id=m.task_id or "",
+            replay_of=m.replay_of or "",
+            input_hash=m.input_hash or "",
+            prefix_hash=m.prefix_hash or "",
             token_budget_violations=list(m.token_budget_violations),
         )
         return cls(**fields)
