@@ -6,13 +6,15 @@
 -- reference model, uncached, unbatched, untrimmed) + deduplication (what repeated
 -- generations cost at that baseline) + routing (own model instead of the reference) +
 -- cache (provider prompt cache, and application cache hits that cost nothing) + context
--- budget (trimmed context) + batch (batch discounts) + billing adjustments (costs the
--- caller reported vs the table) = actual. Unpriced events are left out; cost_by counts them.
+-- budget (trimmed context) + batch (batch discounts) + prevented retries (retries a claim
+-- answered with the first attempt's result: minus the first attempt's cost they would have
+-- regenerated) + billing adjustments (costs the caller reported vs the table) = actual. Unpriced events are left out; cost_by counts them.
 WITH priced AS
 (
     SELECT
         duplicate_generation AS dup,
         cache != 'none' AS hit,
+        cost_source = 'replay' AS rep,
         ifNull(counterfactual_cost_nusd, 0) AS cf,
         ifNull(context_saved_nusd, 0) AS ctx,
         ifNull(list_cost_nusd, 0) AS list,
@@ -28,9 +30,9 @@ SELECT step, amount_nusd, toDecimal128(amount_nusd, 9) / 1000000000 AS amount_us
 FROM
 (
     SELECT
-        [1, 2, 3, 4, 5, 6, 7, 8] AS ord,
+        [1, 2, 3, 4, 5, 6, 7, 8, 9] AS ord,
         ['baseline', 'deduplication', 'routing', 'cache', 'context budget', 'batch',
-         'billing adjustments', 'actual'] AS steps,
+         'prevented retries', 'billing adjustments', 'actual'] AS steps,
         [
             sumIf(cf + ctx, NOT dup),
             sumIf(cf + ctx, dup),
@@ -38,7 +40,8 @@ FROM
             sum(unbatched - list) - sumIf(tab, hit),
             -sum(ctx),
             sum(tab - unbatched),
-            sumIf(cost - tab, NOT hit),
+            -sumIf(tab, rep),
+            sumIf(cost - tab, NOT hit AND NOT rep),
             sum(cost)
         ] AS amounts
     FROM priced

@@ -128,3 +128,44 @@ def test_rows_stored_without_a_reported_cost_read_it_from_what_was_counted(ch: A
     insert(ch, UsageRow, [UsageRow.from_message(r) for r in before], columns)
     got = ch.query("SELECT event_id, reported_cost_nusd FROM usage_events ORDER BY event_id")
     assert got.result_rows == [("book", None), ("own", 999)]
+
+
+def test_retries_answered_from_a_claim_are_prevented_beside_retries_still_paid(ch: Any) -> None:
+    migrations.migrate(ch)
+    at = NOW - timedelta(hours=1)
+    first = [3_000_000_001, 7_250_000_003]  # the first attempts' table costs
+    rows = [
+        factories.enriched(ts=at, idempotency_key=f"k{i}", cost_nusd=c, table_cost_nusd=c)
+        for i, c in enumerate(first)
+    ]
+    rows += [  # two retries replayed from the claims: cost 0, the first attempt's price
+        factories.enriched(
+            ts=at + timedelta(seconds=1),
+            idempotency_key=f"k{i}",
+            attempt=2,
+            replay_of=rows[i].event_id,
+            cost_nusd=0,
+            table_cost_nusd=c,
+            cost_source="replay",
+        )
+        for i, c in enumerate(first)
+    ]
+    rows.append(  # one retry generated again: paid
+        factories.enriched(
+            ts=at + timedelta(seconds=2),
+            idempotency_key="k0",
+            attempt=3,
+            cost_nusd=3_000_000_001,
+            table_cost_nusd=3_000_000_001,
+            duplicate_generation=True,
+        )
+    )
+    rows.append(factories.enriched(ts=at, tenant_id="globex", cost_nusd=5, table_cost_nusd=5))
+    insert(ch, UsageRow, [UsageRow.from_message(r) for r in rows])
+    (row,) = run(ch, "retry_cost")
+    assert row[:4] == ("acme", "answer", 1, 3_000_000_001)
+    assert row[5:8] == (2 * 3_000_000_001 + 7_250_000_003, 2, 3_000_000_001 + 7_250_000_003)
+    steps = dict((r[0], r[1]) for r in run(ch, "savings_waterfall", tenant="acme"))
+    assert steps["prevented retries"] == -(3_000_000_001 + 7_250_000_003)
+    assert steps["actual"] == 2 * 3_000_000_001 + 7_250_000_003
+    assert sum(v for k, v in steps.items() if k != "actual") == steps["actual"]

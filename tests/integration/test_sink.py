@@ -243,6 +243,7 @@ def test_every_topic_lands_exactly_and_the_library_agrees(
 
     cf = lambda e: (e.counterfactual_cost_nusd or 0) + (e.context_saved_nusd or 0)  # noqa: E731
     hit = lambda e: e.cache != "none"  # noqa: E731
+    replay = lambda e: e.cost_source == "replay"  # noqa: E731
     steps = {r[0]: r[1] for r in run("savings_waterfall")}
     assert steps == {
         "baseline": total(cf, lambda e: not e.duplicate_generation),
@@ -254,8 +255,10 @@ def test_every_topic_lands_exactly_and_the_library_agrees(
         - total(lambda e: e.table_cost_nusd or 0, hit),
         "context budget": -total(lambda e: e.context_saved_nusd or 0, every),
         "batch": total(lambda e: (e.table_cost_nusd or 0) - (e.unbatched_cost_nusd or 0), every),
+        "prevented retries": -total(lambda e: e.table_cost_nusd or 0, replay),
         "billing adjustments": total(
-            lambda e: (e.cost_nusd or 0) - (e.table_cost_nusd or 0), lambda e: not hit(e)
+            lambda e: (e.cost_nusd or 0) - (e.table_cost_nusd or 0),
+            lambda e: not hit(e) and not replay(e),
         ),
         "actual": total(lambda e: e.cost_nusd or 0, every),
     }

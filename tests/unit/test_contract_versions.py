@@ -84,3 +84,40 @@ def test_a_version_2_event_with_one_hour_writes_and_a_tier() -> None:
         == expected_cost(priority)
         == ((3500 - 1024) * 4250 + 1024 * 2125 + 420 * 17000)
     )
+
+
+def test_a_replayed_retry_costs_nothing_and_prices_what_it_prevented() -> None:
+    task = UsageTask(ChangelogState(), load_price_book(), TOPICS)
+    first = factories.usage(ts=NOW - timedelta(minutes=2), idempotency_key="order-7")
+    retry = factories.usage(
+        ts=NOW - timedelta(minutes=1),
+        idempotency_key="order-7",
+        attempt=2,
+        replay_of=first.event_id,
+        cost_nusd=5,
+    )
+    paid = factories.usage(ts=NOW - timedelta(minutes=1), idempotency_key="order-7", attempt=3)
+    outs = [
+        json.loads(task.process("in", 0, n, b"acme", e.model_dump_json().encode(), NOW)[0].value)
+        for n, e in enumerate((first, retry, paid))
+    ]
+    first_cost = (3500 - 1024) * 2500 + 1024 * 1250 + 420 * 10000
+    assert [(o["cost_nusd"], o["cost_source"], o["table_cost_nusd"]) for o in outs] == [
+        (first_cost, "table", first_cost),
+        (0, "replay", first_cost),
+        (first_cost, "table", first_cost),
+    ]
+    # the replay generated nothing: not retry cost, and the caller's figure is no mismatch
+    assert [o["duplicate_generation"] for o in outs] == [False, False, True]
+    assert [o["cost_mismatch"] for o in outs] == [False, False, False]
+    assert (outs[1]["replay_of"], expected_cost(first)) == (first.event_id, first_cost)
+
+
+def test_version_3_fields_on_a_version_2_event_are_refused() -> None:
+    task = UsageTask(ChangelogState(), load_price_book(), TOPICS)
+    doc = json.loads(factories.usage(ts=NOW - timedelta(minutes=1)).model_dump_json())
+    doc.update(schema_version=2, latency_class="offline")
+    (dead,) = task.process("in", 0, 0, b"acme", json.dumps(doc).encode(), NOW)
+    record = json.loads(dead.value)
+    assert (dead.topic, record["reason"]) == ("dlq", "invalid_fields")
+    assert "are fields of schema_version 3" in record["detail"]

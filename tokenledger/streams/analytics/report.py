@@ -183,6 +183,8 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         Column("feature", "Feature"),
         Column("duplicate_generations", "Repeated generations", "count"),
         Column("retry_cost_nusd", "Retry cost", "usd"),
+        Column("replayed_retries", "Replayed retries", "count"),
+        Column("prevented_nusd", "Prevented", "usd"),
         Column("total_cost_nusd", "Total cost", "usd"),
     ),
     "cache_savings": (
@@ -293,7 +295,9 @@ def render_text(data: ReportData, clock: Clock | None = None) -> str:
     parts.append(
         f"\nRetry cost (repeated generations): "
         f"{format_usd(sum(int(r['retry_cost_nusd']) for r in retry))} over "
-        f"{sum(int(r['duplicate_generations']) for r in retry):,} retries"
+        f"{sum(int(r['duplicate_generations']) for r in retry):,} retries; prevented by "
+        f"claims: {format_usd(sum(int(r['prevented_nusd']) for r in retry))} over "
+        f"{sum(int(r['replayed_retries']) for r in retry):,} replayed retries"
     )
     cache = t["cache_savings"].dicts()
     parts.append(

@@ -2,7 +2,8 @@
 
 The cost counted is the price book's (the operator's file over genai-prices, in force at
 the event's time, for its batch processing and service tier), 0 for a cache hit (its table
-cost is what it saved), or unpriced for an unknown model: never $0. A caller's own
+cost is what it saved), 0 for a retry answered from a claim (``replay_of``: its table cost, the
+first attempt's tokens, is what the claim prevented), or unpriced for an unknown model: never $0. A caller's own
 ``cost_nusd`` is kept beside it (``reported_cost_nusd``) and a disagreement flagged
 (``cost_mismatch``), but it is counted only where the book has no price, or for a service
 the operator trusts to report what the provider billed (``TOKENLEDGER_TRUSTED_COST_SERVICES``,
@@ -136,9 +137,12 @@ def costs(
     version = quote.version if quote is not None else f"{book.version}:unknown"
     reported = event.cost_nusd
     mismatch = False
-    if reported is not None and table_cost is not None and event.cache == "none":
+    served = event.cache != "none" or event.replay_of is not None  # no model call
+    if reported is not None and table_cost is not None and not served:
         mismatch = cost_mismatch(reported, table_cost)
-    if event.cache != "none":
+    if event.replay_of is not None:
+        cost, source = 0, "replay"  # a retry answered from a claim: table_cost prevented
+    elif event.cache != "none":
         cost, source = 0, "cache"
     elif reported is not None and (table_cost is None or event.service in trusted):
         cost, source = reported, "event"  # nothing else prices it, or trusted to bill

@@ -100,7 +100,8 @@ class UsageTask:
             return []
         ts_ms = int(event.ts.timestamp() * 1000)
         late = self.windows.is_late(ts_ms, self.watermark_ms)
-        duplicate = decision.verdict is Verdict.DUPLICATE_GENERATION
+        # a replay shares the first attempt's idempotency key but generated nothing
+        duplicate = decision.verdict is Verdict.DUPLICATE_GENERATION and event.replay_of is None
         enriched = enrich(
             event, self.prices, self.trusted, late=late, now=now, duplicate_generation=duplicate
         )
