@@ -8,7 +8,8 @@
 -- cache (provider prompt cache, and application cache hits that cost nothing) + context
 -- budget (trimmed context) + batch (batch discounts) + prevented retries (retries a claim
 -- answered with the first attempt's result: minus the first attempt's cost they would have
--- regenerated) + billing adjustments (costs the caller reported vs the table) = actual. Unpriced events are left out; cost_by counts them.
+-- regenerated) + billing adjustments (costs the caller reported vs the table) = actual.
+-- Unpriced events are left out; cost_by counts them.
 WITH priced AS
 (
     SELECT

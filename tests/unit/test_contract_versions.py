@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from tests.helpers import factories
 from tests.helpers.pricing_oracle import expected_cost
-from tokenledger.contract.messages import V3_USAGE_FIELDS, UsageEvent
+from tokenledger.contract.messages import USAGE_FIELDS_SINCE, UsageEvent
 from tokenledger.contract.price_book import load_price_book
 from tokenledger.streams.worker.state import ChangelogState
 from tokenledger.streams.worker.usage import UsageTask, UsageTopics
@@ -29,8 +29,7 @@ def v1_bytes(**changes: object) -> bytes:
         ).model_dump_json()
     )
     doc["schema_version"] = 1
-    del doc["cache_write_1h_tokens"], doc["service_tier"]
-    for name in V3_USAGE_FIELDS:
+    for name in (*USAGE_FIELDS_SINCE[2], *USAGE_FIELDS_SINCE[3]):
         del doc[name]
     return json.dumps(doc).encode()
 

@@ -2,9 +2,9 @@
 
 The cost counted is the price book's (the operator's file over genai-prices, in force at
 the event's time, for its batch processing and service tier), 0 for a cache hit (its table
-cost is what it saved), 0 for a retry answered from a claim (``replay_of``: its table cost, the
-first attempt's tokens, is what the claim prevented), or unpriced for an unknown model: never $0. A caller's own
-``cost_nusd`` is kept beside it (``reported_cost_nusd``) and a disagreement flagged
+cost is what it saved), 0 for a retry answered from a claim (``replay_of``: its table cost,
+the first attempt's tokens, is what the claim prevented), or unpriced for an unknown model:
+never $0. A caller's own ``cost_nusd`` is kept beside it (``reported_cost_nusd``) and a disagreement flagged
 (``cost_mismatch``), but it is counted only where the book has no price, or for a service
 the operator trusts to report what the provider billed (``TOKENLEDGER_TRUSTED_COST_SERVICES``,
 e.g. a gateway): a caller cannot spend without it counting by claiming a cost of 0. The
@@ -137,9 +137,6 @@ def costs(
     version = quote.version if quote is not None else f"{book.version}:unknown"
     reported = event.cost_nusd
     mismatch = False
-    served = event.cache != "none" or event.replay_of is not None  # no model call
-    if reported is not None and table_cost is not None and not served:
-        mismatch = cost_mismatch(reported, table_cost)
     if event.replay_of is not None:
         cost, source = 0, "replay"  # a retry answered from a claim: table_cost prevented
     elif event.cache != "none":
@@ -150,6 +147,8 @@ def costs(
         cost, source = table_cost, "table"
     else:
         cost, source = None, "unpriced"
+    if reported is not None and table_cost is not None and source not in ("cache", "replay"):
+        mismatch = cost_mismatch(reported, table_cost)  # a model was called: it was billed
     return {
         "cost_nusd": cost,
         "reported_cost_nusd": reported,
