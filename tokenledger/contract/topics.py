@@ -12,6 +12,8 @@ BUDGETS = "tokenledger.budgets.v1"
 SIGNALS = "tokenledger.signals.v1"
 ALERTS = "tokenledger.alerts.v1"
 DLQ = "tokenledger.dlq.v1"
+CLAIMS = "tokenledger.claims.v1"
+"""Claims on logical requests by idempotency key, kept by the edge instances (compacted)."""
 WORKER_CHANGELOG = "tokenledger.worker.changelog.v1"
 """The stream workers' state (dedup, windows), written in their transactions (internal)."""
 
@@ -42,6 +44,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(ALERTS, configs={"retention.ms": _MONTH_MS}),
     TopicSpec(DLQ, configs={"retention.ms": _MONTH_MS}),
     TopicSpec(WORKER_CHANGELOG, compacted=True, configs=_COMPACTED),
+    TopicSpec(CLAIMS, compacted=True, configs=_COMPACTED),
 )
 
 

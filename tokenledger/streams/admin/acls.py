@@ -86,7 +86,9 @@ def components(settings: Settings) -> list[Component]:
     edge = (
         *topics(write, t.REQUESTS, t.USAGE, t.OUTCOMES),
         *topics(read, t.SIGNALS),
-        group("tokenledger-edge-", "Read", prefixed=True),  # one group per edge process
+        *topics(("Read", "Write"), t.CLAIMS),
+        # one group per edge process (signals), and tokenledger-edge-claims shared by all
+        group("tokenledger-edge-", "Read", prefixed=True),
     )
     # a BudgetGuard's group (tokenledger-guard-<id>, not namespaced) only finds the
     # coordinator: the guard assigns partitions and commits nothing
