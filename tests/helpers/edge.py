@@ -44,6 +44,7 @@ class Served:
     """More keys, by service name."""
     proc: subprocess.Popen[bytes]
     log: Path
+    key_file: Path
 
     def call(
         self,
@@ -93,15 +94,26 @@ def key_list(path: Path, grants: Mapping[str, list[str]]) -> dict[str, str]:
 
 @contextmanager
 def served(
-    env: Mapping[str, str], tmp: Path, *args: str, grants: Mapping[str, list[str]] | None = None
+    env: Mapping[str, str],
+    tmp: Path,
+    *args: str,
+    grants: Mapping[str, list[str]] | None = None,
+    keys_of: Served | None = None,
 ) -> Iterator[Served]:
     """`tokenledger serve` on a free port with a key list of its own (``grants`` adds keys
-    by service), once its /ready answers; stopped on the way out."""
-    made = key_list(tmp / "keys.json", {"*": ["*"], **(grants or {})})
+    by service; ``keys_of`` another edge's list instead), once its /ready answers; stopped on
+    the way out."""
+    if keys_of is None:
+        made = key_list(tmp / "keys.json", {"*": ["*"], **(grants or {})})
+    else:
+        made = {"*": keys_of.key, **keys_of.keys}
+        (tmp / "keys.json").write_text(keys_of.key_file.read_text())
     port = free_port()
     argv = [TOKENLEDGER, "serve", "--port", str(port), "--keys", str(tmp / "keys.json"), *args]
     with Supervisor(tmp, {**os.environ, **env}, grace_s=30) as children:
         child = children.start(f"edge-{port}", argv, append=True)
-        edge = Served(f"http://127.0.0.1:{port}", made["*"], made, child.proc, child.log)
+        edge = Served(
+            f"http://127.0.0.1:{port}", made["*"], made, child.proc, child.log, tmp / "keys.json"
+        )
         children.wait_until(child.name, edge.ready, 60, "its /ready", interval_s=0.1)
         yield edge

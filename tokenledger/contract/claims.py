@@ -55,14 +55,18 @@ def _nfc(value: Any) -> Any:
     return value
 
 
-class _Body(BaseModel):
+class ClaimBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tenant_id: Name
     idempotency_key: Id
 
 
-class ClaimRequest(_Body):
+class LookRequest(ClaimBody):
+    """``GET /v1/claims?tenant_id=&idempotency_key=[&wait=<s>]``: the key's state."""
+
+
+class ClaimRequest(ClaimBody):
     """``POST /v1/claims`` (``?wait=<s>`` to wait for an attempt in flight)."""
 
     fingerprint: Fingerprint
@@ -71,14 +75,14 @@ class ClaimRequest(_Body):
     lease_s: float = Field(DEFAULT_LEASE_S, ge=1.0, le=MAX_LEASE_S)
 
 
-class RenewRequest(_Body):
+class RenewRequest(ClaimBody):
     """``POST /v1/claims/renew``: the holder extends its lease."""
 
     token: Token
     lease_s: float = Field(DEFAULT_LEASE_S, ge=1.0, le=MAX_LEASE_S)
 
 
-class CompleteRequest(_Body):
+class CompleteRequest(ClaimBody):
     """``POST /v1/claims/complete``: the holder's attempt succeeded. ``usage`` is its token
     counts (what a replayed retry reports), ``result_b64`` the response, kept only when the
     edge stores results for the claim's feature or route."""
@@ -89,7 +93,7 @@ class CompleteRequest(_Body):
     result_b64: str | None = None
 
 
-class ReleaseRequest(_Body):
+class ReleaseRequest(ClaimBody):
     """``POST /v1/claims/release``: the holder's attempt failed; a retry may generate."""
 
     token: Token

@@ -21,6 +21,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from tokenledger.streams.edge import app as edge_app
     from tokenledger.streams.edge import checks, genai_spans
     from tokenledger.streams.edge.bodies import MIB, Limits
+    from tokenledger.streams.edge.claims import ClaimSettings
     from tokenledger.streams.edge.credentials import broker_credentials
     from tokenledger.streams.edge.keys import ApiKeys
 
@@ -30,6 +31,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError("--produce-timeout must be 0.1..300 seconds")
     if not 1 <= args.max_batch <= 100_000 or not 1 <= args.max_body_mib <= 1024:
         raise UserError("--max-batch must be 1..100000 and --max-body-mib 1..1024")
+    if not 0 <= args.claims_max_wait <= 600 or not 60 <= args.claims_result_ttl <= 7 * 86400:
+        raise UserError("--claims-max-wait must be 0..600 seconds, --claims-result-ttl 60..604800")
+    if not 1 <= args.claims_max_result_kib <= 16 * 1024:
+        raise UserError("--claims-max-result-kib must be 1..16384")
     credentials = broker_credentials(env_options())
     keys = ApiKeys.load(os.environ, Path(args.keys) if args.keys else None)
     try:
@@ -53,6 +58,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         produce_timeout_s=args.produce_timeout,
         public_keys=public_keys,
         credentials=credentials,
+        claims=ClaimSettings(
+            max_wait_s=args.claims_max_wait,
+            store_results_for=frozenset(args.claims_store_results or ()),
+            max_result_bytes=args.claims_max_result_kib * 1024,
+            result_ttl_s=args.claims_result_ttl,
+        ),
+        advertised_url=args.advertise_url,
         authz_headers=checks.AuthzHeaders(
             args.tenant_header.lower(),
             args.feature_header.lower(),
@@ -132,6 +144,36 @@ def register(add: Add) -> None:
         type=float,
         default=10.0,
         help="seconds to wait for the broker's acknowledgement before answering 503 (10)",
+    )
+    p.add_argument(
+        "--advertise-url",
+        help="where other edge instances reach this one, to forward claims it owns "
+        "(http://<host>:<port>)",
+    )
+    p.add_argument(
+        "--claims-max-wait",
+        type=float,
+        default=60.0,
+        help="longest ?wait= a claim may hold for an attempt in flight, seconds (60)",
+    )
+    p.add_argument(
+        "--claims-store-results",
+        action="append",
+        metavar="FEATURE_OR_ROUTE",
+        help="keep completed results of this feature or route for replay (repeat; '*' all); "
+        "none by default",
+    )
+    p.add_argument(
+        "--claims-max-result-kib",
+        type=int,
+        default=1024,
+        help="largest stored result, KiB (1024)",
+    )
+    p.add_argument(
+        "--claims-result-ttl",
+        type=float,
+        default=24 * 3600.0,
+        help="seconds a completed claim (and its result) answers retries (86400)",
     )
     for name, default in (
         ("tenant", "x-tokenledger-tenant"),

@@ -30,7 +30,7 @@ from tokenledger.contract import topics
 from tokenledger.signal_book import SignalBook
 from tokenledger.streams.admin import hmac_migration, signer
 from tokenledger.streams.config import Settings
-from tokenledger.streams.edge import checks, genai_spans
+from tokenledger.streams.edge import checks, claim_service, genai_spans
 from tokenledger.streams.edge.bodies import (
     HttpError,
     Limits,
@@ -40,6 +40,7 @@ from tokenledger.streams.edge.bodies import (
     too_large,
     unreadable,
 )
+from tokenledger.streams.edge.claims import Claims, ClaimSettings
 from tokenledger.streams.edge.handlers import BrokerUnavailableError, Edge, Record
 from tokenledger.streams.edge.kafka import EdgeApp, broker_url
 from tokenledger.streams.edge.keys import ApiKeys
@@ -65,6 +66,10 @@ class EdgeConfig:
     """Signals count only when signed by one of these (the workers'); None checks nothing."""
     credentials: CredentialsT | None = None
     """SASL/TLS for the broker (tokenledger.streams.edge.credentials, from TOKENLEDGER_KAFKA_OPT_*)."""
+    claims: ClaimSettings = field(default_factory=ClaimSettings)
+    advertised_url: str | None = None
+    """Where the other edge instances reach this one (claims are forwarded to their owner);
+    default ``http://<host>:<port>``."""
 
 
 WRITER_SETTINGS = (signer.ENV, hmac_migration.ENV)
@@ -154,7 +159,8 @@ def build(settings: Settings, config: EdgeConfig) -> tuple[EdgeApp, Edge]:
     edge = Edge(config.keys, book, send, config.limits, config.mapping, config.authz_headers)
     feed = Feed(book)
     _agent(app, settings.topic(topics.SIGNALS), feed)
-    _views(app, edge, config.limits)
+    claims = claim_service.start(app, settings, config, edge.caller)
+    _views(app, edge, config.limits, claims)
     return app, edge
 
 
@@ -204,7 +210,7 @@ def _innermost(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
-def _views(app: EdgeApp, edge: Edge, limits: Limits) -> None:
+def _views(app: EdgeApp, edge: Edge, limits: Limits, claims: Claims) -> None:
     from faust import web
 
     def respond(view: web.View, reply: Reply) -> Any:
@@ -250,6 +256,34 @@ def _views(app: EdgeApp, edge: Edge, limits: Limits) -> None:
 
     app.page("/v1/authz")(Authz)
     app.page("/v1/authz/nginx")(AuthzNginx)
+
+    async def claimed(view: web.View, request: Any, handler: Any, *args: Any) -> Any:
+        try:
+            body = await _body(request, limits.max_body_bytes)
+            return respond(view, await handler(request.headers, *args, body))
+        except HttpError as exc:
+            return respond(view, edge.refused(exc))
+
+    @app.page("/v1/claims")
+    class ClaimsView(web.View):
+        async def post(self, request: Any) -> Any:
+            return await claimed(self, request, claims.claim, request.query)
+
+        async def get(self, request: Any) -> Any:
+            try:
+                return respond(self, await claims.look(request.headers, request.query))
+            except HttpError as exc:
+                return respond(self, edge.refused(exc))
+
+    for name in ("renew", "complete", "release"):
+
+        class ClaimStep(web.View):
+            step = getattr(claims, name)
+
+            async def post(self, request: Any) -> Any:
+                return await claimed(self, request, self.step)
+
+        app.page(f"/v1/claims/{name}")(type(f"Claim{name.title()}", (ClaimStep,), {}))
 
     @app.page("/health")
     class Health(web.View):
