@@ -116,7 +116,7 @@ def test_one_generation_per_key_across_two_edges(kafka_bootstrap: str, tmp_path:
         # completed claim answers with its event id only
         theirs = post(a, "/v1/claims", claim_body("globex", "req-0", feature="summary"))
         assert theirs.status == 201, theirs.body
-        done = post(
+        kept = post(
             a,
             "/v1/claims/complete",
             {
@@ -127,7 +127,7 @@ def test_one_generation_per_key_across_two_edges(kafka_bootstrap: str, tmp_path:
                 "result_b64": result,
             },
         )
-        assert (done.status, done.json()["result_stored"]) == (200, False)
+        assert (kept.status, kept.json()["result_stored"]) == (200, False)
         replay = post(b, "/v1/claims", claim_body("globex", "req-0")).json()
         assert (replay["event_id"], replay["result_b64"]) == ("ev-globex", None)
 
