@@ -17,11 +17,17 @@ async def get(request: web.Request) -> web.Response:
     return web.json_response({"allowed": True, "state": "allow"})
 
 
+async def claim(request: web.Request) -> web.Response:
+    await request.read()
+    return web.json_response({"status": "claimed", "token": "0" * 32}, status=201)
+
+
 def main(port: int) -> None:
     app = web.Application(client_max_size=6 << 20)
     app.router.add_post("/v1/events", post)
     app.router.add_post("/v1/traces", post)
     app.router.add_get("/v1/check", get)
+    app.router.add_post("/v1/claims", claim)
     app.router.add_get("/ready", get)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 

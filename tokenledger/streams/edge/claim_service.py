@@ -1,7 +1,7 @@
 """The claims service inside the edge app: its group consumer, writes, forwarding, sweep.
 
 Wires tokenledger.streams.edge.claim_owner (who decides) and tokenledger.streams.edge.claims
-(the HTTP logic) to the Faust app: the app's producer writes claims (``acks=all``), a task
+(the HTTP logic) to the Faust app: a producer of its own writes claims (idempotent, ``acks=all``, answered per record rather than through Faust's send buffer), a task
 follows the ``tokenledger-edge-claims`` group, an aiohttp client forwards requests to a
 key's owner, and a timer tombstones claims that no longer bind (lapsed leases, results past
 their TTL), so the compacted topic forgets them.
@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from faust.exceptions import ProducerSendError
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from tokenledger.contract import topics
@@ -45,12 +45,16 @@ def start(
     topic = settings.topic(topics.CLAIMS)
     url = config.advertised_url or f"http://{config.host}:{config.port}"
 
+    producer: list[AIOKafkaProducer] = []
+
     async def produce(partition: int, key: bytes, value: bytes | None) -> None:
         try:
+            if not producer:
+                raise KafkaError("the claims producer has not started")
             async with asyncio.timeout(config.produce_timeout_s):
-                sent = await app.producer.send(topic, key, value, partition, None, None)
+                sent = await producer[0].send(topic, value, key=key, partition=partition)
                 await sent
-        except (TimeoutError, KafkaError, ProducerSendError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             raise HttpError(
                 503,
                 f"Kafka did not acknowledge the claim ({exc or type(exc).__name__}); nothing "
@@ -92,9 +96,19 @@ def start(
         auth = credentials_to_aiokafka_auth(config.credentials)
         bootstrap = [h.strip() for h in settings.kafka.split(",") if h.strip()]
         consumer = consumer_for(settings.topic(GROUP), keeper, bootstrap, auth)
+        writer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=1,
+            **auth,
+        )
+        await writer.start()
+        producer.append(writer)
         try:
             await keeper.run(consumer)
         finally:
+            await writer.stop()
             if session:
                 await session[0].close()
 
