@@ -105,6 +105,7 @@ def test_a_lapsed_lease_still_completes_until_another_attempt_claims() -> None:
     )
     retry = ClaimRequest(tenant_id="acme", idempotency_key="k", fingerprint=FP)
     taken = claim_state.claim(c, retry, T0 + 5000, "b" * 32)[1]
+    assert isinstance(taken, Claim) and taken.token == "b" * 32
     assert (
         claim_state.complete(taken, req, T0 + 5001, store_result=False, ttl_ms=10)[0].status
         == "lost"
