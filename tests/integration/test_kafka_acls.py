@@ -97,13 +97,13 @@ def read_as(kafka: SecureKafka, who: str, topic: str) -> tuple[list[bytes], set[
 def test_acls_are_applied_by_the_admin_only(space: Secured) -> None:
     lines = space.applied.splitlines()
     assert lines[0] == " 12 ACL(s) for worker (User:tokenledger-worker)"
-    assert lines[-1] == f"applied 39 ACL(s) on {space.kafka.bootstrap}"
+    assert lines[-1] == f"applied 41 ACL(s) on {space.kafka.bootstrap}"
     one_line_error(
         tl(space.env("gateway"), "kafka", "acls", "--apply"), 2, "not allowed to create ACLs"
     )
     printed = tl(space.env("admin"), "kafka", "acls")
     assert printed.returncode == 0, printed.stderr
-    assert sum(line.count("--operation") for line in printed.stdout.splitlines()) == 39
+    assert sum(line.count("--operation") for line in printed.stdout.splitlines()) == 41
     for password in space.kafka.passwords.values():
         assert password not in printed.stdout + printed.stderr + space.applied
 

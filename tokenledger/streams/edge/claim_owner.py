@@ -207,9 +207,10 @@ class ClaimKeeper(ConsumerRebalanceListener):
         tps = list(assigned)
         self.partitions = len(self.consumer.partitions_for_topic(self.topic) or ())
         ends = await self.consumer.end_offsets(tps) if tps else {}
+        if tps:
+            await self.consumer.seek_to_beginning(*tps)
         for tp in tps:
             self.tables[tp.partition] = {}
-            self.consumer.seek_to_beginning(tp)
             self.loading[tp.partition] = ends[tp]
         await self._check_loaded()
         log.info("claims: this edge owns partitions %s of %d", sorted(self.tables), self.partitions)

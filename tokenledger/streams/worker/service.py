@@ -67,8 +67,9 @@ def build(
         raise UserError(str(exc)) from None
     names = {t.name: settings.topic(t.name) for t in topics.TOPICS}
     specs = [topics.TopicSpec(names[t.name], t.compacted, t.configs) for t in topics.TOPICS]
-    # outcomes is the sink's: offered to a developer's broker, never needed by the worker
-    refusable = {names[topics.OUTCOMES]}
+    # outcomes is the sink's and claims the edge's: offered to a developer's broker, never
+    # needed by the worker (whose principal may not even see them)
+    refusable = {names[topics.OUTCOMES], names[topics.CLAIMS]}
     create_topics(
         settings.kafka, specs, settings.partitions, settings.replication_factor, refusable
     )
