@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -17,6 +18,7 @@ import tokenledger
 from tests.helpers.paths import ROOT
 from tokenledger import BudgetGuard, Call, Ledger
 from tokenledger.contract import topics
+from tokenledger.contract.claims import ClaimRequest, CompleteRequest, fingerprint
 from tokenledger.contract.messages import UsageEvent
 from tokenledger.streams.edge import checks, cloudevents_in
 from tokenledger.streams.edge.bodies import Limits
@@ -74,13 +76,16 @@ def test_every_link_leads_to_a_file_and_heading_that_exist(page: Path) -> None:
     assert broken == []
 
 
-def curl_calls(page: Path, tmp: Path) -> list[list[str]]:
-    """The page's curl commands run by bash as written, each with the arguments curl gets."""
-    (block,) = [b for b in fenced(page, "sh") if "curl " in b]
+def curl_calls(
+    page: Path, tmp: Path, endpoint: str = "/v1/events", start: str = "curl "
+) -> list[list[str]]:
+    """The page's curl commands (the block that calls ``endpoint``, from ``start`` on) run by
+    bash as written, each with the arguments curl gets."""
+    (block,) = [b for b in fenced(page, "sh") if "curl " in b and endpoint in b]
     out = tmp / page.stem
     out.mkdir()
     script = 'n=0; curl() { n=$((n+1)); printf "%s\\0" "$@" > "$OUT/$n"; }\n'
-    script += block[block.index("curl ") :]
+    script += block[block.index(start) :]
     env = {"PATH": "/usr/bin:/bin", "KEY": "tlk_example", "OUT": str(out)}
     subprocess.run(["bash", "-c", script], env=env, check=True, timeout=30)
     return [(out / str(i)).read_text().split("\0")[:-1] for i in (1, 2)]
@@ -114,6 +119,22 @@ def test_the_curl_example_is_an_event_and_a_question_the_edge_accepts(
     )
     question = checks.from_query(dict(parse_qsl(query, strict_parsing=True)))
     assert question == checks.Question("acme", "search", None, 20_000_000)
+
+
+def test_the_claims_curl_example_is_a_claim_the_edge_accepts(tmp_path: Path) -> None:
+    claim, complete = curl_calls(README, tmp_path, "/v1/claims", start="FP=")
+    assert claim[:4] == ["-s", "-X", "POST", "localhost:8787/v1/claims?wait=30"]
+    req = ClaimRequest.model_validate_json(claim[claim.index("-d") + 1])
+    assert (req.tenant_id, req.idempotency_key, req.feature) == (
+        "acme",
+        "order-42-summary",
+        "summary",
+    )
+    # the shell's sha256sum of the documented text is the SDK's fingerprint
+    assert req.fingerprint == fingerprint("gpt-4o", "Summarize ...", {})
+    assert complete[3] == "localhost:8787/v1/claims/complete"
+    sent = json.loads(complete[complete.index("-d") + 1])
+    assert set(sent) <= set(CompleteRequest.model_fields)
 
 
 def sdk_calls(page: Path) -> set[str]:
