@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import tl
-from tokenledger.contract.topics import BUDGETS, SIGNALS, TOPICS, WORKER_CHANGELOG, TopicSpec
+from tokenledger.contract.topics import (
+    BUDGETS,
+    CLAIMS,
+    SIGNALS,
+    TOPICS,
+    WORKER_CHANGELOG,
+    TopicSpec,
+)
 from tokenledger.streams.admin.topics import create_topics, describe_topics, metadata_ok
 
 pytestmark = pytest.mark.integration
@@ -95,7 +102,7 @@ def test_topics_are_created_once_with_their_configs(kafka_bootstrap: str) -> Non
     ) == dict.fromkeys(names, "exists")
     described = describe_topics(kafka_bootstrap, names)
     assert {s.name for s in specs if s.compacted} == {
-        f"{t}.{suffix}" for t in (BUDGETS, SIGNALS, WORKER_CHANGELOG)
+        f"{t}.{suffix}" for t in (BUDGETS, SIGNALS, WORKER_CHANGELOG, CLAIMS)
     }
     for spec in specs:
         info = described[spec.name]
