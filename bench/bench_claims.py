@@ -6,7 +6,6 @@ stand-in for a provider, with claims and without."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import sys
@@ -16,12 +15,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bench import Figure, local_broker, median, p99
-from bench.bench_edge import TOKENLEDGER, server
-from tokenledger.contract import topics
+from bench import Figure, median, p99
+from bench.bench_edge import TOKENLEDGER, edge_space, server
 from tokenledger.contract.claims import fingerprint
-from tokenledger.streams.admin.topics import create_topics
-from tokenledger.streams.edge import keys
 from tokenledger.streams.local.broker import free_port
 
 RATE = int(os.environ.get("TOKENLEDGER_BENCH_CLAIM_RATE", "2000"))
@@ -138,18 +134,7 @@ async def generations(base: str, headers: dict[str, str], use_claims: bool) -> t
 
 
 def run() -> list[Figure]:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {0})  # the client on core 0, the servers on core 1
-    with local_broker() as (bootstrap, tmp):
-        env = {
-            **os.environ,
-            "TOKENLEDGER_KAFKA": bootstrap,
-            "TOKENLEDGER_HOME": str(tmp),
-            "TOKENLEDGER_TOPIC_NAMESPACE": "",
-        }
-        create_topics(bootstrap, topics.TOPICS, 3, 1)
-        key = keys.new_key()
-        (tmp / "keys.json").write_text(json.dumps({"keys": [keys.entry("*", ["*"], key)]}))
+    with edge_space() as (env, tmp, key):
         auth = {"Authorization": f"Bearer {key}"}
         port = free_port()
         base = f"http://127.0.0.1:{port}"

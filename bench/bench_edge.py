@@ -166,9 +166,13 @@ def measure(base: str, key: str) -> dict[str, float]:
     }
 
 
-def run() -> list[Figure]:
+@contextmanager
+def edge_space() -> Iterator[tuple[dict[str, str], Path, str]]:
+    """This client pinned to core 0 (the servers go on core 1), a broker of its own with
+    every topic, and an API key for every tenant in ``<tmp>/keys.json``: (the servers'
+    environment, tmp, the key)."""
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {0})  # the client on core 0, the servers on core 1
+        os.sched_setaffinity(0, {0})
     with local_broker() as (bootstrap, tmp):
         env = {
             **os.environ,
@@ -179,6 +183,11 @@ def run() -> list[Figure]:
         create_topics(bootstrap, topics.TOPICS, 3, 1)
         key = keys.new_key()
         (tmp / "keys.json").write_text(json.dumps({"keys": [keys.entry("*", ["*"], key)]}))
+        yield env, tmp, key
+
+
+def run() -> list[Figure]:
+    with edge_space() as (env, tmp, key):
         port = free_port()
         with server(
             "edge",

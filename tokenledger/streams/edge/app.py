@@ -221,12 +221,13 @@ def _views(app: EdgeApp, edge: Edge, limits: Limits, claims: Claims) -> None:
             headers=dict(reply.headers),
         )
 
-    async def ingest(view: web.View, request: Any, handler: Any) -> Any:
+    async def ingest(view: web.View, request: Any, handler: Any, *args: Any) -> Any:
+        """``handler(headers, *args, body)`` on the body read within the limit."""
         try:
             body = await _body(request, limits.max_body_bytes)
+            return respond(view, await handler(request.headers, *args, body))
         except HttpError as exc:
             return respond(view, edge.refused(exc))
-        return respond(view, await handler(request.headers, body))
 
     @app.page("/v1/events")
     class Events(web.View):
@@ -257,17 +258,10 @@ def _views(app: EdgeApp, edge: Edge, limits: Limits, claims: Claims) -> None:
     app.page("/v1/authz")(Authz)
     app.page("/v1/authz/nginx")(AuthzNginx)
 
-    async def claimed(view: web.View, request: Any, handler: Any, *args: Any) -> Any:
-        try:
-            body = await _body(request, limits.max_body_bytes)
-            return respond(view, await handler(request.headers, *args, body))
-        except HttpError as exc:
-            return respond(view, edge.refused(exc))
-
     @app.page("/v1/claims")
     class ClaimsView(web.View):
         async def post(self, request: Any) -> Any:
-            return await claimed(self, request, claims.claim, request.query)
+            return await ingest(self, request, claims.claim, request.query)
 
         async def get(self, request: Any) -> Any:
             try:
@@ -281,7 +275,7 @@ def _views(app: EdgeApp, edge: Edge, limits: Limits, claims: Claims) -> None:
             step = getattr(claims, name)
 
             async def post(self, request: Any) -> Any:
-                return await claimed(self, request, self.step)
+                return await ingest(self, request, self.step)
 
         app.page(f"/v1/claims/{name}")(type(f"Claim{name.title()}", (ClaimStep,), {}))
 
